@@ -1,0 +1,86 @@
+# maad — real-time surface-defect inspection daemon.
+#   make          build everything under build/
+#   make test     build and run every test; ends with "N passed, N failed"
+#   make demo     a live line on a fake GigE camera (see README)
+# CUDA is built when $(CUDA)/bin/nvcc exists; CUDA_ARCHS lists the targets.
+
+CC         ?= cc
+CUDA       ?= /usr/local/cuda
+CUDA_ARCHS ?= sm_90
+PYTHON     ?= /usr/bin/python3
+B          := build
+
+PKGS   := aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
+                   -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
+LDLIBS := $(shell pkg-config --libs $(PKGS)) -ldnnl -lopenblas -lm -pthread
+
+NVCC      := $(CUDA)/bin/nvcc
+HAVE_CUDA := $(if $(wildcard $(NVCC)),1,)
+
+ENGINE_SRC := $(filter-out engine/backend_cuda.c,$(wildcard engine/*.c))
+ifeq ($(HAVE_CUDA),1)
+ENGINE_SRC += engine/backend_cuda.c
+ENGINE_CU  := $(wildcard engine/*.cu)
+override CFLAGS += -DMAA_HAVE_CUDA -I$(CUDA)/include
+LDLIBS     += -L$(CUDA)/lib64 -Wl,-rpath,$(CUDA)/lib64 -lcudnn -lcudart
+NVFLAGS    := -O3 -std=c++17 -I. -Xcompiler -Wall,-Werror -MMD -MP \
+              $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a:sm_%=%),code=$(a))
+endif
+
+CAMERA_SRC := $(wildcard camera/*.c)
+CONFIG_SRC := $(wildcard config/*.c)
+# daemon/: maad.c is the daemon's main, maa.c and maa-*.c the maa tool;
+# everything else is shared by both.
+MAAD_MAIN  := daemon/maad.c
+MAA_SRC    := $(wildcard daemon/maa.c daemon/maa-*.c)
+DAEMON_SRC := $(filter-out $(MAAD_MAIN) $(MAA_SRC),$(wildcard daemon/*.c))
+TEST_SRC   := $(wildcard tests/test_*.c)
+
+obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(filter %.cu,$(1)))
+
+LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
+PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
+TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
+
+all: $(PROGS) $(TESTS)
+
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(B)/libengine.a: $(call obj,$(ENGINE_SRC) $(ENGINE_CU))
+$(B)/libcamera.a: $(call obj,$(CAMERA_SRC))
+$(B)/libconfig.a: $(call obj,$(CONFIG_SRC))
+$(B)/libmaad.a:   $(call obj,$(DAEMON_SRC))
+$(B)/%.a:
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+# The C++ runtime is needed only when CUDA objects are in libengine.a.
+LINK = $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
+
+$(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
+	$(LINK)
+$(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
+	$(LINK)
+$(B)/tests/%: $(B)/tests/%.o $(LIBS)
+	$(LINK)
+
+test: all
+	@PYTHON=$(PYTHON) tests/run.sh
+
+demo: all
+	scripts/demo.sh
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all test demo clean
+.SECONDARY:
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

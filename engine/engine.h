@@ -1,0 +1,217 @@
+/* engine.h — the maa inspection engine: model file, backends, score, mask,
+ * calibration and image input.  This is the engine's only public header; no
+ * CUDA, oneDNN or LAPACK type appears here, so everything above the engine
+ * builds and is tested without those toolkits.
+ *
+ * Conventions: functions return MAA_OK (0) or MAA_ERR (-1) and, on error,
+ * write a one-line reason naming the problem into the caller's buffer
+ * (err, errlen; err may be NULL).  Nothing in the engine exits or aborts.
+ * Section numbers (SPEC §n) refer to shared/design/SPEC.md. */
+#ifndef MAA_ENGINE_H
+#define MAA_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { MAA_OK = 0, MAA_ERR = -1 };
+#define MAA_ERRLEN 512
+
+/* ---- model file (SPEC §3) ------------------------------------------------ */
+
+typedef struct maa_model maa_model;
+
+typedef struct {
+    int image_size;     /* S */
+    int channels;       /* C: 1 or 3 */
+    int g_base;         /* b */
+    int d_base;         /* a */
+    double bn_eps;
+    double lrelu_slope;
+    int markov_size;    /* H' = W' of f(x): S/8 - 3 */
+} maa_model_info;
+
+/* Load and validate a model file.  F16 tensors are widened to F32 at load. */
+int maa_model_load(const char *path, maa_model **out, char *err, size_t errlen);
+void maa_model_free(maa_model *m);
+const maa_model_info *maa_model_get_info(const maa_model *m);
+const char *maa_model_path(const maa_model *m);
+/* SHA-256 of the model file's bytes, 64 lowercase hex digits. */
+const char *maa_model_sha256(const maa_model *m);
+/* "F32", "F16" or "mixed": the storage dtype of the SPEC tensors. */
+const char *maa_model_dtype(const maa_model *m);
+size_t maa_model_tensor_count(const maa_model *m);
+size_t maa_model_param_count(const maa_model *m);
+/* __metadata__ entries in file order (i < count). */
+size_t maa_model_meta_count(const maa_model *m);
+const char *maa_model_meta_key(const maa_model *m, size_t i);
+const char *maa_model_meta_value(const maa_model *m, size_t i);
+/* A SPEC tensor by name as float32; NULL when the model has none by that
+ * name.  ndim/shape may be NULL. */
+const float *maa_model_tensor(const maa_model *m, const char *name, int *ndim,
+                              int64_t shape[4]);
+
+/* ---- engine and backends ------------------------------------------------- */
+
+typedef enum {
+    MAA_BACKEND_AUTO = 0, /* cuda when a device is present, else cpu */
+    MAA_BACKEND_REF,      /* plain C reference: the oracle, slow */
+    MAA_BACKEND_CPU,      /* oneDNN */
+    MAA_BACKEND_CUDA      /* CUDA + cuDNN */
+} maa_backend_kind;
+
+typedef enum {
+    MAA_PREC_DEFAULT = 0, /* the backend's default: cuda f16, others f32 */
+    MAA_PREC_F32,
+    MAA_PREC_F16,
+    MAA_PREC_BF16
+} maa_precision;
+
+typedef struct {
+    maa_backend_kind backend;
+    maa_precision precision;
+    int max_batch;  /* largest n that maa_engine_run will be given (>= 1) */
+    int threads;    /* CPU threads; 0 = all cores */
+    int device;     /* CUDA device ordinal */
+} maa_engine_opts;
+
+typedef struct maa_engine maa_engine;
+
+/* "auto", "ref", "cpu", "cuda" <-> kind. */
+int maa_backend_parse(const char *name, maa_backend_kind *out);
+const char *maa_backend_name(maa_backend_kind kind);
+/* MAA_OK when the backend can run on this machine, else the reason. */
+int maa_backend_available(maa_backend_kind kind, char *why, size_t whylen);
+int maa_precision_parse(const char *name, maa_precision *out);
+const char *maa_precision_name(maa_precision p);
+
+/* Everything a backend needs is allocated here; runs allocate nothing.
+ * The model must outlive the engine. */
+int maa_engine_create(const maa_model *m, const maa_engine_opts *opts,
+                      maa_engine **out, char *err, size_t errlen);
+void maa_engine_free(maa_engine *e);
+maa_backend_kind maa_engine_backend(const maa_engine *e);
+maa_precision maa_engine_precision(const maa_engine *e);
+
+/* Run n (1..max_batch) images through the generator and the Markov encoder.
+ *   x      n x C x S x S, values in [-1, 1] (SPEC §1)
+ *   recon  n x C x S x S, r = G(x)
+ *   fx, fr n x M x M, f(x) and f(r), M = markov_size
+ * Each image's outputs do not depend on the others in the batch. */
+int maa_engine_run(maa_engine *e, int n, const float *x, float *recon,
+                   float *fx, float *fr, char *err, size_t errlen);
+
+/* ---- score (SPEC §4) ----------------------------------------------------- */
+
+/* Fréchet Markov Distance of two rows x cols feature matrices (row-major,
+ * rows are the observations), computed in float64. */
+int maa_fmd(const float *fi, const float *fr, int rows, int cols,
+            double *out, char *err, size_t errlen);
+
+/* ---- mask (SPEC §6) ------------------------------------------------------ */
+
+typedef struct {
+    int x, y, w, h; /* bounding box in model pixels */
+    int area;       /* pixels in the region */
+} maa_region;
+
+/* m = v*v, v the local variance (window w, odd) of e = mean_c |x - r|.
+ * x, r: C x S x S; m: S x S.  scratch: 3*S*S floats. */
+void maa_varmap(const float *x, const float *r, int c, int s, int window,
+                float *m, float *scratch);
+
+/* mask = m > t_pix, then 8-connected regions of fewer than min_area pixels
+ * are dropped.  mask: S x S bytes, 0 or 255.  Up to max_regions are stored
+ * (largest first); *total gets the number found.  labels: S*S ints scratch. */
+int maa_regions(const float *m, int s, double t_pix, int min_area,
+                uint8_t *mask, int *labels, maa_region *regions,
+                int max_regions, int *nregions, int *total);
+
+/* ---- calibration (SPEC §5, §6) ------------------------------------------- */
+
+typedef struct {
+    char model_sha256[65];
+    int n;
+    double mu, sigma, gamma, threshold;  /* threshold = mu + gamma*sigma */
+    char normality_test[32];             /* "dagostino-pearson" */
+    double normality_stat, normality_p;
+    double pixel_threshold;              /* T_pix */
+    double mask_fraction;                /* q used to fit T_pix */
+    int mask_window;                     /* w */
+    int min_region_area;
+    double score_min, score_max;
+} maa_calibration;
+
+/* Fit mu, sigma (sample sd), n, threshold and the normality test from the
+ * scores of good images (n >= 20). */
+int maa_calibration_fit(const double *scores, int n, double gamma,
+                        maa_calibration *c, char *err, size_t errlen);
+/* T_pix such that at most floor(q*n) of the good images have any m pixel
+ * above it; peaks[i] = max over image i of m. */
+double maa_pixel_threshold(const double *peaks, int n, double q);
+/* Change gamma (and so the threshold) of a fitted calibration. */
+void maa_calibration_set_gamma(maa_calibration *c, double gamma);
+int maa_calibration_save(const char *path, const maa_calibration *c,
+                         char *err, size_t errlen);
+int maa_calibration_load(const char *path, maa_calibration *c,
+                         char *err, size_t errlen);
+/* Refuses a calibration made with another model file. */
+int maa_calibration_check_model(const maa_calibration *c, const maa_model *m,
+                                char *err, size_t errlen);
+
+/* ---- images (SPEC §1) ---------------------------------------------------- */
+
+typedef struct {
+    int width, height;
+    int channels;  /* 1, 3 or 4 (alpha is ignored by preprocessing) */
+    int depth;     /* bits per sample: 8 or 16 (16-bit: host-order uint16) */
+    void *data;    /* interleaved rows, no padding */
+} maa_image;
+
+/* PNG (8/16-bit gray, gray+alpha, RGB, RGBA), PGM/PPM (P2, P3, P5, P6) and
+ * BMP (8-bit palette, 24, 32-bit); the format is read from the content. */
+int maa_image_load(const char *path, maa_image *img, char *err, size_t errlen);
+void maa_image_free(maa_image *img);
+/* 8-bit gray or RGB to a PNG file, or to a malloc'd buffer (*buf, *len). */
+int maa_png_write(const char *path, const uint8_t *px, int w, int h, int ch,
+                  char *err, size_t errlen);
+int maa_png_encode(const uint8_t *px, int w, int h, int ch, void **buf,
+                   size_t *len, char *err, size_t errlen);
+/* Resize to s x s (area average when shrinking, bilinear when enlarging,
+ * per axis), scale to [-1, 1] (16-bit: p / 32767.5 - 1), and write c x s x s
+ * planar floats.  Gray feeds a 3-channel model by replication; an RGB image
+ * for a 1-channel model is refused. */
+int maa_preprocess(const maa_image *img, int s, int c, float *out,
+                   char *err, size_t errlen);
+
+/* ---- inspection: engine + score + decision + mask ------------------------ */
+
+#define MAA_MAX_REGIONS 32
+
+typedef enum { MAA_UNJUDGED = 0, MAA_PASS, MAA_REJECT } maa_verdict;
+
+typedef struct {
+    double score;       /* FMD */
+    double mask_peak;   /* max of m: what calibration of T_pix needs */
+    maa_verdict verdict;   /* MAA_UNJUDGED without a calibration */
+    int nregions;          /* regions stored (<= MAA_MAX_REGIONS) */
+    int regions_total;     /* regions found */
+    maa_region regions[MAA_MAX_REGIONS];
+} maa_result;
+
+typedef struct maa_inspector maa_inspector;
+
+int maa_inspector_create(const maa_model *m, const maa_engine_opts *opts,
+                         maa_inspector **out, char *err, size_t errlen);
+void maa_inspector_free(maa_inspector *in);
+maa_engine *maa_inspector_engine(maa_inspector *in);
+/* Judge n preprocessed images.  cal may be NULL (score only; mask window 7,
+ * no regions).  Verdict: reject when score > cal->threshold (SPEC §5). */
+int maa_inspect(maa_inspector *in, const maa_calibration *cal, int n,
+                const float *x, maa_result *res, char *err, size_t errlen);
+/* The last batch's intermediates for image i, valid until the next call. */
+const float *maa_inspector_recon(const maa_inspector *in, int i);
+const float *maa_inspector_markov(const maa_inspector *in, int i, int recon);
+const float *maa_inspector_varmap(const maa_inspector *in, int i);
+const uint8_t *maa_inspector_mask(const maa_inspector *in, int i);
+
+#endif

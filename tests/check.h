@@ -1,0 +1,59 @@
+/* check.h — the tiny test harness every tests/test_*.c uses.
+ * A test is a function; CHECK marks the running test failed (and carries on,
+ * so one run shows every broken assertion); SKIP ends it as skipped.  main()
+ * ends with CHECK_SUMMARY(), which prints "N passed, N failed[, N skipped]". */
+#ifndef MAA_CHECK_H
+#define MAA_CHECK_H
+
+#include <math.h>
+#include <stdio.h>
+
+static int check_pass, check_fail, check_skip, check_cur_failed, check_cur_skipped;
+
+#define CHECK(cond, ...)                                                     \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            check_cur_failed = 1;                                            \
+            fprintf(stderr, "  FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, "" __VA_ARGS__);                                 \
+            fputc('\n', stderr);                                             \
+        }                                                                    \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                \
+    CHECK(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g (tol %g)",  \
+          (double)(a), (double)(b), (double)(tol))
+
+#define SKIP(...)                                                            \
+    do {                                                                     \
+        check_cur_skipped = 1;                                               \
+        printf("  SKIP: ");                                                  \
+        printf(__VA_ARGS__);                                                 \
+        putchar('\n');                                                       \
+        return;                                                              \
+    } while (0)
+
+#define RUN(fn)                                                              \
+    do {                                                                     \
+        check_cur_failed = check_cur_skipped = 0;                            \
+        fn();                                                                \
+        if (check_cur_skipped && !check_cur_failed) {                        \
+            check_skip++;                                                    \
+            printf("skip %s\n", #fn);                                        \
+        } else if (check_cur_failed) {                                       \
+            check_fail++;                                                    \
+            printf("FAIL %s\n", #fn);                                        \
+        } else {                                                             \
+            check_pass++;                                                    \
+            printf("ok   %s\n", #fn);                                        \
+        }                                                                    \
+        fflush(stdout);                                                      \
+    } while (0)
+
+#define CHECK_SUMMARY()                                                      \
+    (check_skip ? printf("%d passed, %d failed, %d skipped\n", check_pass,   \
+                         check_fail, check_skip)                             \
+                : printf("%d passed, %d failed\n", check_pass, check_fail),  \
+     check_fail ? 1 : 0)
+
+#endif
