@@ -17,7 +17,7 @@ override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
 LDLIBS := $(shell pkg-config --libs $(PKGS)) -ldnnl -lopenblas -lm -pthread
 
 NVCC      := $(CUDA)/bin/nvcc
-HAVE_CUDA := $(if $(wildcard $(NVCC)),1,)
+HAVE_CUDA := $(if $(and $(wildcard $(NVCC)),$(wildcard engine/backend_cuda.c)),1,)
 
 ENGINE_SRC := $(filter-out engine/backend_cuda.c,$(wildcard engine/*.c))
 ifeq ($(HAVE_CUDA),1)
