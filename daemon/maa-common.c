@@ -1,5 +1,9 @@
 /* maa-common.c — what the maa subcommands share. */
 #include <dirent.h>
+#include <libgen.h>
+#include <limits.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,4 +163,76 @@ void maa_cli_progress(const char *what, int done, int total)
         return;
     fprintf(stderr, "\r%s %d/%d (%d%%)%s", what, done, total, total ? 100 * done / total : 100,
             done == total ? "\n" : "");
+}
+
+static int find_script(const char *name, char *path, size_t len)
+{
+    const char *env = getenv("MAA_SCRIPTS");
+    if (env) {
+        snprintf(path, len, "%s/%s", env, name);
+        return access(path, R_OK) == 0 ? MAA_OK : MAA_ERR;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        snprintf(path, len, "%s/../scripts/%s", dirname(exe), name);
+        if (access(path, R_OK) == 0)
+            return MAA_OK;
+    }
+    snprintf(path, len, "/usr/local/share/maad/scripts/%s", name);
+    return access(path, R_OK) == 0 ? MAA_OK : MAA_ERR;
+}
+
+extern char **environ;
+
+int maa_cli_run_script(const char *name, const char *const *args)
+{
+    char path[PATH_MAX + 64];
+    if (find_script(name, path, sizeof path)) {
+        fprintf(stderr, "maa: warning: script %s not found (set MAA_SCRIPTS); no plot\n", name);
+        return MAA_ERR;
+    }
+    const char *python = getenv("MAA_PYTHON") ? getenv("MAA_PYTHON") : "/usr/bin/python3";
+    const char *argv[64] = {python, path};
+    int k = 2;
+    for (int i = 0; args[i] && k < 63; i++)
+        argv[k++] = args[i];
+    argv[k] = NULL;
+    pid_t pid;
+    int rc = posix_spawn(&pid, python, NULL, NULL, (char *const *)argv, environ), st = 0;
+    if (rc) {
+        fprintf(stderr, "maa: warning: cannot run %s: %s\n", python, strerror(rc));
+        return MAA_ERR;
+    }
+    if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+        fprintf(stderr, "maa: warning: %s %s failed\n", python, path);
+        return MAA_ERR;
+    }
+    return MAA_OK;
+}
+
+int maa_cli_plot_scores(const char *png, const double *scores, int n, const maa_calibration *cal)
+{
+    char tmp[] = "/tmp/maa-scores-XXXXXX";
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        fprintf(stderr, "maa: warning: cannot write a temporary file: %s\n", strerror(errno));
+        return MAA_ERR;
+    }
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%.17g\n", scores[i]);
+    fclose(f);
+    char mu[32], sigma[32], gamma[32], t[32], p[32];
+    snprintf(mu, sizeof mu, "%.17g", cal->mu);
+    snprintf(sigma, sizeof sigma, "%.17g", cal->sigma);
+    snprintf(gamma, sizeof gamma, "%.17g", cal->gamma);
+    snprintf(t, sizeof t, "%.17g", cal->threshold);
+    snprintf(p, sizeof p, "%.17g", cal->normality_p);
+    const char *args[] = {"--scores", tmp, "--mu", mu, "--sigma", sigma, "--gamma", gamma,
+                          "--threshold", t, "--normality-p", p, "--out", png, NULL};
+    int rc = maa_cli_run_script("plot_calibration.py", args);
+    unlink(tmp);
+    return rc;
 }

@@ -11,6 +11,8 @@ static const struct {
 } commands[] = {
     {"infer", maa_cmd_infer, "score images (JSON lines), with verdicts and masks given a calibration"},
     {"model-info", maa_cmd_model_info, "print a model file's metadata, tensor and parameter counts"},
+    {"calibrate", maa_cmd_calibrate, "fit the threshold and the mask on images of good parts"},
+    {"eval", maa_cmd_eval, "measure detection on a labelled set (MVTec AD layout)"},
 };
 
 static void usage(FILE *f)

@@ -7,6 +7,8 @@
 
 int maa_cmd_infer(int argc, char **argv);
 int maa_cmd_model_info(int argc, char **argv);
+int maa_cmd_calibrate(int argc, char **argv);
+int maa_cmd_eval(int argc, char **argv);
 
 /* Options every engine-running subcommand shares, for getopt_long tables:
  * --model, --calibration, --backend, --precision, --threads, --batch. */
@@ -41,6 +43,13 @@ int maa_cli_read_input(const char *path, const maa_model_info *info, float *x,
  * extension); *n gets the count.  NULL with a message on failure. */
 char **maa_cli_list_images(const char *dir, int *n);
 void maa_cli_free_list(char **list, int n);
+/* Runs one of the project's Python scripts (scripts/NAME, found beside the
+ * maa executable's ../scripts, or in $MAA_SCRIPTS) with /usr/bin/python3 (or
+ * $MAA_PYTHON).  args ends with NULL.  Warns and returns MAA_ERR on failure. */
+int maa_cli_run_script(const char *name, const char *const *args);
+/* The calibration histogram: scores, the fitted normal and T, as a PNG. */
+int maa_cli_plot_scores(const char *png, const double *scores, int n,
+                        const maa_calibration *cal);
 /* A progress line on stderr when it is a terminal. */
 void maa_cli_progress(const char *what, int done, int total);
 
