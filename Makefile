@@ -37,12 +37,14 @@ MAAD_MAIN  := daemon/maad.c
 MAA_SRC    := $(wildcard daemon/maa.c daemon/maa-*.c)
 DAEMON_SRC := $(filter-out $(MAAD_MAIN) $(MAA_SRC),$(wildcard daemon/*.c))
 TEST_SRC   := $(wildcard tests/test_*.c)
+# Test helpers are programs the Python and shell tests drive.
+HELPER_SRC := $(wildcard tests/helper_*.c)
 
 obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(filter %.cu,$(1)))
 
 LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
 PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
-TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
+TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC))
 
 all: $(PROGS) $(TESTS)
 
@@ -68,7 +70,7 @@ $(B)/%.a:
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 # The C++ runtime is needed only when CUDA objects are in libengine.a.
-LINK = @$(if $(Q),echo "  LINK  $@"); $(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
+LINK = $(if $(V),,@echo "  LINK  $@";) $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
 
 $(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
 	$(LINK)
