@@ -95,14 +95,14 @@ static const key keys[] = {
     INT(camera, timeout_ms, 10, 60000, "1000", 0,
         "Wait for a frame this long before counting a camera error."),
     INT(camera, reconnect_min_ms, 10, 60000, "500", 0,
-        "First delay before reconnecting a lost camera; doubles per try."),
+        "First delay before reconnecting a lost camera."),
     INT(camera, reconnect_max_ms, 100, 600000, "10000", 0,
         "Longest delay between reconnections; >= reconnect_min_ms."),
     INT(camera, realtime_priority, 0, 99, "0", 0,
         "SCHED_FIFO priority of the capture thread; 0 = normal scheduling."),
 
     STR(replay, dir, "", NULL, F_PATH,
-        "Images replayed in name order; required when camera.source is replay."),
+        "Directory of images to replay; required when camera.source is replay."),
     DBL(replay, fps, 0.1, 1000, "33", "Replay rate in frames per second."),
     BOOL(replay, loop, "false", "Start again from the first image after the last."),
 
@@ -744,7 +744,7 @@ static void type_text(const key *k, char *buf, size_t n)
         break;
     case T_STRING:
         if (k->flags & F_IDENT)
-            snprintf(buf, n, "1 to %zu of A-Z a-z 0-9 _ -", k->size - 1);
+            snprintf(buf, n, "string, 1 to %zu of A-Z a-z 0-9 _ -", k->size - 1);
         else if (k->flags & F_PATH)
             snprintf(buf, n, "path, relative to this file's directory");
         else
