@@ -63,7 +63,8 @@ _Static_assert(sizeof(maad_mask_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(maad_log_level) == sizeof(int), "enum size");
 
 #define OFF(s, k) offsetof(maad_config, s.k)
-#define INT(s, k, lo, hi, d, fl, doc) {#s, #k, T_INT, OFF(s, k), 0, lo, hi, NULL, d, NULL, fl, 0, doc}
+#define INT(s, k, lo, hi, d, fl, doc)                                                      \
+    {#s, #k, T_INT, OFF(s, k), 0, lo, hi, NULL, d, NULL, fl, 0, doc}
 #define DBL(s, k, lo, hi, d, doc) {#s, #k, T_DOUBLE, OFF(s, k), 0, lo, hi, NULL, d, NULL, 0, 0, doc}
 #define BOOL(s, k, d, doc) {#s, #k, T_BOOL, OFF(s, k), 0, 0, 0, NULL, d, NULL, 0, 0, doc}
 #define ENUM(s, k, v, d, doc) {#s, #k, T_ENUM, OFF(s, k), 0, 0, 0, v, d, NULL, 0, 0, doc}
@@ -170,7 +171,7 @@ static const char *type_noun(const key *k)
     case T_INT: return "an integer";
     case T_DOUBLE: return "a number";
     case T_BOOL: return "true/false";
-    case T_ENUM: return "one of the names";
+    case T_ENUM: return "a name";
     case T_STRING: return "a string";
     }
     return "?";
@@ -197,6 +198,17 @@ static void shown(const char *s, size_t len, char *buf, size_t n)
     buf[i] = '\0';
 }
 
+/* Writes the reason for a bad value; returns MAA_ERR. */
+static int bad(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(char *why, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return MAA_ERR;
+}
+
 /* Parse the text of one value into its field.  plain: a plain (unquoted)
  * YAML scalar; only plain scalars are numbers or booleans.  null: the plain
  * scalar is YAML's null (empty, ~ or null). */
@@ -209,20 +221,17 @@ static int parse_value(const key *k, const char *s, size_t len, bool plain, bool
         if (null)
             len = 0;
         if (memchr(s, '\0', len))
-            return snprintf(why, whylen, "contains a NUL byte"), MAA_ERR;
+            return bad(why, whylen, "contains a NUL byte");
         if (len > k->size - 1)
-            return snprintf(why, whylen, "is %zu bytes long, at most %zu allowed", len, k->size - 1),
-                   MAA_ERR;
+            return bad(why, whylen, "too long (%zu bytes, at most %zu)", len, k->size - 1);
         if (k->flags & F_IDENT) {
             bool ok = len > 0;
             for (size_t i = 0; i < len && ok; i++)
                 ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
                      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-';
             if (!ok)
-                return snprintf(why, whylen,
-                                "\"%s\" is not 1 to %zu characters from A-Z a-z 0-9 _ -", v,
-                                k->size - 1),
-                       MAA_ERR;
+                return bad(why, whylen, "\"%s\" is not 1 to %zu characters from A-Z a-z 0-9 _ -",
+                           v, k->size - 1);
         }
         memcpy(field(k, c), s, len);
         ((char *)field(k, c))[len] = '\0';
@@ -236,23 +245,23 @@ static int parse_value(const key *k, const char *s, size_t len, bool plain, bool
             }
         char names[160];
         list_values(k, names, sizeof names);
-        return snprintf(why, whylen, "\"%s\" is not one of: %s", v, names), MAA_ERR;
+        return bad(why, whylen, "\"%s\" is not one of: %s", v, names);
     }
     if (null)
-        return snprintf(why, whylen, "expected %s, got an empty value", type_noun(k)), MAA_ERR;
+        return bad(why, whylen, "expected %s, got an empty value", type_noun(k));
     if (!plain)
-        return snprintf(why, whylen, "expected %s, got the quoted string \"%s\"", type_noun(k), v),
-               MAA_ERR;
+        return bad(why, whylen, "expected %s, got the quoted string \"%s\"", type_noun(k), v);
     if (k->type == T_BOOL) {
         /* YAML 1.2 core schema booleans; yes/no/on/off are too easy to mistype. */
-        static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False", "FALSE"};
+        static const char *const t[] = {"true", "True", "TRUE"};
+        static const char *const f[] = {"false", "False", "FALSE"};
         for (int i = 0; i < 3; i++) {
             if (strcmp(s, t[i]) == 0 || strcmp(s, f[i]) == 0) {
                 *(bool *)field(k, c) = strcmp(s, t[i]) == 0;
                 return MAA_OK;
             }
         }
-        return snprintf(why, whylen, "expected true/false, got \"%s\"", v), MAA_ERR;
+        return bad(why, whylen, "expected true/false, got \"%s\"", v);
     }
     char lo[32], hi[32], *end;
     fmt_double(lo, sizeof lo, k->min);
@@ -261,22 +270,20 @@ static int parse_value(const key *k, const char *s, size_t len, bool plain, bool
     if (k->type == T_INT) {
         long long x = strtoll(s, &end, 10);
         if (end == s || *end || (size_t)(end - s) != len)
-            return snprintf(why, whylen, "expected an integer, got \"%s\"", v), MAA_ERR;
+            return bad(why, whylen, "expected an integer, got \"%s\"", v);
         if (errno == ERANGE || x < k->min || x > k->max)
-            return snprintf(why, whylen, "%s is out of range [%s, %s]", v, lo, hi), MAA_ERR;
+            return bad(why, whylen, "%s is out of range [%s, %s]", v, lo, hi);
         if ((k->flags & F_POW2) && (x & (x - 1)))
-            return snprintf(why, whylen, "%s is not a power of two", v), MAA_ERR;
+            return bad(why, whylen, "%s is not a power of two", v);
         *(int *)field(k, c) = (int)x;
         return MAA_OK;
     }
     double x = strtod(s, &end);
     if (end == s || *end || (size_t)(end - s) != len || !isfinite(x))
-        return snprintf(why, whylen, "expected a number, got \"%s\"", v), MAA_ERR;
+        return bad(why, whylen, "expected a number, got \"%s\"", v);
     if (x < k->min || x > k->max)
-        return snprintf(why, whylen, "%s is out of range [%s, %s]", v, lo, hi), MAA_ERR;
+        return bad(why, whylen, "%s is out of range [%s, %s]", v, lo, hi);
     *(double *)field(k, c) = x;
-    if (k->flags & F_OPTIONAL)
-        *(bool *)((char *)c + k->set_off) = true;
     return MAA_OK;
 }
 
@@ -386,12 +393,14 @@ static int set_key(loader *L, size_t i, yaml_node_t *v, maad_config *c)
     const key *k = &keys[i];
     if (v->type != YAML_SCALAR_NODE)
         return fail(L, v->start_mark, "%s.%s: expected %s, got %s", k->section, k->name,
-                    k->type == T_ENUM ? "a name" : type_noun(k), describe(v));
+                    type_noun(k), describe(v));
     char why[256];
     if (parse_value(k, (const char *)v->data.scalar.value, v->data.scalar.length,
                     v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, is_null(v), c, why,
                     sizeof why) != MAA_OK)
         return fail(L, v->start_mark, "%s.%s: %s", k->section, k->name, why);
+    if (k->flags & F_OPTIONAL)
+        *(bool *)((char *)c + k->set_off) = true;
     return MAA_OK;
 }
 
@@ -538,7 +547,8 @@ static int resolve_paths(loader *L, const char *path, maad_config *c)
 static int load_document(loader *L, yaml_node_t *root, maad_config *c)
 {
     if (root->type != YAML_MAPPING_NODE)
-        return fail(L, root->start_mark, "expected a mapping of sections (camera:, model:, ...), got %s",
+        return fail(L, root->start_mark,
+                    "expected a mapping of sections (camera:, model:, ...), got %s",
                     describe(root));
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {

@@ -34,12 +34,22 @@ typedef enum { MAAD_TRIGGER_FREE = 0, MAAD_TRIGGER_SOFTWARE, MAAD_TRIGGER_HARDWA
 
 /* In the order of the engine's maa_backend_kind / maa_precision (same
  * names in the file as maa_backend_parse / maa_precision_parse take). */
-typedef enum { MAAD_BACKEND_AUTO = 0, MAAD_BACKEND_REF, MAAD_BACKEND_CPU, MAAD_BACKEND_CUDA } maad_backend;
+typedef enum {
+    MAAD_BACKEND_AUTO = 0,
+    MAAD_BACKEND_REF,
+    MAAD_BACKEND_CPU,
+    MAAD_BACKEND_CUDA
+} maad_backend;
 typedef enum { MAAD_PREC_DEFAULT = 0, MAAD_PREC_F32, MAAD_PREC_F16, MAAD_PREC_BF16 } maad_precision;
 
 typedef enum { MAAD_MASK_PNG = 0, MAAD_MASK_RAW, MAAD_MASK_NONE } maad_mask_format;
 
-typedef enum { MAAD_LOG_DEBUG = 0, MAAD_LOG_INFO, MAAD_LOG_NOTICE, MAAD_LOG_WARNING } maad_log_level;
+typedef enum {
+    MAAD_LOG_DEBUG = 0,
+    MAAD_LOG_INFO,
+    MAAD_LOG_NOTICE,
+    MAAD_LOG_WARNING
+} maad_log_level;
 
 /* Zero in a "0 = ..." field below means the special meaning, not a value. */
 typedef struct {
