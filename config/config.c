@@ -303,6 +303,25 @@ void maad_config_defaults(maad_config *c)
     }
 }
 
+const char *maad_config_enum_name(const char *name, int value)
+{
+    const char *dot = strchr(name, '.');
+    if (!dot || value < 0)
+        return NULL;
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key *k = &keys[i];
+        if (k->type != T_ENUM || strcmp(k->name, dot + 1) != 0 ||
+            strlen(k->section) != (size_t)(dot - name) ||
+            memcmp(k->section, name, (size_t)(dot - name)) != 0)
+            continue;
+        for (int j = 0; k->values[j]; j++)
+            if (j == value)
+                return k->values[j];
+        return NULL;
+    }
+    return NULL;
+}
+
 /* ---- loader -------------------------------------------------------------- */
 
 typedef struct {

@@ -122,6 +122,11 @@ typedef struct maad_config {
     maad_log_config log;
 } maad_config;
 
+/* The name of an enum value as the file writes it, e.g. "Mono8" for
+ * ("camera.pixel_format", MAAD_PIX_MONO8); NULL when key is not an enum key
+ * or value is out of range. */
+const char *maad_config_enum_name(const char *key, int value);
+
 /* Every key at its default; required keys (camera.name, model.path,
  * model.calibration) empty. */
 void maad_config_defaults(maad_config *c);

@@ -528,6 +528,53 @@ static void test_null_section_and_booleans(void)
     expect_error(text2, "7:1: unknown section 'camera2' (did you mean 'camera'?)");
 }
 
+/* The C enums in config.h and the names in the key table are in one order. */
+static void test_enum_names(void)
+{
+    static const struct {
+        const char *key;
+        int value;
+        const char *name;
+    } cases[] = {
+        {"camera.source", MAAD_SOURCE_ARAVIS, "aravis"},
+        {"camera.source", MAAD_SOURCE_REPLAY, "replay"},
+        {"camera.pixel_format", MAAD_PIX_MONO8, "Mono8"},
+        {"camera.pixel_format", MAAD_PIX_RGB8, "RGB8"},
+        {"camera.pixel_format", MAAD_PIX_BAYER_RG8, "BayerRG8"},
+        {"camera.pixel_format", MAAD_PIX_BAYER_GR8, "BayerGR8"},
+        {"camera.pixel_format", MAAD_PIX_BAYER_GB8, "BayerGB8"},
+        {"camera.pixel_format", MAAD_PIX_BAYER_BG8, "BayerBG8"},
+        {"camera.trigger", MAAD_TRIGGER_FREE, "free"},
+        {"camera.trigger", MAAD_TRIGGER_SOFTWARE, "software"},
+        {"camera.trigger", MAAD_TRIGGER_HARDWARE, "hardware"},
+        {"engine.backend", MAAD_BACKEND_AUTO, "auto"},
+        {"engine.backend", MAAD_BACKEND_REF, "ref"},
+        {"engine.backend", MAAD_BACKEND_CPU, "cpu"},
+        {"engine.backend", MAAD_BACKEND_CUDA, "cuda"},
+        {"engine.precision", MAAD_PREC_DEFAULT, "default"},
+        {"engine.precision", MAAD_PREC_F32, "f32"},
+        {"engine.precision", MAAD_PREC_F16, "f16"},
+        {"engine.precision", MAAD_PREC_BF16, "bf16"},
+        {"mask.format", MAAD_MASK_PNG, "png"},
+        {"mask.format", MAAD_MASK_RAW, "raw"},
+        {"mask.format", MAAD_MASK_NONE, "none"},
+        {"log.level", MAAD_LOG_DEBUG, "debug"},
+        {"log.level", MAAD_LOG_INFO, "info"},
+        {"log.level", MAAD_LOG_NOTICE, "notice"},
+        {"log.level", MAAD_LOG_WARNING, "warning"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = maad_config_enum_name(cases[i].key, cases[i].value);
+        CHECK(got && strcmp(got, cases[i].name) == 0, "%s %d: %s", cases[i].key, cases[i].value,
+              got ? got : "NULL");
+    }
+    EXPECT(maad_config_enum_name("log.level", MAAD_LOG_WARNING + 1) == NULL);
+    EXPECT(maad_config_enum_name("log.level", -1) == NULL);
+    EXPECT(maad_config_enum_name("camera.width", 0) == NULL);
+    EXPECT(maad_config_enum_name("level", 0) == NULL);
+    EXPECT(maad_config_enum_name("camera.levelx", 0) == NULL);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_config.XXXXXX");
@@ -553,6 +600,7 @@ int main(void)
     RUN(test_example_file);
     RUN(test_docs_table);
     RUN(test_null_section_and_booleans);
+    RUN(test_enum_names);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
