@@ -139,7 +139,7 @@ static const key keys[] = {
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
-/* Sections in table order; a row's section is its index here. */
+/* Every section of the table, in its order. */
 static const char *const sections[] = {"camera", "replay", "model", "engine",
                                        "mask",   "publish", "log"};
 #define NSECTIONS (sizeof sections / sizeof sections[0])
@@ -150,6 +150,15 @@ static size_t section_index(const char *name)
         if (strcmp(sections[i], name) == 0)
             return i;
     return NSECTIONS;
+}
+
+/* The row of section.name, or NKEYS. */
+static size_t find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+            return i;
+    return NKEYS;
 }
 
 /* ---- values -------------------------------------------------------------- */
@@ -305,20 +314,18 @@ void maad_config_defaults(maad_config *c)
 
 const char *maad_config_enum_name(const char *name, int value)
 {
+    char section[32];
     const char *dot = strchr(name, '.');
-    if (!dot || value < 0)
+    if (!dot || (size_t)(dot - name) >= sizeof section || value < 0)
         return NULL;
-    for (size_t i = 0; i < NKEYS; i++) {
-        const key *k = &keys[i];
-        if (k->type != T_ENUM || strcmp(k->name, dot + 1) != 0 ||
-            strlen(k->section) != (size_t)(dot - name) ||
-            memcmp(k->section, name, (size_t)(dot - name)) != 0)
-            continue;
-        for (int j = 0; k->values[j]; j++)
-            if (j == value)
-                return k->values[j];
+    memcpy(section, name, (size_t)(dot - name));
+    section[dot - name] = '\0';
+    size_t i = find_key(section, dot + 1);
+    if (i == NKEYS || keys[i].type != T_ENUM)
         return NULL;
-    }
+    for (int j = 0; keys[i].values[j]; j++)
+        if (j == value)
+            return keys[i].values[j];
     return NULL;
 }
 
@@ -374,20 +381,17 @@ static size_t edit_distance(const char *a, const char *b)
 }
 
 /* " (did you mean 'x'?)" for the closest candidate within distance 2, else "". */
-static void suggest(const char *name, const char *const *cands, size_t n, const char *prefix,
-                    char *buf, size_t len)
+static void suggest(const char *name, const char *const *cands, size_t n, char *buf, size_t len)
 {
     size_t best = 3, at = n;
-    char full[128];
     for (size_t i = 0; i < n; i++) {
-        snprintf(full, sizeof full, "%s%s", prefix, cands[i]);
-        size_t d = edit_distance(name, full);
+        size_t d = edit_distance(name, cands[i]);
         if (d < best)
             best = d, at = i;
     }
     buf[0] = '\0';
     if (at < n)
-        snprintf(buf, len, " (did you mean '%s%s'?)", prefix, cands[at]);
+        snprintf(buf, len, " (did you mean '%s'?)", cands[at]);
 }
 
 static const char *describe(const yaml_node_t *n)
@@ -438,10 +442,7 @@ static int load_section(loader *L, size_t s, yaml_node_t *map, maad_config *c)
             return fail(L, kn->start_mark, "section %s: expected a key name, got %s",
                         sections[s], describe(kn));
         const char *name = (const char *)kn->data.scalar.value;
-        size_t i;
-        for (i = 0; i < NKEYS; i++)
-            if (strcmp(keys[i].section, sections[s]) == 0 && strcmp(keys[i].name, name) == 0)
-                break;
+        size_t i = find_key(sections[s], name);
         if (i == NKEYS) {
             char full[160], hint[160], cand[NKEYS][64];
             const char *cands[NKEYS];
@@ -450,7 +451,7 @@ static int load_section(loader *L, size_t s, yaml_node_t *map, maad_config *c)
                 snprintf(cand[j], sizeof cand[j], "%s.%s", keys[j].section, keys[j].name);
                 cands[j] = cand[j];
             }
-            suggest(full, cands, NKEYS, "", hint, sizeof hint);
+            suggest(full, cands, NKEYS, hint, sizeof hint);
             char v[48];
             shown(name, strlen(name), v, sizeof v);
             return fail(L, kn->start_mark, "unknown key '%s.%s'%s", sections[s], v, hint);
@@ -475,16 +476,16 @@ static yaml_mark_t key_mark(const loader *L, size_t i)
     if (L->key_seen[i])
         return L->key_at[i];
     size_t s = section_index(keys[i].section);
+    assert(s < NSECTIONS && "a row's section missing from sections[]");
     return L->section_seen[s] ? L->section_at[s] : top;
 }
 
-static size_t key_index(const char *section, const char *name)
+/* A row the rules below name; its absence is a programming error. */
+static size_t rule_key(const char *section, const char *name)
 {
-    for (size_t i = 0; i < NKEYS; i++)
-        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name))
-            return i;
-    assert(!"no such key");
-    return 0;
+    size_t i = find_key(section, name);
+    assert(i < NKEYS && "a rule names a key missing from the table");
+    return i;
 }
 
 static int check_rules(loader *L, const maad_config *c)
@@ -495,14 +496,14 @@ static int check_rules(loader *L, const maad_config *c)
                         keys[i].name);
     const maad_camera_config *cam = &c->camera;
     if (cam->reconnect_min_ms > cam->reconnect_max_ms) {
-        size_t lo = key_index("camera", "reconnect_min_ms");
-        size_t hi = key_index("camera", "reconnect_max_ms");
+        size_t lo = rule_key("camera", "reconnect_min_ms");
+        size_t hi = rule_key("camera", "reconnect_max_ms");
         return fail(L, key_mark(L, L->key_seen[lo] ? lo : hi),
                     "camera.reconnect_min_ms (%d) is greater than camera.reconnect_max_ms (%d)",
                     cam->reconnect_min_ms, cam->reconnect_max_ms);
     }
     if (cam->source == MAAD_SOURCE_REPLAY && !c->replay.dir[0]) {
-        size_t d = key_index("replay", "dir"), src = key_index("camera", "source");
+        size_t d = rule_key("replay", "dir"), src = rule_key("camera", "source");
         return fail(L, key_mark(L, L->key_seen[d] ? d : src),
                     "replay.dir is required when camera.source is replay");
     }
@@ -579,7 +580,7 @@ static int load_document(loader *L, yaml_node_t *root, maad_config *c)
         size_t s = section_index(name);
         if (s == NSECTIONS) {
             char hint[96], v[48];
-            suggest(name, sections, NSECTIONS, "", hint, sizeof hint);
+            suggest(name, sections, NSECTIONS, hint, sizeof hint);
             shown(name, strlen(name), v, sizeof v);
             return fail(L, kn->start_mark, "unknown section '%s'%s", v, hint);
         }
