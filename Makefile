@@ -17,7 +17,7 @@ override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
 LDLIBS := $(shell pkg-config --libs $(PKGS)) -ldnnl -lopenblas -lm -pthread
 
 NVCC      := $(CUDA)/bin/nvcc
-HAVE_CUDA := $(if $(wildcard $(NVCC)),1,)
+HAVE_CUDA := $(if $(and $(wildcard $(NVCC)),$(wildcard engine/backend_cuda.c)),1,)
 
 ENGINE_SRC := $(filter-out engine/backend_cuda.c,$(wildcard engine/*.c))
 ifeq ($(HAVE_CUDA),1)
@@ -46,13 +46,18 @@ TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
 
 all: $(PROGS) $(TESTS)
 
+# Quiet by default; make V=1 shows the commands.
+Q := $(if $(V),,@)
+
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(B)/%.cu.o: %.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  NVCC  $<")
+	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 
 $(B)/libengine.a: $(call obj,$(ENGINE_SRC) $(ENGINE_CU))
 $(B)/libcamera.a: $(call obj,$(CAMERA_SRC))
@@ -60,10 +65,10 @@ $(B)/libconfig.a: $(call obj,$(CONFIG_SRC))
 $(B)/libmaad.a:   $(call obj,$(DAEMON_SRC))
 $(B)/%.a:
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 # The C++ runtime is needed only when CUDA objects are in libengine.a.
-LINK = $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
+LINK = @$(if $(Q),echo "  LINK  $@"); $(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
 
 $(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
 	$(LINK)
