@@ -68,7 +68,7 @@ $(B)/%.a:
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 # The C++ runtime is needed only when CUDA objects are in libengine.a.
-LINK = @$(if $(Q),echo "  LINK  $@"); $(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
+LINK = $(if $(Q),@echo "  LINK  $@";) $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
 
 $(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
 	$(LINK)
