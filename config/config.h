@@ -32,8 +32,8 @@ typedef enum {
 
 typedef enum { MAAD_TRIGGER_FREE = 0, MAAD_TRIGGER_SOFTWARE, MAAD_TRIGGER_HARDWARE } maad_trigger;
 
-/* In the order of the engine's maa_backend_kind / maa_precision (same
- * names in the file as maa_backend_parse / maa_precision_parse take). */
+/* Value for value the engine's maa_backend_kind / maa_precision, so a cast
+ * converts them (test_config checks it against maa_backend_name). */
 typedef enum {
     MAAD_BACKEND_AUTO = 0,
     MAAD_BACKEND_REF,

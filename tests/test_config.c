@@ -12,9 +12,6 @@
 #include "engine/engine.h"
 #include "tests/check.h"
 
-/* CHECK needs a message argument: with none, gcc rejects the empty format. */
-#define EXPECT(cond) CHECK(cond, "%s", "")
-
 static char tmpdir[64];
 
 /* Write text to tmpdir/name; returns the path (static buffer per call site). */
@@ -250,12 +247,12 @@ static void test_unreadable_file(void)
     maad_config c;
     snprintf(path, sizeof path, "%s/no-such.yaml", tmpdir);
     snprintf(want, sizeof want, "%s: cannot open: No such file or directory", path);
-    EXPECT(maad_config_load(path, &c, err, sizeof err) == MAA_ERR);
+    CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_ERR);
     CHECK(strcmp(err, want) == 0, "%s", err);
     /* err may be NULL. */
-    EXPECT(maad_config_load(path, &c, NULL, 0) == MAA_ERR);
+    CHECK(maad_config_load(path, &c, NULL, 0) == MAA_ERR);
     const char *bad = write_file("bad.yaml", "camera: 5\n", 10);
-    EXPECT(maad_config_load(bad, &c, NULL, 0) == MAA_ERR);
+    CHECK(maad_config_load(bad, &c, NULL, 0) == MAA_ERR);
 }
 
 static void test_defaults_for_absent_keys(void)
@@ -272,19 +269,19 @@ static void test_defaults_for_absent_keys(void)
     strcpy(want.model.calibration, "/data/c.json");
     CHECK(memcmp(&c, &want, sizeof c) == 0, "loaded config differs from the defaults");
     /* The defaults the brief fixes, spot-checked by value. */
-    EXPECT(c.camera.source == MAAD_SOURCE_ARAVIS && c.camera.pixel_format == MAAD_PIX_MONO8);
-    EXPECT(c.camera.width == 0 && c.camera.gain_db == -1 && c.camera.frame_rate == 33);
-    EXPECT(c.camera.trigger == MAAD_TRIGGER_FREE && strcmp(c.camera.trigger_source, "Line0") == 0);
-    EXPECT(c.camera.packet_socket && c.camera.stream_buffers == 16 && c.camera.timeout_ms == 1000);
-    EXPECT(c.camera.reconnect_min_ms == 500 && c.camera.reconnect_max_ms == 10000);
-    EXPECT(c.replay.dir[0] == '\0' && c.replay.fps == 33 && !c.replay.loop);
-    EXPECT(!c.model.has_gamma);
-    EXPECT(c.engine.backend == MAAD_BACKEND_AUTO && c.engine.precision == MAAD_PREC_DEFAULT);
-    EXPECT(c.engine.batch_max == 4 && c.engine.ring_slots == 64 && c.engine.test_delay_ms == 0);
-    EXPECT(c.mask.format == MAAD_MASK_PNG && c.mask.min_region_area == -1);
-    EXPECT(strcmp(c.publish.endpoint, "tcp://*:5555") == 0 && c.publish.sndhwm == 1000);
-    EXPECT(c.publish.heartbeat_ms == 500);
-    EXPECT(c.log.summary_interval_s == 10 && c.log.level == MAAD_LOG_INFO);
+    CHECK(c.camera.source == MAAD_SOURCE_ARAVIS && c.camera.pixel_format == MAAD_PIX_MONO8);
+    CHECK(c.camera.width == 0 && c.camera.gain_db == -1 && c.camera.frame_rate == 33);
+    CHECK(c.camera.trigger == MAAD_TRIGGER_FREE && strcmp(c.camera.trigger_source, "Line0") == 0);
+    CHECK(c.camera.packet_socket && c.camera.stream_buffers == 16 && c.camera.timeout_ms == 1000);
+    CHECK(c.camera.reconnect_min_ms == 500 && c.camera.reconnect_max_ms == 10000);
+    CHECK(c.replay.dir[0] == '\0' && c.replay.fps == 33 && !c.replay.loop);
+    CHECK(!c.model.has_gamma);
+    CHECK(c.engine.backend == MAAD_BACKEND_AUTO && c.engine.precision == MAAD_PREC_DEFAULT);
+    CHECK(c.engine.batch_max == 4 && c.engine.ring_slots == 64 && c.engine.test_delay_ms == 0);
+    CHECK(c.mask.format == MAAD_MASK_PNG && c.mask.min_region_area == -1);
+    CHECK(strcmp(c.publish.endpoint, "tcp://*:5555") == 0 && c.publish.sndhwm == 1000);
+    CHECK(c.publish.heartbeat_ms == 500);
+    CHECK(c.log.summary_interval_s == 10 && c.log.level == MAAD_LOG_INFO);
 }
 
 /* Every key at a value other than its default. */
@@ -388,11 +385,11 @@ static void test_full_file(void)
     char *d = dump(&c);
     CHECK(strcmp(d, full_dump) == 0, "dump:\n%s", d);
     free(d);
-    EXPECT(c.camera.source == MAAD_SOURCE_REPLAY && c.camera.pixel_format == MAAD_PIX_BAYER_GB8);
-    EXPECT(c.camera.trigger == MAAD_TRIGGER_HARDWARE && !c.camera.packet_socket);
-    EXPECT(c.model.has_gamma && c.model.gamma == -2.5);
-    EXPECT(c.engine.backend == MAAD_BACKEND_CUDA && c.engine.precision == MAAD_PREC_BF16);
-    EXPECT(c.mask.format == MAAD_MASK_NONE && c.log.level == MAAD_LOG_DEBUG);
+    CHECK(c.camera.source == MAAD_SOURCE_REPLAY && c.camera.pixel_format == MAAD_PIX_BAYER_GB8);
+    CHECK(c.camera.trigger == MAAD_TRIGGER_HARDWARE && !c.camera.packet_socket);
+    CHECK(c.model.has_gamma && c.model.gamma == -2.5);
+    CHECK(c.engine.backend == MAAD_BACKEND_CUDA && c.engine.precision == MAAD_PREC_BF16);
+    CHECK(c.mask.format == MAAD_MASK_NONE && c.log.level == MAAD_LOG_DEBUG);
     CHECK(strcmp(c.camera.device_id, "Basler-0815 \"front\"") == 0, "%s", c.camera.device_id);
     /* No key left at its default: the file exercises every row. */
     maad_config def;
@@ -410,7 +407,7 @@ static void test_relative_paths(void)
 {
     char dir[128], path[192], err[MAA_ERRLEN] = "", want[256];
     snprintf(dir, sizeof dir, "%s/site", tmpdir);
-    EXPECT(mkdir(dir, 0700) == 0);
+    CHECK(mkdir(dir, 0700) == 0);
     static const char text[] = "camera:\n  name: cam0\n  source: replay\n"
                                "model:\n  path: models/m.st\n  calibration: ./c.json\n"
                                "replay:\n  dir: /abs/frames\n";
@@ -431,12 +428,12 @@ static void test_relative_paths(void)
                                 "replay: {dir: frames}\n";
     write_file("site/rel.yaml", text2, sizeof text2 - 1);
     char cwd[200];
-    EXPECT(getcwd(cwd, sizeof cwd) != NULL);
-    EXPECT(chdir(tmpdir) == 0);
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    CHECK(chdir(tmpdir) == 0);
     int rc = maad_config_load("site/rel.yaml", &c, err, sizeof err);
     char here[200];
-    EXPECT(getcwd(here, sizeof here) != NULL);
-    EXPECT(chdir(cwd) == 0);
+    CHECK(getcwd(here, sizeof here) != NULL);
+    CHECK(chdir(cwd) == 0);
     CHECK(rc == MAA_OK, "%s", err);
     snprintf(want, sizeof want, "%s/site/frames", here);
     CHECK(strcmp(c.replay.dir, want) == 0, "%s vs %s", c.replay.dir, want);
@@ -523,7 +520,7 @@ static void test_null_section_and_booleans(void)
     maad_config c;
     char err[MAA_ERRLEN] = "";
     CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_OK, "%s", err);
-    EXPECT(c.log.level == MAAD_LOG_WARNING);
+    CHECK(c.log.level == MAAD_LOG_WARNING);
     static const char text2[] = REQ "replay: {loop: true}\ncamera2: 1\n";
     expect_error(text2, "7:1: unknown section 'camera2' (did you mean 'camera'?)");
 }
@@ -568,11 +565,18 @@ static void test_enum_names(void)
         CHECK(got && strcmp(got, cases[i].name) == 0, "%s %d: %s", cases[i].key, cases[i].value,
               got ? got : "NULL");
     }
-    EXPECT(maad_config_enum_name("log.level", MAAD_LOG_WARNING + 1) == NULL);
-    EXPECT(maad_config_enum_name("log.level", -1) == NULL);
-    EXPECT(maad_config_enum_name("camera.width", 0) == NULL);
-    EXPECT(maad_config_enum_name("level", 0) == NULL);
-    EXPECT(maad_config_enum_name("camera.levelx", 0) == NULL);
+    /* The daemon hands these to the engine by value. */
+    for (int v = MAAD_BACKEND_AUTO; v <= MAAD_BACKEND_CUDA; v++)
+        CHECK(strcmp(maad_config_enum_name("engine.backend", v),
+                     maa_backend_name((maa_backend_kind)v)) == 0, "backend %d", v);
+    for (int v = MAAD_PREC_DEFAULT; v <= MAAD_PREC_BF16; v++)
+        CHECK(strcmp(maad_config_enum_name("engine.precision", v),
+                     maa_precision_name((maa_precision)v)) == 0, "precision %d", v);
+    CHECK(maad_config_enum_name("log.level", MAAD_LOG_WARNING + 1) == NULL);
+    CHECK(maad_config_enum_name("log.level", -1) == NULL);
+    CHECK(maad_config_enum_name("camera.width", 0) == NULL);
+    CHECK(maad_config_enum_name("level", 0) == NULL);
+    CHECK(maad_config_enum_name("camera.levelx", 0) == NULL);
 }
 
 int main(void)
