@@ -1,0 +1,479 @@
+/* worker.c — the capture hand-off and the inspection worker (see daemon.h).
+ *
+ * Order is the contract (SPEC §7): the ring keeps capture order, dropped
+ * frames travel attached to the next slot, and the worker publishes each
+ * slot's drops, then whatever it batched before a non-frame slot, strictly in
+ * the order it took them.  A batch is judged only when it is full, when its
+ * first frame has waited batch_timeout_ms, or when something that must be
+ * published after it (drops, a camera error, the end) arrives.
+ *
+ * The worker copies each frame out of the ring as a preprocessed tensor and
+ * releases the slot at once, so the ring's whole depth absorbs a slow batch,
+ * and maad_ring_wait can sleep while a batch is still filling. */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/daemon.h"
+
+/* Latency histogram: bucket i holds latencies up to 0.1 ms * 1.2^i (about
+ * 10 s for the last); a quantile reads as its bucket's upper bound, within
+ * 20 % of the true value, which is what a summary line needs. */
+#define LAT_BUCKETS 64
+#define LAT_BASE_MS 0.1
+#define LAT_STEP 1.2
+
+typedef struct {
+    uint64_t frame_id, t_capture_ns;
+    int width, height;
+    int xi;                 /* index in the batch tensor; -1: not preprocessed */
+    char reason[MAA_ERRLEN + 32]; /* why not, when xi < 0 */
+} entry;
+
+struct maad_worker {
+    maad_worker_opts o;
+    pthread_t thread;
+
+    /* Written by the capture thread, read by the worker for the summary. */
+    _Atomic uint64_t captured;
+    /* Set once after the producer's last commit (release; the worker's
+     * acquire load then sees every slot). */
+    atomic_int finishing;
+
+    pthread_mutex_t cal_lock;
+    maa_calibration cal_next;   /* guarded by cal_lock */
+    atomic_int cal_pending;
+
+    /* Worker thread only from here on. */
+    maa_calibration cal;
+    float *x;                   /* batch_max x C x S x S */
+    maa_result *res;
+    entry *batch;
+    int nbatch, nx;
+    uint64_t deadline_ns;       /* monotonic: judge the batch by then */
+    void *scratch;
+    size_t scratch_bytes;
+    maad_worker_stats st;
+    uint64_t lat[LAT_BUCKETS], lat_n;
+    uint64_t sum_next_ns, sum_captured, sum_t_ns;
+    uint64_t wd_usec, wd_last_ns;
+    char err[MAA_ERRLEN];
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(double ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+                          .tv_nsec = (long)(fmod(ms, 1000) * 1e6)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* ---- capture side ---------------------------------------------------------- */
+
+void maad_worker_frame(maad_worker *w, uint64_t frame_id, uint64_t t_capture_ns,
+                       int width, int height, uint32_t pixfmt,
+                       const void *pixels, size_t size)
+{
+    atomic_fetch_add_explicit(&w->captured, 1, memory_order_relaxed);
+    maad_slot *s = maad_ring_claim(w->o.ring);
+    if (!s) {
+        maad_ring_drop(w->o.ring, frame_id, t_capture_ns);
+        return;
+    }
+    s->frame_id = frame_id;
+    s->t_capture_ns = t_capture_ns;
+    s->width = width;
+    s->height = height;
+    s->pixfmt = pixfmt;
+    if (size > maad_ring_slot_bytes(w->o.ring)) {
+        s->kind = MAAD_SLOT_ERROR;
+        s->size = 0;
+        snprintf(s->reason, sizeof s->reason,
+                 "camera error: frame of %zu bytes exceeds the ring slot (%zu)",
+                 size, maad_ring_slot_bytes(w->o.ring));
+    } else {
+        s->kind = MAAD_SLOT_FRAME;
+        s->size = size;
+        memcpy(s->pixels, pixels, size);
+    }
+    maad_ring_commit(w->o.ring);
+}
+
+void maad_worker_camera_error(maad_worker *w, uint64_t frame_id,
+                              uint64_t t_capture_ns, const char *reason)
+{
+    atomic_fetch_add_explicit(&w->captured, 1, memory_order_relaxed);
+    maad_slot *s = maad_ring_claim(w->o.ring);
+    if (!s) {
+        maad_ring_drop(w->o.ring, frame_id, t_capture_ns);
+        return;
+    }
+    s->kind = MAAD_SLOT_ERROR;
+    s->frame_id = frame_id;
+    s->t_capture_ns = t_capture_ns;
+    s->width = s->height = 0;
+    s->size = 0;
+    snprintf(s->reason, sizeof s->reason, "%s", reason);
+    maad_ring_commit(w->o.ring);
+}
+
+void maad_worker_set_calibration(maad_worker *w, const maa_calibration *c)
+{
+    pthread_mutex_lock(&w->cal_lock);
+    w->cal_next = *c;
+    atomic_store_explicit(&w->cal_pending, 1, memory_order_release);
+    pthread_mutex_unlock(&w->cal_lock);
+}
+
+/* ---- publishing ------------------------------------------------------------ */
+
+static void note_latency(maad_worker *w, uint64_t t_capture_ns)
+{
+    uint64_t now = maad_now_ns();
+    double ms = now > t_capture_ns ? (double)(now - t_capture_ns) / 1e6 : 0;
+    int i = ms <= LAT_BASE_MS ? 0 : (int)ceil(log(ms / LAT_BASE_MS) / log(LAT_STEP));
+    w->lat[i < LAT_BUCKETS ? i : LAT_BUCKETS - 1]++;
+    w->lat_n++;
+}
+
+static double latency_quantile(const maad_worker *w, double q)
+{
+    if (!w->lat_n)
+        return NAN;
+    uint64_t want = (uint64_t)ceil(q * (double)w->lat_n), sum = 0;
+    for (int i = 0; i < LAT_BUCKETS; i++) {
+        sum += w->lat[i];
+        if (sum >= want && sum)
+            return LAT_BASE_MS * pow(LAT_STEP, i);
+    }
+    return LAT_BASE_MS * pow(LAT_STEP, LAT_BUCKETS - 1);
+}
+
+static void publish(maad_worker *w, const maad_verdict *v)
+{
+    maad_pub_stats ps;
+    maad_pub_get_stats(w->o.pub, &ps);
+    uint64_t seq = ps.seq_next;
+    if (maad_pub_verdict(w->o.pub, v, w->err, sizeof w->err) != MAA_OK) {
+        /* Only a malformed verdict is refused; publish the frame all the
+         * same so that it is accounted for. */
+        maad_log(w->o.log, MAAD_LOG_ERR, "%s", w->err);
+        maad_verdict u = {.frame_id = v->frame_id, .t_capture_ns = v->t_capture_ns,
+                          .verdict = MAAD_UNINSPECTED, .reason = "internal error",
+                          .threshold = v->threshold};
+        maad_pub_verdict(w->o.pub, &u, NULL, 0);
+    }
+    note_latency(w, v->t_capture_ns);
+    maad_log_verdict(w->o.log, seq, v->frame_id, v->verdict, v->score,
+                     v->threshold, v->reason);
+}
+
+static void publish_uninspected(maad_worker *w, uint64_t frame_id,
+                                uint64_t t_capture_ns, const char *reason)
+{
+    maad_verdict v = {.frame_id = frame_id, .t_capture_ns = t_capture_ns,
+                      .verdict = MAAD_UNINSPECTED, .reason = reason,
+                      .score = NAN, .threshold = w->cal.threshold};
+    publish(w, &v);
+}
+
+static void publish_drops(maad_worker *w, const maad_drops *d)
+{
+    if (maad_pub_drops(w->o.pub, d, w->cal.threshold, w->err, sizeof w->err) != MAA_OK)
+        maad_log(w->o.log, MAAD_LOG_ERR, "%s", w->err);
+    for (uint64_t k = 0; k < d->count; k++) {
+        uint64_t id, t;
+        maad_drops_frame(d, k, &id, &t);
+        note_latency(w, t);
+    }
+    w->st.overflow += d->count;
+    maad_log(w->o.log, MAAD_LOG_WARNING,
+             "ring overflow: %llu frames (%llu..%llu) published uninspected",
+             (unsigned long long)d->count, (unsigned long long)d->first_id,
+             (unsigned long long)d->last_id);
+}
+
+/* ---- batches --------------------------------------------------------------- */
+
+static void take_calibration(maad_worker *w)
+{
+    if (!atomic_load_explicit(&w->cal_pending, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&w->cal_lock);
+    w->cal = w->cal_next;
+    atomic_store_explicit(&w->cal_pending, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&w->cal_lock);
+    w->st.calibrations++;
+    maad_log(w->o.log, MAAD_LOG_NOTICE,
+             "calibration swapped in: threshold %.6g (gamma %.3g), pixel threshold %.6g",
+             w->cal.threshold, w->cal.gamma, w->cal.pixel_threshold);
+}
+
+/* Judge and publish the batch, in order. */
+static void judge(maad_worker *w)
+{
+    if (!w->nbatch)
+        return;
+    take_calibration(w);
+    int rc = MAA_OK;
+    if (w->nx) {
+        if (w->o.test_delay_ms > 0)
+            sleep_ms(w->o.test_delay_ms);
+        rc = maa_inspect(w->o.inspector, &w->cal, w->nx, w->x, w->res, w->err,
+                         sizeof w->err);
+        w->st.batches++;
+        if (rc != MAA_OK)
+            maad_log(w->o.log, MAAD_LOG_ERR, "engine error on a batch of %d: %s",
+                     w->nx, w->err);
+    }
+    char reason[MAA_ERRLEN + 16];
+    snprintf(reason, sizeof reason, "engine error: %s", w->err);
+    for (int i = 0; i < w->nbatch; i++) {
+        const entry *e = &w->batch[i];
+        if (e->xi < 0 || rc != MAA_OK) {
+            w->st.engine_errors++;
+            publish_uninspected(w, e->frame_id, e->t_capture_ns,
+                                e->xi < 0 ? e->reason : reason);
+            continue;
+        }
+        const maa_result *r = &w->res[e->xi];
+        maad_verdict v = {
+            .frame_id = e->frame_id, .t_capture_ns = e->t_capture_ns,
+            .verdict = r->verdict == MAA_REJECT ? MAAD_REJECT : MAAD_PASS,
+            .score = r->score, .threshold = w->cal.threshold,
+            .regions = r->regions, .nregions = r->nregions,
+            .model_size = w->o.image_size,
+            .cam_width = e->width, .cam_height = e->height,
+            .mask = maa_inspector_mask(w->o.inspector, e->xi)};
+        publish(w, &v);
+    }
+    w->nbatch = w->nx = 0;
+}
+
+/* Preprocess a frame slot into the batch. */
+static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
+{
+    entry *e = &w->batch[w->nbatch];
+    e->frame_id = s->frame_id;
+    e->t_capture_ns = s->t_capture_ns;
+    e->width = s->width;
+    e->height = s->height;
+    e->xi = -1;
+    size_t plane = (size_t)w->o.channels * w->o.image_size * w->o.image_size;
+    maa_image img;
+    char why[MAA_ERRLEN];
+    if (w->o.to_image(s, &img, w->scratch, w->scratch_bytes, why, sizeof why) != MAA_OK)
+        snprintf(e->reason, sizeof e->reason, "frame error: %s", why);
+    else if (maa_preprocess(&img, w->o.image_size, w->o.channels,
+                            w->x + (size_t)w->nx * plane, why, sizeof why) != MAA_OK)
+        snprintf(e->reason, sizeof e->reason, "preprocess error: %s", why);
+    else
+        e->xi = w->nx++;
+    if (w->nbatch++ == 0)
+        w->deadline_ns = mono_ns() + timeout_ns;
+    if (w->nbatch == w->o.batch_max)
+        judge(w);
+}
+
+static void take_slot(maad_worker *w, maad_slot *s, uint64_t timeout_ns)
+{
+    if (s->drops.count) {
+        judge(w);
+        publish_drops(w, &s->drops);
+    }
+    switch (s->kind) {
+    case MAAD_SLOT_FRAME:
+        add_frame(w, s, timeout_ns);
+        break;
+    case MAAD_SLOT_ERROR:
+        judge(w);
+        w->st.camera_errors++;
+        publish_uninspected(w, s->frame_id, s->t_capture_ns, s->reason);
+        break;
+    case MAAD_SLOT_DROPS_ONLY:
+        break;
+    }
+}
+
+/* ---- housekeeping: heartbeat, summary, watchdog ---------------------------- */
+
+static void fill_stats(maad_worker *w, maad_worker_stats *st)
+{
+    maad_pub_stats ps;
+    maad_pub_get_stats(w->o.pub, &ps);
+    *st = w->st;
+    st->captured = atomic_load_explicit(&w->captured, memory_order_relaxed);
+    st->pass = ps.pass;
+    st->reject = ps.reject;
+    st->uninspected = ps.uninspected;
+    st->send_dropped = ps.send_dropped;
+    st->heartbeats = ps.heartbeats;
+}
+
+static void summary(maad_worker *w, uint64_t now)
+{
+    maad_worker_stats st;
+    fill_stats(w, &st);
+    double secs = (double)(now - w->sum_t_ns) / 1e9;
+    double fps = secs > 0 ? (double)(st.captured - w->sum_captured) / secs : 0;
+    double p50 = latency_quantile(w, 0.5), p99 = latency_quantile(w, 0.99);
+    char line[256];
+    snprintf(line, sizeof line,
+             "fps %.1f, passes %llu, rejects %llu, uninspected %llu, drops %llu, "
+             "latency p50 %.1f ms p99 %.1f ms",
+             fps, (unsigned long long)st.pass, (unsigned long long)st.reject,
+             (unsigned long long)st.uninspected, (unsigned long long)st.overflow,
+             p50, p99);
+    maad_log(w->o.log, MAAD_LOG_INFO, "summary: %s", line);
+    maad_notify_status("%s", line);
+    memset(w->lat, 0, sizeof w->lat);
+    w->lat_n = 0;
+    w->sum_captured = st.captured;
+    w->sum_t_ns = now;
+}
+
+static void housekeeping(maad_worker *w)
+{
+    uint64_t now = mono_ns();
+    maad_stat extra[2] = {{"captured", (double)atomic_load_explicit(
+                                           &w->captured, memory_order_relaxed)},
+                          {"overflow", (double)w->st.overflow}};
+    int sent = maad_pub_tick(w->o.pub, maad_now_ns(), extra, 2);
+    /* Pinging only from this loop, after a heartbeat went out, means a
+     * worker stuck in the engine or a dead publisher stops the pings and
+     * systemd restarts us. */
+    if (sent && w->wd_usec && now - w->wd_last_ns >= w->wd_usec * 1000 / 2) {
+        maad_notify_watchdog();
+        w->wd_last_ns = now;
+    }
+    if (w->o.summary_interval_s > 0 && now >= w->sum_next_ns) {
+        summary(w, now);
+        w->sum_next_ns = now + (uint64_t)w->o.summary_interval_s * 1000000000u;
+    }
+}
+
+static void *run(void *arg)
+{
+    maad_worker *w = arg;
+    const uint64_t timeout_ns = (uint64_t)(w->o.batch_timeout_ms * 1e6);
+    int idle_ms = w->o.heartbeat_ms / 4 > 10 ? w->o.heartbeat_ms / 4 : 10;
+    for (;;) {
+        int wait_ms = idle_ms;
+        if (w->nbatch) {
+            uint64_t now = mono_ns();
+            uint64_t left = w->deadline_ns > now ? w->deadline_ns - now : 0;
+            int left_ms = (int)((left + 999999) / 1000000);
+            if (left_ms < wait_ms)
+                wait_ms = left_ms;
+        }
+        int finishing = atomic_load_explicit(&w->finishing, memory_order_acquire);
+        uint32_t n = maad_ring_wait(w->o.ring, finishing ? 0 : wait_ms);
+        for (uint32_t i = 0; i < n; i++) {
+            maad_slot *s = maad_ring_peek(w->o.ring, 0);
+            take_slot(w, s, timeout_ns);
+            maad_ring_release(w->o.ring, 1);
+            housekeeping(w);
+        }
+        if (w->nbatch && (finishing || mono_ns() >= w->deadline_ns))
+            judge(w);
+        housekeeping(w);
+        if (finishing && n == 0 && !w->nbatch)
+            break;
+    }
+    return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------------- */
+
+int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
+                      size_t errlen)
+{
+    *out = NULL;
+    if (o->batch_max < 1 || o->batch_timeout_ms <= 0 || !o->to_image ||
+        o->image_size < 8 || (o->channels != 1 && o->channels != 3)) {
+        snprintf(err, err ? errlen : 0, "worker: bad options");
+        return MAA_ERR;
+    }
+    maad_worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, err ? errlen : 0, "worker: out of memory");
+        return MAA_ERR;
+    }
+    w->o = *o;
+    w->cal = o->cal;
+    size_t plane = (size_t)o->channels * o->image_size * o->image_size;
+    w->x = malloc((size_t)o->batch_max * plane * sizeof(float));
+    w->res = calloc((size_t)o->batch_max, sizeof *w->res);
+    w->batch = calloc((size_t)o->batch_max, sizeof *w->batch);
+    w->scratch_bytes = 3 * maad_ring_slot_bytes(o->ring);
+    w->scratch = malloc(w->scratch_bytes);
+    if (!w->x || !w->res || !w->batch || !w->scratch) {
+        maad_worker_free(w);
+        snprintf(err, err ? errlen : 0, "worker: out of memory for a batch of %d",
+                 o->batch_max);
+        return MAA_ERR;
+    }
+    pthread_mutex_init(&w->cal_lock, NULL);
+    w->wd_usec = maad_notify_watchdog_usec();
+    w->sum_t_ns = mono_ns();
+    w->sum_next_ns = w->sum_t_ns + (uint64_t)o->summary_interval_s * 1000000000u;
+    int e = pthread_create(&w->thread, NULL, run, w);
+    if (e) {
+        pthread_mutex_destroy(&w->cal_lock);
+        maad_worker_free(w);
+        snprintf(err, err ? errlen : 0, "worker: cannot start its thread: %s",
+                 strerror(e));
+        return MAA_ERR;
+    }
+    *out = w;
+    return MAA_OK;
+}
+
+void maad_worker_stop(maad_worker *w, maad_worker_stats *st)
+{
+    /* The capture thread is gone, so this thread is the producer now. */
+    while (maad_ring_flush(w->o.ring) != MAA_OK)
+        sleep_ms(1);
+    atomic_store_explicit(&w->finishing, 1, memory_order_release);
+    maad_ring_wake(w->o.ring);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->cal_lock);
+    fill_stats(w, st);
+}
+
+void maad_worker_free(maad_worker *w)
+{
+    if (!w)
+        return;
+    free(w->x);
+    free(w->res);
+    free(w->batch);
+    free(w->scratch);
+    free(w);
+}
+
+void maad_worker_stats_line(const maad_worker_stats *st, char *buf, size_t n)
+{
+    snprintf(buf, n,
+             "final: captured %llu, published %llu (pass %llu, reject %llu, "
+             "uninspected %llu), overflow %llu, camera errors %llu, "
+             "engine errors %llu, publish drops %llu",
+             (unsigned long long)st->captured,
+             (unsigned long long)(st->pass + st->reject + st->uninspected),
+             (unsigned long long)st->pass, (unsigned long long)st->reject,
+             (unsigned long long)st->uninspected, (unsigned long long)st->overflow,
+             (unsigned long long)st->camera_errors,
+             (unsigned long long)st->engine_errors,
+             (unsigned long long)st->send_dropped);
+}

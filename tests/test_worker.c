@@ -1,0 +1,365 @@
+/* test_worker — the capture hand-off and the inspection worker on fake
+ * frames: a tiny model (tests/testmodel.h) on the reference backend, a
+ * publisher on an ipc:// endpoint and a SUB socket here that reads back every
+ * verdict.  What is checked is the contract of SPEC §7: one verdict per
+ * captured frame, seq gap-free, frames in capture order, uninspected with the
+ * right reason for camera errors and ring overflow; batching by size; a
+ * calibration swapped between batches; the final counts. */
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "daemon/daemon.h"
+#include "tests/check.h"
+#include "tests/testmodel.h"
+
+#define S 64
+#define W 80
+#define H 60
+#define PFNC_MONO8 0x01080001u
+
+static maa_model *model;
+static char dir[64];
+
+static int mono_image(const maad_slot *s, maa_image *img, void *scratch,
+                      size_t scratch_bytes, char *err, size_t errlen)
+{
+    (void)scratch, (void)scratch_bytes;
+    if (s->pixfmt != PFNC_MONO8 || s->size != (size_t)s->width * s->height) {
+        snprintf(err, errlen, "not a Mono8 frame");
+        return MAA_ERR;
+    }
+    *img = (maa_image){s->width, s->height, 1, 8, s->pixels};
+    return MAA_OK;
+}
+
+typedef struct {
+    void *ctx, *sub;
+    maad_ring *ring;
+    maad_pub *pub;
+    maa_inspector *in;
+    maad_logger log;
+    maad_worker *w;
+    char endpoint[128];
+} rig;
+
+typedef struct {
+    long long seq;
+    long long frame_id;
+    char verdict[16];
+    char reason[96];
+    double score;
+} msg;
+
+/* batch_max, timeout, delay, ring slots; threshold of the calibration. */
+static int rig_up(rig *r, int batch_max, double timeout_ms, double delay_ms,
+                  int slots, double threshold)
+{
+    static int n;
+    memset(r, 0, sizeof *r);
+    snprintf(r->endpoint, sizeof r->endpoint, "ipc://%s/pub%d", dir, n++);
+    char err[MAA_ERRLEN];
+    maa_engine_opts eo = {.backend = MAA_BACKEND_REF, .max_batch = batch_max, .threads = 1};
+    maad_pub_opts po = {.endpoint = r->endpoint, .camera = "t", .sndhwm = 100000,
+                        .mask_format = MAAD_MASK_PNG, .heartbeat_ms = 50};
+    if (maa_inspector_create(model, &eo, &r->in, err, sizeof err) ||
+        maad_ring_create((uint32_t)slots, W * H, NULL, NULL, NULL, &r->ring, err, sizeof err) ||
+        maad_pub_create(&po, &r->pub, err, sizeof err)) {
+        fprintf(stderr, "rig: %s\n", err);
+        return -1;
+    }
+    maad_log_init(&r->log, "t", MAAD_LOG_WARNING);
+    r->ctx = zmq_ctx_new();
+    r->sub = zmq_socket(r->ctx, ZMQ_SUB);
+    int hwm = 100000, tmo = 5000;
+    zmq_setsockopt(r->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(r->sub, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(r->sub, ZMQ_SUBSCRIBE, "maad.t", 6);
+    zmq_connect(r->sub, r->endpoint);
+    maa_calibration cal = {.n = 20, .sigma = 1, .gamma = 0, .threshold = threshold,
+                           .pixel_threshold = 1e30, .mask_fraction = 0.01,
+                           .mask_window = 7, .min_region_area = 1};
+    maad_worker_opts wo = {.ring = r->ring, .pub = r->pub, .inspector = r->in,
+                           .image_size = S, .channels = 1, .cal = cal,
+                           .to_image = mono_image, .batch_max = batch_max,
+                           .batch_timeout_ms = timeout_ms, .test_delay_ms = delay_ms,
+                           .heartbeat_ms = 50, .log = &r->log};
+    if (maad_worker_start(&wo, &r->w, err, sizeof err)) {
+        fprintf(stderr, "rig: %s\n", err);
+        return -1;
+    }
+    /* The worker's first heartbeat proves the subscription is in place
+     * (a PUB socket drops what it sends before a subscriber joined). */
+    char buf[4096];
+    for (int tries = 0; tries < 100; tries++) {
+        int len = zmq_recv(r->sub, buf, sizeof buf - 1, 0);
+        if (len < 0)
+            return -1;
+        int more;
+        size_t ml = sizeof more;
+        zmq_getsockopt(r->sub, ZMQ_RCVMORE, &more, &ml);
+        int hb = len >= 16 && !memcmp(buf, "maad.t.heartbeat", 16);
+        while (more) {
+            zmq_recv(r->sub, buf, sizeof buf, 0);
+            zmq_getsockopt(r->sub, ZMQ_RCVMORE, &more, &ml);
+        }
+        if (hb)
+            return 0;
+    }
+    return -1;
+}
+
+/* Next verdict (heartbeats skipped); 0 on timeout. */
+static int next_verdict(rig *r, msg *m)
+{
+    static char buf[1 << 16];
+    for (;;) {
+        int len = zmq_recv(r->sub, buf, sizeof buf - 1, 0);
+        if (len < 0)
+            return 0;
+        int more;
+        size_t ml = sizeof more;
+        zmq_getsockopt(r->sub, ZMQ_RCVMORE, &more, &ml);
+        int hb = len != 6;  /* "maad.t" exactly: a verdict */
+        if (!hb && more) {
+            len = zmq_recv(r->sub, buf, sizeof buf - 1, 0);
+            buf[len < 0 ? 0 : len] = 0;
+            zmq_getsockopt(r->sub, ZMQ_RCVMORE, &more, &ml);
+        }
+        while (more) {
+            zmq_recv(r->sub, NULL, 0, 0);
+            zmq_getsockopt(r->sub, ZMQ_RCVMORE, &more, &ml);
+        }
+        if (hb)
+            continue;
+        json_t *o = json_loads(buf, 0, NULL);
+        if (!o)
+            return 0;
+        memset(m, 0, sizeof *m);
+        m->seq = json_integer_value(json_object_get(o, "seq"));
+        json_t *id = json_object_get(o, "frame_id");
+        m->frame_id = json_is_integer(id) ? json_integer_value(id) : -1;
+        snprintf(m->verdict, sizeof m->verdict, "%s",
+                 json_string_value(json_object_get(o, "verdict")));
+        snprintf(m->reason, sizeof m->reason, "%s",
+                 json_string_value(json_object_get(o, "reason")));
+        json_t *sc = json_object_get(o, "score");
+        m->score = json_is_number(sc) ? json_number_value(sc) : NAN;
+        json_decref(o);
+        return 1;
+    }
+}
+
+static void rig_down(rig *r, maad_worker_stats *st)
+{
+    if (r->w) {
+        maad_worker_stop(r->w, st);
+        maad_worker_free(r->w);
+    }
+    zmq_close(r->sub);
+    zmq_ctx_term(r->ctx);
+    maad_pub_free(r->pub);
+    maad_ring_free(r->ring);
+    maa_inspector_free(r->in);
+}
+
+static void frame(rig *r, uint64_t id)
+{
+    static uint8_t px[W * H];
+    for (int i = 0; i < W * H; i++)
+        px[i] = (uint8_t)(i * 7 + id * 13);
+    maad_worker_frame(r->w, id, maad_now_ns(), W, H, PFNC_MONO8, px, sizeof px);
+}
+
+/* Frames, camera errors and a frame the converter refuses, in one order:
+ * every one comes back once, in order, with the right verdict kind. */
+static void test_order_and_kinds(void)
+{
+    rig r;
+    if (rig_up(&r, 4, 10000, 0, 64, 1e30)) {
+        CHECK(0, "rig");
+        return;
+    }
+    const int n = 30;
+    for (int id = 1; id <= n; id++) {
+        if (id % 7 == 0)
+            maad_worker_camera_error(r.w, (uint64_t)id, maad_now_ns(), "camera error: timeout");
+        else if (id == 10)
+            maad_worker_frame(r.w, (uint64_t)id, maad_now_ns(), W, H, 0x02180014u, "", 0);
+        else
+            frame(&r, (uint64_t)id);
+    }
+    maad_worker_stats st;
+    maad_worker_stop(r.w, &st);
+    maad_worker_free(r.w);
+    r.w = NULL;
+    msg m;
+    int got = 0, bad_order = 0, bad_kind = 0;
+    while (got < n && next_verdict(&r, &m)) {
+        if (m.seq != got || m.frame_id != got + 1)
+            bad_order++;
+        long long id = m.frame_id;
+        const char *want = id % 7 == 0 || id == 10 ? "uninspected" : "pass";
+        if (strcmp(m.verdict, want))
+            bad_kind++;
+        if (id % 7 == 0 && strcmp(m.reason, "camera error: timeout"))
+            bad_kind++;
+        if (id == 10 && !strstr(m.reason, "Mono8"))
+            bad_kind++;
+        if (!strcmp(want, "pass") && !isfinite(m.score))
+            bad_kind++;
+        got++;
+    }
+    CHECK(got == n, "got %d verdicts of %d", got, n);
+    CHECK(bad_order == 0, "%d out of order", bad_order);
+    CHECK(bad_kind == 0, "%d with the wrong verdict or reason", bad_kind);
+    CHECK(st.captured == (uint64_t)n, "captured %llu", (unsigned long long)st.captured);
+    CHECK(st.pass + st.reject + st.uninspected == (uint64_t)n);
+    CHECK(st.camera_errors == 4 && st.engine_errors == 1, "camera %llu engine %llu",
+          (unsigned long long)st.camera_errors, (unsigned long long)st.engine_errors);
+    CHECK(st.overflow == 0);
+    rig_down(&r, &st);
+}
+
+/* With a long timeout, a batch is judged when full, or when a camera error
+ * or the end has to be published after it: 9 frames, an error, 2 frames ->
+ * batches of 4, 4, 1 (before the error) and 2 (at the end). */
+static void test_batches(void)
+{
+    rig r;
+    if (rig_up(&r, 4, 60000, 0, 64, 1e30)) {
+        CHECK(0, "rig");
+        return;
+    }
+    for (int id = 1; id <= 9; id++)
+        frame(&r, (uint64_t)id);
+    maad_worker_camera_error(r.w, 10, maad_now_ns(), "camera error: incomplete frame");
+    frame(&r, 11);
+    frame(&r, 12);
+    maad_worker_stats st;
+    maad_worker_stop(r.w, &st);
+    maad_worker_free(r.w);
+    r.w = NULL;
+    CHECK(st.batches == 4, "batches %llu", (unsigned long long)st.batches);
+    CHECK(st.pass == 11 && st.uninspected == 1);
+    rig_down(&r, &st);
+}
+
+/* A lone frame is judged once the timeout has passed, without the end. */
+static void test_timeout(void)
+{
+    rig r;
+    if (rig_up(&r, 4, 20, 0, 64, 1e30)) {
+        CHECK(0, "rig");
+        return;
+    }
+    frame(&r, 1);
+    msg m;
+    CHECK(next_verdict(&r, &m) && m.frame_id == 1 && !strcmp(m.verdict, "pass"));
+    maad_worker_stats st;
+    rig_down(&r, &st);
+    CHECK(st.batches == 1 && st.pass == 1);
+}
+
+/* A slow engine (test_delay_ms) and a small ring: the frames that find the
+ * ring full come back uninspected ("ring overflow") in their place; every
+ * frame is accounted for exactly once. */
+static void test_overflow(void)
+{
+    rig r;
+    if (rig_up(&r, 1, 10, 100, 4, 1e30)) {
+        CHECK(0, "rig");
+        return;
+    }
+    const int n = 60;
+    for (int id = 1; id <= n; id++)
+        frame(&r, (uint64_t)id);
+    maad_worker_stats st;
+    maad_worker_stop(r.w, &st);
+    maad_worker_free(r.w);
+    r.w = NULL;
+    msg m;
+    int got = 0, bad_order = 0, overflow = 0, pass = 0;
+    while (got < n && next_verdict(&r, &m)) {
+        if (m.seq != got || m.frame_id != got + 1)
+            bad_order++;
+        if (!strcmp(m.verdict, "uninspected") && !strcmp(m.reason, "ring overflow"))
+            overflow++;
+        else if (!strcmp(m.verdict, "pass"))
+            pass++;
+        got++;
+    }
+    CHECK(got == n, "got %d of %d", got, n);
+    CHECK(bad_order == 0, "%d out of order", bad_order);
+    CHECK(overflow > 0 && (uint64_t)overflow == st.overflow, "overflow %d, stats %llu",
+          overflow, (unsigned long long)st.overflow);
+    CHECK(overflow + pass == n);
+    CHECK(st.captured == (uint64_t)n && st.uninspected == st.overflow);
+    rig_down(&r, &st);
+}
+
+/* A calibration set while frames flow applies from a batch boundary on:
+ * the verdicts are passes, then only rejects. */
+static void test_calibration_swap(void)
+{
+    rig r;
+    if (rig_up(&r, 2, 10, 0, 64, 1e30)) {
+        CHECK(0, "rig");
+        return;
+    }
+    for (int id = 1; id <= 6; id++)
+        frame(&r, (uint64_t)id);
+    msg m;
+    int got = 0, pass = 0, reject = 0, order_ok = 1;
+    while (got < 2 && next_verdict(&r, &m))
+        pass += !strcmp(m.verdict, "pass"), got++;
+    maa_calibration cal = {.n = 20, .sigma = 1, .gamma = 0, .threshold = -1,
+                           .pixel_threshold = 1e30, .mask_window = 7, .min_region_area = 1};
+    maad_worker_set_calibration(r.w, &cal);
+    for (int id = 7; id <= 10; id++)
+        frame(&r, (uint64_t)id);
+    while (got < 10 && next_verdict(&r, &m)) {
+        if (!strcmp(m.verdict, "reject"))
+            reject++;
+        else if (reject)
+            order_ok = 0;
+        else
+            pass++;
+        got++;
+    }
+    maad_worker_stats st;
+    rig_down(&r, &st);
+    CHECK(got == 10);
+    CHECK(order_ok, "a pass after a reject");
+    CHECK(pass >= 2 && reject >= 4, "pass %d reject %d", pass, reject);
+    CHECK(st.calibrations == 1);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/test_worker.XXXXXX");
+    if (!mkdtemp(dir))
+        return 1;
+    char path[128], err[MAA_ERRLEN];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    maa_model_info info = {.image_size = S, .channels = 1, .g_base = 1, .d_base = 2};
+    spoil none = {0};
+    if (write_model(path, &info, &none) || maa_model_load(path, &model, err, sizeof err)) {
+        fprintf(stderr, "model: %s\n", err);
+        return 1;
+    }
+    RUN(test_order_and_kinds);
+    RUN(test_batches);
+    RUN(test_timeout);
+    RUN(test_overflow);
+    RUN(test_calibration_swap);
+    maa_model_free(model);
+    unlink(path);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+    return CHECK_SUMMARY();
+}
