@@ -556,38 +556,50 @@ int maa_preprocess(const maa_image *img, int s, int c, float *out,
         return MAA_ERR;
     }
     int iw = img->width, ih = img->height;
-    axis_map ax = {0}, ay = {0};
-    double *tmp = malloc(sizeof(double) * (size_t)ih * s);
-    int rv = MAA_ERR;
-    if (!tmp || axis_build(&ax, iw, s) || axis_build(&ay, ih, s)) {
-        maa_seterr(err, errlen, "preprocess: out of memory");
-        goto out;
-    }
-    double scale = img->depth == 16 ? 32767.5 : 127.5;
-    size_t ss = (size_t)s * s;
     /* A gray image is resized once and the plane copied into every
      * channel. */
     int planes = ic == 1 ? 1 : c;
-    for (int ch = 0; ch < planes; ch++) {
-        for (int y = 0; y < ih; y++)
+    axis_map ax = {0}, ay = {0};
+    double *tmp = malloc(sizeof(double) * (size_t)planes * ih * s);
+    double *row = malloc(sizeof(double) * (size_t)iw * ic);
+    int rv = MAA_ERR;
+    if (!tmp || !row || axis_build(&ax, iw, s) || axis_build(&ay, ih, s)) {
+        maa_seterr(err, errlen, "preprocess: out of memory");
+        goto out;
+    }
+    /* Across first, one input row at a time, so the image is read once. */
+    for (int y = 0; y < ih; y++) {
+        size_t n = (size_t)iw * ic, base = (size_t)y * n;
+        if (img->depth == 16)
+            for (size_t i = 0; i < n; i++)
+                row[i] = ((const uint16_t *)img->data)[base + i];
+        else
+            for (size_t i = 0; i < n; i++)
+                row[i] = ((const uint8_t *)img->data)[base + i];
+        for (int ch = 0; ch < planes; ch++) {
+            double *t = tmp + ((size_t)ch * ih + y) * s;
             for (int x = 0; x < s; x++) {
                 const double *w = ax.w + (size_t)x * ax.taps;
-                size_t base = ((size_t)y * iw + ax.first[x]) * ic + ch;
+                const double *px = row + (size_t)ax.first[x] * ic + ch;
                 double acc = 0;
-                for (int t = 0; t < ax.taps && w[t] != 0; t++) {
-                    size_t k = base + (size_t)t * ic;
-                    acc += w[t] * (img->depth == 16 ? ((const uint16_t *)img->data)[k]
-                                                    : ((const uint8_t *)img->data)[k]);
-                }
-                tmp[(size_t)y * s + x] = acc;
+                for (int k = 0; k < ax.taps && w[k] != 0; k++)
+                    acc += w[k] * px[(size_t)k * ic];
+                t[x] = acc;
             }
+        }
+    }
+    double scale = img->depth == 16 ? 32767.5 : 127.5;
+    size_t ss = (size_t)s * s;
+    for (int ch = 0; ch < planes; ch++) {
+        const double *t = tmp + (size_t)ch * ih * s;
         float *o = out + ch * ss;
         for (int y = 0; y < s; y++) {
             const double *w = ay.w + (size_t)y * ay.taps;
+            const double *src = t + (size_t)ay.first[y] * s;
             for (int x = 0; x < s; x++) {
                 double acc = 0;
-                for (int t = 0; t < ay.taps && w[t] != 0; t++)
-                    acc += w[t] * tmp[(size_t)(ay.first[y] + t) * s + x];
+                for (int k = 0; k < ay.taps && w[k] != 0; k++)
+                    acc += w[k] * src[(size_t)k * s + x];
                 o[(size_t)y * s + x] = (float)(acc / scale - 1);
             }
         }
@@ -597,6 +609,7 @@ int maa_preprocess(const maa_image *img, int s, int c, float *out,
     rv = MAA_OK;
 out:
     free(tmp);
+    free(row);
     axis_free(&ax);
     axis_free(&ay);
     return rv;

@@ -52,7 +52,8 @@ static size_t chunk(uint8_t *out, const char *type, const uint8_t *data,
 {
     be32(out, n);
     memcpy(out + 4, type, 4);
-    memcpy(out + 8, data, n);
+    if (n)
+        memcpy(out + 8, data, n);
     be32(out + 8 + n, crc32(out + 4, n + 4, 0));
     return 12 + n;
 }
