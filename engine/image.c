@@ -393,7 +393,7 @@ int maa_image_load(const char *path, maa_image *img, char *err, size_t errlen)
     int rv;
     if (len >= 8 && memcmp(buf, png_magic, 8) == 0) {
         rv = load_png(path, buf, len, img, err, errlen);
-    } else if (len >= 2 && buf[0] == 'P' && strchr("2356", buf[1]) && buf[1]) {
+    } else if (len >= 2 && buf[0] == 'P' && buf[1] && strchr("2356", buf[1])) {
         rv = load_pnm(path, buf, len, img, err, errlen);
     } else if (len >= 2 && buf[0] == 'P' && buf[1] && strchr("147", buf[1])) {
         maa_seterr(err, errlen, "%s: unsupported netpbm format P%c (only P2, "
