@@ -8,12 +8,7 @@
 
 #include "engine/engine.h"
 #include "tests/check.h"
-
-/* Stand-ins for engine/model.c, which this test does not need: a "model"
- * here is just its sha256 string, so check_model can be tested without a
- * model file.  The linker takes these before libengine.a's model.o. */
-const char *maa_model_sha256(const maa_model *m) { return (const char *)m; }
-const char *maa_model_path(const maa_model *m) { (void)m; return "models/a.maa"; }
+#include "tests/testmodel.h"
 
 static const char SHA[] =
     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -274,19 +269,31 @@ static void test_save_refuses_invalid(void)
     CHECK(access(path, F_OK) != 0, "file written");
 }
 
+/* A calibration binds to the bytes of its model file: the same weights
+ * stored as F16 are another model. */
 static void test_check_model(void)
 {
+    static const maa_model_info info = {64, 3, 4, 8, 1e-5, 0.1, 5};
+    char p32[256], p16[256], err[MAA_ERRLEN] = "";
+    snprintf(p32, sizeof p32, "%s/a.safetensors", dir);
+    snprintf(p16, sizeof p16, "%s/b.safetensors", dir);
+    CHECK(write_model(p32, &info, &(spoil){0}) == 0 && write_model(p16, &info, &(spoil){.f16 = 1}) == 0,
+          "cannot write models");
+    maa_model *a = NULL, *b = NULL;
+    CHECK(maa_model_load(p32, &a, err, sizeof err) == MAA_OK, "%s", err);
+    CHECK(maa_model_load(p16, &b, err, sizeof err) == MAA_OK, "%s", err);
+    if (!a || !b)
+        goto out;
     maa_calibration c;
     fitted(&c);
-    char err[MAA_ERRLEN] = "";
-    CHECK(maa_calibration_check_model(&c, (const maa_model *)SHA, err,
-                                      sizeof err) == MAA_OK, "%s", err);
-    static const char other[] =
-        "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
-    CHECK(maa_calibration_check_model(&c, (const maa_model *)other, err,
-                                      sizeof err) == MAA_ERR, "accepted");
-    CHECK(strstr(err, SHA) && strstr(err, other) && strstr(err, "models/a.maa"),
+    snprintf(c.model_sha256, sizeof c.model_sha256, "%s", maa_model_sha256(a));
+    CHECK(maa_calibration_check_model(&c, a, err, sizeof err) == MAA_OK, "%s", err);
+    CHECK(maa_calibration_check_model(&c, b, err, sizeof err) == MAA_ERR, "accepted");
+    CHECK(strstr(err, maa_model_sha256(a)) && strstr(err, maa_model_sha256(b)) && strstr(err, p16),
           "%s", err);
+out:
+    maa_model_free(a);
+    maa_model_free(b);
 }
 
 int main(void)
