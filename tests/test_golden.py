@@ -45,7 +45,7 @@ with tempfile.TemporaryDirectory(prefix="maa-golden-") as tmp:
         for b in backends():
             # The default network is slow on the reference backend: once.
             helper(os.path.join(d, "manifest.json"), "--backend", b, "--maps", "1e-4",
-                   "--fmd", "1e-4", "--fmd-stored", "1e-5", "--mask",
+                   "--fmd", "1e-5", "--fmd-stored", "1e-5", "--mask",
                    *(["--variants"] if case == "small" else []))
     d = os.path.join(tmp, "indep")
     subprocess.run([PY, os.path.join(HERE, "indep_model.py"), "--out", d], check=True)
