@@ -79,15 +79,22 @@ $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
 	$(LINK)
 
-test: all
+# test and demo first install the Debian packages they need, then build in
+# a fresh make so that pkg-config sees the new packages.
+deps:
+	@scripts/install-deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
 	@PYTHON=$(PYTHON) tests/run.sh
 
-demo: all
-	scripts/demo.sh
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh
 
 clean:
 	rm -rf $(B)
 
-.PHONY: all test demo clean
+.PHONY: all deps test demo clean
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

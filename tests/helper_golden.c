@@ -149,6 +149,10 @@ out:
 
 static void test_golden(void)
 {
+    maa_backend_kind kind;
+    char why[MAA_ERRLEN];
+    if (maa_backend_parse(backend, &kind) || maa_backend_available(kind, why, sizeof why))
+        SKIP("backend %s: %s", backend, why);
     const char *model = json_string_value(json_object_get(manifest, "model"));
     check_case(model, json_object_get(manifest, "arrays"), json_object_get(manifest, "fmd"),
                json_object_get(manifest, "fmd_stored"), model);
