@@ -59,8 +59,8 @@ _Static_assert(sizeof(maad_pixel_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(maad_trigger) == sizeof(int), "enum size");
 _Static_assert(sizeof(maad_backend) == sizeof(int), "enum size");
 _Static_assert(sizeof(maad_precision) == sizeof(int), "enum size");
-_Static_assert(sizeof(maad_mask_format) == sizeof(int), "enum size");
-_Static_assert(sizeof(maad_log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(maad_cfg_mask_format) == sizeof(int), "enum size");
+_Static_assert(sizeof(maad_cfg_log_level) == sizeof(int), "enum size");
 
 #define OFF(s, k) offsetof(maad_config, s.k)
 #define INT(s, k, lo, hi, d, fl, doc)                                                      \

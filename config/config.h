@@ -42,14 +42,14 @@ typedef enum {
 } maad_backend;
 typedef enum { MAAD_PREC_DEFAULT = 0, MAAD_PREC_F32, MAAD_PREC_F16, MAAD_PREC_BF16 } maad_precision;
 
-typedef enum { MAAD_MASK_PNG = 0, MAAD_MASK_RAW, MAAD_MASK_NONE } maad_mask_format;
+typedef enum { MAAD_CFG_MASK_PNG = 0, MAAD_CFG_MASK_RAW, MAAD_CFG_MASK_NONE } maad_cfg_mask_format;
 
 typedef enum {
-    MAAD_LOG_DEBUG = 0,
-    MAAD_LOG_INFO,
-    MAAD_LOG_NOTICE,
-    MAAD_LOG_WARNING
-} maad_log_level;
+    MAAD_CFG_LOG_DEBUG = 0,
+    MAAD_CFG_LOG_INFO,
+    MAAD_CFG_LOG_NOTICE,
+    MAAD_CFG_LOG_WARNING
+} maad_cfg_log_level;
 
 /* Zero in a "0 = ..." field below means the special meaning, not a value. */
 typedef struct {
@@ -97,7 +97,7 @@ typedef struct {
 } maad_engine_config;
 
 typedef struct {
-    maad_mask_format format;
+    maad_cfg_mask_format format;
     int min_region_area;             /* -1 = the calibration's */
 } maad_mask_config;
 
@@ -109,7 +109,7 @@ typedef struct {
 
 typedef struct {
     int summary_interval_s;
-    maad_log_level level;
+    maad_cfg_log_level level;
 } maad_log_config;
 
 typedef struct maad_config {

@@ -278,10 +278,10 @@ static void test_defaults_for_absent_keys(void)
     CHECK(!c.model.has_gamma);
     CHECK(c.engine.backend == MAAD_BACKEND_AUTO && c.engine.precision == MAAD_PREC_DEFAULT);
     CHECK(c.engine.batch_max == 4 && c.engine.ring_slots == 64 && c.engine.test_delay_ms == 0);
-    CHECK(c.mask.format == MAAD_MASK_PNG && c.mask.min_region_area == -1);
+    CHECK(c.mask.format == MAAD_CFG_MASK_PNG && c.mask.min_region_area == -1);
     CHECK(strcmp(c.publish.endpoint, "tcp://*:5555") == 0 && c.publish.sndhwm == 1000);
     CHECK(c.publish.heartbeat_ms == 500);
-    CHECK(c.log.summary_interval_s == 10 && c.log.level == MAAD_LOG_INFO);
+    CHECK(c.log.summary_interval_s == 10 && c.log.level == MAAD_CFG_LOG_INFO);
 }
 
 /* Every key at a value other than its default. */
@@ -389,7 +389,7 @@ static void test_full_file(void)
     CHECK(c.camera.trigger == MAAD_TRIGGER_HARDWARE && !c.camera.packet_socket);
     CHECK(c.model.has_gamma && c.model.gamma == -2.5);
     CHECK(c.engine.backend == MAAD_BACKEND_CUDA && c.engine.precision == MAAD_PREC_BF16);
-    CHECK(c.mask.format == MAAD_MASK_NONE && c.log.level == MAAD_LOG_DEBUG);
+    CHECK(c.mask.format == MAAD_CFG_MASK_NONE && c.log.level == MAAD_CFG_LOG_DEBUG);
     CHECK(strcmp(c.camera.device_id, "Basler-0815 \"front\"") == 0, "%s", c.camera.device_id);
     /* No key left at its default: the file exercises every row. */
     maad_config def;
@@ -520,7 +520,7 @@ static void test_null_section_and_booleans(void)
     maad_config c;
     char err[MAA_ERRLEN] = "";
     CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_OK, "%s", err);
-    CHECK(c.log.level == MAAD_LOG_WARNING);
+    CHECK(c.log.level == MAAD_CFG_LOG_WARNING);
     static const char text2[] = REQ "replay: {loop: true}\ncamera2: 1\n";
     expect_error(text2, "7:1: unknown section 'camera2' (did you mean 'camera'?)");
 }
@@ -552,13 +552,13 @@ static void test_enum_names(void)
         {"engine.precision", MAAD_PREC_F32, "f32"},
         {"engine.precision", MAAD_PREC_F16, "f16"},
         {"engine.precision", MAAD_PREC_BF16, "bf16"},
-        {"mask.format", MAAD_MASK_PNG, "png"},
-        {"mask.format", MAAD_MASK_RAW, "raw"},
-        {"mask.format", MAAD_MASK_NONE, "none"},
-        {"log.level", MAAD_LOG_DEBUG, "debug"},
-        {"log.level", MAAD_LOG_INFO, "info"},
-        {"log.level", MAAD_LOG_NOTICE, "notice"},
-        {"log.level", MAAD_LOG_WARNING, "warning"},
+        {"mask.format", MAAD_CFG_MASK_PNG, "png"},
+        {"mask.format", MAAD_CFG_MASK_RAW, "raw"},
+        {"mask.format", MAAD_CFG_MASK_NONE, "none"},
+        {"log.level", MAAD_CFG_LOG_DEBUG, "debug"},
+        {"log.level", MAAD_CFG_LOG_INFO, "info"},
+        {"log.level", MAAD_CFG_LOG_NOTICE, "notice"},
+        {"log.level", MAAD_CFG_LOG_WARNING, "warning"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *got = maad_config_enum_name(cases[i].key, cases[i].value);
@@ -572,7 +572,7 @@ static void test_enum_names(void)
     for (int v = MAAD_PREC_DEFAULT; v <= MAAD_PREC_BF16; v++)
         CHECK(strcmp(maad_config_enum_name("engine.precision", v),
                      maa_precision_name((maa_precision)v)) == 0, "precision %d", v);
-    CHECK(maad_config_enum_name("log.level", MAAD_LOG_WARNING + 1) == NULL);
+    CHECK(maad_config_enum_name("log.level", MAAD_CFG_LOG_WARNING + 1) == NULL);
     CHECK(maad_config_enum_name("log.level", -1) == NULL);
     CHECK(maad_config_enum_name("camera.width", 0) == NULL);
     CHECK(maad_config_enum_name("level", 0) == NULL);
