@@ -1,0 +1,387 @@
+/* maad.c — the inspection daemon: `maad --config FILE`.
+ *
+ * Start-up loads and checks everything (configuration, model, calibration
+ * and its binding to the model, engine, publisher, camera) before it tells
+ * systemd READY=1, so a bad file fails the start, not the line.  Then three
+ * threads: the camera module's capture thread hands frames to the ring
+ * (worker.c, never blocking), the worker judges and publishes them, and this
+ * thread waits for signals: SIGHUP reloads the calibration, SIGTERM/SIGINT
+ * stop the camera and let the worker publish everything in flight. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "camera/camera.h"
+#include "config/config.h"
+#include "daemon/daemon.h"
+#include "engine/engine.h"
+
+#define MAAD_VERSION "0.1.0"
+
+typedef struct {
+    const char *config_path;
+    maad_config cfg;
+    maad_logger log;
+    maa_model *model;
+    maa_calibration cal;
+    maa_inspector *inspector;
+    maad_ring *ring;
+    maad_pub *pub;
+    maad_worker *worker;
+    cam_source *camera;
+} maad;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: maad --config FILE        run the inspection daemon\n"
+            "       maad --check-config FILE  check the configuration, the model and\n"
+            "                                 the calibration, print the effective\n"
+            "                                 configuration, exit 0 when all is good\n"
+            "       maad --version | --help\n"
+            "Signals: SIGHUP reloads the calibration (and model.gamma); SIGTERM or\n"
+            "SIGINT stop after every captured frame has its verdict published.\n"
+            "See docs/operations.md and docs/config.md.\n");
+}
+
+static maad_log_level log_level(maad_cfg_log_level l)
+{
+    switch (l) {
+    case MAAD_CFG_LOG_DEBUG: return MAAD_LOG_DEBUG;
+    case MAAD_CFG_LOG_INFO: return MAAD_LOG_INFO;
+    case MAAD_CFG_LOG_NOTICE: return MAAD_LOG_NOTICE;
+    case MAAD_CFG_LOG_WARNING: break;
+    }
+    return MAAD_LOG_WARNING;
+}
+
+static maad_mask_format mask_format(maad_cfg_mask_format f)
+{
+    switch (f) {
+    case MAAD_CFG_MASK_PNG: return MAAD_MASK_PNG;
+    case MAAD_CFG_MASK_RAW: return MAAD_MASK_RAW;
+    case MAAD_CFG_MASK_NONE: break;
+    }
+    return MAAD_MASK_NONE;
+}
+
+/* The calibration file of cfg, bound to the model, with the configuration's
+ * overrides (model.gamma, mask.min_region_area) applied. */
+static int load_calibration(const maad_config *cfg, const maa_model *m,
+                            maa_calibration *cal, char *err, size_t errlen)
+{
+    char why[MAA_ERRLEN];
+    if (maa_calibration_load(cfg->model.calibration, cal, why, sizeof why) != MAA_OK ||
+        maa_calibration_check_model(cal, m, why, sizeof why) != MAA_OK) {
+        snprintf(err, errlen, "model.calibration: %s", why);
+        return MAA_ERR;
+    }
+    if (cfg->model.has_gamma)
+        maa_calibration_set_gamma(cal, cfg->model.gamma);
+    if (cfg->mask.min_region_area >= 0)
+        cal->min_region_area = cfg->mask.min_region_area;
+    return MAA_OK;
+}
+
+/* Configuration, model, calibration and the backend's availability: what
+ * --check-config answers for and what start-up needs first. */
+static int load_files(maad *d, char *err, size_t errlen)
+{
+    char why[MAA_ERRLEN];
+    if (maad_config_load(d->config_path, &d->cfg, err, errlen) != MAA_OK)
+        return MAA_ERR;
+    if (maa_model_load(d->cfg.model.path, &d->model, why, sizeof why) != MAA_OK) {
+        snprintf(err, errlen, "model.path: %s", why);
+        return MAA_ERR;
+    }
+    if (load_calibration(&d->cfg, d->model, &d->cal, err, errlen) != MAA_OK)
+        return MAA_ERR;
+    maa_backend_kind kind = (maa_backend_kind)d->cfg.engine.backend;
+    if (kind != MAA_BACKEND_AUTO && maa_backend_available(kind, why, sizeof why) != MAA_OK) {
+        snprintf(err, errlen, "engine.backend %s: %s", maa_backend_name(kind), why);
+        return MAA_ERR;
+    }
+    return MAA_OK;
+}
+
+static int check_config(maad *d)
+{
+    char err[MAA_ERRLEN + 64];
+    if (load_files(d, err, sizeof err) != MAA_OK) {
+        fprintf(stderr, "maad: %s\n", err);
+        return 1;
+    }
+    maad_config_dump(&d->cfg, stdout);
+    const maa_model_info *mi = maa_model_get_info(d->model);
+    printf("# model: S %d, C %d, g_base %d, d_base %d, sha256 %s\n", mi->image_size,
+           mi->channels, mi->g_base, mi->d_base, maa_model_sha256(d->model));
+    printf("# calibration: n %d, mu %.6g, sigma %.6g, gamma %.6g, threshold %.6g, "
+           "pixel threshold %.6g, min region area %d\n",
+           d->cal.n, d->cal.mu, d->cal.sigma, d->cal.gamma, d->cal.threshold,
+           d->cal.pixel_threshold, d->cal.min_region_area);
+    printf("# configuration OK\n");
+    return 0;
+}
+
+/* ---- the camera's frames into the ring -------------------------------------- */
+
+static int frame_image(const maad_slot *s, maa_image *img, void *scratch,
+                       size_t scratch_bytes, char *err, size_t errlen)
+{
+    cam_event ev = {.kind = CAM_FRAME, .frame_id = s->frame_id,
+                    .t_capture_ns = s->t_capture_ns, .width = s->width,
+                    .height = s->height, .fmt = (cam_pixfmt)s->pixfmt,
+                    .data = s->pixels, .size = s->size};
+    return cam_frame_to_image(&ev, scratch, scratch_bytes, img, err, errlen);
+}
+
+/* GigE Vision frame ids run 1..65535 and wrap, skipping 0. */
+static uint64_t id_before(uint64_t id, uint64_t k)
+{
+    if (id > 65535)
+        return id - k;
+    return (uint64_t)(((int64_t)id - 1 - (int64_t)(k % 65535) + 65535) % 65535) + 1;
+}
+
+/* On the capture thread: every event becomes ring traffic and so, in
+ * order, one verdict per frame the camera took. */
+static void on_camera(void *user, const cam_event *ev)
+{
+    maad *d = user;
+    char reason[160];
+    switch (ev->kind) {
+    case CAM_FRAME:
+        maad_worker_frame(d->worker, ev->frame_id, ev->t_capture_ns, ev->width,
+                          ev->height, (uint32_t)ev->fmt, ev->data, ev->size);
+        break;
+    case CAM_INCOMPLETE:
+        snprintf(reason, sizeof reason, "camera error: incomplete frame: %s",
+                 ev->reason ? ev->reason : "");
+        maad_worker_camera_error(d->worker, ev->frame_id, ev->t_capture_ns, reason);
+        break;
+    case CAM_MISSED:
+        /* A long gap overflows the ring; those frames then read "ring
+         * overflow", still one verdict each. */
+        for (uint32_t k = ev->missed; k > 0; k--)
+            maad_worker_camera_error(d->worker, id_before(ev->frame_id, k),
+                                     ev->t_capture_ns, "camera error: frame missed");
+        break;
+    case CAM_ERROR:
+        snprintf(reason, sizeof reason, "camera error: %s", ev->reason ? ev->reason : "");
+        maad_worker_camera_error(d->worker, MAAD_FRAME_ID_UNKNOWN, ev->t_capture_ns, reason);
+        break;
+    }
+}
+
+_Static_assert((int)CAM_PIX_BAYER_BG8 == (int)MAAD_PIX_BAYER_BG8 &&
+                   (int)CAM_PIX_RGB8 == (int)MAAD_PIX_RGB8,
+               "config and camera pixel formats in one order");
+_Static_assert((int)CAM_TRIGGER_HARDWARE == (int)MAAD_TRIGGER_HARDWARE &&
+                   (int)CAM_TRIGGER_SOFTWARE == (int)MAAD_TRIGGER_SOFTWARE,
+               "config and camera trigger modes in one order");
+
+static void camera_config(const maad_config *c, cam_config *cc)
+{
+    cam_config_defaults(cc);
+    cc->source = c->camera.source == MAAD_SOURCE_REPLAY ? CAM_SOURCE_REPLAY : CAM_SOURCE_ARAVIS;
+    cc->device_id = c->camera.device_id[0] ? c->camera.device_id : NULL;
+    /* Both enums follow the GenICam names in the same order. */
+    cc->pixel_format = (cam_pixfmt)c->camera.pixel_format;
+    cc->width = c->camera.width;
+    cc->height = c->camera.height;
+    cc->offset_x = c->camera.offset_x;
+    cc->offset_y = c->camera.offset_y;
+    cc->exposure_us = c->camera.exposure_us;
+    cc->gain_db = c->camera.gain_db;
+    cc->frame_rate = c->camera.frame_rate;
+    cc->trigger = (cam_trigger_mode)c->camera.trigger;
+    cc->trigger_source = c->camera.trigger_source;
+    cc->packet_size = c->camera.packet_size;
+    cc->packet_socket = c->camera.packet_socket;
+    cc->stream_buffers = c->camera.stream_buffers;
+    cc->timeout_ms = c->camera.timeout_ms;
+    cc->reconnect_min_ms = c->camera.reconnect_min_ms;
+    cc->reconnect_max_ms = c->camera.reconnect_max_ms;
+    cc->realtime_priority = c->camera.realtime_priority;
+    cc->replay_dir = c->replay.dir;
+    cc->replay_fps = c->replay.fps;
+    cc->replay_loop = c->replay.loop;
+}
+
+/* ---- start, run, stop -------------------------------------------------------- */
+
+static int start(maad *d, char *err, size_t errlen)
+{
+    const maad_config *c = &d->cfg;
+    const maa_model_info *mi = maa_model_get_info(d->model);
+    maa_engine_opts eo = {.backend = (maa_backend_kind)c->engine.backend,
+                          .precision = (maa_precision)c->engine.precision,
+                          .max_batch = c->engine.batch_max,
+                          .threads = c->engine.threads,
+                          .device = c->engine.device};
+    if (maa_inspector_create(d->model, &eo, &d->inspector, err, errlen) != MAA_OK)
+        return MAA_ERR;
+    maa_engine *e = maa_inspector_engine(d->inspector);
+    maad_log(&d->log, MAAD_LOG_INFO, "model %s (S %d, C %d), backend %s, precision %s, batch %d",
+             c->model.path, mi->image_size, mi->channels,
+             maa_backend_name(maa_engine_backend(e)),
+             maa_precision_name(maa_engine_precision(e)), c->engine.batch_max);
+
+    /* Bound before the camera opens, so subscribers have that long to
+     * connect before the first verdict. */
+    maad_pub_opts po = {.endpoint = c->publish.endpoint, .camera = c->camera.name,
+                        .sndhwm = c->publish.sndhwm,
+                        .mask_format = mask_format(c->mask.format),
+                        .heartbeat_ms = c->publish.heartbeat_ms};
+    if (maad_pub_create(&po, &d->pub, err, errlen) != MAA_OK)
+        return MAA_ERR;
+
+    cam_config cc;
+    camera_config(c, &cc);
+    if (cam_open(&cc, on_camera, d, &d->camera, err, errlen) != MAA_OK)
+        return MAA_ERR;
+    size_t slot_bytes = cam_frame_bytes(d->camera);
+    if (maad_ring_create((uint32_t)c->engine.ring_slots, slot_bytes, NULL, NULL, NULL,
+                         &d->ring, err, errlen) != MAA_OK)
+        return MAA_ERR;
+
+    double rate = c->camera.source == MAAD_SOURCE_REPLAY ? c->replay.fps : c->camera.frame_rate;
+    maad_worker_opts wo = {
+        .ring = d->ring, .pub = d->pub, .inspector = d->inspector,
+        .image_size = mi->image_size, .channels = mi->channels, .cal = d->cal,
+        .to_image = frame_image, .batch_max = c->engine.batch_max,
+        /* By default a frame waits at most one frame period for company. */
+        .batch_timeout_ms = c->engine.batch_timeout_ms > 0 ? c->engine.batch_timeout_ms
+                                                           : 1000.0 / rate,
+        .test_delay_ms = c->engine.test_delay_ms,
+        .heartbeat_ms = c->publish.heartbeat_ms,
+        .summary_interval_s = c->log.summary_interval_s, .log = &d->log};
+    if (maad_worker_start(&wo, &d->worker, err, errlen) != MAA_OK)
+        return MAA_ERR;
+    char why[MAA_ERRLEN];
+    int rc = cam_start(d->camera, why, sizeof why);
+    if (rc == CAM_WARN)
+        maad_log(&d->log, MAAD_LOG_WARNING, "camera: %s", why);
+    else if (rc != MAA_OK) {
+        snprintf(err, errlen, "camera: %s", why);
+        return MAA_ERR;
+    }
+    return MAA_OK;
+}
+
+static void reload(maad *d)
+{
+    maad_config cfg;
+    maa_calibration cal;
+    char err[MAA_ERRLEN + 64];
+    if (maad_config_load(d->config_path, &cfg, err, sizeof err) != MAA_OK ||
+        load_calibration(&cfg, d->model, &cal, err, sizeof err) != MAA_OK) {
+        maad_log(&d->log, MAAD_LOG_ERR, "SIGHUP: calibration not reloaded, keeping "
+                 "threshold %.6g: %s", d->cal.threshold, err);
+        return;
+    }
+    d->cal = cal;
+    maad_worker_set_calibration(d->worker, &cal);
+    maad_log(&d->log, MAAD_LOG_NOTICE, "SIGHUP: calibration %s reloaded: threshold %.6g "
+             "(mu %.6g, sigma %.6g, gamma %.6g); it applies from the next batch",
+             cfg.model.calibration, cal.threshold, cal.mu, cal.sigma, cal.gamma);
+}
+
+static void teardown(maad *d)
+{
+    if (d->camera)
+        cam_close(d->camera);
+    maad_worker_free(d->worker);
+    maad_pub_free(d->pub);
+    maad_ring_free(d->ring);
+    maa_inspector_free(d->inspector);
+    maa_model_free(d->model);
+}
+
+static int run(maad *d)
+{
+    char err[MAA_ERRLEN + 64];
+    if (load_files(d, err, sizeof err) != MAA_OK) {
+        fprintf(stderr, "maad: %s\n", err);
+        maa_model_free(d->model);
+        return 1;
+    }
+    maad_log_init(&d->log, d->cfg.camera.name, log_level(d->cfg.log.level));
+
+    /* Every thread started from here on inherits the mask, so the signals
+     * reach only sigwaitinfo below. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* A subscriber vanishing must not kill us through a write. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (start(d, err, sizeof err) != MAA_OK) {
+        maad_log(&d->log, MAAD_LOG_ERR, "start-up failed: %s", err);
+        if (d->worker) {
+            maad_worker_stats st;
+            cam_stop(d->camera);
+            maad_worker_stop(d->worker, &st);
+        }
+        teardown(d);
+        return 1;
+    }
+    maad_notify_ready();
+    maad_log(&d->log, MAAD_LOG_NOTICE, "ready: camera %s, publishing on %s",
+             d->cfg.camera.name, d->cfg.publish.endpoint);
+
+    for (;;) {
+        int sig = sigwaitinfo(&set, NULL);
+        if (sig == SIGHUP) {
+            reload(d);
+            continue;
+        }
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+    }
+    maad_notify_stopping();
+    maad_log(&d->log, MAAD_LOG_NOTICE, "stopping: draining the frames in flight");
+    cam_stop(d->camera);
+    maad_worker_stats st;
+    maad_worker_stop(d->worker, &st);
+    char line[512];
+    maad_worker_stats_line(&st, line, sizeof line);
+    maad_log(&d->log, MAAD_LOG_NOTICE, "%s", line);
+    teardown(d);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", 1, 0, 'c'},
+                                         {"check-config", 1, 0, 'k'},
+                                         {"version", 0, 0, 'V'},
+                                         {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    maad d = {0};
+    int check = 0, o;
+    while ((o = getopt_long(argc, argv, "c:k:Vh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': d.config_path = optarg; break;
+        case 'k': d.config_path = optarg, check = 1; break;
+        case 'V': printf("maad %s\n", MAAD_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!d.config_path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (check) {
+        int rc = check_config(&d);
+        maa_model_free(d.model);
+        return rc;
+    }
+    return run(&d);
+}

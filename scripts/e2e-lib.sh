@@ -1,0 +1,245 @@
+# e2e-lib.sh — helpers shared by the end-to-end tests (tests/e2e_*.sh) and
+# scripts/demo.sh.  Source it from bash:  . "$ROOT/scripts/e2e-lib.sh"
+#
+# A test calls e2e_isolate "$@" first: it re-runs the script inside a private
+# network namespace (unshare -n, loopback up), so the daemon's ports and the
+# fake camera's GigE Vision traffic never leave the test; where that is not
+# permitted the test reports itself skipped.  Every process a helper starts
+# in the background is killed (by its pid) when the script exits.
+
+E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MAA=${MAA:-$E2E_ROOT/build/maa}
+MAAD=${MAAD:-$E2E_ROOT/build/maad}
+PY=${PYTHON:-/usr/bin/python3}
+E2E_PASS=0 E2E_FAIL=0 E2E_SKIP=0
+E2E_PIDS=()
+
+e2e_isolate()
+{
+    if [ -z "${E2E_NETNS:-}" ]; then
+        local how
+        for how in "unshare -n" "unshare -rn"; do
+            if $how true 2>/dev/null; then
+                E2E_NETNS=1 exec $how bash "$0" "$@"
+            fi
+        done
+        echo "  SKIP: cannot create a network namespace (unshare -n)"
+        echo "0 passed, 0 failed, 1 skipped"
+        exit 0
+    fi
+    if ! ip link set lo up 2>/dev/null; then
+        echo "  SKIP: cannot bring the namespace's loopback up"
+        echo "0 passed, 0 failed, 1 skipped"
+        exit 0
+    fi
+    E2E_TMP=$(mktemp -d /tmp/e2e.XXXXXX)
+    trap e2e_cleanup EXIT
+}
+
+e2e_cleanup()
+{
+    local p
+    for p in "${E2E_PIDS[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    wait 2>/dev/null
+    [ -n "${E2E_KEEP:-}" ] && echo "kept $E2E_TMP" || rm -rf "$E2E_TMP"
+}
+
+ok() { E2E_PASS=$((E2E_PASS + 1)); echo "ok   $1"; }
+fail() { E2E_FAIL=$((E2E_FAIL + 1)); echo "FAIL $1${2:+: $2}"; }
+skip() { E2E_SKIP=$((E2E_SKIP + 1)); echo "skip $1${2:+: $2}"; }
+# check NAME COMMAND...: ok when the command succeeds, else fail with its output.
+check()
+{
+    local name=$1 out
+    shift
+    if out=$("$@" 2>&1); then ok "$name"; else fail "$name" "$out"; fi
+}
+
+e2e_summary()
+{
+    if [ "$E2E_SKIP" -gt 0 ]; then
+        echo "$E2E_PASS passed, $E2E_FAIL failed, $E2E_SKIP skipped"
+    else
+        echo "$E2E_PASS passed, $E2E_FAIL failed"
+    fi
+    [ "$E2E_FAIL" -eq 0 ]
+}
+
+# Ends the test (as failed) when the programs are not built.
+e2e_need_build()
+{
+    local f
+    for f in "$MAA" "$MAAD"; do
+        if [ ! -x "$f" ]; then
+            fail "build" "$f missing: run make"
+            e2e_summary
+            exit 1
+        fi
+    done
+}
+
+# e2e_model OUT [G_BASE D_BASE]: a random model, S=64, one channel.  g_base 1
+# and d_base 2 judge a frame in a few ms on the reference backend.
+e2e_model()
+{
+    "$PY" "$E2E_ROOT/scripts/export_model.py" --random --size 64 --channels 1 \
+        --g-base "${2:-1}" --d-base "${3:-2}" --out "$1" >/dev/null
+}
+
+# e2e_images DIR N [SEED [DEFECT_EVERY [W H]]]: N gray PGM images of a smooth
+# textured surface with noise; with DEFECT_EVERY k, every k-th image gets a
+# dark scratch.  Names sort in generation order.
+e2e_images()
+{
+    "$PY" - "$@" <<'EOF'
+import os, sys
+import numpy as np
+d, n = sys.argv[1], int(sys.argv[2])
+seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+every = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+w = int(sys.argv[5]) if len(sys.argv) > 5 else 128
+h = int(sys.argv[6]) if len(sys.argv) > 6 else 96
+os.makedirs(d, exist_ok=True)
+rng = np.random.default_rng(seed)
+y, x = np.mgrid[0:h, 0:w]
+for i in range(n):
+    img = 128 + 40 * np.sin(x / 7.0 + rng.uniform(0, 6.3)) * np.cos(y / 9.0) \
+        + rng.normal(0, 6, (h, w))
+    if every and i % every == every - 1:
+        r = int(rng.integers(h // 4, 3 * h // 4))
+        img[r:r + 3, w // 5: 4 * w // 5] = 10
+    img = img.clip(0, 255).astype(np.uint8)
+    with open(os.path.join(d, "img%04d.pgm" % i), "wb") as f:
+        f.write(b"P5 %d %d 255\n" % (w, h) + img.tobytes())
+EOF
+}
+
+# e2e_calibrate MODEL IMAGES OUT: maa calibrate on the reference backend.
+e2e_calibrate()
+{
+    "$MAA" calibrate --model "$1" --images "$2" --out "$3" --backend ref \
+        --threads 1 --gamma 3 --plot "$E2E_TMP/calibration.png" >/dev/null 2>&1
+}
+
+# e2e_bg LOG COMMAND...: run in the background, stdout and stderr to LOG;
+# the pid is in E2E_BG.
+e2e_bg()
+{
+    local log=$1
+    shift
+    "$@" >"$log" 2>&1 &
+    E2E_BG=$!
+    E2E_PIDS+=("$E2E_BG")
+}
+
+# e2e_wait_for FILE PATTERN SECONDS [PID]: until FILE has a line matching
+# PATTERN; fails early when PID (if given) has exited.
+e2e_wait_for()
+{
+    local file=$1 pat=$2 n=$(($3 * 10)) pid=${4:-}
+    while [ "$n" -gt 0 ]; do
+        grep -qE "$pat" "$file" 2>/dev/null && return 0
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            grep -qE "$pat" "$file" 2>/dev/null
+            return
+        fi
+        sleep 0.1
+        n=$((n - 1))
+    done
+    return 1
+}
+
+# e2e_subscribe ENDPOINT OUT: a ZeroMQ subscriber in the background writing
+# every verdict's JSON to OUT, one per line, and "heartbeat" lines to
+# OUT.hb; it writes OUT.ready once the first heartbeat came (from then on
+# nothing published is missed) and quits on SIGTERM.  Pid in E2E_SUB.
+e2e_subscribe()
+{
+    "$PY" - "$1" "$2" >"$2.log" 2>&1 <<'EOF' &
+import signal, sys, zmq
+ep, out = sys.argv[1], sys.argv[2]
+ctx = zmq.Context()
+s = ctx.socket(zmq.SUB)
+s.setsockopt(zmq.RCVHWM, 0)
+s.setsockopt(zmq.RECONNECT_IVL, 10)
+s.setsockopt(zmq.SUBSCRIBE, b"maad.")
+s.connect(ep)
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+ready = False
+with open(out, "w") as f, open(out + ".hb", "w") as hb:
+    while not stop:
+        if not s.poll(100):
+            continue
+        parts = s.recv_multipart()
+        if parts[0].endswith(b".heartbeat"):
+            hb.write(parts[1].decode() + "\n")
+            hb.flush()
+            if not ready:
+                open(out + ".ready", "w").close()
+                ready = True
+        else:
+            f.write(parts[1].decode() + "\n")
+            f.flush()
+EOF
+    E2E_SUB=$!
+    E2E_PIDS+=("$E2E_SUB")
+}
+
+# e2e_stop PID [SECONDS]: SIGTERM, then wait for it (SIGKILL after SECONDS,
+# default 30); returns its exit status (137 when it had to be killed).
+e2e_stop()
+{
+    local pid=$1 n=$((${2:-30} * 10))
+    kill -TERM "$pid" 2>/dev/null
+    while kill -0 "$pid" 2>/dev/null && [ "$n" -gt 0 ]; do
+        sleep 0.1
+        n=$((n - 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        return 137
+    fi
+    wait "$pid"
+}
+
+# e2e_final LOG: the numbers of maad's final stats line as shell variables
+# F_captured, F_published, F_pass, F_reject, F_uninspected, F_overflow,
+# F_camera_errors, F_engine_errors, F_publish_drops; fails without the line.
+e2e_final()
+{
+    local line
+    line=$(grep -E 'final: captured [0-9]+' "$1" | tail -n 1)
+    [ -n "$line" ] || return 1
+    eval "$(sed -E 's/.*final: captured ([0-9]+), published ([0-9]+) \(pass ([0-9]+), reject ([0-9]+), uninspected ([0-9]+)\), overflow ([0-9]+), camera errors ([0-9]+), engine errors ([0-9]+), publish drops ([0-9]+).*/F_captured=\1 F_published=\2 F_pass=\3 F_reject=\4 F_uninspected=\5 F_overflow=\6 F_camera_errors=\7 F_engine_errors=\8 F_publish_drops=\9/' <<<"$line")"
+}
+
+# e2e_verdicts OUT CAPTURED: the subscriber's verdicts are exactly CAPTURED
+# messages, seq 0..CAPTURED-1 in order, frame ids never repeated (a 16-bit
+# GigE id may wrap).  Prints what is wrong.
+e2e_verdicts()
+{
+    "$PY" - "$1" "$2" <<'EOF'
+import json, sys
+msgs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+want = int(sys.argv[2])
+errs = []
+if len(msgs) != want:
+    errs.append("%d verdicts for %d captured frames" % (len(msgs), want))
+bad = [i for i, m in enumerate(msgs) if m["seq"] != i]
+if bad:
+    errs.append("seq not 0..n-1 in order from message %d (seq %d)" % (bad[0], msgs[bad[0]]["seq"]))
+ids = [m["frame_id"] for m in msgs if m["frame_id"] is not None]
+if len(ids) > 0 and max(ids) < 65535 and len(set(ids)) != len(ids):
+    errs.append("a frame id published twice")
+for m in msgs:
+    if m["verdict"] not in ("pass", "reject", "uninspected"):
+        errs.append("verdict %r" % m["verdict"])
+        break
+print("; ".join(errs))
+sys.exit(1 if errs else 0)
+EOF
+}
