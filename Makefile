@@ -42,7 +42,7 @@ obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(
 
 LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
 PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
-TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
+TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC)) $(B)/tests/test_ring_tsan
 
 all: $(PROGS) $(TESTS)
 
@@ -71,6 +71,11 @@ $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 	$(LINK)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
 	$(LINK)
+
+# The frame ring again under ThreadSanitizer (fewer items: TSan is slow).
+$(B)/tests/test_ring_tsan: tests/test_ring.c daemon/ring.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fsanitize=thread -DRING_ITEMS=300000u -o $@ $(filter %.c,$^)
 
 test: all
 	@PYTHON=$(PYTHON) tests/run.sh
