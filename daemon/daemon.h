@@ -183,8 +183,11 @@ uint64_t maad_notify_watchdog_usec(void);
 
 /* ---- logging (log.c) ------------------------------------------------------
  * Under systemd (JOURNAL_STREAM names our stderr, or INVOCATION_ID is set)
- * records go to the journal with structured fields; otherwise to stderr as
- * "maad[pid]: <level>: message".  Levels are syslog priorities. */
+ * and with journald's socket present, records go to the journal with
+ * structured fields (MESSAGE, PRIORITY, MAAD_CAMERA, and for verdicts
+ * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_SCORE, MAAD_THRESHOLD);
+ * otherwise to stderr as "maad[pid]: <level>: message".  Levels are syslog
+ * priorities.  A logger is read-only after init: threads may share one. */
 
 typedef enum {
     MAAD_LOG_ERR = 3,

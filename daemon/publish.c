@@ -36,16 +36,6 @@ uint64_t maad_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-const char *maad_outcome_name(maad_outcome v)
-{
-    switch (v) {
-    case MAAD_PASS: return "pass";
-    case MAAD_REJECT: return "reject";
-    case MAAD_UNINSPECTED: return "uninspected";
-    }
-    return "?";
-}
-
 static const char *const mask_names[] = {"none", "png", "raw"};
 
 int maad_mask_format_parse(const char *name, maad_mask_format *out)
