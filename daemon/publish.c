@@ -19,6 +19,8 @@
 #include "daemon/daemon.h"
 
 #define PROTOCOL_VERSION 1
+/* Reals with 15 significant digits: exact for any decimal a person wrote
+ * (a threshold of 287.5 reads 287.5, not 287.50000000000000). */
 
 struct maad_pub {
     void *ctx, *sock;
@@ -233,7 +235,7 @@ int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err,
         "threshold", number_or_null(v->threshold),
         "defects", defects,
         "mask", "format", maad_mask_format_name(mf), "width", mw, "height", mw);
-    char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *json = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(o);
     if (!json) {
         free(png);
@@ -293,7 +295,7 @@ int maad_pub_tick(maad_pub *p, uint64_t now_ns, const maad_stat *extra,
                           "camera", p->camera, "t_ns", (json_int_t)now_ns,
                           "seq_next", (json_int_t)p->st.seq_next,
                           "stats", stats);
-    char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *json = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(o);
     if (!json) {
         p->st.send_dropped++;
