@@ -19,10 +19,43 @@ typedef struct {
 } maa_backend_ops;
 
 extern const maa_backend_ops maa_backend_ref;
-extern const maa_backend_ops maa_backend_cpu;
 #ifdef MAA_HAVE_CUDA
 extern const maa_backend_ops maa_backend_cuda;
 #endif
+
+/* The MAA network of SPEC §2 as a list of convolutions (engine/net.c), in
+ * execution order, so the loader, every backend and the tests agree on one
+ * description.  Residual block k (0..5) is conv1 at maa_net_res(k), conv2 at
+ * maa_net_res(k) + 1. */
+typedef enum { MAA_ACT_NONE, MAA_ACT_RELU, MAA_ACT_LRELU, MAA_ACT_TANH } maa_act;
+
+typedef struct {
+    char name[16];    /* tensor prefix: "<name>.weight", "<name>.bias" */
+    char bn[20];      /* BN prefix ("<bn>.weight", ...), "" when no BN */
+    int transposed;   /* weights [cin, cout, kh, kw] when set */
+    int cin, cout, kh, kw, stride, ph, pw, out_pad;
+    int has_bias;
+    maa_act act;      /* after BN; the residual sum adds no activation */
+} maa_conv_desc;
+
+enum {
+    MAA_NET_ENC = 0,    /* g.enc.0 .. g.enc.4 */
+    MAA_NET_RES_A = 5,  /* g.res.0 .. g.res.2, two convs each */
+    MAA_NET_MEM = 11,   /* g.mem: conv over cat(z, h), 4 gates i f o g */
+    MAA_NET_RES_B = 12, /* g.res.3 .. g.res.5 */
+    MAA_NET_DEC = 18,   /* g.dec.0 .. g.dec.4 */
+    MAA_NET_D = 23,     /* d.0 .. d.5: the Markov encoder */
+    MAA_NET_LAYERS = 29
+};
+
+void maa_net_describe(const maa_model_info *info,
+                      maa_conv_desc layers[MAA_NET_LAYERS]);
+static inline int maa_net_res(int k)
+{
+    return k < 3 ? MAA_NET_RES_A + 2 * k : MAA_NET_RES_B + 2 * (k - 3);
+}
+/* Output size of a layer for an input of h x w. */
+void maa_conv_out_size(const maa_conv_desc *l, int h, int w, int *ho, int *wo);
 
 /* Shared helpers (engine/util.c). */
 void maa_seterr(char *err, size_t errlen, const char *fmt, ...)

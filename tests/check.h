@@ -15,7 +15,7 @@ static int check_pass, check_fail, check_skip, check_cur_failed, check_cur_skipp
         if (!(cond)) {                                                       \
             check_cur_failed = 1;                                            \
             fprintf(stderr, "  FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, "" __VA_ARGS__);                                 \
+            fprintf(stderr, " " __VA_ARGS__);                                \
             fputc('\n', stderr);                                             \
         }                                                                    \
     } while (0)

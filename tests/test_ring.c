@@ -2,9 +2,6 @@
  * threads, overflow accounting in capture order, waiting and waking.
  * Also built with -fsanitize=thread as build/tests/test_ring_tsan (fewer
  * items: TSan is ~20x slower). */
-/* check.h's CHECK(cond) without a message expands to an empty format. */
-#pragma GCC diagnostic ignored "-Wformat-zero-length"
-
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>

@@ -1,0 +1,146 @@
+/* test_model.c — the SPEC §3 model loader: a valid file in F32 and F16, and
+ * one crafted bad file for every refusal the SPEC lists, each checked for a
+ * message that names the problem. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/backend.h"
+#include "tests/check.h"
+#include "tests/testmodel.h"
+
+static const maa_model_info small = {64, 3, 4, 8, 1e-5, 0.1, 5};
+
+static char tmpdir[] = "/tmp/maa-test-model-XXXXXX";
+
+static const char *tpath(const char *name)
+{
+    static char p[256];
+    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
+    return p;
+}
+
+/* Loads a spoiled file and expects a refusal whose message contains want. */
+static void expect_refusal(const char *name, const spoil *sp, const char *want)
+{
+    const char *p = tpath(name);
+    CHECK(write_model(p, &small, sp) == 0, "cannot write %s", p);
+    maa_model *m = NULL;
+    char err[MAA_ERRLEN] = "";
+    int rc = maa_model_load(p, &m, err, sizeof err);
+    CHECK(rc == MAA_ERR && m == NULL, "%s loaded but should be refused", name);
+    CHECK(strstr(err, want) != NULL, "%s: message \"%s\" lacks \"%s\"", name, err, want);
+    CHECK(strstr(err, name) != NULL, "%s: message \"%s\" does not name the file", name, err);
+}
+
+static void test_valid_f32(void)
+{
+    spoil sp = {0};
+    const char *p = tpath("good.safetensors");
+    CHECK(write_model(p, &small, &sp) == 0);
+    maa_model *m;
+    char err[MAA_ERRLEN];
+    CHECK(maa_model_load(p, &m, err, sizeof err) == MAA_OK, "%s", err);
+    if (!m)
+        return;
+    const maa_model_info *in = maa_model_get_info(m);
+    CHECK(in->image_size == 64 && in->channels == 3 && in->g_base == 4 && in->d_base == 8);
+    CHECK(in->markov_size == 5);
+    CHECK_NEAR(in->bn_eps, 1e-5, 1e-12);
+    CHECK(!strcmp(maa_model_dtype(m), "F32"));
+    CHECK(strlen(maa_model_sha256(m)) == 64);
+    tdesc t[256];
+    int n = list_tensors(&small, t);
+    CHECK(maa_model_tensor_count(m) == (size_t)n, "%zu tensors, expected %d", maa_model_tensor_count(m), n);
+    int64_t shape[4];
+    int nd;
+    const float *w = maa_model_tensor(m, "g.res.2.conv1.weight", &nd, shape);
+    CHECK(w && nd == 4 && shape[0] == 64 && shape[1] == 64 && shape[2] == 3);
+    CHECK(w && w[7] == value("g.res.2.conv1.weight", 7));
+    w = maa_model_tensor(m, "g.dec.0.weight", &nd, shape);
+    CHECK(w && shape[0] == 64 && shape[1] == 32, "transposed conv weights are [in, out, kh, kw]");
+    CHECK(maa_model_tensor(m, "g.nope", NULL, NULL) == NULL);
+    CHECK(maa_model_meta_count(m) == 8);
+    maa_model_free(m);
+}
+
+static void test_valid_f16_and_extra(void)
+{
+    spoil sp = {.f16 = 1, .extra_i64 = 1};
+    const char *p = tpath("half.safetensors");
+    CHECK(write_model(p, &small, &sp) == 0);
+    maa_model *m;
+    char err[MAA_ERRLEN];
+    CHECK(maa_model_load(p, &m, err, sizeof err) == MAA_OK, "%s", err);
+    if (!m)
+        return;
+    CHECK(!strcmp(maa_model_dtype(m), "F16"));
+    const float *w = maa_model_tensor(m, "d.2.weight", NULL, NULL);
+    /* The writer truncates the mantissa: within one half ulp of the value. */
+    for (int i = 0; w && i < 100; i++) {
+        float v = value("d.2.weight", (size_t)i);
+        CHECK(fabsf(w[i] - v) <= fabsf(v) / 1024.0f + 1e-7f, "%d: %g vs %g", i, w[i], v);
+    }
+    CHECK(maa_model_tensor(m, "g.enc.0.bn.num_batches_tracked", NULL, NULL) == NULL,
+          "tensors outside the SPEC are ignored");
+    maa_model_free(m);
+}
+
+static void test_refusals(void)
+{
+    spoil none = {0};
+    expect_refusal("badjson.safetensors", &(spoil){.header = "{\"a\": tru"}, "not valid JSON");
+    expect_refusal("missing.safetensors", &(spoil){.drop = "g.mem.h0"}, "missing tensor g.mem.h0");
+    expect_refusal("shape.safetensors", &(spoil){.reshape = "g.res.2.conv1.weight"},
+                   "tensor g.res.2.conv1.weight has shape [1], expected [64,64,3,3]");
+    expect_refusal("dtype.safetensors", &(spoil){.as_i32 = "d.1.bn.running_var"},
+                   "tensor d.1.bn.running_var has dtype I32, expected F32 or F16");
+    expect_refusal("overlap.safetensors", &(spoil){.overlap = 1}, "overlap");
+    expect_refusal("range.safetensors", &(spoil){.out_of_range = 1}, "runs past the end");
+    expect_refusal("trunc.safetensors", &(spoil){.truncate = 100}, "truncated");
+    expect_refusal("format.safetensors", &(spoil){.meta_key = "format", .meta_value = "onnx"},
+                   "format is \"onnx\"");
+    expect_refusal("version.safetensors", &(spoil){.meta_key = "version", .meta_value = "2"},
+                   "version \"2\"");
+    expect_refusal("size.safetensors", &(spoil){.meta_key = "image_size", .meta_value = "60"},
+                   "image_size \"60\"");
+    expect_refusal("chan.safetensors", &(spoil){.meta_key = "channels", .meta_value = "2"},
+                   "channels \"2\"");
+    expect_refusal("eps.safetensors", &(spoil){.meta_key = "bn_eps", .meta_value = "abc"},
+                   "bn_eps \"abc\"");
+    expect_refusal("notmaa.safetensors", &(spoil){.header = "{\"x\":1}"}, "__metadata__");
+    (void)none;
+
+    /* A header length beyond the file, and a file shorter than 8 bytes. */
+    const char *p = tpath("short.safetensors");
+    FILE *f = fopen(p, "wb");
+    fwrite("\x10\x00\x00\x00\x00\x00\x00\x00{}", 1, 10, f);
+    fclose(f);
+    maa_model *m;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maa_model_load(p, &m, err, sizeof err) == MAA_ERR && strstr(err, "truncated"), "%s", err);
+    f = fopen(p, "wb");
+    fwrite("abc", 1, 3, f);
+    fclose(f);
+    CHECK(maa_model_load(p, &m, err, sizeof err) == MAA_ERR && strstr(err, "truncated"), "%s", err);
+    CHECK(maa_model_load(tpath("absent"), &m, err, sizeof err) == MAA_ERR &&
+              strstr(err, "No such file"), "%s", err);
+}
+
+int main(void)
+{
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(test_valid_f32);
+    RUN(test_valid_f16_and_extra);
+    RUN(test_refusals);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    return CHECK_SUMMARY();
+}
