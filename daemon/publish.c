@@ -7,7 +7,6 @@
  * subscriber sees the loss as a gap in seq.  zmq_send on PUB never blocks,
  * and ZMQ_DONTWAIT makes sure of it; anything the socket refuses all the
  * same is counted in send_dropped with its seq spent. */
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>

@@ -14,9 +14,7 @@
  * thread never takes a lock.  A condition variable would need the producer to
  * lock a mutex the consumer may hold; a timed poll would add up to its period
  * of latency to every frame. */
-#include <errno.h>
 #include <linux/futex.h>
-#include <limits.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdio.h>
