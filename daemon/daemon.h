@@ -218,6 +218,69 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, uint64_t frame_id,
                       maad_outcome v, double score, double threshold,
                       const char *reason);
 
+/* ---- capture hand-off and the inspection worker (worker.c) ---------------
+ * The capture thread hands every camera event to maad_worker_frame or
+ * maad_worker_camera_error; neither blocks (a full ring counts the frame as
+ * dropped).  The worker thread takes frames from the ring in capture order,
+ * batches them (up to batch_max, or batch_timeout_ms after the first),
+ * preprocesses and judges them, and publishes exactly one verdict per
+ * captured frame in capture order: frames it could not judge (ring overflow,
+ * camera error, preprocessing or engine error) as uninspected with a reason.
+ * It also sends the heartbeats, the periodic summary (log line and sd_notify
+ * STATUS) and the watchdog pings. */
+
+/* A ring slot as an image maa_preprocess reads; scratch (scratch_bytes, the
+ * ring's slot size times 3) may hold converted pixels, e.g. demosaiced Bayer. */
+typedef int (*maad_image_fn)(const maad_slot *s, maa_image *img, void *scratch,
+                             size_t scratch_bytes, char *err, size_t errlen);
+
+typedef struct {
+    maad_ring *ring;            /* the worker is its only consumer */
+    maad_pub *pub;              /* used by the worker thread alone */
+    maa_inspector *inspector;   /* created with max_batch >= batch_max */
+    int image_size, channels;   /* the model's S and C */
+    maa_calibration cal;        /* threshold and mask parameters to start with */
+    maad_image_fn to_image;
+    int batch_max;              /* 1..64 */
+    double batch_timeout_ms;    /* > 0 */
+    double test_delay_ms;       /* added to every batch (tests only) */
+    int heartbeat_ms;           /* the publisher's; the worker ticks 4x as often */
+    int summary_interval_s;     /* summary log line and STATUS; 0: none */
+    const maad_logger *log;
+} maad_worker_opts;
+
+typedef struct {
+    uint64_t captured;          /* camera events handed over: frames + errors */
+    uint64_t pass, reject, uninspected;
+    uint64_t overflow;          /* uninspected: the ring was full */
+    uint64_t camera_errors;     /* uninspected: the camera failed the frame */
+    uint64_t engine_errors;     /* uninspected: preprocessing or engine failed */
+    uint64_t batches;
+    uint64_t send_dropped;      /* verdicts the socket refused (seq spent) */
+    uint64_t heartbeats;
+    uint64_t calibrations;      /* calibrations swapped in after the start */
+} maad_worker_stats;
+
+typedef struct maad_worker maad_worker;
+
+int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
+                      size_t errlen);
+/* Capture thread only. */
+void maad_worker_frame(maad_worker *w, uint64_t frame_id, uint64_t t_capture_ns,
+                       int width, int height, uint32_t pixfmt,
+                       const void *pixels, size_t size);
+void maad_worker_camera_error(maad_worker *w, uint64_t frame_id,
+                              uint64_t t_capture_ns, const char *reason);
+/* Any thread: the worker judges the batches it starts from now on with c. */
+void maad_worker_set_calibration(maad_worker *w, const maa_calibration *c);
+/* After the capture thread has stopped for good: hands the pending drops
+ * over, lets the worker publish everything in flight, joins it and fills
+ * *st with the final counts.  Then maad_worker_free. */
+void maad_worker_stop(maad_worker *w, maad_worker_stats *st);
+void maad_worker_free(maad_worker *w);
+/* The final stats line maad prints and the tests read. */
+void maad_worker_stats_line(const maad_worker_stats *st, char *buf, size_t n);
+
 /* ---- maa watch (maa-watch.c) ---------------------------------------------- */
 int maa_cmd_watch(int argc, char **argv);
 
