@@ -151,6 +151,17 @@ e2e_wait_for()
     return 1
 }
 
+# e2e_wait_file FILE SECONDS: until FILE exists.
+e2e_wait_file()
+{
+    local n=$(($2 * 10))
+    while [ ! -e "$1" ] && [ "$n" -gt 0 ]; do
+        sleep 0.1
+        n=$((n - 1))
+    done
+    [ -e "$1" ]
+}
+
 # e2e_subscribe ENDPOINT OUT: a ZeroMQ subscriber in the background writing
 # every verdict's JSON to OUT, one per line, and "heartbeat" lines to
 # OUT.hb; it writes OUT.ready once the first heartbeat came (from then on
@@ -242,4 +253,32 @@ for m in msgs:
 print("; ".join(errs))
 sys.exit(1 if errs else 0)
 EOF
+}
+
+# e2e_fixture: in the current directory, model.safetensors (S=64, mono),
+# good/ (20 defect-free images) and cal.yaml (its calibration, gamma 3).
+e2e_fixture()
+{
+    e2e_model model.safetensors && e2e_images good 20 1 &&
+        e2e_calibrate model.safetensors good cal.yaml
+}
+
+# e2e_fakecam IMAGES FPS SERIAL LOG: `maa fakecam` in the background; the
+# device id to open is in E2E_CAM_ID and the pid in E2E_CAM once it serves.
+e2e_fakecam()
+{
+    e2e_bg "$4.out" "$MAA" fakecam --images "$1" --fps "$2" --serial "$3"
+    E2E_CAM=$E2E_BG
+    E2E_CAM_ID=
+    e2e_wait_for "$4.out" '^Aravis-' 10 "$E2E_CAM" || return 1
+    E2E_CAM_ID=$(grep -m1 '^Aravis-' "$4.out")
+}
+
+# e2e_maad CONFIG LOG: maad in the background (pid in E2E_MAAD), waiting
+# until it logged "ready".
+e2e_maad()
+{
+    e2e_bg "$2" "$MAAD" --config "$1"
+    E2E_MAAD=$E2E_BG
+    e2e_wait_for "$2" 'ready: camera' 30 "$E2E_MAAD"
 }
