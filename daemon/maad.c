@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "camera/camera.h"
 #include "config/config.h"
@@ -237,6 +238,7 @@ static int start(maad *d, char *err, size_t errlen)
                         .heartbeat_ms = c->publish.heartbeat_ms};
     if (maad_pub_create(&po, &d->pub, err, errlen) != MAA_OK)
         return MAA_ERR;
+    uint64_t bound_ns = maad_now_ns();
 
     cam_config cc;
     camera_config(c, &cc);
@@ -260,6 +262,16 @@ static int start(maad *d, char *err, size_t errlen)
         .summary_interval_s = c->log.summary_interval_s, .log = &d->log};
     if (maad_worker_start(&wo, &d->worker, err, errlen) != MAA_OK)
         return MAA_ERR;
+    /* Subscribers that were waiting for us (a PLC bridge reconnecting
+     * after a restart, 100 ms apart by ZeroMQ's default) are connected
+     * before the first verdict if the camera starts a heartbeat period
+     * after the bind: a PUB socket drops what it sends before that. */
+    uint64_t grace_ns = (uint64_t)c->publish.heartbeat_ms * 1000000u, now = maad_now_ns();
+    if (now - bound_ns < grace_ns) {
+        uint64_t left = grace_ns - (now - bound_ns);
+        struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+        nanosleep(&ts, NULL);
+    }
     char why[MAA_ERRLEN];
     int rc = cam_start(d->camera, why, sizeof why);
     if (rc == CAM_WARN)

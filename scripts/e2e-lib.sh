@@ -168,6 +168,8 @@ e2e_wait_file()
 # nothing published is missed) and quits on SIGTERM.  Pid in E2E_SUB.
 e2e_subscribe()
 {
+    : >"$2"
+    rm -f "$2.ready"
     "$PY" - "$1" "$2" >"$2.log" 2>&1 <<'EOF' &
 import signal, sys, zmq
 ep, out = sys.argv[1], sys.argv[2]
@@ -180,7 +182,7 @@ s.connect(ep)
 stop = []
 signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
 ready = False
-with open(out, "w") as f, open(out + ".hb", "w") as hb:
+with open(out, "a") as f, open(out + ".hb", "w") as hb:
     while not stop:
         if not s.poll(100):
             continue
