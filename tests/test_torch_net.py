@@ -340,6 +340,12 @@ def test_train(tmp):
     check(cfg["image_size"] == 32 and cfg["g_base"] == 2, "model file written with the run's config")
     check(np.abs(t["g.mem.h0"]).max() > 0, "memory h0 learned (not the zero initial state)")
 
+    ex = os.path.join(tmp, "ex.safetensors")
+    r = run([os.path.join(SCRIPTS, "export_model.py"), "--ckpt",
+             os.path.join(w1, "ckpt.pt"), "--out", ex])
+    check(r.returncode == 0 and open(ex, "rb").read() == open(out1, "rb").read(),
+          "export_model.py --ckpt gives the file train.py wrote" + why(r))
+
     out2, w2 = os.path.join(tmp, "b.safetensors"), os.path.join(tmp, "wb")
     r = run([os.path.join(SCRIPTS, "train.py")] + base +
             ["--out", out2, "--workdir", w2, "--iters", "2"])
