@@ -173,6 +173,10 @@ def test_roundtrip(tmp):
     h4["__metadata__"]["format"] = "other"
     hb = json.dumps(h4).encode()
     bad.append(("bad format", struct.pack("<Q", len(hb)) + hb + data[8 + n:]))
+    h5 = json.loads(json.dumps(hdr))
+    h5["__metadata__"]["channels"] = "2"
+    hb = json.dumps(h5).encode()
+    bad.append(("channels 2", struct.pack("<Q", len(hb)) + hb + data[8 + n:]))
     for what, blob in bad:
         p = os.path.join(tmp, "bad.safetensors")
         with open(p, "wb") as f:
