@@ -44,10 +44,10 @@ obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(
 
 LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
 PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
-TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
+TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
          $(B)/tests/test_ring_tsan
 
-all: $(PROGS) $(TESTS)
+all: $(PROGS) $(TEST_PROGS)
 
 # Quiet by default; make V=1 shows the commands.
 Q := $(if $(V),,@)
