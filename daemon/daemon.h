@@ -212,7 +212,7 @@ void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void maad_vlog(const maad_logger *lg, maad_log_level l, const char *fmt,
                va_list ap);
-/* One verdict: pass at debug, reject at info, uninspected at warning, with
+/* One verdict: pass at debug, reject at notice, uninspected at warning, with
  * MAAD_SEQ, MAAD_VERDICT, MAAD_SCORE (absent when uninspected) fields. */
 void maad_log_verdict(const maad_logger *lg, uint64_t seq, uint64_t frame_id,
                       maad_outcome v, double score, double threshold,

@@ -132,7 +132,7 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, uint64_t frame_id,
 {
     /* A pass per frame at line rate would flood the journal: debug only. */
     maad_log_level l = v == MAAD_PASS     ? MAAD_LOG_DEBUG
-                       : v == MAAD_REJECT ? MAAD_LOG_INFO
+                       : v == MAAD_REJECT ? MAAD_LOG_NOTICE
                                           : MAAD_LOG_WARNING;
     if (l > lg->level)
         return;

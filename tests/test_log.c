@@ -78,7 +78,7 @@ static void test_stderr_format_and_filter(void)
     maad_log_init(&lg, "cam0", MAAD_LOG_INFO);
     capture(verdicts, &lg);
     CHECK(!strstr(captured, "seq 7"), "a pass is debug: [%s]", captured);
-    CHECK(strstr(captured, ": info: seq 8 frame 80: reject, score 3.5, "
+    CHECK(strstr(captured, ": notice: seq 8 frame 80: reject, score 3.5, "
                            "threshold 2: score above threshold\n"),
           "got [%s]", captured);
     CHECK(strstr(captured, ": warning: seq 9 frame 90: uninspected: ring overflow\n"),
@@ -126,7 +126,7 @@ static void test_journal_fallback(void)
     unsetenv("INVOCATION_ID");
     CHECK(lg.journal == 0);
     capture(verdicts, &lg);
-    CHECK(strstr(captured, ": info: seq 8 frame 80: reject") != NULL,
+    CHECK(strstr(captured, ": notice: seq 8 frame 80: reject") != NULL,
           "got [%s]", captured);
 }
 
