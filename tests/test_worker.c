@@ -54,14 +54,14 @@ typedef struct {
 } msg;
 
 /* batch_max, timeout, delay, ring slots; threshold of the calibration. */
-static int rig_up(rig *r, int batch_max, double timeout_ms, double delay_ms,
-                  int slots, double threshold)
+static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_ms,
+                         int slots, double threshold, int engine_batch)
 {
     static int n;
     memset(r, 0, sizeof *r);
     snprintf(r->endpoint, sizeof r->endpoint, "ipc://%s/pub%d", dir, n++);
     char err[MAA_ERRLEN];
-    maa_engine_opts eo = {.backend = MAA_BACKEND_REF, .max_batch = batch_max, .threads = 1};
+    maa_engine_opts eo = {.backend = MAA_BACKEND_REF, .max_batch = engine_batch, .threads = 1};
     maad_pub_opts po = {.endpoint = r->endpoint, .camera = "t", .sndhwm = 100000,
                         .mask_format = MAAD_MASK_PNG, .heartbeat_ms = 50};
     if (maa_inspector_create(model, &eo, &r->in, err, sizeof err) ||
@@ -109,6 +109,12 @@ static int rig_up(rig *r, int batch_max, double timeout_ms, double delay_ms,
             return 0;
     }
     return -1;
+}
+
+static int rig_up(rig *r, int batch_max, double timeout_ms, double delay_ms,
+                  int slots, double threshold)
+{
+    return rig_up_engine(r, batch_max, timeout_ms, delay_ms, slots, threshold, batch_max);
 }
 
 /* Next verdict (heartbeats skipped); 0 on timeout. */
@@ -300,6 +306,35 @@ static void test_overflow(void)
     rig_down(&r, &st);
 }
 
+/* An engine that fails a batch (here: a batch larger than the engine was
+ * made for) makes that batch's frames uninspected with the engine's reason,
+ * counted; the next batch is judged. */
+static void test_engine_error(void)
+{
+    rig r;
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1)) {
+        CHECK(0, "rig");
+        return;
+    }
+    for (int id = 1; id <= 3; id++)
+        frame(&r, (uint64_t)id);
+    maad_worker_stats st;
+    maad_worker_stop(r.w, &st);
+    maad_worker_free(r.w);
+    r.w = NULL;
+    msg m[3];
+    int got = 0;
+    while (got < 3 && next_verdict(&r, &m[got]))
+        got++;
+    CHECK(got == 3);
+    for (int i = 0; i < 2 && i < got; i++)
+        CHECK(!strcmp(m[i].verdict, "uninspected") && !strncmp(m[i].reason, "engine error: ", 14),
+              "frame %lld: %s (%s)", m[i].frame_id, m[i].verdict, m[i].reason);
+    CHECK(got < 3 || !strcmp(m[2].verdict, "pass"), "the batch after the error: %s", m[2].verdict);
+    CHECK(st.engine_errors == 2 && st.pass == 1 && st.uninspected == 2);
+    rig_down(&r, &st);
+}
+
 /* A calibration set while frames flow applies from a batch boundary on:
  * the verdicts are passes, then only rejects. */
 static void test_calibration_swap(void)
@@ -354,6 +389,7 @@ int main(void)
     RUN(test_batches);
     RUN(test_timeout);
     RUN(test_overflow);
+    RUN(test_engine_error);
     RUN(test_calibration_swap);
     maa_model_free(model);
     unlink(path);
