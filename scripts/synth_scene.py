@@ -32,6 +32,7 @@ HALF = (LIGHT + np.array([0.0, 0.0, 1.0])) / np.linalg.norm(LIGHT + np.array([0.
 # A pre-noise change smaller than this (about 8 grey levels) is not part of
 # the defect; sensor noise is about 3 grey levels.
 MASK_THRESHOLD = 0.03
+MIN_DEFECT_PX, MAX_TRIES = 6, 8
 
 
 def smoothstep(e0, e1, x):
@@ -118,7 +119,7 @@ def view_cylinder(part, u, v, warp):
     return scene, cov
 
 
-GROOVE_HALF, GROOVE_WALL = 15.0, 6.0
+GROOVE_HALF, GROOVE_WALL = 20.0, 7.0
 
 
 def view_groove(part, u, v, warp):
@@ -231,7 +232,8 @@ def defect_scratch(scene, cov, part, rng):
     centre = pick(rng, cov, part)
     a, b = local(part, centre, rng.uniform(0, math.pi))
     length = rng.uniform(25.0, 70.0)
-    width = rng.uniform(0.7, 1.3)
+    # At least about a pixel wide, or small images would sample it away.
+    width = max(rng.uniform(0.7, 1.3), 0.9 / part.scale)
     b = b - rng.uniform(-0.006, 0.006) * a * a
     along = 1.0 - smoothstep(length / 2 - 6.0, length / 2, np.abs(a))
     prof = np.exp(-(b / width) ** 2) * along * (0.75 + 0.25 * wobble(rng, a, b, 15.0))
@@ -244,7 +246,7 @@ def defect_scratch(scene, cov, part, rng):
 def defect_pit(scene, cov, part, rng):
     centre = pick(rng, cov, part)
     a, b = local(part, centre, rng.uniform(0, math.pi))
-    r = rng.uniform(2.5, 5.0)
+    r = max(rng.uniform(2.5, 5.0), 1.5 / part.scale)
     ecc = rng.uniform(0.7, 1.0)
     rho = np.hypot(a, b / ecc) / r
     core = np.exp(-2.5 * rho * rho)
@@ -280,7 +282,7 @@ def defect_burr(scene, cov, part, rng):
     gy, gx = np.gradient(ndimage.gaussian_filter(cov, 1.5 * part.scale))
     g = np.hypot(gx[centre], gy[centre]) + 1e-9
     dirx, diry = -gx[centre] / g, -gy[centre] / g
-    r = rng.uniform(2.5, 5.0)
+    r = max(rng.uniform(2.5, 5.0), 1.5 / part.scale)
     off = r * 0.6 * part.scale
     c2 = (centre[0] + diry * off, centre[1] + dirx * off)
     a, b = local(part, c2, math.atan2(diry, dirx))
@@ -377,13 +379,19 @@ def render(view, defect, size, channels, key):
     if defect is None:
         return clean_u8, np.zeros((size, size), np.uint8), clean_u8
     rng = np.random.default_rng(defect_ss)
-    if defect == "deformed":
-        scene_d, _ = VIEW_FUNCS[view](part, u, v, deform_warp(part, rng))
-    else:
-        scene_d = DEFECT_FUNCS[defect](scene, cov, part, rng)
-    dirty = camera(part, scene_d, channels)
-    diff = np.abs(dirty - clean)
-    mask = (diff.max(axis=2) if diff.ndim == 3 else diff) > MASK_THRESHOLD
+    # A defect drawn where it barely changes the image (a stain on a dark
+    # edge) is drawn again from the same stream, so the result stays
+    # deterministic and every defective image has a real defect.
+    for _ in range(MAX_TRIES):
+        if defect == "deformed":
+            scene_d, _ = VIEW_FUNCS[view](part, u, v, deform_warp(part, rng))
+        else:
+            scene_d = DEFECT_FUNCS[defect](scene, cov, part, rng)
+        dirty = camera(part, scene_d, channels)
+        diff = np.abs(dirty - clean)
+        mask = (diff.max(axis=2) if diff.ndim == 3 else diff) > MASK_THRESHOLD
+        if mask.sum() >= MIN_DEFECT_PX:
+            break
     keep = mask[..., None] if dirty.ndim == 3 else mask
     dirty = np.where(keep, dirty, clean)
     return sensor(part, dirty), mask.astype(np.uint8) * 255, clean_u8
