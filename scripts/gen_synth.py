@@ -58,12 +58,20 @@ def outline(mask):
     return m & ~ndimage.binary_erosion(m)
 
 
-def contact_sheet(path, root, args, cols=4, tile=128):
+def shrink(img, tile):
+    """Area-average an (S, S, 3) image down to about tile px (integer factor)."""
+    f = max(1, img.shape[0] // tile)
+    s = img.shape[0] // f * f
+    return img[:s, :s].reshape(s // f, f, s // f, f, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+
+
+def contact_sheet(path, root, args, cols=3, tile=128):
     """Grid: one row per type (good first), mask outlines in green."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib import image as mpimg
+    from PIL import Image
 
     rows = []
     labels = []
@@ -82,9 +90,7 @@ def contact_sheet(path, root, args, cols=4, tile=128):
             if kind != "good":
                 m = mpimg.imread(os.path.join(root, "ground_truth", kind, "%0*d_mask.png" % (w, i)))
                 img[outline(m)] = (40, 255, 40)
-            f = tile / img.shape[0]
-            img = ndimage.zoom(img, (f, f, 1), order=1) if f != 1 else img
-            tiles.append(img)
+            tiles.append(shrink(img, tile))
         tiles += [np.zeros_like(tiles[0])] * (cols - n)
         rows.append(np.concatenate(tiles, axis=1))
         labels.append(kind)
@@ -95,10 +101,14 @@ def contact_sheet(path, root, args, cols=4, tile=128):
     ax.imshow(sheet, interpolation="nearest")
     ax.set_axis_off()
     for r, label in enumerate(labels):
-        ax.text(3, r * tile + 3, "%s: %s" % (args.view, label), color="white", fontsize=7,
+        ax.text(3, r * rows[0].shape[0] + 3, "%s: %s" % (args.view, label), color="white", fontsize=7,
                 va="top", ha="left", bbox=dict(facecolor="black", alpha=0.6, pad=1, lw=0))
-    fig.savefig(path, dpi=100)
+    # RGB without alpha and Pillow's adaptive row filters: the sheet goes
+    # into the docs, and sensor noise makes it compress poorly.
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
+    Image.fromarray(rgb).save(path, optimize=True)
 
 
 def parse(argv):

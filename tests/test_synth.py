@@ -149,7 +149,8 @@ with tempfile.TemporaryDirectory() as tmp:
     gen(a, "--view", "groove", "--seed", "0")
     gen(b, "--view", "groove", "--seed", "0")
     gen(c, "--view", "groove", "--seed", "1")
-    gen(mono, "--view", "hook", "--channels", "1")
+    sheet = os.path.join(tmp, "sheet.png")
+    gen(mono, "--view", "hook", "--channels", "1", "--contact-sheet", sheet)
     ta, tb, tc = files(a), files(b), files(c)
     test_layout(ta, 3)
     test_layout(files(mono), 1)
@@ -161,6 +162,10 @@ with tempfile.TemporaryDirectory() as tmp:
     differ = [n for n in images if ta[n] != tc.get(n)]
     check(len(differ) == len(images), "other seed: %d of %d files differ" % (len(differ), len(images)))
     test_render_matches_files(a)
+    # One row per type (good + 5 defects) of 64 px tiles, RGB for the docs.
+    im = Image.open(sheet) if os.path.exists(sheet) else None
+    check(im is not None and im.mode == "RGB" and im.size[1] == 6 * 64,
+          "contact sheet: RGB, six rows of 64 px (%s)" % str(None if im is None else (im.mode, im.size)))
     r = subprocess.run([sys.executable, GEN, "--out", os.path.join(tmp, "bad"), "--size", "8"],
                        capture_output=True, text=True)
     check(r.returncode != 0 and "size" in r.stderr, "a too small --size is refused")
