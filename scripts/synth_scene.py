@@ -63,9 +63,10 @@ class Part:
         self.marks /= self.marks.std()
         self.grain = ndimage.gaussian_filter(rng.standard_normal((size, size)), 0.7 * self.scale + 0.3)
         self.grain /= self.grain.std()
-        self.phase = rng.uniform(-0.03, 0.03)
+        # Angular position of the commutator, in segment pitches.
+        self.phase = rng.uniform(-0.08, 0.08)
         self.seg_gain = rng.uniform(0.95, 1.05, 64)
-        self.width_profile = ndimage.gaussian_filter1d(rng.standard_normal(1024), 25.0)
+        self.width_profile = ndimage.gaussian_filter1d(rng.standard_normal(1024), 40.0)
         self.width_profile /= self.width_profile.std() + 1e-9
         self.rng_noise_seed = rng.integers(0, 2**63)
 
@@ -99,7 +100,7 @@ def view_cylinder(part, u, v, warp):
     inside = 1.0 - smoothstep(0.97, 0.995, np.abs(uw) / CYL_R)
     theta = np.arcsin(xn)
     c = np.cos(theta)
-    seg_f = theta * CYL_N / (2.0 * math.pi) + 0.5 + part.phase * CYL_N
+    seg_f = theta * CYL_N / (2.0 * math.pi) + 0.5 + part.phase
     seg = np.floor(seg_f)
     frac = seg_f - seg
     dist = np.minimum(frac, 1.0 - frac) * (2.0 * math.pi / CYL_N) * CYL_R * c
@@ -124,7 +125,7 @@ GROOVE_HALF, GROOVE_WALL = 20.0, 7.0
 
 def view_groove(part, u, v, warp):
     uw = u + warp(u, v) if warp else u
-    half = GROOVE_HALF + 0.8 * np.interp(v, np.arange(1024) * 0.5 - 256.0, part.width_profile)
+    half = GROOVE_HALF + 0.4 * np.interp(v, np.arange(1024) * 0.5 - 256.0, part.width_profile)
     au = np.abs(uw) - half
     bottom = 1.0 - smoothstep(-0.6, 0.6, au)
     flat = smoothstep(GROOVE_WALL - 0.6, GROOVE_WALL + 0.6, au)
@@ -231,9 +232,9 @@ def wobble(rng, a, b, scale, terms=4):
 def defect_scratch(scene, cov, part, rng):
     centre = pick(rng, cov, part)
     a, b = local(part, centre, rng.uniform(0, math.pi))
-    length = rng.uniform(25.0, 70.0)
+    length = rng.uniform(30.0, 80.0)
     # At least about a pixel wide, or small images would sample it away.
-    width = max(rng.uniform(0.7, 1.3), 0.9 / part.scale)
+    width = max(rng.uniform(0.8, 1.5), 0.9 / part.scale)
     b = b - rng.uniform(-0.006, 0.006) * a * a
     along = 1.0 - smoothstep(length / 2 - 6.0, length / 2, np.abs(a))
     prof = np.exp(-(b / width) ** 2) * along * (0.75 + 0.25 * wobble(rng, a, b, 15.0))
@@ -246,7 +247,7 @@ def defect_scratch(scene, cov, part, rng):
 def defect_pit(scene, cov, part, rng):
     centre = pick(rng, cov, part)
     a, b = local(part, centre, rng.uniform(0, math.pi))
-    r = max(rng.uniform(2.5, 5.0), 1.5 / part.scale)
+    r = max(rng.uniform(3.0, 6.0), 1.5 / part.scale)
     ecc = rng.uniform(0.7, 1.0)
     rho = np.hypot(a, b / ecc) / r
     core = np.exp(-2.5 * rho * rho)
@@ -256,7 +257,7 @@ def defect_pit(scene, cov, part, rng):
     xx, yy = local(part, centre, 0.0)
     facing = np.clip(-(xx * lx + yy * ly) / (np.hypot(xx, yy) + 1e-6), 0.0, 1.0)
     rim = np.exp(-((rho - 1.1) / 0.3) ** 2) * (0.3 + 0.7 * facing)
-    return scene * (1.0 - 0.75 * core)[..., None] + 0.45 * rim[..., None] * HIGHLIGHT
+    return scene * (1.0 - 0.8 * core)[..., None] + 0.45 * rim[..., None] * HIGHLIGHT
 
 
 def defect_stain(scene, cov, part, rng):
@@ -268,7 +269,7 @@ def defect_stain(scene, cov, part, rng):
     alpha = smoothstep(0.0, 0.35, field) * rng.uniform(0.45, 0.7)
     # Oxide (brown-black) or patina (green); both darker than bare copper so
     # a mono camera sees them too.
-    colour = np.array([0.30, 0.17, 0.10]) if rng.random() < 0.6 else np.array([0.28, 0.42, 0.33])
+    colour = np.array([0.30, 0.17, 0.10]) if rng.random() < 0.6 else np.array([0.22, 0.34, 0.27])
     lum = np.clip((scene @ LUMA) / (COPPER @ LUMA), 0.3, 1.5)
     stained = colour * lum[..., None]
     alpha = alpha * cov
@@ -282,7 +283,7 @@ def defect_burr(scene, cov, part, rng):
     gy, gx = np.gradient(ndimage.gaussian_filter(cov, 1.5 * part.scale))
     g = np.hypot(gx[centre], gy[centre]) + 1e-9
     dirx, diry = -gx[centre] / g, -gy[centre] / g
-    r = max(rng.uniform(2.5, 5.0), 1.5 / part.scale)
+    r = max(rng.uniform(3.5, 6.5), 1.5 / part.scale)
     off = r * 0.6 * part.scale
     c2 = (centre[0] + diry * off, centre[1] + dirx * off)
     a, b = local(part, c2, math.atan2(diry, dirx))
@@ -301,12 +302,12 @@ def defect_burr(scene, cov, part, rng):
 
 def deform_warp(part, rng):
     """A local displacement of the geometry for the view of this part."""
-    amp = rng.uniform(4.0, 8.0) * (1 if rng.random() < 0.5 else -1)
+    amp = rng.uniform(5.0, 10.0) * (1 if rng.random() < 0.5 else -1)
     v0 = rng.uniform(-70.0, 70.0)
-    length = rng.uniform(8.0, 20.0)
+    length = rng.uniform(8.0, 18.0)
     if part.view == "cylinder":
         k = rng.integers(-4, 4)
-        theta = (k - 0.5 - part.phase * CYL_N) * 2 * math.pi / CYL_N
+        theta = (k - 0.5 - part.phase) * 2 * math.pi / CYL_N
         u0 = CYL_R * math.sin(theta)
 
         def warp(u, v):
