@@ -56,7 +56,8 @@ def png_header(data):
     return w, h, data[24], data[25]
 
 
-def test_layout(tree, channels):
+def test_layout(root, channels):
+    tree = files(root)
     expect = {"README.txt"}
     expect |= {"train/good/%03d.png" % i for i in range(3)}
     expect |= {"test/good/%03d.png" % i for i in range(2)}
@@ -77,11 +78,11 @@ def test_layout(tree, channels):
         ok = (w, h, depth) == (64, 64, 8) and ct == (0 if is_mask else ctype)
         check(ok, "%s: 64x64 8-bit %s, got %dx%d depth %d type %d"
               % (name, "gray" if is_mask else mode, w, h, depth, ct))
-        im = Image.open(os.path.join(tmp_roots[channels], name))
+        im = Image.open(os.path.join(root, name))
         check(im.mode == ("L" if is_mask else mode), "%s decodes as %s, got %s" % (name, mode, im.mode))
     for d in synth_scene.DEFECTS:
         for i in range(2):
-            m = np.asarray(Image.open(os.path.join(tmp_roots[channels], "ground_truth", d, "%03d_mask.png" % i)))
+            m = np.asarray(Image.open(os.path.join(root, "ground_truth", d, "%03d_mask.png" % i)))
             vals = set(np.unique(m).tolist())
             n = int((m == 255).sum())
             check(vals <= {0, 255}, "%s/%03d mask is 0/255, has %s" % (d, i, sorted(vals)[:5]))
@@ -140,20 +141,17 @@ def test_png_writer():
     check(zlib.crc32(data[12:29]) & 0xFFFFFFFF == int.from_bytes(data[29:33], "big"), "IHDR CRC")
 
 
-tmp_roots = {}
-
 with tempfile.TemporaryDirectory() as tmp:
     a, b, c = (os.path.join(tmp, n) for n in ("a", "b", "c"))
     mono = os.path.join(tmp, "mono")
-    tmp_roots[3], tmp_roots[1] = a, mono
     gen(a, "--view", "groove", "--seed", "0")
     gen(b, "--view", "groove", "--seed", "0")
     gen(c, "--view", "groove", "--seed", "1")
     sheet = os.path.join(tmp, "sheet.png")
     gen(mono, "--view", "hook", "--channels", "1", "--contact-sheet", sheet)
     ta, tb, tc = files(a), files(b), files(c)
-    test_layout(ta, 3)
-    test_layout(files(mono), 1)
+    test_layout(a, 3)
+    test_layout(mono, 1)
     same = [n for n in ta if n != "README.txt" and ta[n] == tb.get(n)]
     check(len(same) == len(ta) - 1, "same seed: %d of %d files byte-identical" % (len(same), len(ta) - 1))
     check(ta["README.txt"].replace(a.encode(), b"R") == tb["README.txt"].replace(b.encode(), b"R"),
