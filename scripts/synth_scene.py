@@ -205,6 +205,8 @@ def pick(rng, weight, part, margin=24.0):
     idx = np.flatnonzero(w > 0.5)
     if idx.size == 0:
         idx = np.flatnonzero(weight > 0.5)
+    if idx.size == 0:
+        idx = np.array([np.argmax(weight)])
     i = idx[rng.integers(0, idx.size)]
     return divmod(int(i), s)
 
@@ -278,8 +280,10 @@ def defect_stain(scene, cov, part, rng):
 
 def defect_burr(scene, cov, part, rng):
     # A pixel on a copper edge, then a particle that reaches into the dark.
-    edge = 4.0 * cov * (1.0 - cov)
-    centre = pick(rng, edge, part)
+    # Copper pixels next to non-copper ones: the edge at any image size.
+    solid = cov > 0.5
+    edge = solid & ~ndimage.binary_erosion(solid, border_value=1)
+    centre = pick(rng, edge.astype(np.float64), part)
     gy, gx = np.gradient(ndimage.gaussian_filter(cov, 1.5 * part.scale))
     g = np.hypot(gx[centre], gy[centre]) + 1e-9
     dirx, diry = -gx[centre] / g, -gy[centre] / g

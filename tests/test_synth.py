@@ -128,6 +128,15 @@ def test_defect_is_where_mask_is():
             check(not mask.any() and np.array_equal(img, clean), "%s: good part has an empty mask" % view)
 
 
+def test_small_images():
+    # At the smallest size edges are sharper than a pixel; every defect must
+    # still find a place and change some pixels.
+    for view in synth_scene.VIEWS:
+        for d in synth_scene.DEFECTS:
+            counts = [int((synth_scene.render(view, d, 32, 1, [3, k])[1] > 0).sum()) for k in range(6)]
+            check(min(counts) >= 6, "%s/%s at 32 px: mask sizes %s" % (view, d, counts))
+
+
 def test_png_writer():
     rng = np.random.default_rng(1)
     for shape in ((5, 7), (6, 3, 3)):
@@ -169,6 +178,7 @@ with tempfile.TemporaryDirectory() as tmp:
     check(r.returncode != 0 and "size" in r.stderr, "a too small --size is refused")
 
 test_defect_is_where_mask_is()
+test_small_images()
 test_png_writer()
 
 print("%d passed, %d failed" % (passed, failed))
