@@ -73,6 +73,7 @@ def contact_sheet(path, root, args, cols=3, tile=128):
     from matplotlib import image as mpimg
     from PIL import Image
 
+    cols = min(cols, max(args.test_good, args.test_defect))
     rows = []
     labels = []
     for kind in TYPES:
