@@ -65,5 +65,10 @@ $MAA infer --model "$tmp/other.safetensors" --calibration "$tmp/c.yaml" "$tmp"/d
     >/dev/null 2>"$tmp/other.err"
 check "a calibration for another model is refused" grep -q "calibration was made for the model" "$tmp/other.err"
 
+if [ "$fail" -gt 0 ]; then
+    for log in "$tmp"/*.log "$tmp"/*.err; do
+        [ -s "$log" ] && { echo "--- $log"; tail -n 5 "$log"; }
+    done
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
