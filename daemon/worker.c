@@ -237,8 +237,9 @@ static void judge(maad_worker *w)
             maad_log(w->o.log, MAAD_LOG_ERR, "engine error on a batch of %d: %s",
                      w->nx, w->err);
     }
-    char reason[MAA_ERRLEN + 16];
-    snprintf(reason, sizeof reason, "engine error: %s", w->err);
+    char reason[MAA_ERRLEN + 16] = "";
+    if (rc != MAA_OK)
+        snprintf(reason, sizeof reason, "engine error: %s", w->err);
     for (int i = 0; i < w->nbatch; i++) {
         const entry *e = &w->batch[i];
         if (e->xi < 0 || rc != MAA_OK) {
