@@ -13,6 +13,7 @@ static const struct {
     {"model-info", maa_cmd_model_info, "print a model file's metadata, tensor and parameter counts"},
     {"calibrate", maa_cmd_calibrate, "fit the threshold and the mask on images of good parts"},
     {"eval", maa_cmd_eval, "measure detection on a labelled set (MVTec AD layout)"},
+    {"fakecam", maa_cmd_fakecam, "serve a directory of images as a fake GigE Vision camera"},
 };
 
 static void usage(FILE *f)
