@@ -182,13 +182,13 @@ static void emit_error(cam_source *s, const char *fmt, ...)
 }
 
 /* Ids the camera skipped between last and id.  GigE Vision 1.x block ids are
- * 16 bit and skip 0 when they wrap; any other step backwards is a restart of
- * the camera's counter, not a loss. */
+ * 16 bit and skip 0 when they wrap: a step back of more than half that range
+ * is a wrap, a shorter one a restart of the camera's counter (no loss). */
 static uint32_t frame_gap(uint64_t last, uint64_t id)
 {
     if (id > last)
         return (uint32_t)(id - last - 1);
-    if (last <= 0xffff && last > 0xff00 && id < 0x100)
+    if (last <= 0xffff && last - id > 0x8000)
         return (uint32_t)(0xffff - last + id - 1);
     return 0;
 }
@@ -402,6 +402,10 @@ static void arv_deliver(cam_source *s, ArvBuffer *b)
     ArvBufferStatus st = arv_buffer_get_status(b);
     uint64_t id = arv_buffer_get_frame_id(b);
     uint64_t t = arv_buffer_get_system_timestamp(b);
+    /* Aravis hands back a buffer that timed out before a new frame's first
+     * packet with the previous frame's id: that frame is already reported. */
+    if (st != ARV_BUFFER_STATUS_SUCCESS && s->have_last && id == s->last_id)
+        return;
     check_gap(s, id, t);
     cam_event ev = {.frame_id = id, .t_capture_ns = t,
                     .t_camera_ns = arv_buffer_get_timestamp(b)};

@@ -64,6 +64,7 @@ static void enter_private_loopback(void)
         close(fd);
 }
 
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -81,7 +82,7 @@ typedef struct {
     int nref;
     int width, height;
     cam_pixfmt fmt;
-    int frames, errors, incomplete, bad_pixels, bad_shape, non_increasing;
+    int frames, errors, incomplete, bad_pixels, bad_shape, non_increasing, wraps;
     uint64_t missed, last_id, ids[64];
     int seen[MAX_REF];
     char last_error[512];
@@ -89,6 +90,9 @@ typedef struct {
     size_t conv_size;
     int converted;
     maa_image conv_img;
+    int delay_ms;      /* a slow consumer, to make the camera drop frames */
+    uint64_t first_id, end_id; /* first and last frame or incomplete frame */
+    int delivered;     /* frames + incomplete frames */
 } recorder;
 
 static void rec_init(recorder *r)
@@ -100,12 +104,20 @@ static void rec_init(recorder *r)
 static void on_event(void *user, const cam_event *ev)
 {
     recorder *r = user;
+    if (r->delay_ms && ev->kind == CAM_FRAME)
+        sleep_ms(r->delay_ms);
     pthread_mutex_lock(&r->lock);
+    if (ev->kind == CAM_FRAME || ev->kind == CAM_INCOMPLETE)
+        if (r->end_id = ev->frame_id, !r->delivered++)
+            r->first_id = ev->frame_id;
     switch (ev->kind) {
     case CAM_FRAME: {
-        if (r->frames && !(ev->frame_id > r->last_id ||
-                           (r->last_id > 0xff00 && ev->frame_id < 0x100)))
-            r->non_increasing++;
+        if (r->frames && ev->frame_id <= r->last_id) {
+            if (r->last_id - ev->frame_id > 0x8000)
+                r->wraps++; /* 16-bit GigE Vision ids */
+            else
+                r->non_increasing++;
+        }
         r->last_id = ev->frame_id;
         if (r->frames < 64)
             r->ids[r->frames] = ev->frame_id;
@@ -272,6 +284,60 @@ static void test_fake_bayer(void)
     CHECK(r.converted == 1, "first frame not converted (%d)", r.converted);
     CHECK(r.conv_img.width == W && r.conv_img.height == H && r.conv_img.channels == 3);
     CHECK(!memcmp(out, rgb, sizeof out), "flat GR8 field is not flat after demosaic");
+}
+
+/* A consumer too slow for the camera, with one stream buffer, loses frames:
+ * every id from the first to the last is delivered or counted missed, also
+ * across the wrap of the 16-bit ids (which start near 65535 and skip 0). */
+static void test_frame_id_wrap(void)
+{
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
+    static uint8_t px[16 * 16];
+    maa_image img = {16, 16, 1, 8, px};
+    cam_fake_config fc = {.serial = "WR", .fps = 250, .fmt = CAM_PIX_MONO8};
+    cam_fake *fake;
+    char err[MAA_ERRLEN];
+    if (cam_fake_start(&fc, &img, 1, &fake, err, sizeof err) != MAA_OK) {
+        CHECK(0, "%s", err);
+        return;
+    }
+    recorder r;
+    rec_init(&r);
+    r.delay_ms = 5;
+    cam_config cfg;
+    aravis_config(&cfg, cam_fake_device_id(fake), CAM_PIX_MONO8);
+    cfg.stream_buffers = 1;
+    cam_source *s;
+    int rc = cam_open(&cfg, on_event, &r, &s, err, sizeof err);
+    CHECK(rc == MAA_OK, "%s", err);
+    if (rc == MAA_OK) {
+        CHECK(cam_start(s, err, sizeof err) == MAA_OK, "%s", err);
+        for (int t = 0; t < 20000; t += 20) {
+            pthread_mutex_lock(&r.lock);
+            bool wrapped = r.wraps > 0;
+            pthread_mutex_unlock(&r.lock);
+            if (wrapped)
+                break;
+            sleep_ms(20);
+        }
+        cam_stop(s);
+        cam_stats st;
+        cam_get_stats(s, &st);
+        CHECK(r.wraps == 1, "ids %llu .. %llu did not wrap",
+              (unsigned long long)r.ids[0], (unsigned long long)r.last_id);
+        CHECK(r.non_increasing == 0, "%d ids out of order", r.non_increasing);
+        uint64_t span = r.end_id >= r.first_id ? r.end_id - r.first_id + 1
+                                               : 0xffff - r.first_id + 1 + r.end_id;
+        CHECK(st.missed == r.missed, "stats missed %llu, events %llu",
+              (unsigned long long)st.missed, (unsigned long long)r.missed);
+        CHECK(r.missed > 0, "a slow consumer lost no frame");
+        CHECK(span == r.delivered + r.missed, "ids %llu..%llu: %d delivered + %llu missed",
+              (unsigned long long)r.first_id, (unsigned long long)r.end_id, r.delivered,
+              (unsigned long long)r.missed);
+        cam_close(s);
+    }
+    cam_fake_stop(fake);
 }
 
 static void test_reconnect(void)
@@ -519,6 +585,7 @@ int main(void)
     RUN(test_fake_mono8);
     RUN(test_fake_rgb8);
     RUN(test_fake_bayer);
+    RUN(test_frame_id_wrap);
     RUN(test_reconnect);
     return CHECK_SUMMARY();
 }
