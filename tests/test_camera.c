@@ -85,11 +85,12 @@ typedef struct {
     int frames, errors, incomplete, bad_pixels, bad_shape, non_increasing, wraps;
     uint64_t missed, last_id, ids[64];
     int seen[MAX_REF];
-    char last_error[512];
+    char first_error[512], last_error[512];
     uint8_t *conv; /* when set, the first frame is converted into it */
     size_t conv_size;
     int converted;
     maa_image conv_img;
+    cam_source *trigger; /* when set, wait_count fires software triggers */
     int delay_ms;      /* a slow consumer, to make the camera drop frames */
     uint64_t first_id, end_id; /* first and last frame or incomplete frame */
     int delivered;     /* frames + incomplete frames */
@@ -145,7 +146,8 @@ static void on_event(void *user, const cam_event *ev)
     case CAM_INCOMPLETE: r->incomplete++; break;
     case CAM_MISSED: r->missed += ev->missed; break;
     case CAM_ERROR:
-        r->errors++;
+        if (!r->errors++)
+            snprintf(r->first_error, sizeof r->first_error, "%s", ev->reason);
         snprintf(r->last_error, sizeof r->last_error, "%s", ev->reason);
         break;
     }
@@ -163,8 +165,11 @@ static int rec_get(recorder *r, int which)
 /* Waits up to ms for the count to reach n. */
 static int wait_count(recorder *r, int which, int n, int ms)
 {
-    for (int t = 0; t < ms && rec_get(r, which) < n; t += 20)
+    for (int t = 0; t < ms && rec_get(r, which) < n; t += 20) {
+        if (r->trigger) /* fails while the camera is away */
+            cam_trigger(r->trigger, NULL, 0);
         sleep_ms(20);
+    }
     return rec_get(r, which);
 }
 
@@ -340,7 +345,10 @@ static void test_frame_id_wrap(void)
     cam_fake_stop(fake);
 }
 
-static void test_reconnect(void)
+/* Free-run notices the silence; in a triggered mode silence is normal and
+ * only Aravis's control-lost (heartbeat) can tell.  Software triggers are
+ * fired while waiting (the fake camera does not fire hardware triggers). */
+static void reconnect(cam_trigger_mode trigger)
 {
     if (*netns_skip)
         SKIP("%s", netns_skip);
@@ -359,6 +367,7 @@ static void test_reconnect(void)
     rec_init(&r);
     cam_config cfg;
     aravis_config(&cfg, cam_fake_device_id(fake), CAM_PIX_MONO8);
+    cfg.trigger = trigger;
     cam_source *s;
     int rc = cam_open(&cfg, on_event, &r, &s, err, sizeof err);
     CHECK(rc == MAA_OK, "%s", err);
@@ -366,10 +375,14 @@ static void test_reconnect(void)
         cam_fake_stop(fake);
         return;
     }
+    if (trigger == CAM_TRIGGER_SOFTWARE)
+        r.trigger = s;
     CHECK(cam_start(s, err, sizeof err) == MAA_OK, "%s", err);
     CHECK(wait_count(&r, 0, 3, 5000) >= 3, "no frames before the camera went away");
     cam_fake_stop(fake);
-    CHECK(wait_count(&r, 1, 1, 10000) >= 1, "no CAM_ERROR within 10 s of losing the camera");
+    CHECK(wait_count(&r, 1, 1, 15000) >= 1, "no CAM_ERROR within 15 s of losing the camera");
+    if (trigger != CAM_TRIGGER_FREE)
+        CHECK(strstr(r.first_error, "control lost") != NULL, "%s", r.first_error);
     int before = rec_get(&r, 0);
     /* Reconnection attempts fail while the camera is away, each reported. */
     CHECK(wait_count(&r, 1, 2, 15000) >= 2, "one CAM_ERROR only while the camera is away");
@@ -378,17 +391,22 @@ static void test_reconnect(void)
     CHECK(cam_fake_start(&fc, &img, 1, &fake, err, sizeof err) == MAA_OK, "%s", err);
     CHECK(wait_count(&r, 0, before + 3, 20000) >= before + 3,
           "no frames within 20 s of the camera coming back (last error: %s)", r.last_error);
+    r.trigger = NULL;
     cam_stop(s);
     cam_stats st;
     cam_get_stats(s, &st);
     CHECK(st.reconnects >= 1, "reconnects %llu", (unsigned long long)st.reconnects);
     CHECK(st.errors >= 2 && st.errors == (uint64_t)rec_get(&r, 1), "errors %llu",
           (unsigned long long)st.errors);
-    fprintf(stderr, "  reconnect: %d errors (last: %s), %llu reconnects\n", rec_get(&r, 1),
-            r.last_error, (unsigned long long)st.reconnects);
+    fprintf(stderr, "  reconnect (%s): %d errors (first: %s; last: %s), %llu reconnects\n",
+            trigger == CAM_TRIGGER_FREE ? "free-run" : "software trigger", rec_get(&r, 1),
+            r.first_error, r.last_error, (unsigned long long)st.reconnects);
     cam_close(s);
     cam_fake_stop(fake);
 }
+
+static void test_reconnect_free_run(void) { reconnect(CAM_TRIGGER_FREE); }
+static void test_reconnect_software_trigger(void) { reconnect(CAM_TRIGGER_SOFTWARE); }
 
 static void test_bad_device(void)
 {
@@ -602,6 +620,7 @@ int main(void)
     RUN(test_fake_rgb8);
     RUN(test_fake_bayer);
     RUN(test_frame_id_wrap);
-    RUN(test_reconnect);
+    RUN(test_reconnect_free_run);
+    RUN(test_reconnect_software_trigger);
     return CHECK_SUMMARY();
 }
