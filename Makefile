@@ -44,9 +44,10 @@ obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(
 
 LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
 PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
-TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC))
+TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
+         $(B)/tests/test_ring_tsan
 
-all: $(PROGS) $(TESTS)
+all: $(PROGS) $(TEST_PROGS)
 
 # Quiet by default; make V=1 shows the commands.
 Q := $(if $(V),,@)
@@ -78,6 +79,11 @@ $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 	$(LINK)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
 	$(LINK)
+
+# The frame ring again under ThreadSanitizer (fewer items: TSan is slow).
+$(B)/tests/test_ring_tsan: tests/test_ring.c daemon/ring.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fsanitize=thread -DRING_ITEMS=300000u -o $@ $(filter %.c,$^)
 
 # test and demo first install the Debian packages they need, then build in
 # a fresh make so that pkg-config sees the new packages.
