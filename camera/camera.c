@@ -825,26 +825,55 @@ static int reflect(int i, int n)
 
 /* Bilinear: each missing colour is the mean of that colour's sites in the
  * 3x3 neighbourhood (2 or 4 of them); mirrored borders keep the layout. */
+static void demosaic_pixel(const uint8_t *raw, int w, int h, cam_pixfmt f, int x, int y,
+                           uint8_t *o)
+{
+    int sum[3] = {0, 0, 0}, cnt[3] = {0, 0, 0};
+    int own = bayer_colour(f, x, y);
+    for (int dy = -1; dy <= 1; dy++)
+        for (int dx = -1; dx <= 1; dx++) {
+            int yy = reflect(y + dy, h), xx = reflect(x + dx, w);
+            int c = bayer_colour(f, xx, yy);
+            if (c == own)
+                continue;
+            sum[c] += raw[(size_t)yy * w + xx];
+            cnt[c]++;
+        }
+    for (int c = 0; c < 3; c++)
+        o[c] = c == own ? raw[(size_t)y * w + x]
+                        : (uint8_t)((sum[c] + cnt[c] / 2) / (cnt[c] ? cnt[c] : 1));
+}
+
+/* The same means written out for the interior, where no neighbour needs
+ * mirroring: this is the per-frame cost (a 1920x1200 frame went from about
+ * 200 ms with demosaic_pixel everywhere to a few ms). */
 static void demosaic(const uint8_t *raw, int w, int h, cam_pixfmt f, uint8_t *rgb)
 {
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            int sum[3] = {0, 0, 0}, cnt[3] = {0, 0, 0};
-            int own = bayer_colour(f, x, y);
-            uint8_t *o = rgb + 3 * ((size_t)y * w + x);
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int yy = reflect(y + dy, h), xx = reflect(x + dx, w);
-                    int c = bayer_colour(f, xx, yy);
-                    if (c == own)
-                        continue;
-                    sum[c] += raw[(size_t)yy * w + xx];
-                    cnt[c]++;
-                }
-            for (int c = 0; c < 3; c++)
-                o[c] = c == own ? raw[(size_t)y * w + x]
-                                : (uint8_t)((sum[c] + cnt[c] / 2) / (cnt[c] ? cnt[c] : 1));
+    for (int y = 0; y < h; y++) {
+        uint8_t *orow = rgb + (size_t)y * w * 3;
+        if (y == 0 || y == h - 1 || w < 3) {
+            for (int x = 0; x < w; x++)
+                demosaic_pixel(raw, w, h, f, x, y, orow + 3 * x);
+            continue;
         }
+        const uint8_t *up = raw + (size_t)(y - 1) * w, *mid = up + w, *dn = mid + w;
+        demosaic_pixel(raw, w, h, f, 0, y, orow);
+        demosaic_pixel(raw, w, h, f, w - 1, y, orow + 3 * (w - 1));
+        for (int x = 1; x < w - 1; x++) {
+            uint8_t *o = orow + 3 * x;
+            int own = bayer_colour(f, x, y);
+            int orth4 = (up[x] + dn[x] + mid[x - 1] + mid[x + 1] + 2) >> 2;
+            int diag4 = (up[x - 1] + up[x + 1] + dn[x - 1] + dn[x + 1] + 2) >> 2;
+            o[own] = mid[x];
+            if (own != 1) {       /* R or B site: G orthogonal, the other diagonal */
+                o[1] = (uint8_t)orth4;
+                o[2 - own] = (uint8_t)diag4;
+            } else {              /* G site: one colour in the row, one in the column */
+                o[bayer_colour(f, x + 1, y)] = (uint8_t)((mid[x - 1] + mid[x + 1] + 1) >> 1);
+                o[bayer_colour(f, x, y + 1)] = (uint8_t)((up[x] + dn[x] + 1) >> 1);
+            }
+        }
+    }
 }
 
 int cam_frame_to_image(const cam_event *ev, void *buf, size_t bufsize,

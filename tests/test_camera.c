@@ -601,6 +601,37 @@ static void test_demosaic_flat(void)
             for (int c = 0; c < 3; c++)
                 CHECK(rgb[3 * (y * W + x) + c] == 10 * x, "(%d,%d,%d) = %d", x, y, c,
                       rgb[3 * (y * W + x) + c]);
+    /* Any content, every layout: the mean of each colour's sites in the 3x3
+     * neighbourhood, borders mirrored (computed here independently). */
+    enum { RW = 7, RH = 5 };
+    uint8_t rraw[RW * RH], rrgb[RW * RH * 3];
+    srand(7);
+    for (int i = 0; i < RW * RH; i++)
+        rraw[i] = (uint8_t)(rand() & 255);
+    for (int l = 0; l < 4; l++) {
+        cam_event rev = {.kind = CAM_FRAME, .width = RW, .height = RH, .fmt = fmts[l],
+                         .data = rraw, .size = sizeof rraw};
+        CHECK(cam_frame_to_image(&rev, rrgb, sizeof rrgb, &img, err, sizeof err) == MAA_OK);
+        int bad = 0;
+        for (int y = 0; y < RH; y++)
+            for (int x = 0; x < RW; x++) {
+                int own = layouts[l][(y & 1) * 2 + (x & 1)], sum[3] = {0}, cnt[3] = {0};
+                for (int dy = -1; dy <= 1; dy++)
+                    for (int dx = -1; dx <= 1; dx++) {
+                        int yy = abs(y + dy), xx = abs(x + dx);
+                        yy = yy >= RH ? 2 * RH - 2 - yy : yy;
+                        xx = xx >= RW ? 2 * RW - 2 - xx : xx;
+                        int c = layouts[l][(yy & 1) * 2 + (xx & 1)];
+                        sum[c] += rraw[yy * RW + xx], cnt[c]++;
+                    }
+                for (int c = 0; c < 3; c++) {
+                    int want = c == own ? rraw[y * RW + x] : (sum[c] + cnt[c] / 2) / cnt[c];
+                    bad += rrgb[3 * (y * RW + x) + c] != want;
+                }
+            }
+        CHECK(bad == 0, "%s: %d samples differ from the bilinear means",
+              cam_pixfmt_name(fmts[l]), bad);
+    }
     /* Mono8 is copied as one channel. */
     ev.fmt = CAM_PIX_MONO8;
     CHECK(cam_frame_to_image(&ev, rgb, sizeof rgb, &img, err, sizeof err) == MAA_OK, "%s", err);
