@@ -88,6 +88,8 @@ static int run(const maa_model *m, maa_backend_kind kind, maa_precision prec, in
     char err[MAA_ERRLEN];
     if (maa_engine_create(m, &opts, &e, err, sizeof err)) {
         fprintf(stderr, "  %s engine: %s\n", maa_backend_name(kind), err);
+        outputs_free(o);
+        memset(o, 0, sizeof *o);
         return -1;
     }
     int rc = 0;
@@ -99,6 +101,10 @@ static int run(const maa_model *m, maa_backend_kind kind, maa_precision prec, in
             fprintf(stderr, "  run: %s\n", err);
     }
     maa_engine_free(e);
+    if (rc) {
+        outputs_free(o);
+        memset(o, 0, sizeof *o);
+    }
     return rc;
 }
 
@@ -135,8 +141,8 @@ static void test_unavailable_is_refused(void)
     maa_model_free(m);
 }
 
-/* f32 within 1e-3 of ref; f16 FMD within 2% of ref's. */
-static void compare_with_ref(const maa_model_info *info, const char *name, int n)
+/* f32 within 1e-3 of ref; f16 FMD within 2% of ref's (fmd_check). */
+static void compare_with_ref(const maa_model_info *info, const char *name, int n, int fmd_check)
 {
     if (!have_device)
         SKIP("%s", why);
@@ -157,8 +163,19 @@ static void compare_with_ref(const maa_model_info *info, const char *name, int n
         CHECK(er <= 1e-3, "recon differs by %g", er);
         CHECK(ex <= 1e-3, "f(x) differs by %g", ex);
         CHECK(ef <= 1e-3, "f(r) differs by %g", ef);
+        /* f16 keeps about three digits per layer: elementwise within 2% of
+         * the outputs' scale. */
+        double hr = max_abs(ref.recon, f16.recon, n * ref.img);
+        double hx = max_abs(ref.fx, f16.fx, n * ref.mm), hf = max_abs(ref.fr, f16.fr, n * ref.mm);
+        double scale = fmax(max_mag(ref.fx, n * ref.mm), max_mag(ref.fr, n * ref.mm));
+        printf("  S=%d f16 vs ref: recon %.2e, f(x) %.2e, f(r) %.2e\n", info->image_size, hr,
+               hx, hf);
+        CHECK(hr <= 0.02 && hx <= 0.02 * scale && hf <= 0.02 * scale, "f16 outputs");
+        /* The FMD is checked on the default network only: with the small
+         * widths the test weights give maps so alike (FMD ~1e-7 of maps
+         * ~3e-2) that any rounding moves it by more than 2%. */
         const int M = info->markov_size;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; fmd_check && i < n; i++) {
             double s_ref, s16;
             char err[MAA_ERRLEN];
             CHECK(maa_fmd(ref.fx + i * ref.mm, ref.fr + i * ref.mm, M, M, &s_ref, err,
@@ -178,8 +195,8 @@ static void compare_with_ref(const maa_model_info *info, const char *name, int n
     maa_model_free(m);
 }
 
-static void test_small_vs_ref(void) { compare_with_ref(&small, "small.safetensors", 3); }
-static void test_default_vs_ref(void) { compare_with_ref(&full, "default.safetensors", 1); }
+static void test_small_vs_ref(void) { compare_with_ref(&small, "small.safetensors", 3, 0); }
+static void test_default_vs_ref(void) { compare_with_ref(&full, "default.safetensors", 1, 1); }
 
 /* A batch of 4 gives what four batches of 1 give, in both precisions (the
  * same algorithms serve every batch size; f16 may round one ulp apart). */
