@@ -46,7 +46,10 @@ LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
 PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC))
 
-all: $(PROGS) $(TESTS)
+# bench_cuda times the inspection pipeline for scripts/gpu-check.sh; not a test.
+BENCH := $(B)/bench_cuda
+
+all: $(PROGS) $(TESTS) $(BENCH)
 
 # Quiet by default; make V=1 shows the commands.
 Q := $(if $(V),,@)
@@ -77,6 +80,8 @@ $(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
 $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 	$(LINK)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
+	$(LINK)
+$(BENCH): $(B)/tests/bench_cuda.o $(LIBS)
 	$(LINK)
 
 # test and demo first install the Debian packages they need, then build in
