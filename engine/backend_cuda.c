@@ -148,13 +148,15 @@ static const float *tensor(const maa_model *m, const char *prefix, const char *w
  * nc)), with BN's scale folded in along the output channels: dim 0 for a
  * conv, dim 1 for a transposed conv.  bias gets BN's shift (plus the conv's
  * own bias); it is left alone when the layer has neither. */
-static void fold(const maa_model *m, const maa_model_info *info, const maa_conv_desc *d,
-                 int c_off, int nc, int nhwc, float *out, float *bias)
+static int fold(const maa_model *m, const maa_model_info *info, const maa_conv_desc *d,
+                int c_off, int nc, int nhwc, float *out, float *bias)
 {
     const float *w = tensor(m, d->name, "weight");
     const int K = d->transposed ? d->cin : d->cout, Ctot = d->transposed ? d->cout : d->cin;
     const int kk = d->kh * d->kw;
     double *scale = malloc((size_t)d->cout * sizeof *scale);
+    if (!scale)
+        return MAA_ERR;
     for (int o = 0; o < d->cout; o++)
         scale[o] = 1.0;
     if (d->bn[0]) {
@@ -178,6 +180,7 @@ static void fold(const maa_model *m, const maa_model_info *info, const maa_conv_
                 out[o] = (float)(v * s);
             }
     free(scale);
+    return MAA_OK;
 }
 
 /* conv(h0) with the h-half of g.mem.weight, plus g.mem.bias: the constant
@@ -193,12 +196,11 @@ static int memory_constant(cuda_ctx *c, const maa_model *m, char *err, size_t er
     cudnnFilterDescriptor_t wd = NULL;
     cudnnConvolutionDescriptor_t cd = NULL;
     int rc = MAA_ERR;
-    if (!wh || !unused) {
+    /* No BN on g.mem: fold only selects the h-half; the bias is added below. */
+    if (!wh || !unused || fold(m, &c->info, d, ch, ch, 0, wh, unused)) {
         maa_seterr(err, errlen, "cuda backend: out of memory");
         goto out;
     }
-    /* No BN on g.mem: fold only reorders; its bias is added below. */
-    fold(m, &c->info, d, ch, ch, 0, wh, unused);
     if (upload(c, wh, nw, 0, &w, err, errlen) ||
         upload(c, maa_model_tensor(m, "g.mem.h0", NULL, NULL), ch * plane, 0, &h0, err, errlen) ||
         upload(c, maa_model_tensor(m, "g.mem.c0", NULL, NULL), ch * plane, 0, (void **)&c->c0,
@@ -312,13 +314,12 @@ static int setup_layers(cuda_ctx *c, const maa_model *m, char *err, size_t errle
 
         const size_t nw = (size_t)K * C * d->kh * d->kw;
         float *hw_ = malloc(nw * sizeof(float)), *hb = malloc((size_t)d->cout * sizeof(float));
-        if (!hw_ || !hb) {
+        if (!hw_ || !hb || fold(m, &c->info, d, 0, C, nhwc, hw_, hb)) {
             free(hw_);
             free(hb);
             maa_seterr(err, errlen, "cuda backend: out of memory for layer %s", d->name);
             return MAA_ERR;
         }
-        fold(m, &c->info, d, 0, l->cin, nhwc, hw_, hb);
         /* g.mem's bias is part of the constant gates (memory_constant). */
         int has_bias = i != MAA_NET_MEM && (d->bn[0] || d->has_bias);
         int rc = upload(c, hw_, nw, c->half, &l->w, err, errlen);
