@@ -52,7 +52,7 @@ if [ "$built" = 1 ]; then
     if command -v compute-sanitizer >/dev/null || [ -x "$CUDA/bin/compute-sanitizer" ]; then
         note "compute-sanitizer --tool memcheck (quick tests)"
         san=$(command -v compute-sanitizer || echo "$CUDA/bin/compute-sanitizer")
-        timeout 240 "$san" --tool memcheck --error-exitcode 9 build/tests/test_cuda --quick \
+        timeout 120 "$san" --tool memcheck --error-exitcode 9 build/tests/test_cuda --quick \
             >"$OUT/memcheck.log" 2>&1
         rc=$?
         tail -n 5 "$OUT/memcheck.log"
