@@ -44,12 +44,13 @@ obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(
 
 LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
 PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
-TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC))
+TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
+         $(B)/tests/test_ring_tsan
 
 # bench_cuda times the inspection pipeline for scripts/gpu-check.sh; not a test.
 BENCH := $(B)/bench_cuda
 
-all: $(PROGS) $(TESTS) $(BENCH)
+all: $(PROGS) $(TEST_PROGS) $(BENCH)
 
 # Quiet by default; make V=1 shows the commands.
 Q := $(if $(V),,@)
@@ -83,6 +84,11 @@ $(B)/tests/%: $(B)/tests/%.o $(LIBS)
 	$(LINK)
 $(BENCH): $(B)/tests/bench_cuda.o $(LIBS)
 	$(LINK)
+
+# The frame ring again under ThreadSanitizer (fewer items: TSan is slow).
+$(B)/tests/test_ring_tsan: tests/test_ring.c daemon/ring.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fsanitize=thread -DRING_ITEMS=300000u -o $@ $(filter %.c,$^)
 
 # test and demo first install the Debian packages they need, then build in
 # a fresh make so that pkg-config sees the new packages.

@@ -73,9 +73,14 @@ int maa_cli_load(const maa_cli_engine *c, maa_model **m, maa_calibration *cal, i
     }
     if (!c->calibration)
         return MAA_OK;
-    if (maa_calibration_load(c->calibration, cal, err, sizeof err) ||
-        maa_calibration_check_model(cal, *m, err, sizeof err)) {
+    if (maa_calibration_load(c->calibration, cal, err, sizeof err)) {
         fprintf(stderr, "maa: %s\n", err);
+        maa_model_free(*m);
+        *m = NULL;
+        return MAA_ERR;
+    }
+    if (maa_calibration_check_model(cal, *m, err, sizeof err)) {
+        fprintf(stderr, "maa: %s: %s\n", c->calibration, err);
         maa_model_free(*m);
         *m = NULL;
         return MAA_ERR;

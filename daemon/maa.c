@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "daemon/daemon.h"
 #include "daemon/maa.h"
 
 static const struct {
@@ -13,6 +14,7 @@ static const struct {
     {"model-info", maa_cmd_model_info, "print a model file's metadata, tensor and parameter counts"},
     {"calibrate", maa_cmd_calibrate, "fit the threshold and the mask on images of good parts"},
     {"eval", maa_cmd_eval, "measure detection on a labelled set (MVTec AD layout)"},
+    {"watch", maa_cmd_watch, "follow a maad verdict stream (ZeroMQ)"},
 };
 
 static void usage(FILE *f)
