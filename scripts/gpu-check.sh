@@ -49,6 +49,22 @@ if [ "$built" = 1 ]; then
     note "tests"
     build/tests/test_cuda 2>&1 | tee "$OUT/test_cuda.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    # The PyTorch golden cases (tests/test_golden.py runs them for the CPU
+    # backends); helper_golden uses the backend's default precision, f16.
+    note "golden cases vs PyTorch float64, backend cuda (f16)"
+    if make -j"$(nproc)" CUDA="$CUDA" build/tests/helper_golden >>"$OUT/build.log" 2>&1; then
+        for case in small mono default; do
+            if "$PY" scripts/golden.py --out "$OUT/golden-$case" --case "$case" >/dev/null 2>&1; then
+                build/tests/helper_golden "$OUT/golden-$case/manifest.json" --backend cuda \
+                    --maps 2e-2 --fmd 2e-2 --mask 2>&1 | tail -n 4
+                [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+            else
+                echo "scripts/golden.py --case $case failed here: skipped"
+            fi
+        done
+    else
+        echo "helper_golden does not build: skipped"
+    fi
     if command -v compute-sanitizer >/dev/null || [ -x "$CUDA/bin/compute-sanitizer" ]; then
         note "compute-sanitizer --tool memcheck (quick tests)"
         san=$(command -v compute-sanitizer || echo "$CUDA/bin/compute-sanitizer")
