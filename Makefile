@@ -47,7 +47,10 @@ PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
 TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
          $(B)/tests/test_ring_tsan
 
-all: $(PROGS) $(TEST_PROGS)
+# bench_cuda times the inspection pipeline for scripts/gpu-check.sh; not a test.
+BENCH := $(B)/bench_cuda
+
+all: $(PROGS) $(TEST_PROGS) $(BENCH)
 
 # Quiet by default; make V=1 shows the commands.
 Q := $(if $(V),,@)
@@ -78,6 +81,8 @@ $(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
 $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 	$(LINK)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
+	$(LINK)
+$(BENCH): $(B)/tests/bench_cuda.o $(LIBS)
 	$(LINK)
 
 # The frame ring again under ThreadSanitizer (fewer items: TSan is slow).
