@@ -55,12 +55,18 @@ all: $(PROGS) $(TEST_PROGS) $(BENCH)
 # Quiet by default; make V=1 shows the commands.
 Q := $(if $(V),,@)
 
-$(B)/%.o: %.c
+# Objects depend on the flags they were built with: a change of CFLAGS (CUDA
+# found or not, say) rebuilds them.
+$(B)/.flags: FORCE
+	@mkdir -p $(B)
+	@echo '$(CC) $(CFLAGS) $(NVFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(NVFLAGS)' > $@
+
+$(B)/%.o: %.c $(B)/.flags
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(B)/%.cu.o: %.cu
+$(B)/%.cu.o: %.cu $(B)/.flags
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  NVCC  $<")
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
@@ -106,6 +112,6 @@ demo: deps
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps test demo clean
+.PHONY: all deps test demo clean FORCE
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
