@@ -47,17 +47,26 @@ PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
 TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
          $(B)/tests/test_ring_tsan
 
-all: $(PROGS) $(TEST_PROGS)
+# bench_cuda times the inspection pipeline for scripts/gpu-check.sh; not a test.
+BENCH := $(B)/bench_cuda
+
+all: $(PROGS) $(TEST_PROGS) $(BENCH)
 
 # Quiet by default; make V=1 shows the commands.
 Q := $(if $(V),,@)
 
-$(B)/%.o: %.c
+# Objects depend on the flags they were built with: a change of CFLAGS (CUDA
+# found or not, say) rebuilds them.
+$(B)/.flags: FORCE
+	@mkdir -p $(B)
+	@echo '$(CC) $(CFLAGS) $(NVFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(NVFLAGS)' > $@
+
+$(B)/%.o: %.c $(B)/.flags
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(B)/%.cu.o: %.cu
+$(B)/%.cu.o: %.cu $(B)/.flags
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  NVCC  $<")
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
@@ -78,6 +87,8 @@ $(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
 $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 	$(LINK)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
+	$(LINK)
+$(BENCH): $(B)/tests/bench_cuda.o $(LIBS)
 	$(LINK)
 
 # The frame ring again under ThreadSanitizer (fewer items: TSan is slow).
@@ -101,6 +112,6 @@ demo: deps
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps test demo clean
+.PHONY: all deps test demo clean FORCE
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -15,6 +15,7 @@ static const struct {
     {"calibrate", maa_cmd_calibrate, "fit the threshold and the mask on images of good parts"},
     {"eval", maa_cmd_eval, "measure detection on a labelled set (MVTec AD layout)"},
     {"watch", maa_cmd_watch, "follow a maad verdict stream (ZeroMQ)"},
+    {"fakecam", maa_cmd_fakecam, "serve a directory of images as a fake GigE Vision camera"},
 };
 
 static void usage(FILE *f)
