@@ -905,3 +905,21 @@ int cam_frame_to_image(const cam_event *ev, void *buf, size_t bufsize,
                        .data = buf};
     return MAA_OK;
 }
+
+size_t cam_frame_bytes(const cam_source *s)
+{
+    size_t most = 0;
+    if (s->cfg.source == CAM_SOURCE_REPLAY) {
+        for (int i = 0; i < s->nimgs; i++) {
+            size_t b = (size_t)s->imgs[i].width * s->imgs[i].height * pixfmts[s->cfg.pixel_format].bpp;
+            most = b > most ? b : most;
+        }
+        return most;
+    }
+    cam_source *m = (cam_source *)s;
+    pthread_mutex_lock(&m->lock);
+    if (m->cam)
+        most = arv_camera_get_payload(m->cam, NULL);
+    pthread_mutex_unlock(&m->lock);
+    return most;
+}

@@ -121,6 +121,11 @@ typedef struct {
     bool finished;        /* a replay without loop delivered its last image */
 } cam_stats;
 
+/* The largest frame the source delivers, in bytes (replay: its largest
+ * image; a camera: its payload size as cam_open configured it), so that a
+ * consumer can size its frame buffers before cam_start. */
+size_t cam_frame_bytes(const cam_source *s);
+
 /* Safe from any thread. */
 void cam_get_stats(const cam_source *s, cam_stats *out);
 

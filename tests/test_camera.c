@@ -228,6 +228,7 @@ static void fake_roundtrip(cam_pixfmt fmt)
     rc = cam_open(&cfg, on_event, &r, &s, err, sizeof err);
     CHECK(rc == MAA_OK, "%s", err);
     if (rc == MAA_OK) {
+        CHECK(cam_frame_bytes(s) == r.ref_size, "frame bytes %zu", cam_frame_bytes(s));
         CHECK(cam_start(s, err, sizeof err) == MAA_OK, "%s", err);
         int got = wait_count(&r, 0, 10, 5000);
         cam_stop(s);
@@ -471,6 +472,7 @@ static void test_replay(void)
         CHECK(rc == MAA_OK, "%s", err);
         if (rc != MAA_OK)
             continue;
+        CHECK(cam_frame_bytes(s) == (size_t)W * H, "frame bytes %zu", cam_frame_bytes(s));
         /* Contents are checked per frame below: keep every frame's data. */
         CHECK(cam_start(s, err, sizeof err) == MAA_OK, "%s", err);
         int want = loop ? 7 : 3;
