@@ -2,7 +2,8 @@
 # e2e_maad_notify — maad under a test NOTIFY_SOCKET (what systemd's
 # Type=notify unit sees): READY=1 after start-up, STATUS= summaries,
 # WATCHDOG=1 pings while verdicts and heartbeats flow, STOPPING=1 on SIGTERM;
-# then exit 0 with every frame in flight at the signal published.
+# then exit 0 with every frame in flight at the signal published.  On the
+# way, SIGHUP with a broken calibration file keeps the old calibration.
 . "$(dirname "$0")/../scripts/e2e-lib.sh"
 e2e_isolate "$@"
 e2e_need_build
@@ -53,6 +54,14 @@ e2e_wait_for notify.log '^STATUS=fps [0-9.]+, passes [0-9]+, rejects [0-9]+, uni
     ok "STATUS= summary" || fail "no STATUS" "$(cat notify.log)"
 e2e_wait_for notify.log '^WATCHDOG=1$' 10 && ok "WATCHDOG=1 pings" || fail "no WATCHDOG=1"
 e2e_wait_file verdicts.jsonl.ready 10 || fail "no heartbeat"
+# A broken calibration on SIGHUP is refused and the old one kept.
+cp cal.yaml cal.good
+echo "mu: [broken" >cal.yaml
+kill -HUP "$maad"
+e2e_wait_for maad.log 'SIGHUP: calibration not reloaded, keeping threshold' 10 &&
+    ok "a broken calibration is refused on SIGHUP, the old one kept" ||
+    fail "bad calibration on SIGHUP" "$(grep -i sighup maad.log)"
+cp cal.good cal.yaml
 sleep 2
 t_term=$(date +%s%N)
 e2e_stop "$maad"
