@@ -14,7 +14,7 @@ PKGS   := aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
                    -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
-LDLIBS := $(shell pkg-config --libs $(PKGS)) -ldnnl -lopenblas -lm -pthread
+LDLIBS := $(shell pkg-config --libs $(PKGS)) -ldnnl -lgomp -lopenblas -lm -pthread
 
 NVCC      := $(CUDA)/bin/nvcc
 HAVE_CUDA := $(if $(and $(wildcard $(NVCC)),$(wildcard engine/backend_cuda.c)),1,)
