@@ -37,22 +37,29 @@ MAAD_MAIN  := daemon/maad.c
 MAA_SRC    := $(wildcard daemon/maa.c daemon/maa-*.c)
 DAEMON_SRC := $(filter-out $(MAAD_MAIN) $(MAA_SRC),$(wildcard daemon/*.c))
 TEST_SRC   := $(wildcard tests/test_*.c)
+# Test helpers are programs the Python and shell tests drive.
+HELPER_SRC := $(wildcard tests/helper_*.c)
 
 obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(filter %.cu,$(1)))
 
 LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
 PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
-TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
+TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC))
 
 all: $(PROGS) $(TESTS)
 
+# Quiet by default; make V=1 shows the commands.
+Q := $(if $(V),,@)
+
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(B)/%.cu.o: %.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  NVCC  $<")
+	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 
 $(B)/libengine.a: $(call obj,$(ENGINE_SRC) $(ENGINE_CU))
 $(B)/libcamera.a: $(call obj,$(CAMERA_SRC))
@@ -60,10 +67,10 @@ $(B)/libconfig.a: $(call obj,$(CONFIG_SRC))
 $(B)/libmaad.a:   $(call obj,$(DAEMON_SRC))
 $(B)/%.a:
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 # The C++ runtime is needed only when CUDA objects are in libengine.a.
-LINK = $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
+LINK = $(if $(V),,@echo "  LINK  $@";) $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
 
 $(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
 	$(LINK)
@@ -72,15 +79,22 @@ $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
 	$(LINK)
 
-test: all
+# test and demo first install the Debian packages they need, then build in
+# a fresh make so that pkg-config sees the new packages.
+deps:
+	@scripts/install-deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
 	@PYTHON=$(PYTHON) tests/run.sh
 
-demo: all
-	scripts/demo.sh
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh
 
 clean:
 	rm -rf $(B)
 
-.PHONY: all test demo clean
+.PHONY: all deps test demo clean
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

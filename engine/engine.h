@@ -183,6 +183,17 @@ int maa_png_encode(const uint8_t *px, int w, int h, int ch, void **buf,
 int maa_preprocess(const maa_image *img, int s, int c, float *out,
                    char *err, size_t errlen);
 
+/* ---- evaluation metrics -------------------------------------------------- */
+
+/* Area under the ROC curve of scores against 0/1 labels (ties get the
+ * average rank, as scikit-learn's roc_auc_score); NAN without both classes. */
+double maa_auroc(const float *scores, const uint8_t *labels, size_t n);
+/* Area under the per-region-overlap curve up to fpr_limit, divided by
+ * fpr_limit (MVTec AD's AUPRO).  region[i] is 0 for a defect-free pixel, else
+ * the 1-based id of its ground-truth region (nregions in all). */
+double maa_aupro(const float *scores, const int *region, size_t n, int nregions,
+                 double fpr_limit);
+
 /* ---- inspection: engine + score + decision + mask ------------------------ */
 
 #define MAA_MAX_REGIONS 32

@@ -1,0 +1,151 @@
+/* config.h — the daemon's configuration: a two-level YAML file
+ * (`section: {key: value}`) read through one table of keys, each row holding
+ * the key's name, type, bounds, default, target field and a one-line doc.
+ * This is the config module's only public header.
+ *
+ * Functions that can fail return MAA_OK (0) or MAA_ERR (-1), the engine's
+ * status codes (engine/engine.h), and write a one-line reason into the
+ * caller's buffer (err, errlen; err may be NULL).  Load errors read
+ * "FILE:LINE:COL: message" (1-based; see docs/config.md). */
+#ifndef MAAD_CONFIG_H
+#define MAAD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* Buffer sizes, terminating NUL included. */
+#define MAAD_NAME_SIZE 33   /* camera.name: 1..32 of [A-Za-z0-9_-] */
+#define MAAD_STR_SIZE 256   /* other strings: at most 255 bytes */
+#define MAAD_PATH_SIZE 4096 /* paths, after resolution against the file's dir */
+
+typedef enum { MAAD_SOURCE_ARAVIS = 0, MAAD_SOURCE_REPLAY } maad_source;
+
+typedef enum {
+    MAAD_PIX_MONO8 = 0,
+    MAAD_PIX_RGB8,
+    MAAD_PIX_BAYER_RG8,
+    MAAD_PIX_BAYER_GR8,
+    MAAD_PIX_BAYER_GB8,
+    MAAD_PIX_BAYER_BG8
+} maad_pixel_format;
+
+typedef enum { MAAD_TRIGGER_FREE = 0, MAAD_TRIGGER_SOFTWARE, MAAD_TRIGGER_HARDWARE } maad_trigger;
+
+/* Value for value the engine's maa_backend_kind / maa_precision, so a cast
+ * converts them (test_config checks it against maa_backend_name). */
+typedef enum {
+    MAAD_BACKEND_AUTO = 0,
+    MAAD_BACKEND_REF,
+    MAAD_BACKEND_CPU,
+    MAAD_BACKEND_CUDA
+} maad_backend;
+typedef enum { MAAD_PREC_DEFAULT = 0, MAAD_PREC_F32, MAAD_PREC_F16, MAAD_PREC_BF16 } maad_precision;
+
+typedef enum { MAAD_MASK_PNG = 0, MAAD_MASK_RAW, MAAD_MASK_NONE } maad_mask_format;
+
+typedef enum {
+    MAAD_LOG_DEBUG = 0,
+    MAAD_LOG_INFO,
+    MAAD_LOG_NOTICE,
+    MAAD_LOG_WARNING
+} maad_log_level;
+
+/* Zero in a "0 = ..." field below means the special meaning, not a value. */
+typedef struct {
+    char name[MAAD_NAME_SIZE];       /* topic maad.<name> */
+    maad_source source;
+    char device_id[MAAD_STR_SIZE];   /* "" = first camera found */
+    maad_pixel_format pixel_format;
+    int width, height;               /* 0 = sensor maximum */
+    int offset_x, offset_y;
+    double exposure_us;              /* 0 = leave the camera's setting */
+    double gain_db;                  /* -1 = leave the camera's setting */
+    double frame_rate;
+    maad_trigger trigger;
+    char trigger_source[MAAD_STR_SIZE];
+    int packet_size;                 /* 0 = negotiate */
+    bool packet_socket;
+    int stream_buffers;
+    int timeout_ms;
+    int reconnect_min_ms, reconnect_max_ms;
+    int realtime_priority;           /* 0 = normal scheduling */
+} maad_camera_config;
+
+typedef struct {
+    char dir[MAAD_PATH_SIZE];
+    double fps;
+    bool loop;
+} maad_replay_config;
+
+typedef struct {
+    char path[MAAD_PATH_SIZE];
+    char calibration[MAAD_PATH_SIZE];
+    double gamma;                    /* meaningful only when has_gamma */
+    bool has_gamma;                  /* false: use the calibration's gamma */
+} maad_model_config;
+
+typedef struct {
+    maad_backend backend;
+    maad_precision precision;
+    int threads;                     /* 0 = all cores */
+    int device;
+    int batch_max;
+    double batch_timeout_ms;         /* 0 = one frame period */
+    int ring_slots;                  /* a power of two */
+    double test_delay_ms;            /* test only */
+} maad_engine_config;
+
+typedef struct {
+    maad_mask_format format;
+    int min_region_area;             /* -1 = the calibration's */
+} maad_mask_config;
+
+typedef struct {
+    char endpoint[MAAD_STR_SIZE];
+    int sndhwm;
+    int heartbeat_ms;
+} maad_publish_config;
+
+typedef struct {
+    int summary_interval_s;
+    maad_log_level level;
+} maad_log_config;
+
+typedef struct maad_config {
+    maad_camera_config camera;
+    maad_replay_config replay;
+    maad_model_config model;
+    maad_engine_config engine;
+    maad_mask_config mask;
+    maad_publish_config publish;
+    maad_log_config log;
+} maad_config;
+
+/* The name of an enum value as the file writes it, e.g. "Mono8" for
+ * ("camera.pixel_format", MAAD_PIX_MONO8); NULL when key is not an enum key
+ * or value is out of range. */
+const char *maad_config_enum_name(const char *key, int value);
+
+/* Every key at its default; required keys (camera.name, model.path,
+ * model.calibration) empty. */
+void maad_config_defaults(maad_config *c);
+
+/* Defaults, then the file at path.  Relative model.path, model.calibration
+ * and replay.dir are made absolute against the directory of path.  On error
+ * *c is left untouched and err reads "FILE:LINE:COL: message" (or
+ * "FILE: message" when the file cannot be read). */
+int maad_config_load(const char *path, maad_config *c, char *err, size_t errlen);
+
+/* Effective configuration, one "section.key = value" line per key in table
+ * order (strings double-quoted, an absent optional key as "(unset)"). */
+void maad_config_dump(const maad_config *c, FILE *f);
+
+/* The documented example configuration: every key with its doc, type,
+ * bounds and default.  config/maad.example.yaml is exactly this output. */
+void maad_config_write_doc(FILE *f);
+
+/* The key table as Markdown (the one in docs/config.md). */
+void maad_config_write_table(FILE *f);
+
+#endif

@@ -1,0 +1,219 @@
+/* maa-calibrate.c — `maa calibrate`: the statistical model of good parts
+ * (SPEC §5) and the pixel threshold of the mask (SPEC §6). */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/maa.h"
+
+static const char usage[] =
+    "usage: maa calibrate --model M --images DIR --out C.yaml [options] [engine options]\n"
+    "Scores every image of DIR (defect-free parts, at least 20) and writes the\n"
+    "calibration: mu, sigma, T = mu + gamma*sigma, a normality test, and the pixel\n"
+    "threshold of the defect mask.\n\n" MAA_CLI_ENGINE_HELP
+    "  --gamma G          sensitivity: T = mu + G*sigma (default 3; 0 = the paper's)\n"
+    "  --mask-fraction Q  at most this fraction of good images may show a mask pixel\n"
+    "                     (default 0.01)\n"
+    "  --window W         local-variance window of the mask, odd (default 7)\n"
+    "  --min-area A       regions smaller than A model pixels are dropped (default 16)\n"
+    "  --plot PNG         histogram of the scores with the fitted normal and T\n"
+    "                     (default: C.yaml with .png; needs python3-matplotlib)\n";
+
+static int parse_num(const char *opt, const char *arg, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(arg, &end);
+    if (end == arg || *end || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "maa calibrate: --%s \"%s\" is not a number in [%g, %g]\n", opt, arg, lo, hi);
+        return MAA_ERR;
+    }
+    *out = v;
+    return MAA_OK;
+}
+
+/* Every image must be readable and of one kind (gray or colour): a mixed set
+ * is a wiring mistake on the line, not something to average over. */
+static int check_images(char **files, int n)
+{
+    int first_color = -1, first_gray = -1;
+    for (int i = 0; i < n; i++) {
+        maa_image im;
+        char err[MAA_ERRLEN];
+        if (maa_image_load(files[i], &im, err, sizeof err)) {
+            fprintf(stderr, "maa calibrate: %s\n(every calibration image must be readable)\n", err);
+            return MAA_ERR;
+        }
+        if (im.channels >= 3 && first_color < 0)
+            first_color = i;
+        if (im.channels < 3 && first_gray < 0)
+            first_gray = i;
+        maa_image_free(&im);
+        if (first_color >= 0 && first_gray >= 0) {
+            fprintf(stderr, "maa calibrate: mixed channel counts: %s is colour, %s is gray\n",
+                    files[first_color], files[first_gray]);
+            return MAA_ERR;
+        }
+    }
+    return MAA_OK;
+}
+
+static char *default_plot(const char *out)
+{
+    size_t n = strlen(out);
+    char *p = malloc(n + 5);
+    if (!p)
+        return NULL;
+    strcpy(p, out);
+    char *dot = strrchr(p, '.'), *slash = strrchr(p, '/');
+    if (dot && (!slash || dot > slash))
+        *dot = 0;
+    strcat(p, ".png");
+    return p;
+}
+
+int maa_cmd_calibrate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        MAA_CLI_ENGINE_OPTIONS, {"images", 1, 0, 'i'}, {"out", 1, 0, 'o'},
+        {"gamma", 1, 0, 'g'}, {"mask-fraction", 1, 0, 'q'}, {"window", 1, 0, 'w'},
+        {"min-area", 1, 0, 'a'}, {"plot", 1, 0, 'p'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    maa_cli_engine ce;
+    maa_cli_engine_init(&ce);
+    const char *dir = NULL, *out = NULL, *plot = NULL;
+    double gamma = 3, q = 0.01, window = 7, min_area = 16;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int r = maa_cli_engine_option(&ce, c, optarg);
+        if (r < 0)
+            return 2;
+        if (r)
+            continue;
+        switch (c) {
+        case 'i': dir = optarg; break;
+        case 'o': out = optarg; break;
+        case 'p': plot = optarg; break;
+        case 'g': if (parse_num("gamma", optarg, -10, 100, &gamma)) return 2; break;
+        case 'q': if (parse_num("mask-fraction", optarg, 0, 1, &q)) return 2; break;
+        case 'w':
+            if (parse_num("window", optarg, 1, 63, &window) || (int)window != window ||
+                !((int)window & 1)) {
+                fprintf(stderr, "maa calibrate: --window must be an odd integer in 1..63\n");
+                return 2;
+            }
+            break;
+        case 'a': if (parse_num("min-area", optarg, 1, 1e6, &min_area)) return 2; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (!dir || !out || optind != argc) {
+        fprintf(stderr, "maa calibrate: --images and --out are required\n%s", usage);
+        return 2;
+    }
+    int n;
+    char **files = maa_cli_list_images(dir, &n);
+    if (!files)
+        return 1;
+    if (n < 20) {
+        fprintf(stderr, "maa calibrate: %s holds %d images; calibration needs at least 20 good images\n",
+                dir, n);
+        maa_cli_free_list(files, n);
+        return 1;
+    }
+    int status = 1;
+    maa_model *m = NULL;
+    maa_inspector *in = NULL;
+    float *x = NULL;
+    double *scores = NULL, *peaks = NULL;
+    maa_result *res = NULL;
+    char *plot_path = NULL;
+    char err[MAA_ERRLEN];
+    if (check_images(files, n) || maa_cli_load(&ce, &m, NULL, NULL))
+        goto out;
+    if (maa_inspector_create(m, &ce.engine, &in, err, sizeof err)) {
+        fprintf(stderr, "maa calibrate: %s\n", err);
+        goto out;
+    }
+    const maa_model_info *info = maa_model_get_info(m);
+    const int B = ce.engine.max_batch;
+    const size_t img = (size_t)info->channels * info->image_size * info->image_size;
+    x = malloc((size_t)B * img * sizeof *x);
+    scores = malloc((size_t)n * sizeof *scores);
+    peaks = malloc((size_t)n * sizeof *peaks);
+    res = malloc((size_t)B * sizeof *res);
+    if (!x || !scores || !peaks || !res) {
+        fprintf(stderr, "maa calibrate: out of memory\n");
+        goto out;
+    }
+    /* Scoring needs only the mask window; nothing is judged yet. */
+    maa_calibration scoring = {.threshold = INFINITY, .pixel_threshold = INFINITY,
+                               .mask_window = (int)window, .min_region_area = 1};
+    for (int i = 0; i < n; i += B) {
+        int k = n - i < B ? n - i : B;
+        for (int j = 0; j < k; j++)
+            if (maa_cli_read_input(files[i + j], info, x + j * img, err, sizeof err)) {
+                fprintf(stderr, "maa calibrate: %s\n", err);
+                goto out;
+            }
+        if (maa_inspect(in, &scoring, k, x, res, err, sizeof err)) {
+            fprintf(stderr, "maa calibrate: %s\n", err);
+            goto out;
+        }
+        for (int j = 0; j < k; j++) {
+            scores[i + j] = res[j].score;
+            peaks[i + j] = res[j].mask_peak;
+        }
+        maa_cli_progress("maa calibrate: scoring", i + k, n);
+    }
+    maa_calibration cal;
+    if (maa_calibration_fit(scores, n, gamma, &cal, err, sizeof err)) {
+        fprintf(stderr, "maa calibrate: %s\n", err);
+        goto out;
+    }
+    snprintf(cal.model_sha256, sizeof cal.model_sha256, "%s", maa_model_sha256(m));
+    cal.mask_fraction = q;
+    cal.mask_window = (int)window;
+    cal.min_region_area = (int)min_area;
+    cal.pixel_threshold = maa_pixel_threshold(peaks, n, q);
+    if (maa_calibration_save(out, &cal, err, sizeof err)) {
+        fprintf(stderr, "maa calibrate: %s\n", err);
+        goto out;
+    }
+    int above = 0, masked = 0;
+    for (int i = 0; i < n; i++) {
+        above += scores[i] > cal.threshold;
+        masked += peaks[i] > cal.pixel_threshold;
+    }
+    printf("calibration of %s on %d good images of %s\n", maa_model_path(m), n, dir);
+    printf("  score    mu %.6g  sigma %.6g  min %.6g  max %.6g\n", cal.mu, cal.sigma,
+           cal.score_min, cal.score_max);
+    printf("  threshold T = mu + %g * sigma = %.6g  (%d of %d calibration images above T)\n",
+           gamma, cal.threshold, above, n);
+    printf("  normality %s: statistic %.4g, p = %.4g\n", cal.normality_test, cal.normality_stat,
+           cal.normality_p);
+    printf("  mask     window %d, T_pix %.6g (%d of %d good images show a mask pixel), "
+           "min area %d px\n", cal.mask_window, cal.pixel_threshold, masked, n, cal.min_region_area);
+    printf("  written  %s\n", out);
+    if (cal.normality_p < 0.05)
+        fprintf(stderr, "maa calibrate: warning: the scores do not look normal (p = %.3g < 0.05); "
+                        "T = mu + gamma*sigma may not give the expected false-reject rate — check the "
+                        "histogram, and that the images are all good parts of one product\n",
+                cal.normality_p);
+    plot_path = plot ? strdup(plot) : default_plot(out);
+    if (plot_path && maa_cli_plot_scores(plot_path, scores, n, &cal) == MAA_OK)
+        printf("  plot     %s\n", plot_path);
+    status = 0;
+out:
+    free(plot_path);
+    free(x);
+    free(scores);
+    free(peaks);
+    free(res);
+    maa_inspector_free(in);
+    maa_model_free(m);
+    maa_cli_free_list(files, n);
+    return status;
+}

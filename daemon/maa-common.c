@@ -1,0 +1,243 @@
+/* maa-common.c — what the maa subcommands share. */
+#include <dirent.h>
+#include <libgen.h>
+#include <limits.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "daemon/maa.h"
+
+void maa_cli_engine_init(maa_cli_engine *c)
+{
+    memset(c, 0, sizeof *c);
+    c->engine.backend = MAA_BACKEND_AUTO;
+    c->engine.precision = MAA_PREC_DEFAULT;
+    c->engine.max_batch = 4;
+}
+
+static int parse_count(const char *what, const char *arg, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < lo || v > hi) {
+        fprintf(stderr, "maa: --%s \"%s\" is not an integer in %d..%d\n", what, arg, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+int maa_cli_engine_option(maa_cli_engine *c, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'm': c->model = arg; return 1;
+    case 'c': c->calibration = arg; return 1;
+    case 'B':
+        if (maa_backend_parse(arg, &c->engine.backend)) {
+            fprintf(stderr, "maa: --backend \"%s\": expected auto, ref, cpu or cuda\n", arg);
+            return -1;
+        }
+        return 1;
+    case 'P':
+        if (maa_precision_parse(arg, &c->engine.precision)) {
+            fprintf(stderr, "maa: --precision \"%s\": expected default, f32, f16 or bf16\n", arg);
+            return -1;
+        }
+        return 1;
+    case 'T': return parse_count("threads", arg, 0, 1024, &c->engine.threads);
+    case 'N': return parse_count("batch", arg, 1, 256, &c->engine.max_batch);
+    default: return 0;
+    }
+}
+
+int maa_cli_load(const maa_cli_engine *c, maa_model **m, maa_calibration *cal, int *have_cal)
+{
+    char err[MAA_ERRLEN];
+    *m = NULL;
+    if (have_cal)
+        *have_cal = 0;
+    if (!c->model) {
+        fprintf(stderr, "maa: --model is required\n");
+        return MAA_ERR;
+    }
+    if (maa_model_load(c->model, m, err, sizeof err)) {
+        fprintf(stderr, "maa: %s\n", err);
+        return MAA_ERR;
+    }
+    if (!c->calibration)
+        return MAA_OK;
+    if (maa_calibration_load(c->calibration, cal, err, sizeof err)) {
+        fprintf(stderr, "maa: %s\n", err);
+        maa_model_free(*m);
+        *m = NULL;
+        return MAA_ERR;
+    }
+    if (maa_calibration_check_model(cal, *m, err, sizeof err)) {
+        fprintf(stderr, "maa: %s: %s\n", c->calibration, err);
+        maa_model_free(*m);
+        *m = NULL;
+        return MAA_ERR;
+    }
+    if (have_cal)
+        *have_cal = 1;
+    return MAA_OK;
+}
+
+int maa_cli_read_input(const char *path, const maa_model_info *info, float *x,
+                       char *err, size_t errlen)
+{
+    maa_image im;
+    if (maa_image_load(path, &im, err, errlen))
+        return MAA_ERR;
+    int rc = maa_preprocess(&im, info->image_size, info->channels, x, err, errlen);
+    maa_image_free(&im);
+    return rc;
+}
+
+static int is_image_name(const char *name)
+{
+    static const char *ext[] = {".png", ".pgm", ".ppm", ".pnm", ".bmp"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
+        if (n > 4 && !strcasecmp(name + n - 4, ext[i]))
+            return 1;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **maa_cli_list_images(const char *dir, int *n)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "maa: %s: %s\n", dir, strerror(errno));
+        return NULL;
+    }
+    int cap = 64;
+    char **list = malloc((size_t)cap * sizeof *list);
+    struct dirent *e;
+    while (list && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || !is_image_name(e->d_name))
+            continue;
+        if (*n == cap) {
+            char **bigger = realloc(list, (size_t)(cap *= 2) * sizeof *list);
+            if (!bigger) {
+                maa_cli_free_list(list, *n);
+                list = NULL;
+                break;
+            }
+            list = bigger;
+        }
+        if (asprintf(&list[*n], "%s/%s", dir, e->d_name) < 0) {
+            maa_cli_free_list(list, *n);
+            list = NULL;
+            break;
+        }
+        (*n)++;
+    }
+    closedir(d);
+    if (!list) {
+        fprintf(stderr, "maa: %s: out of memory listing images\n", dir);
+        return NULL;
+    }
+    qsort(list, (size_t)*n, sizeof *list, cmp_str);
+    return list;
+}
+
+void maa_cli_free_list(char **list, int n)
+{
+    for (int i = 0; list && i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+void maa_cli_progress(const char *what, int done, int total)
+{
+    if (!isatty(STDERR_FILENO))
+        return;
+    fprintf(stderr, "\r%s %d/%d (%d%%)%s", what, done, total, total ? 100 * done / total : 100,
+            done == total ? "\n" : "");
+}
+
+static int find_script(const char *name, char *path, size_t len)
+{
+    const char *env = getenv("MAA_SCRIPTS");
+    if (env) {
+        snprintf(path, len, "%s/%s", env, name);
+        return access(path, R_OK) == 0 ? MAA_OK : MAA_ERR;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        snprintf(path, len, "%s/../scripts/%s", dirname(exe), name);
+        if (access(path, R_OK) == 0)
+            return MAA_OK;
+    }
+    snprintf(path, len, "/usr/local/share/maad/scripts/%s", name);
+    return access(path, R_OK) == 0 ? MAA_OK : MAA_ERR;
+}
+
+extern char **environ;
+
+int maa_cli_run_script(const char *name, const char *const *args)
+{
+    char path[PATH_MAX + 64];
+    if (find_script(name, path, sizeof path)) {
+        fprintf(stderr, "maa: warning: script %s not found (set MAA_SCRIPTS); no plot\n", name);
+        return MAA_ERR;
+    }
+    const char *python = getenv("MAA_PYTHON") ? getenv("MAA_PYTHON") : "/usr/bin/python3";
+    const char *argv[64] = {python, path};
+    int k = 2;
+    for (int i = 0; args[i] && k < 63; i++)
+        argv[k++] = args[i];
+    argv[k] = NULL;
+    pid_t pid;
+    int rc = posix_spawn(&pid, python, NULL, NULL, (char *const *)argv, environ), st = 0;
+    if (rc) {
+        fprintf(stderr, "maa: warning: cannot run %s: %s\n", python, strerror(rc));
+        return MAA_ERR;
+    }
+    if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+        fprintf(stderr, "maa: warning: %s %s failed\n", python, path);
+        return MAA_ERR;
+    }
+    return MAA_OK;
+}
+
+int maa_cli_plot_scores(const char *png, const double *scores, int n, const maa_calibration *cal)
+{
+    char tmp[] = "/tmp/maa-scores-XXXXXX";
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        fprintf(stderr, "maa: warning: cannot write a temporary file: %s\n", strerror(errno));
+        return MAA_ERR;
+    }
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%.17g\n", scores[i]);
+    fclose(f);
+    char mu[32], sigma[32], gamma[32], t[32], p[32];
+    snprintf(mu, sizeof mu, "%.17g", cal->mu);
+    snprintf(sigma, sizeof sigma, "%.17g", cal->sigma);
+    snprintf(gamma, sizeof gamma, "%.17g", cal->gamma);
+    snprintf(t, sizeof t, "%.17g", cal->threshold);
+    snprintf(p, sizeof p, "%.17g", cal->normality_p);
+    const char *args[] = {"--scores", tmp, "--mu", mu, "--sigma", sigma, "--gamma", gamma,
+                          "--threshold", t, "--normality-p", p, "--out", png, NULL};
+    int rc = maa_cli_run_script("plot_calibration.py", args);
+    unlink(tmp);
+    return rc;
+}

@@ -1,0 +1,438 @@
+/* maa-eval.c — `maa eval`: how well a calibrated model finds defects on a
+ * labelled set in the MVTec AD layout (ROOT/test/<type>/, good parts in
+ * ROOT/test/good, masks in ROOT/ground_truth/<type>/<name>_mask.png). */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "daemon/maa.h"
+
+static const char usage[] =
+    "usage: maa eval --model M --calibration C --data ROOT [--json REPORT] [--plots DIR]\n"
+    "       [engine options]\n"
+    "Judges every image of ROOT/test/<type>/ and reports image AUROC, accuracy,\n"
+    "precision, recall and F1 of defective parts at T and at gamma = 0, overall and\n"
+    "per defect type, and pixel AUROC and AUPRO (FPR <= 0.3) where masks exist.\n\n"
+    MAA_CLI_ENGINE_HELP
+    "  --json REPORT      write the report as JSON\n"
+    "  --plots DIR        ROC curve, score distributions and the worst cases as PNG\n";
+
+#define WORST 8
+
+typedef struct {
+    char *path, *type;
+    int defective;
+    double score;
+    int has_gt;
+} sample;
+
+typedef struct {
+    int tp, fp, tn, fn;
+} counts;
+
+static void tally(counts *c, int defective, int rejected)
+{
+    if (defective)
+        rejected ? c->tp++ : c->fn++;
+    else
+        rejected ? c->fp++ : c->tn++;
+}
+
+static double ratio(int a, int b) { return b ? (double)a / b : NAN; }
+
+static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *rates(const counts *c, double *acc, double *prec, double *rec, double *f1)
+{
+    *acc = ratio(c->tp + c->tn, c->tp + c->tn + c->fp + c->fn);
+    *prec = ratio(c->tp, c->tp + c->fp);
+    *rec = ratio(c->tp, c->tp + c->fn);
+    *f1 = (*prec + *rec) > 0 ? 2 * *prec * *rec / (*prec + *rec) : NAN;
+    return json_pack("{s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i}", "accuracy", num(*acc), "precision",
+                     num(*prec), "recall", num(*rec), "f1", num(*f1), "tp", c->tp, "fp", c->fp,
+                     "tn", c->tn, "fn", c->fn);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The defect types: subfolders of ROOT/test, "good" first. */
+static char **list_types(const char *root, int *n)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/test", root);
+    DIR *d = opendir(dir);
+    *n = 0;
+    if (!d) {
+        fprintf(stderr, "maa eval: %s: %s (expected the MVTec AD layout ROOT/test/<type>/)\n", dir,
+                strerror(errno));
+        return NULL;
+    }
+    char **types = calloc(256, sizeof *types);
+    struct dirent *e;
+    while (types && (e = readdir(d)) && *n < 256) {
+        char p[4608];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.' && !stat(p, &st) && S_ISDIR(st.st_mode))
+            types[(*n)++] = strdup(e->d_name);
+    }
+    closedir(d);
+    if (types)
+        qsort(types, (size_t)*n, sizeof *types, cmp_str);
+    return types;
+}
+
+/* The ground-truth mask of a defective image at the model's size, as 0/1. */
+static int load_gt(const char *root, const sample *s, int size, float *tmp, uint8_t *gt)
+{
+    char *copy = strdup(s->path), *base = basename(copy), *dot = strrchr(base, '.');
+    if (dot)
+        *dot = 0;
+    char p[4096], err[MAA_ERRLEN];
+    snprintf(p, sizeof p, "%s/ground_truth/%s/%s_mask.png", root, s->type, base);
+    free(copy);
+    maa_image im;
+    if (maa_image_load(p, &im, err, sizeof err))
+        return MAA_ERR;
+    int rc = maa_preprocess(&im, size, 1, tmp, err, sizeof err);
+    maa_image_free(&im);
+    if (rc) {
+        fprintf(stderr, "maa eval: %s\n", err);
+        return MAA_ERR;
+    }
+    for (int i = 0; i < size * size; i++)
+        gt[i] = tmp[i] > 0; /* more than half-covered after resizing */
+    return MAA_OK;
+}
+
+/* 8-connected labels of a 0/1 mask, continuing from *next (1-based ids). */
+static void label_regions(const uint8_t *gt, int s, int *region, int *next, int *stack)
+{
+    for (int i = 0; i < s * s; i++)
+        region[i] = 0;
+    for (int i = 0; i < s * s; i++) {
+        if (!gt[i] || region[i])
+            continue;
+        int id = (*next)++, top = 0;
+        region[i] = id;
+        stack[top++] = i;
+        while (top) {
+            int p = stack[--top], y = p / s, x = p % s;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int yy = y + dy, xx = x + dx;
+                    if (yy < 0 || yy >= s || xx < 0 || xx >= s)
+                        continue;
+                    int q = yy * s + xx;
+                    if (gt[q] && !region[q]) {
+                        region[q] = id;
+                        stack[top++] = q;
+                    }
+                }
+        }
+    }
+}
+
+static void to_png(const char *path, const float *x, int c, int s)
+{
+    uint8_t *px = malloc((size_t)c * s * s);
+    if (!px)
+        return;
+    for (int y = 0; y < s * s; y++)
+        for (int k = 0; k < c; k++) {
+            float v = (x[(size_t)k * s * s + y] + 1) * 127.5f;
+            px[(size_t)y * c + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
+        }
+    char err[MAA_ERRLEN];
+    if (maa_png_write(path, px, s, s, c, err, sizeof err))
+        fprintf(stderr, "maa eval: %s\n", err);
+    free(px);
+}
+
+int maa_cmd_eval(int argc, char **argv)
+{
+    static const struct option opts[] = {MAA_CLI_ENGINE_OPTIONS, {"data", 1, 0, 'd'},
+                                         {"json", 1, 0, 'j'}, {"plots", 1, 0, 'p'},
+                                         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    maa_cli_engine ce;
+    maa_cli_engine_init(&ce);
+    const char *root = NULL, *json_path = NULL, *plots = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int r = maa_cli_engine_option(&ce, c, optarg);
+        if (r < 0)
+            return 2;
+        if (r)
+            continue;
+        switch (c) {
+        case 'd': root = optarg; break;
+        case 'j': json_path = optarg; break;
+        case 'p': plots = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (!root || !ce.calibration || optind != argc) {
+        fprintf(stderr, "maa eval: --model, --calibration and --data are required\n%s", usage);
+        return 2;
+    }
+    if (plots && mkdir(plots, 0777) && errno != EEXIST) {
+        fprintf(stderr, "maa eval: --plots %s: %s\n", plots, strerror(errno));
+        return 2;
+    }
+    int ntypes = 0, ns = 0, status = 1;
+    char **types = list_types(root, &ntypes);
+    if (!types)
+        return 1;
+    sample *ss = NULL;
+    maa_model *m = NULL;
+    maa_inspector *in = NULL;
+    maa_calibration cal;
+    float *x = NULL, *pix = NULL, *tmp = NULL;
+    uint8_t *gt = NULL;
+    int *region = NULL, *stack = NULL;
+    maa_result *res = NULL;
+    json_t *report = NULL;
+    char err[MAA_ERRLEN];
+
+    for (int t = 0; t < ntypes; t++) {
+        char dir[4096];
+        int n;
+        snprintf(dir, sizeof dir, "%s/test/%s", root, types[t]);
+        char **files = maa_cli_list_images(dir, &n);
+        sample *bigger = files ? realloc(ss, (size_t)(ns + n + 1) * sizeof *ss) : NULL;
+        if (!bigger) {
+            maa_cli_free_list(files, n);
+            goto out;
+        }
+        ss = bigger;
+        for (int i = 0; i < n; i++)
+            ss[ns++] = (sample){.path = files[i], .type = types[t],
+                                .defective = strcmp(types[t], "good") != 0};
+        free(files); /* the paths now belong to ss */
+    }
+    int ngood = 0;
+    for (int i = 0; i < ns; i++)
+        ngood += !ss[i].defective;
+    if (ngood == 0 || ngood == ns) {
+        fprintf(stderr, "maa eval: %s/test needs good images (test/good) and defective ones\n", root);
+        goto out;
+    }
+    if (maa_cli_load(&ce, &m, &cal, NULL))
+        goto out;
+    if (maa_inspector_create(m, &ce.engine, &in, err, sizeof err)) {
+        fprintf(stderr, "maa eval: %s\n", err);
+        goto out;
+    }
+    const maa_model_info *info = maa_model_get_info(m);
+    const int B = ce.engine.max_batch, S = info->image_size;
+    const size_t img = (size_t)info->channels * S * S, s2 = (size_t)S * S;
+    x = malloc((size_t)B * img * sizeof *x);
+    res = malloc((size_t)B * sizeof *res);
+    pix = malloc((size_t)ns * s2 * sizeof *pix);
+    region = malloc((size_t)ns * s2 * sizeof *region);
+    tmp = malloc(s2 * sizeof *tmp);
+    gt = malloc(s2);
+    stack = malloc(s2 * sizeof *stack);
+    if (!x || !res || !pix || !region || !tmp || !gt || !stack) {
+        fprintf(stderr, "maa eval: out of memory for %d images\n", ns);
+        goto out;
+    }
+    int next_region = 1, npix_images = 0;
+    for (int i = 0; i < ns; i += B) {
+        int k = ns - i < B ? ns - i : B;
+        for (int j = 0; j < k; j++)
+            if (maa_cli_read_input(ss[i + j].path, info, x + j * img, err, sizeof err)) {
+                fprintf(stderr, "maa eval: %s\n", err);
+                goto out;
+            }
+        if (maa_inspect(in, &cal, k, x, res, err, sizeof err)) {
+            fprintf(stderr, "maa eval: %s\n", err);
+            goto out;
+        }
+        for (int j = 0; j < k; j++) {
+            sample *s = &ss[i + j];
+            s->score = res[j].score;
+            /* Pixel metrics use the images whose truth is known: good parts
+             * (no defect pixel) and defective parts with a mask file. */
+            s->has_gt = !s->defective || load_gt(root, s, S, tmp, gt) == MAA_OK;
+            if (!s->has_gt)
+                continue;
+            if (!s->defective)
+                memset(gt, 0, s2);
+            memcpy(pix + (size_t)npix_images * s2, maa_inspector_varmap(in, j), s2 * sizeof *pix);
+            label_regions(gt, S, region + (size_t)npix_images * s2, &next_region, stack);
+            npix_images++;
+        }
+        maa_cli_progress("maa eval:", i + k, ns);
+    }
+
+    /* Image-level metrics. */
+    float *sc = malloc((size_t)ns * sizeof *sc);
+    uint8_t *lab = malloc((size_t)ns);
+    uint8_t *pl = malloc((size_t)npix_images * s2);
+    if (!sc || !lab || !pl) {
+        free(sc), free(lab), free(pl);
+        fprintf(stderr, "maa eval: out of memory\n");
+        goto out;
+    }
+    for (int i = 0; i < ns; i++)
+        sc[i] = (float)ss[i].score, lab[i] = (uint8_t)ss[i].defective;
+    double auroc = maa_auroc(sc, lab, (size_t)ns);
+    for (size_t p = 0; p < (size_t)npix_images * s2; p++)
+        pl[p] = region[p] != 0;
+    double pixel_auroc = maa_auroc(pix, pl, (size_t)npix_images * s2);
+    double aupro = maa_aupro(pix, region, (size_t)npix_images * s2, next_region - 1, 0.3);
+    free(pl);
+
+    const double t0 = cal.mu; /* gamma = 0: the paper's setting */
+    counts at_t = {0}, at_0 = {0};
+    for (int i = 0; i < ns; i++) {
+        tally(&at_t, ss[i].defective, ss[i].score > cal.threshold);
+        tally(&at_0, ss[i].defective, ss[i].score > t0);
+    }
+    double acc, prec, rec, f1, acc0, prec0, rec0, f10;
+    report = json_object();
+    json_t *rt = rates(&at_t, &acc, &prec, &rec, &f1), *r0 = rates(&at_0, &acc0, &prec0, &rec0, &f10);
+    json_object_set_new(report, "image_auroc", num(auroc));
+    json_object_set_new(report, "pixel_auroc", num(pixel_auroc));
+    json_object_set_new(report, "aupro", num(aupro));
+    json_object_set_new(report, "accuracy", num(acc));
+    json_object_set_new(report, "precision", num(prec));
+    json_object_set_new(report, "recall", num(rec));
+    json_object_set_new(report, "f1", num(f1));
+    json_object_set_new(report, "gamma", json_real(cal.gamma));
+    json_object_set_new(report, "threshold", json_real(cal.threshold));
+    json_object_set_new(report, "at_threshold", rt);
+    json_object_set_new(report, "gamma0", json_pack("{s:f,s:o}", "threshold", t0, "rates", r0));
+    json_object_set_new(report, "n_good", json_integer(ngood));
+    json_object_set_new(report, "n_defective", json_integer(ns - ngood));
+
+    printf("maa eval: %s on %s (%d good, %d defective)\n", maa_model_path(m), root, ngood, ns - ngood);
+    printf("  image AUROC %.4f   pixel AUROC %.4f   AUPRO(0.3) %.4f\n", auroc, pixel_auroc, aupro);
+    printf("\n  %-12s %5s %7s | %-31s | %-31s\n", "", "", "", "at T (gamma as calibrated)",
+           "at gamma = 0 (T = mu)");
+    printf("  %-12s %5s %7s | %7s %7s %7s %7s | %7s %7s %7s %7s\n", "type", "n", "AUROC", "acc",
+           "prec", "recall", "F1", "acc", "prec", "recall", "F1");
+    printf("  %-12s %5d %7.4f | %7.4f %7.4f %7.4f %7.4f | %7.4f %7.4f %7.4f %7.4f\n", "all", ns,
+           auroc, acc, prec, rec, f1, acc0, prec0, rec0, f10);
+    json_t *per = json_object();
+    for (int t = 0; t < ntypes; t++) {
+        int n = 0;
+        counts ct = {0}, c0 = {0};
+        for (int i = 0; i < ns; i++) {
+            if (strcmp(ss[i].type, types[t]))
+                continue;
+            n++;
+            tally(&ct, ss[i].defective, ss[i].score > cal.threshold);
+            tally(&c0, ss[i].defective, ss[i].score > t0);
+        }
+        /* Per type: that type against the good parts. */
+        int k = 0;
+        for (int i = 0; i < ns; i++)
+            if (!ss[i].defective || !strcmp(ss[i].type, types[t]))
+                sc[k] = (float)ss[i].score, lab[k++] = (uint8_t)ss[i].defective;
+        double a = strcmp(types[t], "good") ? maa_auroc(sc, lab, (size_t)k) : NAN;
+        double ta, tp, tr, tf, za, zp, zr, zf;
+        json_t *jt = rates(&ct, &ta, &tp, &tr, &tf), *j0 = rates(&c0, &za, &zp, &zr, &zf);
+        json_object_set_new(per, types[t], json_pack("{s:i,s:o,s:o,s:o,s:o,s:o}", "n", n, "auroc",
+                                                     num(a), "recall", num(tr), "recall_gamma0",
+                                                     num(zr), "at_threshold", jt, "gamma0", j0));
+        int good = !strcmp(types[t], "good");
+        if (good) { /* for good parts: the share passed */
+            tr = ratio(ct.tn, ct.tn + ct.fp);
+            zr = ratio(c0.tn, c0.tn + c0.fp);
+            json_object_set_new(json_object_get(per, types[t]), "pass_rate", num(tr));
+        }
+        printf("  %-12s %5d %7.4f | %7.4f %7s %7.4f %7s | %7.4f %7s %7.4f %7s\n", types[t], n, a, ta,
+               "", tr, "", za, "", zr, "");
+    }
+    json_object_set_new(report, "per_type", per);
+    printf("  (per type: AUROC of that type against the good parts; recall of a defect type,\n"
+           "   for good parts the share passed)\n");
+
+    json_t *jimgs = json_array();
+    for (int i = 0; i < ns; i++)
+        json_array_append_new(jimgs, json_pack("{s:s,s:s,s:b,s:f,s:s}", "image", ss[i].path, "type",
+                                               ss[i].type, "defective", ss[i].defective, "score",
+                                               ss[i].score, "verdict",
+                                               ss[i].score > cal.threshold ? "reject" : "pass"));
+    json_object_set_new(report, "images", jimgs);
+    free(sc);
+    free(lab);
+
+    if (plots) {
+        /* The worst cases: the defective parts scored lowest and the good
+         * parts scored highest, relative to T. */
+        int order[WORST], nw = 0;
+        int *used = calloc((size_t)ns, sizeof *used);
+        for (; used && nw < WORST && nw < ns; nw++) {
+            int best = -1;
+            double worst = -INFINITY;
+            for (int i = 0; i < ns; i++) {
+                double badness = ss[i].defective ? cal.threshold - ss[i].score
+                                                 : ss[i].score - cal.threshold;
+                if (!used[i] && badness > worst)
+                    worst = badness, best = i;
+            }
+            used[best] = 1;
+            order[nw] = best;
+        }
+        free(used);
+        json_t *cases = json_array();
+        for (int w = 0; w < nw; w++) {
+            sample *s = &ss[order[w]];
+            if (maa_cli_read_input(s->path, info, x, err, sizeof err) ||
+                maa_inspect(in, &cal, 1, x, res, err, sizeof err))
+                continue;
+            char rp[4608], mp[4608];
+            snprintf(rp, sizeof rp, "%s/case%d_recon.png", plots, w);
+            snprintf(mp, sizeof mp, "%s/case%d_mask.png", plots, w);
+            to_png(rp, maa_inspector_recon(in, 0), info->channels, S);
+            if (maa_png_write(mp, maa_inspector_mask(in, 0), S, S, 1, err, sizeof err))
+                fprintf(stderr, "maa eval: %s\n", err);
+            json_array_append_new(cases, json_pack("{s:s,s:s,s:s,s:s,s:f}", "image", s->path,
+                                                   "type", s->type, "recon", rp, "mask", mp,
+                                                   "score", s->score));
+        }
+        json_object_set_new(report, "worst_cases", cases);
+        char rpath[4608];
+        snprintf(rpath, sizeof rpath, "%s/report.json", plots);
+        if (json_dump_file(report, rpath, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) == 0) {
+            const char *args[] = {"--report", rpath, "--out", plots, NULL};
+            if (maa_cli_run_script("plot_eval.py", args) == MAA_OK)
+                printf("  plots in %s (roc.png, scores.png, worst.png)\n", plots);
+        }
+    }
+    if (json_path && json_dump_file(report, json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(17))) {
+        fprintf(stderr, "maa eval: cannot write %s\n", json_path);
+        goto out;
+    }
+    status = 0;
+out:
+    json_decref(report);
+    for (int i = 0; i < ns; i++)
+        free(ss[i].path);
+    free(ss);
+    for (int t = 0; t < ntypes; t++)
+        free(types[t]);
+    free(types);
+    free(x);
+    free(res);
+    free(pix);
+    free(region);
+    free(tmp);
+    free(gt);
+    free(stack);
+    maa_inspector_free(in);
+    maa_model_free(m);
+    return status;
+}

@@ -1,0 +1,375 @@
+#!/usr/bin/python3
+"""Train an MAA model on defect-free images (paper Algorithm 1) and write the
+model file (SPEC §3).  See docs/training.md.
+
+  train.py --data ROOT --out MODEL.safetensors [--size 256] [--channels 3]
+           [--g-base 16] [--d-base 64] [--iters N | --epochs E] [--batch 32]
+           [--lambda-adv 1] [--pixel-l1 0] [--lr 1e-4] [--device auto]
+           [--seed 0] [--resume CKPT] [--ckpt-every 500] [--workdir DIR]
+
+ROOT is an MVTec-AD style folder; only ROOT/train/good is used.  The good
+set is split at random into halves A and B; G reconstructs A, the
+discriminator sees B (real) and G(A) (fake):
+  D:  BCE(f(x_b), 1) + BCE(f(G(x_a)), 0)
+  G:  L_con + lambda * L_adv (+ w_pix * |x_a - G(x_a)|_1)
+      L_con = mean |f(x_b) - f(G(x_a))|,  L_adv = BCE(f(G(x_a)), 1)
+f is the d.5 patch map (logits).  The ConvLSTM state is carried from one
+iteration to the next (detached); the model file stores its mean over the
+batch as g.mem.h0 / g.mem.c0.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import pickle
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import maa_io  # noqa: E402
+import maa_net  # noqa: E402
+import maa_ref  # noqa: E402
+
+IMAGE_EXT = (".png", ".bmp", ".ppm", ".pgm", ".pnm")
+CSV_FIELDS = ["iter", "loss_d", "loss_g", "l_con", "l_adv", "l_pix", "seconds"]
+BRIGHTNESS = 0.05  # +- additive jitter in [-1, 1] units
+
+
+class TrainError(Exception):
+    pass
+
+
+def load_image(path, S, C):
+    from PIL import Image
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr, maxval = np.array(im).astype(np.int64), 65535
+        else:
+            if im.mode not in ("L", "RGB", "RGBA", "LA"):
+                im = im.convert("RGBA" if "A" in im.mode or im.mode == "P" else "RGB")
+            arr, maxval = np.array(im), 255
+    try:
+        return maa_ref.preprocess(arr, S, C, maxval).astype(np.float32)
+    except ValueError as e:
+        raise TrainError(f"{path}: {e}") from None
+
+
+def load_good_set(root, S, C):
+    d = os.path.join(root, "train", "good")
+    if not os.path.isdir(d):
+        raise TrainError(f"{d}: no such folder (need ROOT/train/good)")
+    files = sorted(f for f in os.listdir(d) if f.lower().endswith(IMAGE_EXT))
+    if len(files) < 2:
+        raise TrainError(f"{d}: {len(files)} images, need at least 2")
+    return torch.from_numpy(np.stack([load_image(os.path.join(d, f), S, C)
+                                      for f in files]))
+
+
+def augment(x, gen):
+    """Per image: a random multiple of 90 degrees, a random horizontal flip,
+    and a brightness shift in [-BRIGHTNESS, BRIGHTNESS]."""
+    n = x.shape[0]
+    rot = torch.randint(0, 4, (n,), generator=gen).tolist()
+    flip = torch.randint(0, 2, (n,), generator=gen).tolist()
+    shift = (torch.rand(n, generator=gen) * 2 - 1) * BRIGHTNESS
+    out = []
+    for i in range(n):
+        xi = torch.rot90(x[i], rot[i], (1, 2))
+        out.append(torch.flip(xi, (2,)) if flip[i] else xi)
+    return (torch.stack(out) + shift.view(n, 1, 1, 1)).clamp_(-1, 1)
+
+
+def model_from_checkpoint(path):
+    """The inference model of a checkpoint: its weights, and the carried
+    ConvLSTM state reduced over the batch by the mean as h0, c0."""
+    ck = torch_load(path)
+    model = maa_net.MAA(**ck["config"])
+    model.load_state_dict(ck["model"])
+    with torch.no_grad():
+        model.g.mem.h0.copy_(ck["h"].mean(0))
+        model.g.mem.c0.copy_(ck["c"].mean(0))
+    return model.eval()
+
+
+def torch_load(path):
+    """A checkpoint, loaded without unpickling code (weights_only).  Only
+    tensors, ints and strings go into the pickle, because PyTorch 1.13's
+    weights-only unpickler cannot read floats; everything else is JSON."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        meta = json.loads(ck.pop("meta"))
+    except (OSError, RuntimeError, KeyError, ValueError,
+            pickle.UnpicklingError) as e:
+        raise TrainError(f"{path}: not a train.py checkpoint ({e})") from None
+    ck.update(meta)
+    for k in ("opt_g", "opt_d"):
+        ck[k] = {"state": ck.pop(k + "_state"), "param_groups": meta[k + "_groups"]}
+    return ck
+
+
+def save_checkpoint(path, ck):
+    ck = dict(ck)
+    meta = {k: ck.pop(k) for k in ("config", "hparams", "total", "iter")}
+    for k in ("opt_g", "opt_d"):
+        sd = ck.pop(k)
+        ck[k + "_state"] = sd["state"]
+        meta[k + "_groups"] = sd["param_groups"]
+    ck["meta"] = json.dumps(meta)
+    ck = {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in ck.items()}
+    tmp = path + ".tmp"
+    torch.save(ck, tmp)
+    os.replace(tmp, path)
+
+
+class Progress:
+    """A plain progress line on stderr: redrawn in place on a terminal,
+    a line every ~10 s otherwise."""
+
+    def __init__(self, start, total):
+        self.start, self.total = start, total
+        self.t0 = time.time()
+        self.last = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def update(self, it, losses, force=False):
+        now = time.time()
+        if not force and now - self.last < (0.5 if self.tty else 10.0):
+            return
+        self.last = now
+        done = it - self.start
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (self.total - it) / rate if rate > 0 else 0
+        width = 24
+        fill = int(width * it / max(self.total, 1))
+        bar = "=" * fill + (">" if fill < width else "") + " " * (width - fill - 1)
+        line = (f"iter {it}/{self.total} [{bar[:width]}] D {losses['loss_d']:.4f} "
+                f"G {losses['loss_g']:.4f} (con {losses['l_con']:.4f} "
+                f"adv {losses['l_adv']:.4f}) {rate:.2f} it/s "
+                f"ETA {_hms(eta)}")
+        sys.stderr.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def _hms(s):
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def plot_losses(csv_path, png_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = read_csv(csv_path)
+    if not rows:
+        return
+    it = np.array([r["iter"] for r in rows], float)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    k = max(1, len(rows) // 100)
+    for key in ("loss_d", "loss_g", "l_con", "l_adv", "l_pix"):
+        v = np.array([r[key] for r in rows], float)
+        if key == "l_pix" and not v.any():
+            continue
+        sm = np.convolve(v, np.ones(k) / k, mode="valid")
+        ax.plot(it[k - 1:], sm, label=key)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(f"loss (moving mean of {k})")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def read_csv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="train an MAA model (Algorithm 1)")
+    p.add_argument("--data", required=True, help="MVTec-style ROOT (uses ROOT/train/good)")
+    p.add_argument("--out", required=True, help="model file to write (F32)")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    p.add_argument("--g-base", type=int, default=16)
+    p.add_argument("--d-base", type=int, default=64)
+    n = p.add_mutually_exclusive_group()
+    n.add_argument("--iters", type=int, help="iterations (default 3000)")
+    n.add_argument("--epochs", type=float, help="passes over set A")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lambda-adv", type=float, default=1.0)
+    p.add_argument("--pixel-l1", type=float, default=0.0)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", help="checkpoint to continue from")
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--workdir", help="checkpoint, loss.csv, loss.png "
+                   "(default: OUT without extension + .train)")
+    return p.parse_args(argv)
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device available")
+    return dev
+
+
+def train(a):
+    dev = pick_device(a.device)
+    workdir = a.workdir or os.path.splitext(a.out)[0] + ".train"
+    os.makedirs(workdir, exist_ok=True)
+    ckpt_path = os.path.join(workdir, "ckpt.pt")
+    csv_path = os.path.join(workdir, "loss.csv")
+    png_path = os.path.join(workdir, "loss.png")
+
+    ck = torch_load(a.resume) if a.resume else None
+    cfg = ck["config"] if ck else dict(image_size=a.size, channels=a.channels,
+                                       g_base=a.g_base, d_base=a.d_base)
+    hp = ck["hparams"] if ck else dict(batch=a.batch, lambda_adv=a.lambda_adv,
+                                       pixel_l1=a.pixel_l1, lr=a.lr, seed=a.seed)
+    torch.manual_seed(hp["seed"])
+    gen = torch.Generator().manual_seed(hp["seed"])
+    data = load_good_set(a.data, cfg["image_size"], cfg["channels"])
+    model = maa_net.MAA(**cfg)
+    maa_net.init_paper(model, gen)
+    if ck:
+        split_a, split_b = ck["split_a"], ck["split_b"]
+        if int(max(split_a.max(), split_b.max())) >= data.shape[0]:
+            raise TrainError(f"{a.resume}: split does not fit the {data.shape[0]} images")
+    else:
+        perm = torch.randperm(data.shape[0], generator=gen)
+        na = (data.shape[0] + 1) // 2
+        split_a, split_b = perm[:na], perm[na:]
+    set_a, set_b = data[split_a], data[split_b]
+    B = hp["batch"]
+    if a.iters is not None:
+        total = a.iters
+    elif a.epochs is not None:
+        total = int(math.ceil(a.epochs * math.ceil(len(split_a) / B)))
+    else:
+        total = ck["total"] if ck else 3000
+    if ck and total < ck["iter"]:
+        raise TrainError(f"--iters {total}: the checkpoint is already at {ck['iter']}")
+
+    model.to(dev).train()
+    opt_g = torch.optim.Adam(model.g.parameters(), hp["lr"], betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(model.d.parameters(), hp["lr"], betas=(0.5, 0.999))
+    if ck:
+        model.load_state_dict(ck["model"])
+        opt_g.load_state_dict(ck["opt_g"])
+        opt_d.load_state_dict(ck["opt_d"])
+        state = (ck["h"].to(dev), ck["c"].to(dev))
+        gen.set_state(ck["gen"])
+        start = ck["iter"]
+        rows = [r for r in read_csv(csv_path) if r["iter"] <= start]
+    else:
+        state = tuple(t.clone() for t in model.g.initial_state(B))
+        start, rows = 0, []
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, CSV_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (int(v) if k == "iter" else v) for k, v in r.items()})
+
+    def checkpoint(it):
+        save_checkpoint(ckpt_path, {
+            "config": cfg, "hparams": hp, "total": total, "iter": it,
+            "model": model.state_dict(), "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(), "h": state[0], "c": state[1],
+            "gen": gen.get_state(), "split_a": split_a, "split_b": split_b})
+        plot_losses(csv_path, png_path)
+
+    print(f"train: {data.shape[0]} good images ({len(split_a)} A, {len(split_b)} B), "
+          f"S={cfg['image_size']} C={cfg['channels']} g_base={cfg['g_base']} "
+          f"d_base={cfg['d_base']}, batch {B}, iters {start}->{total}, "
+          f"device {dev}", file=sys.stderr)
+    ones = zeros = None
+    prog = Progress(start, total)
+    # The seconds column counts training time across resumes.
+    t0 = time.time() - (rows[-1]["seconds"] if rows else 0.0)
+    with open(csv_path, "a", newline="") as fcsv:
+        wcsv = csv.DictWriter(fcsv, CSV_FIELDS)
+        for it in range(start + 1, total + 1):
+            ia = torch.randint(0, len(split_a), (B,), generator=gen)
+            ib = torch.randint(0, len(split_b), (B,), generator=gen)
+            xa = augment(set_a[ia], gen).to(dev)
+            xb = augment(set_b[ib], gen).to(dev)
+
+            fake, (h, c) = model.g(xa, state)
+            state = (h.detach(), c.detach())
+
+            # Discriminator step (k = 1).
+            real_logit = model.d(xb)
+            if ones is None:
+                ones = torch.ones_like(real_logit)
+                zeros = torch.zeros_like(real_logit)
+            loss_d = (F.binary_cross_entropy_with_logits(real_logit, ones) +
+                      F.binary_cross_entropy_with_logits(model.d(fake.detach()), zeros))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+
+            # Generator step against the updated discriminator.
+            for p in model.d.parameters():
+                p.requires_grad_(False)
+            with torch.no_grad():
+                f_real = model.d(xb)
+            f_fake = model.d(fake)
+            l_con = (f_real - f_fake).abs().mean()
+            l_adv = F.binary_cross_entropy_with_logits(f_fake, ones)
+            l_pix = (xa - fake).abs().mean() if hp["pixel_l1"] > 0 else torch.zeros((), device=dev)
+            loss_g = l_con + hp["lambda_adv"] * l_adv + hp["pixel_l1"] * l_pix
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            for p in model.d.parameters():
+                p.requires_grad_(True)
+
+            losses = {"iter": it, "loss_d": loss_d.item(), "loss_g": loss_g.item(),
+                      "l_con": l_con.item(), "l_adv": l_adv.item(),
+                      "l_pix": l_pix.item(), "seconds": round(time.time() - t0, 3)}
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise TrainError(f"iteration {it}: loss is not finite {losses}")
+            wcsv.writerow(losses)
+            prog.update(it, losses, force=(it == total))
+            if a.ckpt_every > 0 and it % a.ckpt_every == 0 and it != total:
+                fcsv.flush()
+                checkpoint(it)
+    prog.close()
+    checkpoint(total)
+    final = model_from_checkpoint(ckpt_path)
+    maa_io.save_model(final, a.out, "F32")
+    print(f"train: wrote {a.out} (checkpoint {ckpt_path}, losses {csv_path}, "
+          f"{png_path})", file=sys.stderr)
+    return 0
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    try:
+        return train(a)
+    except TrainError as e:
+        print(f"train: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

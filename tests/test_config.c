@@ -1,0 +1,613 @@
+/* test_config.c — the configuration loader: every error class with its exact
+ * FILE:LINE:COL, defaults, a full file, path resolution, and the committed
+ * example file and docs table against the key table.  Run from the
+ * repository root (tests/run.sh does). */
+#include "config/config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "tests/check.h"
+
+static char tmpdir[64];
+
+/* Write text to tmpdir/name; returns the path (static buffer per call site). */
+static const char *write_file(const char *name, const char *text, size_t len)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return path;
+    fwrite(text, 1, len, f);
+    fclose(f);
+    return path;
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(f);
+    fclose(m);
+    return buf;
+}
+
+static char *capture(void (*fn)(FILE *))
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    fn(m);
+    fclose(m);
+    return buf;
+}
+
+static char *dump(const maad_config *c)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    maad_config_dump(c, m);
+    fclose(m);
+    return buf;
+}
+
+/* Load text (len bytes) as a file and expect the error "<path>:<where_msg>".
+ * Also checks that a failed load leaves the caller's config untouched. */
+static void expect_error_n(const char *text, size_t len, const char *where_msg, int line)
+{
+    const char *path = write_file("bad.yaml", text, len);
+    maad_config c, before;
+    memset(&c, 0xA5, sizeof c);
+    before = c;
+    char err[MAA_ERRLEN] = "", want[MAA_ERRLEN];
+    snprintf(want, sizeof want, "%s:%s", path, where_msg);
+    int rc = maad_config_load(path, &c, err, sizeof err);
+    CHECK(rc == MAA_ERR, "line %d: loaded, expected %s", line, where_msg);
+    CHECK(strcmp(err, want) == 0, "line %d:\n    got  %s\n    want %s", line, err, want);
+    CHECK(memcmp(&c, &before, sizeof c) == 0, "line %d: config changed by a failed load", line);
+}
+#define expect_error(text, where_msg) expect_error_n(text, strlen(text), where_msg, __LINE__)
+
+#define REQ "camera:\n  name: cam0\nmodel:\n  path: m\n  calibration: c\n"
+
+static void test_yaml_syntax_errors(void)
+{
+    expect_error("camera:\n  name: cam0\n   width: 5\n",
+                 "3:9: YAML syntax error: mapping values are not allowed in this context");
+    expect_error("camera:\n  name: cam0\n  width: [1, 2\nmodel:\n  path: x\n",
+                 "4:6: YAML syntax error: did not find expected ',' or ']' "
+                 "(while parsing a flow sequence at 3:10)");
+    expect_error("camera:\n  name: \"cam0\n",
+                 "3:1: YAML syntax error: found unexpected end of stream "
+                 "(while scanning a quoted scalar at 2:9)");
+    /* Reader errors carry only a byte offset; the column counts characters. */
+    expect_error("camera:\n  name: caf\xc3\xa9\xff\n",
+                 "2:13: YAML syntax error: invalid leading UTF-8 octet");
+    expect_error(REQ "---\nlog: {level: info}\n", "7:1: more than one YAML document in the file");
+}
+
+static void test_empty_and_top_level(void)
+{
+    expect_error("", "1:1: empty file");
+    expect_error("# nothing but\n\n# comments\n", "1:1: empty file");
+    expect_error("- camera\n- model\n",
+                 "1:1: expected a mapping of sections (camera:, model:, ...), got a sequence");
+    expect_error("just words\n",
+                 "1:1: expected a mapping of sections (camera:, model:, ...), got a scalar");
+    expect_error("? [a]\n: 1\n", "1:3: expected a section name, got a sequence");
+}
+
+static void test_unknown_names(void)
+{
+    expect_error(REQ "log:\n  levle: info\n",
+                 "7:3: unknown key 'log.levle' (did you mean 'log.level'?)");
+    expect_error("camera:\n  name: cam0\n  widht: 640\n",
+                 "3:3: unknown key 'camera.widht' (did you mean 'camera.width'?)");
+    expect_error(REQ "  gama: 3\n", "6:3: unknown key 'model.gama' (did you mean 'model.gamma'?)");
+    /* Distance 3 and more: no suggestion. */
+    expect_error("camera:\n  name: cam0\n  colour: red\n", "3:3: unknown key 'camera.colour'");
+    expect_error("camra:\n  name: cam0\n", "1:1: unknown section 'camra' (did you mean 'camera'?)");
+    expect_error(REQ "network:\n  port: 1\n", "6:1: unknown section 'network'");
+}
+
+static void test_wrong_types(void)
+{
+    expect_error(REQ "engine:\n  batch_max: four\n",
+                 "7:14: engine.batch_max: expected an integer, got \"four\"");
+    expect_error(REQ "engine:\n  batch_max: 2.5\n",
+                 "7:14: engine.batch_max: expected an integer, got \"2.5\"");
+    expect_error(REQ "engine:\n  batch_max: \"4\"\n",
+                 "7:14: engine.batch_max: expected an integer, got the quoted string \"4\"");
+    expect_error(REQ "engine:\n  batch_max:\n",
+                 "7:13: engine.batch_max: expected an integer, got an empty value");
+    expect_error(REQ "engine:\n  batch_max: {n: 4}\n",
+                 "7:14: engine.batch_max: expected an integer, got a mapping");
+    expect_error(REQ "engine:\n  batch_timeout_ms: soon\n",
+                 "7:21: engine.batch_timeout_ms: expected a number, got \"soon\"");
+    expect_error(REQ "engine:\n  batch_timeout_ms: .nan\n",
+                 "7:21: engine.batch_timeout_ms: expected a number, got \".nan\"");
+    expect_error(REQ "replay:\n  loop: yes\n",
+                 "7:9: replay.loop: expected true/false, got \"yes\"");
+    expect_error(REQ "replay:\n  loop: [true]\n",
+                 "7:9: replay.loop: expected true/false, got a sequence");
+    expect_error(REQ "publish:\n  endpoint: [tcp]\n",
+                 "7:13: publish.endpoint: expected a string, got a sequence");
+}
+
+static void test_out_of_range(void)
+{
+    expect_error(REQ "  gamma: 100.5\n", "6:10: model.gamma: 100.5 is out of range [-10, 100]");
+    expect_error(REQ "replay:\n  fps: 0.05\n", "7:8: replay.fps: 0.05 is out of range [0.1, 1000]");
+    expect_error("camera:\n  name: cam0\n  width: 70000\n",
+                 "3:10: camera.width: 70000 is out of range [0, 65535]");
+    expect_error("camera:\n  name: cam0\n  width: -1\n",
+                 "3:10: camera.width: -1 is out of range [0, 65535]");
+    expect_error("camera:\n  name: cam0\n  width: 99999999999999999999\n",
+                 "3:10: camera.width: 99999999999999999999 is out of range [0, 65535]");
+    expect_error("camera:\n  name: cam0\n  exposure_us: 2e7\n",
+                 "3:16: camera.exposure_us: 2e7 is out of range [0, 10000000]");
+    expect_error(REQ "engine:\n  ring_slots: 48\n",
+                 "7:15: engine.ring_slots: 48 is not a power of two");
+    expect_error(REQ "engine:\n  ring_slots: 8192\n",
+                 "7:15: engine.ring_slots: 8192 is out of range [2, 4096]");
+}
+
+static void test_bad_enum(void)
+{
+    expect_error("camera:\n  name: cam0\n  source: usb\n",
+                 "3:11: camera.source: \"usb\" is not one of: aravis, replay");
+    expect_error("camera:\n  name: cam0\n  pixel_format: mono8\n",
+                 "3:17: camera.pixel_format: \"mono8\" is not one of: Mono8, RGB8, BayerRG8, "
+                 "BayerGR8, BayerGB8, BayerBG8");
+    expect_error(REQ "log:\n  level: error\n",
+                 "7:10: log.level: \"error\" is not one of: debug, info, notice, warning");
+    expect_error(REQ "engine: {backend: }\n",
+                 "6:19: engine.backend: \"\" is not one of: auto, ref, cpu, cuda");
+}
+
+static void test_duplicates(void)
+{
+    expect_error("camera:\n  name: cam0\n  width: 640\n  height: 480\n  width: 320\n",
+                 "5:3: duplicate key camera.width (first at 3:3)");
+    expect_error(REQ "log:\n  level: info\nlog:\n  level: debug\n",
+                 "8:1: duplicate section log (first at 6:1)");
+}
+
+static void test_missing_required(void)
+{
+    /* The section is there: reported at the section. */
+    expect_error("model:\n  path: m\n  calibration: c\ncamera:\n  width: 640\n",
+                 "4:1: missing required key camera.name");
+    /* The section is absent: reported at the top of the file. */
+    expect_error("camera:\n  name: cam0\n", "1:1: missing required key model.path");
+    expect_error("camera:\n  name: cam0\nmodel:\n  path: m\n",
+                 "3:1: missing required key model.calibration");
+}
+
+static void test_non_mapping_section(void)
+{
+    expect_error("camera: 5\n", "1:9: section camera: expected a mapping of keys, got a scalar");
+    expect_error("camera:\n  - name\n",
+                 "2:3: section camera: expected a mapping of keys, got a sequence");
+    expect_error("camera:\n  name: cam0\n  [w]: 1\n",
+                 "3:3: section camera: expected a key name, got a sequence");
+}
+
+static void test_strings(void)
+{
+    char text[1024];
+    char longs[300];
+    memset(longs, 'x', 256);
+    longs[256] = '\0';
+    snprintf(text, sizeof text, "camera:\n  name: cam0\n  device_id: %s\n", longs);
+    expect_error(text, "3:14: camera.device_id: too long (256 bytes, at most 255)");
+    expect_error("camera:\n  name: abcdefghijklmnopqrstuvwxyz0123456\n",
+                 "2:9: camera.name: too long (33 bytes, at most 32)");
+    expect_error("camera:\n  name: cam 0\n",
+                 "2:9: camera.name: \"cam 0\" is not 1 to 32 characters from A-Z a-z 0-9 _ -");
+    expect_error("camera:\n  name: \"\"\n",
+                 "2:9: camera.name: \"\" is not 1 to 32 characters from A-Z a-z 0-9 _ -");
+    expect_error("camera:\n  name: \"a\\0b\"\n", "2:9: camera.name: contains a NUL byte");
+}
+
+static void test_cross_key_rules(void)
+{
+    expect_error("camera:\n  name: cam0\n  reconnect_min_ms: 20000\n"
+                 "model: {path: m, calibration: c}\n",
+                 "3:3: camera.reconnect_min_ms (20000) is greater than "
+                 "camera.reconnect_max_ms (10000)");
+    /* Only the maximum set: reported there. */
+    expect_error("camera:\n  name: cam0\n  reconnect_max_ms: 200\n"
+                 "model: {path: m, calibration: c}\n",
+                 "3:3: camera.reconnect_min_ms (500) is greater than "
+                 "camera.reconnect_max_ms (200)");
+    expect_error("camera:\n  name: cam0\n  source: replay\n" "model: {path: m, calibration: c}\n",
+                 "3:3: replay.dir is required when camera.source is replay");
+    expect_error("camera:\n  name: cam0\n  source: replay\n" "model: {path: m, calibration: c}\n"
+                 "replay:\n  dir: \"\"\n",
+                 "6:3: replay.dir is required when camera.source is replay");
+}
+
+static void test_unreadable_file(void)
+{
+    char path[128], err[MAA_ERRLEN] = "", want[256];
+    maad_config c;
+    snprintf(path, sizeof path, "%s/no-such.yaml", tmpdir);
+    snprintf(want, sizeof want, "%s: cannot open: No such file or directory", path);
+    CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_ERR);
+    CHECK(strcmp(err, want) == 0, "%s", err);
+    /* err may be NULL. */
+    CHECK(maad_config_load(path, &c, NULL, 0) == MAA_ERR);
+    const char *bad = write_file("bad.yaml", "camera: 5\n", 10);
+    CHECK(maad_config_load(bad, &c, NULL, 0) == MAA_ERR);
+}
+
+static void test_defaults_for_absent_keys(void)
+{
+    static const char text[] = "camera:\n  name: line3_cam-A\nmodel:\n"
+                               "  path: /data/m.st\n  calibration: /data/c.json\n";
+    const char *path = write_file("min.yaml", text, sizeof text - 1);
+    maad_config c, want;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_OK, "%s", err);
+    maad_config_defaults(&want);
+    strcpy(want.camera.name, "line3_cam-A");
+    strcpy(want.model.path, "/data/m.st");
+    strcpy(want.model.calibration, "/data/c.json");
+    CHECK(memcmp(&c, &want, sizeof c) == 0, "loaded config differs from the defaults");
+    /* The defaults the brief fixes, spot-checked by value. */
+    CHECK(c.camera.source == MAAD_SOURCE_ARAVIS && c.camera.pixel_format == MAAD_PIX_MONO8);
+    CHECK(c.camera.width == 0 && c.camera.gain_db == -1 && c.camera.frame_rate == 33);
+    CHECK(c.camera.trigger == MAAD_TRIGGER_FREE && strcmp(c.camera.trigger_source, "Line0") == 0);
+    CHECK(c.camera.packet_socket && c.camera.stream_buffers == 16 && c.camera.timeout_ms == 1000);
+    CHECK(c.camera.reconnect_min_ms == 500 && c.camera.reconnect_max_ms == 10000);
+    CHECK(c.replay.dir[0] == '\0' && c.replay.fps == 33 && !c.replay.loop);
+    CHECK(!c.model.has_gamma);
+    CHECK(c.engine.backend == MAAD_BACKEND_AUTO && c.engine.precision == MAAD_PREC_DEFAULT);
+    CHECK(c.engine.batch_max == 4 && c.engine.ring_slots == 64 && c.engine.test_delay_ms == 0);
+    CHECK(c.mask.format == MAAD_MASK_PNG && c.mask.min_region_area == -1);
+    CHECK(strcmp(c.publish.endpoint, "tcp://*:5555") == 0 && c.publish.sndhwm == 1000);
+    CHECK(c.publish.heartbeat_ms == 500);
+    CHECK(c.log.summary_interval_s == 10 && c.log.level == MAAD_LOG_INFO);
+}
+
+/* Every key at a value other than its default. */
+static const char full_yaml[] =
+    "# a complete configuration\n"
+    "camera:\n"
+    "  name: press_7\n"
+    "  source: replay\n"
+    "  device_id: 'Basler-0815 \"front\"'\n"
+    "  pixel_format: BayerGB8\n"
+    "  width: 1024\n"
+    "  height: 768\n"
+    "  offset_x: 16\n"
+    "  offset_y: 32\n"
+    "  exposure_us: 1500.5\n"
+    "  gain_db: 6.25\n"
+    "  frame_rate: 12.5\n"
+    "  trigger: hardware\n"
+    "  trigger_source: Line2\n"
+    "  packet_size: 9000\n"
+    "  packet_socket: False\n"
+    "  stream_buffers: 32\n"
+    "  timeout_ms: 250\n"
+    "  reconnect_min_ms: 100\n"
+    "  reconnect_max_ms: 100\n"
+    "  realtime_priority: 50\n"
+    "replay: {dir: /srv/frames, fps: 0.1, loop: TRUE}\n"
+    "model:\n"
+    "  path: /opt/maad/model.safetensors\n"
+    "  calibration: /opt/maad/calib.json\n"
+    "  gamma: -2.5\n"
+    "engine:\n"
+    "  backend: cuda\n"
+    "  precision: bf16\n"
+    "  threads: 8\n"
+    "  device: 1\n"
+    "  batch_max: 64\n"
+    "  batch_timeout_ms: 2.5\n"
+    "  ring_slots: 4096\n"
+    "  test_delay_ms: 40\n"
+    "mask:\n"
+    "  format: none\n"
+    "  min_region_area: 1000000\n"
+    "publish:\n"
+    "  endpoint: \"tcp://127.0.0.1:6000\"\n"
+    "  sndhwm: 1\n"
+    "  heartbeat_ms: 50\n"
+    "log:\n"
+    "  summary_interval_s: 3600\n"
+    "  level: debug\n";
+
+static const char full_dump[] =
+    "camera.name = \"press_7\"\n"
+    "camera.source = replay\n"
+    "camera.device_id = \"Basler-0815 \\\"front\\\"\"\n"
+    "camera.pixel_format = BayerGB8\n"
+    "camera.width = 1024\n"
+    "camera.height = 768\n"
+    "camera.offset_x = 16\n"
+    "camera.offset_y = 32\n"
+    "camera.exposure_us = 1500.5\n"
+    "camera.gain_db = 6.25\n"
+    "camera.frame_rate = 12.5\n"
+    "camera.trigger = hardware\n"
+    "camera.trigger_source = \"Line2\"\n"
+    "camera.packet_size = 9000\n"
+    "camera.packet_socket = false\n"
+    "camera.stream_buffers = 32\n"
+    "camera.timeout_ms = 250\n"
+    "camera.reconnect_min_ms = 100\n"
+    "camera.reconnect_max_ms = 100\n"
+    "camera.realtime_priority = 50\n"
+    "replay.dir = \"/srv/frames\"\n"
+    "replay.fps = 0.1\n"
+    "replay.loop = true\n"
+    "model.path = \"/opt/maad/model.safetensors\"\n"
+    "model.calibration = \"/opt/maad/calib.json\"\n"
+    "model.gamma = -2.5\n"
+    "engine.backend = cuda\n"
+    "engine.precision = bf16\n"
+    "engine.threads = 8\n"
+    "engine.device = 1\n"
+    "engine.batch_max = 64\n"
+    "engine.batch_timeout_ms = 2.5\n"
+    "engine.ring_slots = 4096\n"
+    "engine.test_delay_ms = 40\n"
+    "mask.format = none\n"
+    "mask.min_region_area = 1000000\n"
+    "publish.endpoint = \"tcp://127.0.0.1:6000\"\n"
+    "publish.sndhwm = 1\n"
+    "publish.heartbeat_ms = 50\n"
+    "log.summary_interval_s = 3600\n"
+    "log.level = debug\n";
+
+static void test_full_file(void)
+{
+    const char *path = write_file("full.yaml", full_yaml, sizeof full_yaml - 1);
+    maad_config c;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_OK, "%s", err);
+    char *d = dump(&c);
+    CHECK(strcmp(d, full_dump) == 0, "dump:\n%s", d);
+    free(d);
+    CHECK(c.camera.source == MAAD_SOURCE_REPLAY && c.camera.pixel_format == MAAD_PIX_BAYER_GB8);
+    CHECK(c.camera.trigger == MAAD_TRIGGER_HARDWARE && !c.camera.packet_socket);
+    CHECK(c.model.has_gamma && c.model.gamma == -2.5);
+    CHECK(c.engine.backend == MAAD_BACKEND_CUDA && c.engine.precision == MAAD_PREC_BF16);
+    CHECK(c.mask.format == MAAD_MASK_NONE && c.log.level == MAAD_LOG_DEBUG);
+    CHECK(strcmp(c.camera.device_id, "Basler-0815 \"front\"") == 0, "%s", c.camera.device_id);
+    /* No key left at its default: the file exercises every row. */
+    maad_config def;
+    maad_config_defaults(&def);
+    char *dd = dump(&def), *dc = dump(&c);
+    int same = 0;
+    for (char *a = strtok(dd, "\n"); a; a = strtok(NULL, "\n"))
+        same += strstr(dc, a) != NULL;
+    CHECK(same == 0, "%d keys of the full file are at their default", same);
+    free(dd);
+    free(dc);
+}
+
+static void test_relative_paths(void)
+{
+    char dir[128], path[192], err[MAA_ERRLEN] = "", want[256];
+    snprintf(dir, sizeof dir, "%s/site", tmpdir);
+    CHECK(mkdir(dir, 0700) == 0);
+    static const char text[] = "camera:\n  name: cam0\n  source: replay\n"
+                               "model:\n  path: models/m.st\n  calibration: ./c.json\n"
+                               "replay:\n  dir: /abs/frames\n";
+    write_file("site/maad.yaml", text, sizeof text - 1);
+    maad_config c;
+    snprintf(path, sizeof path, "%s/maad.yaml", dir);
+    CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_OK, "%s", err);
+    snprintf(want, sizeof want, "%s/models/m.st", dir);
+    CHECK(strcmp(c.model.path, want) == 0, "%s", c.model.path);
+    snprintf(want, sizeof want, "%s/c.json", dir);
+    CHECK(strcmp(c.model.calibration, want) == 0, "%s", c.model.calibration);
+    CHECK(strcmp(c.replay.dir, "/abs/frames") == 0, "%s", c.replay.dir);
+
+    /* A relative config path: resolved against the working directory too, so
+     * the result does not depend on where the daemon later runs. */
+    static const char text2[] = "camera: {name: cam0, source: replay}\n"
+                                "model: {path: m.st, calibration: c.json}\n"
+                                "replay: {dir: frames}\n";
+    write_file("site/rel.yaml", text2, sizeof text2 - 1);
+    char cwd[200];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    CHECK(chdir(tmpdir) == 0);
+    int rc = maad_config_load("site/rel.yaml", &c, err, sizeof err);
+    char here[200];
+    CHECK(getcwd(here, sizeof here) != NULL);
+    CHECK(chdir(cwd) == 0);
+    CHECK(rc == MAA_OK, "%s", err);
+    snprintf(want, sizeof want, "%s/site/frames", here);
+    CHECK(strcmp(c.replay.dir, want) == 0, "%s vs %s", c.replay.dir, want);
+    snprintf(want, sizeof want, "%s/site/m.st", here);
+    CHECK(strcmp(c.model.path, want) == 0, "%s vs %s", c.model.path, want);
+}
+
+/* Compare the committed file with the generated text; on a mismatch leave
+ * the generated one under build/ so that it can be copied over. */
+static void check_generated(const char *committed, const char *generated, const char *out)
+{
+    char *have = read_all(committed);
+    CHECK(have != NULL, "cannot read %s (run from the repository root)", committed);
+    if (have && strcmp(have, generated) != 0) {
+        FILE *f = fopen(out, "w");
+        if (f) {
+            fputs(generated, f);
+            fclose(f);
+        }
+        CHECK(0, "%s is not the generated text; see %s", committed, out);
+    }
+    free(have);
+}
+
+static void test_example_file(void)
+{
+    char *doc = capture(maad_config_write_doc);
+    check_generated("config/maad.example.yaml", doc, "build/tests/maad.example.yaml");
+    const char *path = write_file("example.yaml", doc, strlen(doc));
+    maad_config c, want;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_OK, "%s", err);
+    maad_config_defaults(&want);
+    strcpy(want.camera.name, c.camera.name);
+    strcpy(want.model.path, c.model.path);
+    strcpy(want.model.calibration, c.model.calibration);
+    CHECK(memcmp(&c, &want, sizeof c) == 0, "the example does not load as the defaults");
+    CHECK(maad_config_load("config/maad.example.yaml", &c, err, sizeof err) == MAA_OK, "%s", err);
+    /* Every key appears, commented out or not. */
+    maad_config_defaults(&want);
+    char *d = dump(&want);
+    for (char *line = strtok(d, "\n"); line; line = strtok(NULL, "\n")) {
+        char needle[96];
+        snprintf(needle, sizeof needle, " %.*s: ", (int)strcspn(strchr(line, '.') + 1, " "),
+                 strchr(line, '.') + 1);
+        CHECK(strstr(doc, needle) != NULL, "%s missing from the example", needle);
+    }
+    free(d);
+    free(doc);
+}
+
+static void test_docs_table(void)
+{
+    static const char begin[] = "<!-- keys: maad_config_write_table() -->\n";
+    static const char end[] = "<!-- end of keys -->\n";
+    char *md = read_all("docs/config.md");
+    CHECK(md != NULL, "cannot read docs/config.md (run from the repository root)");
+    if (!md)
+        return;
+    char *table = capture(maad_config_write_table);
+    char *b = strstr(md, begin), *e = b ? strstr(b, end) : NULL;
+    CHECK(b && e, "docs/config.md lacks the table markers");
+    if (b && e) {
+        b += sizeof begin - 1;
+        *e = '\0';
+        if (strcmp(b, table) != 0) {
+            FILE *f = fopen("build/tests/config-table.md", "w");
+            if (f) {
+                fputs(table, f);
+                fclose(f);
+            }
+            CHECK(0, "docs/config.md table differs; see build/tests/config-table.md");
+        }
+    }
+    free(table);
+    free(md);
+}
+
+static void test_null_section_and_booleans(void)
+{
+    static const char text[] = REQ "replay:\npublish: ~\nlog:\n  level: warning\n"
+                                   "engine: {threads: 0}\n";
+    const char *path = write_file("null.yaml", text, sizeof text - 1);
+    maad_config c;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_OK, "%s", err);
+    CHECK(c.log.level == MAAD_LOG_WARNING);
+    static const char text2[] = REQ "replay: {loop: true}\ncamera2: 1\n";
+    expect_error(text2, "7:1: unknown section 'camera2' (did you mean 'camera'?)");
+}
+
+/* The C enums in config.h and the names in the key table are in one order. */
+static void test_enum_names(void)
+{
+    static const struct {
+        const char *key;
+        int value;
+        const char *name;
+    } cases[] = {
+        {"camera.source", MAAD_SOURCE_ARAVIS, "aravis"},
+        {"camera.source", MAAD_SOURCE_REPLAY, "replay"},
+        {"camera.pixel_format", MAAD_PIX_MONO8, "Mono8"},
+        {"camera.pixel_format", MAAD_PIX_RGB8, "RGB8"},
+        {"camera.pixel_format", MAAD_PIX_BAYER_RG8, "BayerRG8"},
+        {"camera.pixel_format", MAAD_PIX_BAYER_GR8, "BayerGR8"},
+        {"camera.pixel_format", MAAD_PIX_BAYER_GB8, "BayerGB8"},
+        {"camera.pixel_format", MAAD_PIX_BAYER_BG8, "BayerBG8"},
+        {"camera.trigger", MAAD_TRIGGER_FREE, "free"},
+        {"camera.trigger", MAAD_TRIGGER_SOFTWARE, "software"},
+        {"camera.trigger", MAAD_TRIGGER_HARDWARE, "hardware"},
+        {"engine.backend", MAAD_BACKEND_AUTO, "auto"},
+        {"engine.backend", MAAD_BACKEND_REF, "ref"},
+        {"engine.backend", MAAD_BACKEND_CPU, "cpu"},
+        {"engine.backend", MAAD_BACKEND_CUDA, "cuda"},
+        {"engine.precision", MAAD_PREC_DEFAULT, "default"},
+        {"engine.precision", MAAD_PREC_F32, "f32"},
+        {"engine.precision", MAAD_PREC_F16, "f16"},
+        {"engine.precision", MAAD_PREC_BF16, "bf16"},
+        {"mask.format", MAAD_MASK_PNG, "png"},
+        {"mask.format", MAAD_MASK_RAW, "raw"},
+        {"mask.format", MAAD_MASK_NONE, "none"},
+        {"log.level", MAAD_LOG_DEBUG, "debug"},
+        {"log.level", MAAD_LOG_INFO, "info"},
+        {"log.level", MAAD_LOG_NOTICE, "notice"},
+        {"log.level", MAAD_LOG_WARNING, "warning"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = maad_config_enum_name(cases[i].key, cases[i].value);
+        CHECK(got && strcmp(got, cases[i].name) == 0, "%s %d: %s", cases[i].key, cases[i].value,
+              got ? got : "NULL");
+    }
+    /* The daemon hands these to the engine by value. */
+    for (int v = MAAD_BACKEND_AUTO; v <= MAAD_BACKEND_CUDA; v++)
+        CHECK(strcmp(maad_config_enum_name("engine.backend", v),
+                     maa_backend_name((maa_backend_kind)v)) == 0, "backend %d", v);
+    for (int v = MAAD_PREC_DEFAULT; v <= MAAD_PREC_BF16; v++)
+        CHECK(strcmp(maad_config_enum_name("engine.precision", v),
+                     maa_precision_name((maa_precision)v)) == 0, "precision %d", v);
+    CHECK(maad_config_enum_name("log.level", MAAD_LOG_WARNING + 1) == NULL);
+    CHECK(maad_config_enum_name("log.level", -1) == NULL);
+    CHECK(maad_config_enum_name("camera.width", 0) == NULL);
+    CHECK(maad_config_enum_name("level", 0) == NULL);
+    CHECK(maad_config_enum_name("camera.levelx", 0) == NULL);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_config.XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(test_yaml_syntax_errors);
+    RUN(test_empty_and_top_level);
+    RUN(test_unknown_names);
+    RUN(test_wrong_types);
+    RUN(test_out_of_range);
+    RUN(test_bad_enum);
+    RUN(test_duplicates);
+    RUN(test_missing_required);
+    RUN(test_non_mapping_section);
+    RUN(test_strings);
+    RUN(test_cross_key_rules);
+    RUN(test_unreadable_file);
+    RUN(test_defaults_for_absent_keys);
+    RUN(test_full_file);
+    RUN(test_relative_paths);
+    RUN(test_example_file);
+    RUN(test_docs_table);
+    RUN(test_null_section_and_booleans);
+    RUN(test_enum_names);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    return CHECK_SUMMARY();
+}
