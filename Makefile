@@ -44,6 +44,8 @@ obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(
 
 LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
 PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
+# The CPU backend's benchmark program, driven by scripts/bench-cpu.
+PROGS += $(B)/bench_cpu
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC))
 
 all: $(PROGS) $(TESTS)
@@ -77,6 +79,8 @@ $(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
 $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 	$(LINK)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
+	$(LINK)
+$(B)/bench_cpu: $(B)/tests/bench_cpu.o $(LIBS)
 	$(LINK)
 
 # test and demo first install the Debian packages they need, then build in

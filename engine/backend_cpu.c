@@ -36,7 +36,11 @@ enum { BUF_D, BUF_A, BUF_B, BUF_X, BUF_T, BUF_IFO, BUF_G, BUF_OUT, BUF_RS, BUF_R
 
 /* One convolution with its folded weights; `mem` is g.mem's z-half split
  * into the i,f,o gates (unit MEM_IFO) and the g gate (unit MEM_G). */
-enum { UNIT_MEM_IFO = MAA_NET_LAYERS, UNIT_MEM_G, NUNIT };
+/* A stride-2 transposed conv runs as four small convs, one per output phase
+ * (even/odd row x even/odd column): oneDNN 2.6's deconvolution is several
+ * times slower per FLOP than its convolutions.  Phase q of g.dec.k is unit
+ * UNIT_PHASE + 4k + q. */
+enum { UNIT_MEM_IFO = MAA_NET_LAYERS, UNIT_MEM_G, UNIT_PHASE, NUNIT = UNIT_PHASE + 12 };
 
 typedef struct {
     maa_conv_desc l;
@@ -45,6 +49,7 @@ typedef struct {
     dnnl_memory_t wmem[8]; /* reordered weights, one per distinct layout */
     int nwmem;
     dnnl_memory_t bmem;
+    int pad_rh, pad_rw;    /* extra bottom/right padding (phase convs) */
 } unit;
 
 struct cpu_ctx;
@@ -264,6 +269,40 @@ static int load_unit(cpu_ctx *c, const maa_model *m, unit *u, char *err, size_t 
     return MAA_OK;
 }
 
+/* out[2m + p] of a k3 s2 p1 transposed conv takes tap 1 of input m when
+ * p = 0, taps 2 and 0 of inputs m and m+1 when p = 1: per axis a conv of
+ * kernel 1, or of kernel 2 padded by one at the end. */
+static int load_phases(cpu_ctx *c, int k, char *err, size_t errlen)
+{
+    const unit *d = &c->u[MAA_NET_DEC + k];
+    const maa_conv_desc *l = &d->l;
+    static const int taps[2][2] = {{1, -1}, {2, 0}};
+    for (int q = 0; q < 4; q++) {
+        int py = q >> 1, px = q & 1;
+        unit *u = &c->u[UNIT_PHASE + 4 * k + q];
+        u->l = *l;
+        u->l.transposed = 0;
+        u->l.stride = 1;
+        u->l.kh = py + 1;
+        u->l.kw = px + 1;
+        u->l.ph = u->l.pw = 0;
+        u->pad_rh = py;
+        u->pad_rw = px;
+        u->w = malloc((size_t)l->cout * l->cin * u->l.kh * u->l.kw * sizeof(float));
+        u->b = malloc((size_t)l->cout * sizeof(float));
+        if (!u->w || !u->b)
+            return oom(err, errlen, l->name);
+        memcpy(u->b, d->b, (size_t)l->cout * sizeof(float));
+        for (int o = 0; o < l->cout; o++)
+            for (int i = 0; i < l->cin; i++)
+                for (int ty = 0; ty < u->l.kh; ty++)
+                    for (int tx = 0; tx < u->l.kw; tx++)
+                        u->w[(((size_t)o * l->cin + i) * u->l.kh + ty) * u->l.kw + tx] =
+                            d->w[(((size_t)i * l->cout + o) * 3 + taps[py][ty]) * 3 + taps[px][tx]];
+    }
+    return MAA_OK;
+}
+
 /* Splits g.mem.weight [64b, 32b, 3, 3] into the z-half units (i,f,o and g)
  * and returns the h-half as a new [64b, 16b, 3, 3] array. */
 static int load_mem(cpu_ctx *c, const maa_model *m, float **hhalf, char *err, size_t errlen)
@@ -326,6 +365,8 @@ static int add_conv(cpu_ctx *c, plan *p, unit *u, const dnnl_memory_desc_t *src_
     const maa_conv_desc *l = &u->l;
     int hi = (int)src_md->dims[2], wi = (int)src_md->dims[3], ho, wo;
     maa_conv_out_size(l, hi, wi, &ho, &wo);
+    ho += u->pad_rh;
+    wo += u->pad_rw;
     dnnl_memory_desc_t wmd, bmd, dmd, smd;
     dnnl_dims_t wd = {l->cout, l->cin, l->kh, l->kw}, bd = {l->cout};
     DNC(dnnl_memory_desc_init_by_tag, &wmd, 4, wd, c->dt, dnnl_format_tag_any);
@@ -336,7 +377,8 @@ static int add_conv(cpu_ctx *c, plan *p, unit *u, const dnnl_memory_desc_t *src_
         dmd = *to.md;
     else
         plain_md(&dmd, nb, l->cout, ho, wo, to.md ? to.md->data_type : to.dt, dnnl_format_tag_any);
-    dnnl_dims_t strides = {l->stride, l->stride}, pl = {l->ph, l->pw}, pr = {l->ph, l->pw};
+    dnnl_dims_t strides = {l->stride, l->stride}, pl = {l->ph, l->pw},
+                pr = {l->ph + u->pad_rh, l->pw + u->pad_rw};
     union {
         dnnl_convolution_desc_t conv;
         dnnl_deconvolution_desc_t deconv;
@@ -456,6 +498,38 @@ static int add_conv(cpu_ctx *c, plan *p, unit *u, const dnnl_memory_desc_t *src_
     if (!*dst && bound_mem(c, p, to.md, to.buf, to.off, dst, err, errlen))
         return MAA_ERR;
     return add_reorder(c, p, &qdc, cd, to.md, *dst, err, errlen);
+}
+
+/* Transposed conv k as its four phase convs into dense nhwc tensors (a
+ * strided destination would send oneDNN to its reference conv), then one
+ * reorder interleaves them: both sides seen as [py][px][n][h][w][c]. */
+static int add_deconv(cpu_ctx *c, plan *p, int k, const dnnl_memory_desc_t *src_md, dnnl_memory_t src,
+                      target to, dnnl_memory_desc_t *out_md, dnnl_memory_t *dst, char *err, size_t errlen)
+{
+    const maa_conv_desc *l = &c->u[MAA_NET_DEC + k].l;
+    const dnnl_dim_t n = src_md->dims[0], C = l->cout, H = src_md->dims[2], W = src_md->dims[3];
+    const size_t esz = to.dt == dnnl_f32 ? 4 : 2, phase = (size_t)(n * H * W * C) * esz;
+    dnnl_memory_desc_t pmd, got;
+    plain_md(&pmd, (int)n, (int)C, (int)H, (int)W, to.dt, dnnl_nhwc);
+    for (int q = 0; q < 4; q++) {
+        dnnl_memory_t pm;
+        if (bound_mem(c, p, &pmd, BUF_RD, q * phase, &pm, err, errlen) ||
+            add_conv(c, p, &c->u[UNIT_PHASE + 4 * k + q], src_md, src, (target){&pmd, 1, to.dt, BUF_RD, 0},
+                     (postops){l->act, 0, 0}, &got, &pm, err, errlen))
+            return MAA_ERR;
+    }
+    dnnl_memory_desc_t smd6, dmd6;
+    dnnl_memory_t s6, d6;
+    dnnl_dims_t dims = {2, 2, n, H, W, C}, ss = {2 * n * H * W * C, n * H * W * C, H * W * C, W * C, C, 1},
+                ds = {2 * W * C, C, 4 * H * W * C, 4 * W * C, 2 * C, 1};
+    DNC(dnnl_memory_desc_init_by_strides, &smd6, 6, dims, to.dt, ss);
+    DNC(dnnl_memory_desc_init_by_strides, &dmd6, 6, dims, to.dt, ds);
+    plain_md(out_md, (int)n, (int)C, (int)(2 * H), (int)(2 * W), to.dt, dnnl_nhwc);
+    if (bound_mem(c, p, &smd6, BUF_RD, 0, &s6, err, errlen) ||
+        bound_mem(c, p, &dmd6, to.buf, to.off, &d6, err, errlen) ||
+        bound_mem(c, p, out_md, to.buf, to.off, dst, err, errlen))
+        return MAA_ERR;
+    return add_reorder(c, p, &smd6, s6, &dmd6, d6, err, errlen);
 }
 
 /* A reorder or an in-place eltwise step. */
@@ -663,7 +737,8 @@ static int build_plan(cpu_ctx *c, plan *p, char *err, size_t errlen)
         int last = k == 4;
         target to = {last ? &imd : NULL, 0, c->dt, last ? BUF_D : (k % 2 ? BUF_B : BUF_A),
                      last ? n * img * esz : 0};
-        if (add_conv(c, p, u, &cur, src, to, (postops){u->l.act, 0, 0}, &nxt, &dst, err, errlen))
+        if (u->l.transposed ? add_deconv(c, p, k, &cur, src, to, &nxt, &dst, err, errlen)
+                            : add_conv(c, p, u, &cur, src, to, (postops){u->l.act, 0, 0}, &nxt, &dst, err, errlen))
             return MAA_ERR;
         cur = nxt;
         src = dst;
@@ -856,6 +931,8 @@ static int cpu_create(const maa_model *m, const maa_engine_opts *opts, void **ou
     for (int i = 0; i < MAA_NET_LAYERS; i++) {
         c->u[i].l = l[i];
         if (i != MAA_NET_MEM && load_unit(c, m, &c->u[i], err, errlen))
+            goto out;
+        if (l[i].transposed && load_phases(c, i - MAA_NET_DEC, err, errlen))
             goto out;
     }
     if (load_mem(c, m, &hhalf, err, errlen))
