@@ -97,6 +97,10 @@ typedef struct cpu_ctx {
     int nmems, capmems;
     dnnl_primitive_t *prims;
     int nprims, capprims;
+    /* d.5 (1 -> 1 channel, 4x4) runs on the host: as a oneDNN primitive it
+     * cost more in thread wake-ups than in arithmetic. */
+    float d5w[16], d5b;
+    int d4buf;              /* where d.4 leaves f32 [2n][M+1][M+1] */
     /* Set per run for the host steps. */
     float *fx, *fr;
 } cpu_ctx;
@@ -647,9 +651,51 @@ static void host_out(cpu_ctx *c, int n)
 
 static void host_markov(cpu_ctx *c, int n)
 {
-    const size_t mk = (size_t)c->info.markov_size * c->info.markov_size;
-    memcpy(c->fx, fbuf(c, BUF_OUT), n * mk * sizeof(float));
-    memcpy(c->fr, fbuf(c, BUF_OUT) + n * mk, n * mk * sizeof(float));
+    const int M = c->info.markov_size, I = M + 1;
+    const size_t mk = (size_t)M * M;
+    for (int i = 0; i < 2 * n; i++) {
+        const float *in = fbuf(c, c->d4buf) + (size_t)i * I * I;
+        float *out = i < n ? c->fx + i * mk : c->fr + (i - n) * mk;
+        for (int y = 0; y < M; y++)
+            for (int x = 0; x < M; x++) {
+                float acc = c->d5b;
+                for (int ky = 0; ky < 4; ky++) {
+                    int iy = y - 1 + ky;
+                    if (iy < 0 || iy >= I)
+                        continue;
+                    for (int kx = 0; kx < 4; kx++) {
+                        int ix = x - 1 + kx;
+                        if (ix >= 0 && ix < I)
+                            acc += c->d5w[ky * 4 + kx] * in[iy * I + ix];
+                    }
+                }
+                out[y * M + x] = acc;
+            }
+    }
+}
+
+/* The layout oneDNN wants for the Markov encoder's input, so that the image
+ * buffer is written in it once and read by both networks. */
+static dnnl_format_tag_t image_tag(cpu_ctx *c, int nb)
+{
+    const maa_conv_desc *l = &c->u[MAA_NET_D].l;
+    const int S = c->info.image_size, So = (S + 2 * l->ph - l->kh) / l->stride + 1;
+    dnnl_memory_desc_t smd, wmd, dmd;
+    plain_md(&smd, nb, l->cin, S, S, c->dt, dnnl_format_tag_any);
+    plain_md(&wmd, l->cout, l->cin, l->kh, l->kw, c->dt, dnnl_format_tag_any);
+    plain_md(&dmd, nb, l->cout, So, So, c->dt, dnnl_format_tag_any);
+    dnnl_dims_t st = {l->stride, l->stride}, pad = {l->ph, l->pw};
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t pd;
+    dnnl_format_tag_t tag = dnnl_format_tag_undef;
+    if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &smd, &wmd,
+                                           NULL, &dmd, st, pad, pad) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &cd, NULL, c->eng, NULL) == dnnl_success) {
+        tag = trunk_tag_of(dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0));
+        dnnl_primitive_desc_destroy(pd);
+    }
+    /* Any other choice costs one reorder before d.0. */
+    return tag == dnnl_format_tag_undef ? dnnl_nchw : tag;
 }
 
 static int build_plan(cpu_ctx *c, plan *p, char *err, size_t errlen)
@@ -660,8 +706,9 @@ static int build_plan(cpu_ctx *c, plan *p, char *err, size_t errlen)
     dnnl_memory_t in, x = NULL, t = NULL;
 
     /* Input: caller's f32 -> first half of dbuf. */
+    const dnnl_format_tag_t itag = image_tag(c, 2 * n);
     plain_md(&umd, n, C, S, S, dnnl_f32, dnnl_nchw);
-    plain_md(&imd, n, C, S, S, c->dt, dnnl_nchw);
+    plain_md(&imd, n, C, S, S, c->dt, itag);
     if (new_mem(c, &umd, DNNL_MEMORY_NONE, &p->xuser, err, errlen) ||
         new_mem(c, &umd, DNNL_MEMORY_NONE, &p->ruser, err, errlen) ||
         bound_mem(c, p, &imd, BUF_D, 0, &in, err, errlen) ||
@@ -746,23 +793,31 @@ static int build_plan(cpu_ctx *c, plan *p, char *err, size_t errlen)
     if (add_reorder(c, p, &imd, src, &umd, p->ruser, err, errlen))
         return MAA_ERR;
 
-    /* Markov encoder on x and r together: 2n images. */
-    dnnl_memory_desc_t dmd, omd;
-    const int M = c->info.markov_size;
-    plain_md(&dmd, 2 * n, C, S, S, c->dt, dnnl_nchw);
-    plain_md(&omd, 2 * n, 1, M, M, dnnl_f32, dnnl_nchw);
+    /* Markov encoder on x and r together: 2n images; d.5 on the host. */
+    dnnl_memory_desc_t dmd;
+    plain_md(&dmd, 2 * n, C, S, S, c->dt, itag);
     if (bound_mem(c, p, &dmd, BUF_D, 0, &src, err, errlen))
         return MAA_ERR;
     cur = dmd;
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 5; k++) {
         unit *u = &c->u[MAA_NET_D + k];
         dnnl_memory_t dst = NULL;
-        int last = k == 5;
-        target to = {last ? &omd : NULL, 0, c->dt, last ? BUF_OUT : (k % 2 ? BUF_B : BUF_A), 0};
+        target to = {NULL, 0, k == 4 ? dnnl_f32 : c->dt, k % 2 ? BUF_B : BUF_A, 0};
         if (add_conv(c, p, u, &cur, src, to, (postops){u->l.act, 0, 0}, &nxt, &dst, err, errlen))
             return MAA_ERR;
         cur = nxt;
         src = dst;
+    }
+    /* One channel: nchw and nhwc are the same bytes. */
+    c->d4buf = BUF_A;
+    if (trunk_tag_of(&cur) == dnnl_format_tag_undef) {
+        dnnl_memory_desc_t pmd;
+        dnnl_memory_t pm;
+        plain_md(&pmd, 2 * n, 1, (int)cur.dims[2], (int)cur.dims[3], dnnl_f32, dnnl_nchw);
+        if (bound_mem(c, p, &pmd, BUF_OUT, 0, &pm, err, errlen) ||
+            add_reorder(c, p, &cur, src, &pmd, pm, err, errlen))
+            return MAA_ERR;
+        c->d4buf = BUF_OUT;
     }
     return add_host(p, host_markov, err, errlen);
 }
@@ -937,6 +992,8 @@ static int cpu_create(const maa_model *m, const maa_engine_opts *opts, void **ou
     }
     if (load_mem(c, m, &hhalf, err, errlen))
         goto out;
+    memcpy(c->d5w, c->u[MAA_NET_D + 5].w, sizeof c->d5w);
+    c->d5b = c->u[MAA_NET_D + 5].b[0];
     if (!(c->plans = calloc((size_t)c->max_batch, sizeof *c->plans))) {
         oom(err, errlen, "plans");
         goto out;
