@@ -11,13 +11,14 @@
  * of g.mem.weight plus the bias is computed once here (Gh).  Per image only
  * the z-half runs, split into the i,f,o gates (post-ops: sum onto a copy of
  * Gh, logistic) and the g gate (sum, tanh); then c' = f*c0 + i*g, a tanh
- * primitive, and h' = o*tanh(c').  Those two elementwise passes rely on the
- * trunk being in a channel-blocked layout (nchw, nChw8c, nChw16c), where each
- * gate's channels form one contiguous slice of an image; create checks it.
+ * primitive, and h' = o*tanh(c').  Those two elementwise passes handle the
+ * trunk layouts nchw, nChw8c, nChw16c and nhwc; create refuses others.
  *
- * Buffers: the generator reads the input from the first half of `dbuf`
+ * Buffers: the generator reads the input from the first half of BUF_D
  * (2n images) and writes its reconstruction into the second half, so the
- * Markov encoder runs once on 2n images. */
+ * Markov encoder runs once on 2n images.  docs/cpu-backend.md has the
+ * measurements behind these choices. */
+#include <assert.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -34,12 +35,12 @@
  * wants another layout than its neighbour gives or takes. */
 enum { BUF_D, BUF_A, BUF_B, BUF_X, BUF_T, BUF_IFO, BUF_G, BUF_OUT, BUF_RS, BUF_RD, BUF_SCRATCH, NBUF };
 
-/* One convolution with its folded weights; `mem` is g.mem's z-half split
- * into the i,f,o gates (unit MEM_IFO) and the g gate (unit MEM_G). */
-/* A stride-2 transposed conv runs as four small convs, one per output phase
- * (even/odd row x even/odd column): oneDNN 2.6's deconvolution is several
- * times slower per FLOP than its convolutions.  Phase q of g.dec.k is unit
- * UNIT_PHASE + 4k + q. */
+/* A unit is one convolution with its folded weights: the layers of the
+ * table, g.mem's z-half split into the i,f,o gates (UNIT_MEM_IFO) and the g
+ * gate (UNIT_MEM_G), and the phase convs.  A stride-2 transposed conv runs as
+ * four small convs, one per output phase (even/odd row x even/odd column):
+ * oneDNN 2.6's deconvolution is several times slower per FLOP than its
+ * convolutions.  Phase q of g.dec.k is unit UNIT_PHASE + 4k + q. */
 enum { UNIT_MEM_IFO = MAA_NET_LAYERS, UNIT_MEM_G, UNIT_PHASE, NUNIT = UNIT_PHASE + 12 };
 
 typedef struct {
@@ -85,7 +86,6 @@ typedef struct cpu_ctx {
     dnnl_stream_t stream;
     unit u[NUNIT];
     plan *plans;               /* plans[n - 1] */
-    dnnl_memory_desc_t trunk1; /* the trunk's layout for one image */
     dnnl_format_tag_t trunk_tag;
     /* The trunk of an image is nrun runs of len floats; gate k of run r sits
      * at r*len*gstride + k*len in the gates tensor of that image. */
@@ -228,7 +228,7 @@ static int reorder_in(cpu_ctx *c, const dnnl_memory_desc_t *src_md, const void *
     }
     dnnl_memory_destroy(sm);
     if (st != dnnl_success) {
-        maa_seterr(err, errlen, "cpu backend: weight reorder: %s", dnnl_status2str(st));
+        maa_seterr(err, errlen, "cpu backend: reorder at load: %s", dnnl_status2str(st));
         return MAA_ERR;
     }
     return MAA_OK;
@@ -280,6 +280,7 @@ static int load_phases(cpu_ctx *c, int k, char *err, size_t errlen)
 {
     const unit *d = &c->u[MAA_NET_DEC + k];
     const maa_conv_desc *l = &d->l;
+    assert(l->kh == 3 && l->kw == 3 && l->stride == 2 && l->ph == 1 && l->pw == 1 && l->out_pad == 1);
     static const int taps[2][2] = {{1, -1}, {2, 0}};
     for (int q = 0; q < 4; q++) {
         int py = q >> 1, px = q & 1;
@@ -383,20 +384,11 @@ static int add_conv(cpu_ctx *c, plan *p, unit *u, const dnnl_memory_desc_t *src_
         plain_md(&dmd, nb, l->cout, ho, wo, to.md ? to.md->data_type : to.dt, dnnl_format_tag_any);
     dnnl_dims_t strides = {l->stride, l->stride}, pl = {l->ph, l->pw},
                 pr = {l->ph + u->pad_rh, l->pw + u->pad_rw};
-    union {
-        dnnl_convolution_desc_t conv;
-        dnnl_deconvolution_desc_t deconv;
-    } d;
-    if (l->transposed) {
-        /* PyTorch's output_padding extends the bottom and right edges. */
-        pr[0] = l->ph - l->out_pad;
-        pr[1] = l->pw - l->out_pad;
-        DNC(dnnl_deconvolution_forward_desc_init, &d.deconv, dnnl_forward_inference,
-            dnnl_deconvolution_direct, &smd, &wmd, &bmd, &dmd, strides, pl, pr);
-    } else {
-        DNC(dnnl_convolution_forward_desc_init, &d.conv, dnnl_forward_inference, dnnl_convolution_direct,
-            &smd, &wmd, &bmd, &dmd, strides, pl, pr);
-    }
+    /* Transposed convs never get here: see add_deconv. */
+    assert(!l->transposed);
+    dnnl_convolution_desc_t d;
+    DNC(dnnl_convolution_forward_desc_init, &d, dnnl_forward_inference, dnnl_convolution_direct, &smd, &wmd,
+        &bmd, &dmd, strides, pl, pr);
     dnnl_primitive_attr_t attr;
     dnnl_post_ops_t ops;
     DNC(dnnl_primitive_attr_create, &attr);
@@ -462,7 +454,7 @@ static int add_conv(cpu_ctx *c, plan *p, unit *u, const dnnl_memory_desc_t *src_
             rc = MAA_ERR;
         } else {
             dnnl_memory_desc_t umd;
-            plain_md(&umd, l->cout, l->cin, l->kh, l->kw, dnnl_f32, l->transposed ? dnnl_iohw : dnnl_oihw);
+            plain_md(&umd, l->cout, l->cin, l->kh, l->kw, dnnl_f32, dnnl_oihw);
             rc = reorder_in(c, &umd, u->w, qw, &wm, err, errlen);
             if (rc == MAA_OK)
                 u->wmem[u->nwmem++] = wm;
