@@ -44,21 +44,30 @@ obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(
 
 LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
 PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
-# The CPU backend's benchmark program, driven by scripts/bench-cpu.
-PROGS += $(B)/bench_cpu
-TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC))
+TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
+         $(B)/tests/test_ring_tsan
 
-all: $(PROGS) $(TESTS)
+# bench_cuda times the inspection pipeline for scripts/gpu-check.sh, bench_cpu
+# the cpu backend for scripts/bench-cpu; not tests.
+BENCH := $(B)/bench_cuda $(B)/bench_cpu
+
+all: $(PROGS) $(TEST_PROGS) $(BENCH)
 
 # Quiet by default; make V=1 shows the commands.
 Q := $(if $(V),,@)
 
-$(B)/%.o: %.c
+# Objects depend on the flags they were built with: a change of CFLAGS (CUDA
+# found or not, say) rebuilds them.
+$(B)/.flags: FORCE
+	@mkdir -p $(B)
+	@echo '$(CC) $(CFLAGS) $(NVFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(NVFLAGS)' > $@
+
+$(B)/%.o: %.c $(B)/.flags
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(B)/%.cu.o: %.cu
+$(B)/%.cu.o: %.cu $(B)/.flags
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  NVCC  $<")
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
@@ -80,8 +89,15 @@ $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 	$(LINK)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
 	$(LINK)
+$(B)/bench_cuda: $(B)/tests/bench_cuda.o $(LIBS)
+	$(LINK)
 $(B)/bench_cpu: $(B)/tests/bench_cpu.o $(LIBS)
 	$(LINK)
+
+# The frame ring again under ThreadSanitizer (fewer items: TSan is slow).
+$(B)/tests/test_ring_tsan: tests/test_ring.c daemon/ring.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fsanitize=thread -DRING_ITEMS=300000u -o $@ $(filter %.c,$^)
 
 # test and demo first install the Debian packages they need, then build in
 # a fresh make so that pkg-config sees the new packages.
@@ -99,6 +115,6 @@ demo: deps
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps test demo clean
+.PHONY: all deps test demo clean FORCE
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -9,6 +9,7 @@ int maa_cmd_infer(int argc, char **argv);
 int maa_cmd_model_info(int argc, char **argv);
 int maa_cmd_calibrate(int argc, char **argv);
 int maa_cmd_eval(int argc, char **argv);
+int maa_cmd_fakecam(int argc, char **argv);
 
 /* Options every engine-running subcommand shares, for getopt_long tables:
  * --model, --calibration, --backend, --precision, --threads, --batch. */

@@ -52,7 +52,11 @@ def main(argv=None):
                              a.init)
     else:
         import train
-        model = train.model_from_checkpoint(a.ckpt)
+        try:
+            model = train.model_from_checkpoint(a.ckpt)
+        except train.TrainError as e:
+            print(f"export_model: {e}", file=sys.stderr)
+            return 2
     maa_io.save_model(model, a.out, a.dtype.upper())
     cfg = model.config
     print(f"wrote {a.out}: S={cfg['image_size']} C={cfg['channels']} "

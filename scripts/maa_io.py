@@ -147,6 +147,10 @@ def config_from_meta(meta, path="model"):
                    else int(meta[k])) for k in META_KEYS}
     except (KeyError, ValueError) as e:
         raise ValueError(f"{path}: bad or missing metadata {e}") from None
+    S = cfg["image_size"]
+    if S < 32 or S % 8 or cfg["channels"] not in (1, 3) or cfg["g_base"] < 1 \
+            or cfg["d_base"] < 1 or not cfg["bn_eps"] > 0 or not cfg["lrelu_slope"] >= 0:
+        raise ValueError(f"{path}: metadata out of range: {cfg}")
     return cfg
 
 

@@ -6,6 +6,8 @@ varmap()         SPEC §6: m = v*v, v the local variance of e = mean_c |x - r|
 preprocess()     SPEC §1: resize to S x S (area when shrinking, bilinear when
                  enlarging, per axis), scale to [-1, 1], mono -> C channels
 """
+import functools
+
 import numpy as np
 import scipy.linalg
 
@@ -76,13 +78,16 @@ def varmap(x, r, window=7):
     return v * v
 
 
+@functools.lru_cache(maxsize=16)
 def _axis_matrix(n_in, n_out):
     """[n_out, n_in] resampling weights along one axis: exact area average
     (fractional pixel coverage) when shrinking, bilinear with half-pixel
     centres (edge clamped) when enlarging, identity when equal."""
     M = np.zeros((n_out, n_in))
     if n_out == n_in:
-        return np.eye(n_in)
+        M = np.eye(n_in)
+        M.flags.writeable = False
+        return M
     if n_out < n_in:
         scale = n_in / n_out
         for o in range(n_out):
@@ -90,6 +95,7 @@ def _axis_matrix(n_in, n_out):
             for i in range(int(np.floor(a)), min(int(np.ceil(b)), n_in)):
                 M[o, i] = min(b, i + 1) - max(a, i)
             M[o] /= scale
+        M.flags.writeable = False
         return M
     scale = n_in / n_out
     for o in range(n_out):
@@ -99,6 +105,7 @@ def _axis_matrix(n_in, n_out):
         t = src - i0
         M[o, i0] += 1 - t
         M[o, i1] += t
+    M.flags.writeable = False
     return M
 
 
@@ -107,7 +114,8 @@ def resize(img, S):
     img = np.asarray(img, np.float64)
     Wy = _axis_matrix(img.shape[0], S)
     Wx = _axis_matrix(img.shape[1], S)
-    return np.einsum("oh,hwc,pw->opc", Wy, img, Wx)
+    tmp = np.tensordot(Wy, img, axes=(1, 0))              # [S, W, ch]
+    return np.tensordot(tmp, Wx, axes=(1, 1)).transpose(0, 2, 1)
 
 
 def preprocess(pixels, S, C, maxval=255):

@@ -1,0 +1,224 @@
+/* daemon.h — the daemon module's internal header: the capture -> worker frame
+ * ring, the ZeroMQ verdict publisher, sd_notify and journald logging, and the
+ * `maa watch` subcommand.  Shared by maad (the daemon) and maa (the tool).
+ *
+ * Conventions as in engine/engine.h: MAA_OK / MAA_ERR, and a one-line reason
+ * written into a caller-owned buffer (err, errlen; err may be NULL).
+ * Times (t_*_ns) are CLOCK_REALTIME nanoseconds since the Unix epoch. */
+#ifndef MAAD_DAEMON_H
+#define MAAD_DAEMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+/* ---- frame ring (ring.c) --------------------------------------------------
+ * Single producer (the capture thread), single consumer (the worker), lock
+ * free.  The producer never blocks: when every slot is full the frame is not
+ * stored but recorded as dropped, and the run of dropped frames is attached
+ * to the next slot it commits (slot->drops), so the consumer sees every
+ * captured frame in capture order: first slot->drops, then the slot itself. */
+
+typedef void *(*maad_alloc_fn)(size_t bytes, void *ctx);
+typedef void (*maad_free_fn)(void *ptr, void *ctx);
+
+typedef enum {
+    MAAD_SLOT_FRAME = 0, /* pixels hold a frame */
+    MAAD_SLOT_ERROR,     /* a frame the camera failed to deliver; see reason */
+    MAAD_SLOT_DROPS_ONLY /* no frame: carries only drops (maad_ring_flush) */
+} maad_slot_kind;
+
+/* A run of consecutive frames that found the ring full. */
+typedef struct {
+    uint64_t count;                 /* 0: none */
+    uint64_t first_id, last_id;     /* camera frame ids of the first/last */
+    uint64_t first_t_ns, last_t_ns; /* their capture times */
+} maad_drops;
+
+typedef struct {
+    uint64_t frame_id;      /* the camera's */
+    uint64_t t_capture_ns;
+    int width, height;
+    uint32_t pixfmt;        /* the camera's pixel format code (PFNC) */
+    size_t size;            /* bytes used in pixels */
+    maad_slot_kind kind;
+    char reason[128];       /* MAAD_SLOT_ERROR: why, e.g. "camera error: timeout" */
+    maad_drops drops;       /* frames dropped just before this one */
+    void *pixels;           /* slot_bytes, allocated at creation */
+} maad_slot;
+
+typedef struct maad_ring maad_ring;
+
+/* nslots: a power of two >= 2.  alloc/free may be NULL (malloc/free); the
+ * CUDA backend passes a pinned-memory pair.  Pixel buffers are 64-byte
+ * aligned when the allocator's result is. */
+int maad_ring_create(uint32_t nslots, size_t slot_bytes, maad_alloc_fn alloc,
+                     maad_free_fn free_fn, void *alloc_ctx, maad_ring **out,
+                     char *err, size_t errlen);
+void maad_ring_free(maad_ring *r);
+uint32_t maad_ring_size(const maad_ring *r);
+size_t maad_ring_slot_bytes(const maad_ring *r);
+
+/* Producer.  claim returns a free slot to fill (kind, frame_id, ... ; drops is
+ * the ring's) or NULL when the ring is full; then call maad_ring_drop for
+ * that frame.  commit publishes the claimed slot to the consumer. */
+maad_slot *maad_ring_claim(maad_ring *r);
+void maad_ring_commit(maad_ring *r);
+void maad_ring_drop(maad_ring *r, uint64_t frame_id, uint64_t t_capture_ns);
+/* Frames dropped and not yet attached to a slot. */
+uint64_t maad_ring_pending_drops(const maad_ring *r);
+/* At shutdown, from the producer: commit the pending drops in a
+ * MAAD_SLOT_DROPS_ONLY slot.  MAA_OK when nothing is pending any more;
+ * MAA_ERR when the ring is full (let the consumer drain, then call again). */
+int maad_ring_flush(maad_ring *r);
+
+/* Consumer.  ready: slots committed and not released; peek(i), i < ready, in
+ * capture order; release(n), n <= ready, hands the n oldest back to the
+ * producer (peek and release see only what the last ready or wait saw).  wait
+ * sleeps (futex, no spinning) until a slot is ready, maad_ring_wake is
+ * called, or timeout_ms passes (-1: no timeout); it returns ready.  The
+ * producer pays a wake-up system call only while the consumer sleeps. */
+uint32_t maad_ring_ready(maad_ring *r);
+maad_slot *maad_ring_peek(maad_ring *r, uint32_t i);
+void maad_ring_release(maad_ring *r, uint32_t n);
+uint32_t maad_ring_wait(maad_ring *r, int timeout_ms);
+/* From any thread (e.g. at shutdown): end the consumer's current wait. */
+void maad_ring_wake(maad_ring *r);
+
+/* The k-th (0 <= k < d->count) dropped frame's id and capture time.  Ids are
+ * exact when the run is consecutive (the usual case), else only the first and
+ * last are, and the others read MAAD_FRAME_ID_UNKNOWN; middle capture times
+ * are interpolated.  Returns 1 when both values are the recorded ones, 0 when
+ * either is not.  Only counts and the ends are kept so that a long overflow
+ * costs the capture thread no memory. */
+#define MAAD_FRAME_ID_UNKNOWN UINT64_MAX
+int maad_drops_frame(const maad_drops *d, uint64_t k, uint64_t *frame_id,
+                     uint64_t *t_capture_ns);
+
+/* ---- verdict publisher (publish.c, SPEC §7, docs/protocol.md) ------------
+ * One thread (the worker) uses a publisher.  Nothing here blocks: sends are
+ * ZMQ_DONTWAIT on a PUB socket whose queue per subscriber is ZMQ_SNDHWM. */
+
+typedef enum { MAAD_MASK_NONE = 0, MAAD_MASK_PNG, MAAD_MASK_RAW } maad_mask_format;
+typedef enum { MAAD_PASS = 0, MAAD_REJECT, MAAD_UNINSPECTED } maad_outcome;
+
+typedef struct {
+    const char *endpoint;       /* e.g. "tcp://127.0.0.1:5555" */
+    const char *camera;         /* topic is "maad.<camera>" */
+    int sndhwm;                 /* messages queued per subscriber (>= 1) */
+    maad_mask_format mask_format;
+    int heartbeat_ms;           /* 1..1000; 0 means 1000 */
+} maad_pub_opts;
+
+typedef struct {
+    uint64_t frame_id;
+    uint64_t t_capture_ns;
+    maad_outcome verdict;
+    const char *reason;         /* NULL: a default for the verdict */
+    double score;               /* ignored (null) when uninspected */
+    double threshold;
+    /* Defects, in model pixels of an S x S image made from a camera frame of
+     * cam_width x cam_height (SPEC §1: resized per axis). */
+    const maa_region *regions;
+    int nregions;
+    int model_size;             /* S */
+    int cam_width, cam_height;
+    const uint8_t *mask;        /* S x S, 0 or 255; NULL: no mask */
+} maad_verdict;
+
+typedef struct {
+    uint64_t seq_next;          /* seq the next verdict gets */
+    uint64_t pass, reject, uninspected;
+    uint64_t send_dropped;      /* zmq_send refused (EAGAIN or error) */
+    uint64_t mask_errors;       /* mask not encoded; sent with format none */
+    uint64_t heartbeats;
+} maad_pub_stats;
+
+/* A named number the caller adds to each heartbeat's "stats" object. */
+typedef struct {
+    const char *name;
+    double value;
+} maad_stat;
+
+typedef struct maad_pub maad_pub;
+
+const char *maad_outcome_name(maad_outcome v);
+int maad_mask_format_parse(const char *name, maad_mask_format *out);
+const char *maad_mask_format_name(maad_mask_format f);
+
+/* Binds opts->endpoint; the reason on failure reads like
+ * "publish.endpoint tcp://...:5555: Address already in use". */
+int maad_pub_create(const maad_pub_opts *opts, maad_pub **out, char *err,
+                    size_t errlen);
+void maad_pub_free(maad_pub *p);
+/* Publish one verdict with the next seq.  A message the socket refuses is
+ * counted in send_dropped (its seq is spent, so subscribers see the gap);
+ * MAA_ERR only for a bad argument. */
+int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err,
+                     size_t errlen);
+/* Publish each frame of d as uninspected, reason "ring overflow". */
+int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold,
+                   char *err, size_t errlen);
+/* Call often (at least every heartbeat_ms; the worker calls it every loop
+ * turn and after each wait): sends the heartbeat when it is due.  extra may
+ * be NULL.  Returns 1 when a heartbeat was sent. */
+int maad_pub_tick(maad_pub *p, uint64_t now_ns, const maad_stat *extra,
+                  int nextra);
+void maad_pub_get_stats(const maad_pub *p, maad_pub_stats *s);
+uint64_t maad_now_ns(void);
+
+/* ---- systemd notification (notify.c) --------------------------------------
+ * Thin sd_notify wrappers; each is a no-op when NOTIFY_SOCKET is unset.
+ * They return what sd_notify does: > 0 sent, 0 no socket, < 0 -errno. */
+int maad_notify_ready(void);
+int maad_notify_status(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+int maad_notify_watchdog(void);
+int maad_notify_stopping(void);
+/* The watchdog interval in microseconds when systemd expects pings for this
+ * process (WATCHDOG_USEC and WATCHDOG_PID), else 0.  Ping at half of it. */
+uint64_t maad_notify_watchdog_usec(void);
+
+/* ---- logging (log.c) ------------------------------------------------------
+ * Under systemd (JOURNAL_STREAM names our stderr, or INVOCATION_ID is set)
+ * and with journald's socket present, records go to the journal with
+ * structured fields (MESSAGE, PRIORITY, MAAD_CAMERA, and for verdicts
+ * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_SCORE, MAAD_THRESHOLD);
+ * otherwise to stderr as "maad[pid]: <level>: message".  Levels are syslog
+ * priorities.  A logger is read-only after init: threads may share one. */
+
+typedef enum {
+    MAAD_LOG_ERR = 3,
+    MAAD_LOG_WARNING = 4,
+    MAAD_LOG_NOTICE = 5,
+    MAAD_LOG_INFO = 6,
+    MAAD_LOG_DEBUG = 7
+} maad_log_level;
+
+typedef struct {
+    maad_log_level level;   /* records above (less severe than) it are dropped */
+    int journal;            /* 1: sd_journal_send, 0: stderr */
+    char camera[64];        /* MAAD_CAMERA field; "" for none */
+} maad_logger;
+
+/* "debug", "info", "notice", "warning" (also "err"). */
+int maad_log_level_parse(const char *name, maad_log_level *out);
+const char *maad_log_level_name(maad_log_level l);
+/* Picks the journal or stderr from the environment (see above). */
+void maad_log_init(maad_logger *lg, const char *camera, maad_log_level level);
+void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void maad_vlog(const maad_logger *lg, maad_log_level l, const char *fmt,
+               va_list ap);
+/* One verdict: pass at debug, reject at info, uninspected at warning, with
+ * MAAD_SEQ, MAAD_VERDICT, MAAD_SCORE (absent when uninspected) fields. */
+void maad_log_verdict(const maad_logger *lg, uint64_t seq, uint64_t frame_id,
+                      maad_outcome v, double score, double threshold,
+                      const char *reason);
+
+/* ---- maa watch (maa-watch.c) ---------------------------------------------- */
+int maa_cmd_watch(int argc, char **argv);
+
+#endif

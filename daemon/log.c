@@ -1,0 +1,159 @@
+/* log.c — journald structured logging, or plain stderr lines.
+ *
+ * Under systemd the journal gets each record with fields an operator can
+ * filter on (journalctl MAAD_VERDICT=reject, MAAD_CAMERA=line1); by hand,
+ * stderr gets "maad[pid]: <level>: message".  Without journald's socket (a
+ * container) or when the journal refuses a record, stderr gets it, so
+ * nothing is lost. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define SD_JOURNAL_SUPPRESS_LOCATION /* CODE_FILE would always be log.c */
+#include <systemd/sd-journal.h>
+
+#include "daemon/daemon.h"
+
+static const char *const level_names[] = {
+    [MAAD_LOG_ERR] = "error",    [MAAD_LOG_WARNING] = "warning",
+    [MAAD_LOG_NOTICE] = "notice", [MAAD_LOG_INFO] = "info",
+    [MAAD_LOG_DEBUG] = "debug",
+};
+
+int maad_log_level_parse(const char *name, maad_log_level *out)
+{
+    if (strcmp(name, "err") == 0) {
+        *out = MAAD_LOG_ERR;
+        return MAA_OK;
+    }
+    for (int l = MAAD_LOG_ERR; l <= MAAD_LOG_DEBUG; l++)
+        if (strcmp(name, level_names[l]) == 0) {
+            *out = (maad_log_level)l;
+            return MAA_OK;
+        }
+    return MAA_ERR;
+}
+
+const char *maad_log_level_name(maad_log_level l)
+{
+    return l >= MAAD_LOG_ERR && l <= MAAD_LOG_DEBUG ? level_names[l] : "?";
+}
+
+const char *maad_outcome_name(maad_outcome v)
+{
+    switch (v) {
+    case MAAD_PASS: return "pass";
+    case MAAD_REJECT: return "reject";
+    case MAAD_UNINSPECTED: return "uninspected";
+    }
+    return "?";
+}
+
+/* systemd sets JOURNAL_STREAM to the dev:ino of the stream it connected to
+ * our stderr; if stderr was redirected since, it no longer matches. */
+static int stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) != 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev &&
+           (unsigned long long)st.st_ino == ino;
+}
+
+void maad_log_init(maad_logger *lg, const char *camera, maad_log_level level)
+{
+    memset(lg, 0, sizeof *lg);
+    lg->level = level;
+    /* sd_journal_send reports success when journald is absent, so look for
+     * its socket here rather than lose records later. */
+    lg->journal = (stderr_is_journal() || getenv("INVOCATION_ID") != NULL) &&
+                  access("/run/systemd/journal/socket", W_OK) == 0;
+    snprintf(lg->camera, sizeof lg->camera, "%s", camera ? camera : "");
+}
+
+/* fields: "NAME=value" strings already formatted, nfields of them. */
+static void emit(const maad_logger *lg, maad_log_level l, const char *msg,
+                 char fields[][96], int nfields)
+{
+    if (lg->journal) {
+        char prio[16], cam[96];
+        size_t mlen = strlen(msg) + 9;
+        char *m = malloc(mlen);
+        struct iovec iov[8];
+        int n = 0;
+        if (m) {
+            snprintf(m, mlen, "MESSAGE=%s", msg);
+            iov[n++] = (struct iovec){m, strlen(m)};
+            snprintf(prio, sizeof prio, "PRIORITY=%d", (int)l);
+            iov[n++] = (struct iovec){prio, strlen(prio)};
+            if (lg->camera[0]) {
+                snprintf(cam, sizeof cam, "MAAD_CAMERA=%s", lg->camera);
+                iov[n++] = (struct iovec){cam, strlen(cam)};
+            }
+            for (int i = 0; i < nfields && n < 8; i++)
+                iov[n++] = (struct iovec){fields[i], strlen(fields[i])};
+            int rc = sd_journal_sendv(iov, n);
+            free(m);
+            if (rc >= 0)
+                return;
+        }
+    }
+    fprintf(stderr, "maad[%d]: %s: %s\n", (int)getpid(),
+            maad_log_level_name(l), msg);
+}
+
+void maad_vlog(const maad_logger *lg, maad_log_level l, const char *fmt,
+               va_list ap)
+{
+    if (l > lg->level)
+        return;
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    emit(lg, l, msg, NULL, 0);
+}
+
+void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    maad_vlog(lg, l, fmt, ap);
+    va_end(ap);
+}
+
+void maad_log_verdict(const maad_logger *lg, uint64_t seq, uint64_t frame_id,
+                      maad_outcome v, double score, double threshold,
+                      const char *reason)
+{
+    /* A pass per frame at line rate would flood the journal: debug only. */
+    maad_log_level l = v == MAAD_PASS     ? MAAD_LOG_DEBUG
+                       : v == MAAD_REJECT ? MAAD_LOG_INFO
+                                          : MAAD_LOG_WARNING;
+    if (l > lg->level)
+        return;
+    char f[5][96], msg[512];
+    int n = 0;
+    snprintf(f[n++], 96, "MAAD_SEQ=%llu", (unsigned long long)seq);
+    snprintf(f[n++], 96, "MAAD_FRAME_ID=%llu", (unsigned long long)frame_id);
+    snprintf(f[n++], 96, "MAAD_VERDICT=%s", maad_outcome_name(v));
+    int judged = v != MAAD_UNINSPECTED && isfinite(score);
+    if (judged)
+        snprintf(f[n++], 96, "MAAD_SCORE=%.6g", score);
+    snprintf(f[n++], 96, "MAAD_THRESHOLD=%.6g", threshold);
+    if (judged)
+        snprintf(msg, sizeof msg, "seq %llu frame %llu: %s, score %.4g, "
+                 "threshold %.4g%s%s", (unsigned long long)seq,
+                 (unsigned long long)frame_id, maad_outcome_name(v), score,
+                 threshold, reason ? ": " : "", reason ? reason : "");
+    else
+        snprintf(msg, sizeof msg, "seq %llu frame %llu: %s%s%s",
+                 (unsigned long long)seq, (unsigned long long)frame_id,
+                 maad_outcome_name(v), reason ? ": " : "",
+                 reason ? reason : "");
+    emit(lg, l, msg, f, n);
+}

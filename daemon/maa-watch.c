@@ -1,0 +1,380 @@
+/* maa-watch.c — `maa watch ENDPOINT`: follow a maad verdict stream.
+ *
+ * For operators: one line per verdict, and notes ("#") when seq jumps
+ * (verdicts lost between daemon and here), when a daemon restarts, and when
+ * heartbeats stop for more than 2 s.  For scripts: --json prints each
+ * verdict's JSON unchanged, one per line, with notes on stderr; --count and
+ * --timeout bound the run.  SIGINT/SIGTERM end it with a summary. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "daemon/daemon.h"
+
+#define HEARTBEAT_LATE_NS 2000000000ull
+#define MAX_CAMERAS 32
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+typedef struct {
+    char name[64];
+    int seen_verdict;
+    long long next_seq;       /* seq expected next */
+    uint64_t last_hb_ns;      /* local clock; 0 before the first */
+    int hb_late;              /* a "no heartbeat" note is out */
+} camera_state;
+
+typedef struct {
+    int json;
+    const char *topic;        /* the subscription */
+    int warned_none;          /* the "no heartbeat at all" note is out */
+    FILE *notes;              /* stdout, or stderr with --json */
+    camera_state cams[MAX_CAMERAS];
+    int ncams;
+    uint64_t frames, pass, reject, uninspected, gaps, missing, restarts,
+        hb_outages, heartbeats;
+} watch;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: maa watch ENDPOINT [--topic T] [--count N] [--json] "
+            "[--timeout S]\n"
+            "  Follow the verdicts a maad publishes on ENDPOINT "
+            "(e.g. tcp://127.0.0.1:5555).\n"
+            "  --topic T    subscribe to topics starting with T "
+            "(default \"maad.\": every camera)\n"
+            "  --count N    exit after N verdicts\n"
+            "  --json       print each verdict's JSON as received; notes go "
+            "to stderr\n"
+            "  --timeout S  give up after S seconds (exit 1 if --count was "
+            "not reached)\n"
+            "  Notes (#) report seq gaps, daemon restarts and heartbeats "
+            "missing > 2 s;\n"
+            "  SIGINT/SIGTERM print a summary and exit.\n");
+}
+
+static camera_state *camera(watch *w, const char *name)
+{
+    for (int i = 0; i < w->ncams; i++)
+        if (strcmp(w->cams[i].name, name) == 0)
+            return &w->cams[i];
+    if (w->ncams == MAX_CAMERAS)
+        return NULL;
+    camera_state *c = &w->cams[w->ncams++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    return c;
+}
+
+/* Checks seq against what the camera's stream promised so far. */
+static void check_seq(watch *w, camera_state *c, long long seq, int verdict)
+{
+    if (!c->seen_verdict) {
+        c->seen_verdict = 1;
+    } else if (seq > c->next_seq) {
+        long long lost = seq - c->next_seq;
+        w->gaps++;
+        w->missing += (uint64_t)lost;
+        fprintf(w->notes, "# %s: seq gap: %lld verdict%s lost (seq %lld..%lld)\n",
+                c->name, lost, lost == 1 ? "" : "s", c->next_seq, seq - 1);
+    } else if (seq < c->next_seq) {
+        w->restarts++;
+        fprintf(w->notes, "# %s: seq went back from %lld to %lld: maad "
+                "restarted\n", c->name, c->next_seq - 1, seq);
+    }
+    c->next_seq = verdict ? seq + 1 : seq;
+}
+
+static void format_time(uint64_t t_ns, char *buf, size_t len)
+{
+    time_t s = (time_t)(t_ns / 1000000000u);
+    struct tm tm;
+    localtime_r(&s, &tm);
+    size_t n = strftime(buf, len, "%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03u", (unsigned)(t_ns / 1000000u % 1000u));
+}
+
+static void on_verdict(watch *w, json_t *o, const char *raw, size_t rawlen)
+{
+    const char *cam = json_string_value(json_object_get(o, "camera"));
+    const char *verdict = json_string_value(json_object_get(o, "verdict"));
+    json_t *seqj = json_object_get(o, "seq");
+    if (!cam || !verdict || !json_is_integer(seqj)) {
+        fprintf(w->notes, "# malformed verdict: %.*s\n", (int)rawlen, raw);
+        return;
+    }
+    long long seq = json_integer_value(seqj);
+    camera_state *c = camera(w, cam);
+    if (c)
+        check_seq(w, c, seq, 1);
+    w->frames++;
+    if (strcmp(verdict, "pass") == 0)
+        w->pass++;
+    else if (strcmp(verdict, "reject") == 0)
+        w->reject++;
+    else
+        w->uninspected++;
+
+    if (w->json) {
+        printf("%.*s\n", (int)rawlen, raw);
+        fflush(stdout);
+        return;
+    }
+    uint64_t tc = (uint64_t)json_integer_value(json_object_get(o, "t_capture_ns"));
+    uint64_t tp = (uint64_t)json_integer_value(json_object_get(o, "t_publish_ns"));
+    json_t *fid = json_object_get(o, "frame_id");
+    json_t *score = json_object_get(o, "score");
+    char when[32], frame[32], sc[64];
+    format_time(tc, when, sizeof when);
+    if (json_is_integer(fid))
+        snprintf(frame, sizeof frame, "%lld", (long long)json_integer_value(fid));
+    else
+        snprintf(frame, sizeof frame, "?");
+    if (json_is_number(score))
+        snprintf(sc, sizeof sc, "%.4g/%.4g", json_number_value(score),
+                 json_number_value(json_object_get(o, "threshold")));
+    else
+        snprintf(sc, sizeof sc, "-/%.4g",
+                 json_number_value(json_object_get(o, "threshold")));
+    printf("%s %s seq %lld frame %s %-11s score %s defects %zu latency %.1f ms",
+           when, cam, seq, frame, verdict, sc,
+           json_array_size(json_object_get(o, "defects")),
+           tp >= tc ? (double)(tp - tc) / 1e6 : 0.0);
+    if (strcmp(verdict, "pass") != 0) {
+        const char *why = json_string_value(json_object_get(o, "reason"));
+        if (why)
+            printf(" (%s)", why);
+    }
+    putchar('\n');
+    fflush(stdout);
+}
+
+static void on_heartbeat(watch *w, json_t *o, uint64_t now)
+{
+    const char *cam = json_string_value(json_object_get(o, "camera"));
+    json_t *next = json_object_get(o, "seq_next");
+    camera_state *c = cam ? camera(w, cam) : NULL;
+    if (!c)
+        return;
+    w->heartbeats++;
+    if (c->hb_late)
+        fprintf(w->notes, "# %s: heartbeat back after %.1f s\n", c->name,
+                (double)(now - c->last_hb_ns) / 1e9);
+    c->hb_late = 0;
+    c->last_hb_ns = now;
+    /* Verdicts go out before the heartbeat on the same connection, so every
+     * seq below seq_next should have arrived by now -- if the subscription
+     * lets verdicts through at all. */
+    char vt[128];
+    snprintf(vt, sizeof vt, "maad.%s", cam);
+    if (strncmp(vt, w->topic, strlen(w->topic)) != 0)
+        return;
+    if (json_is_integer(next) && c->seen_verdict)
+        check_seq(w, c, json_integer_value(next), 0);
+    else if (json_is_integer(next)) {
+        c->seen_verdict = 1;
+        c->next_seq = json_integer_value(next);
+    }
+}
+
+static void check_heartbeats(watch *w, uint64_t now, uint64_t start)
+{
+    for (int i = 0; i < w->ncams; i++) {
+        camera_state *c = &w->cams[i];
+        if (c->last_hb_ns && !c->hb_late && now - c->last_hb_ns > HEARTBEAT_LATE_NS) {
+            c->hb_late = 1;
+            w->hb_outages++;
+            fprintf(w->notes, "# %s: no heartbeat for %.1f s: is maad "
+                    "running?\n", c->name, (double)(now - c->last_hb_ns) / 1e9);
+        }
+    }
+    if (!w->heartbeats && !w->warned_none && now - start > HEARTBEAT_LATE_NS) {
+        w->warned_none = 1;
+        w->hb_outages++;
+        fprintf(w->notes, "# no heartbeat in %.1f s: check the endpoint and "
+                "--topic\n", (double)(now - start) / 1e9);
+    }
+    fflush(w->notes);
+}
+
+static void summary(watch *w)
+{
+    fprintf(w->notes,
+            "# summary: %llu frames: %llu pass, %llu reject, %llu uninspected; "
+            "%llu seq gaps (%llu verdicts lost); %llu restarts; %llu heartbeat "
+            "outages\n",
+            (unsigned long long)w->frames, (unsigned long long)w->pass,
+            (unsigned long long)w->reject, (unsigned long long)w->uninspected,
+            (unsigned long long)w->gaps, (unsigned long long)w->missing,
+            (unsigned long long)w->restarts, (unsigned long long)w->hb_outages);
+    fflush(w->notes);
+}
+
+/* Receives one multipart message: topic into topic, second part into *json
+ * (malloc'd, NUL-terminated); further parts are discarded. */
+static int recv_message(void *sock, char *topic, size_t tlen, char **json,
+                        size_t *jlen)
+{
+    int part = 0, more = 1;
+    *json = NULL;
+    *jlen = 0;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, part ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return part ? -1 : 0;
+        }
+        size_t n = zmq_msg_size(&m);
+        if (part == 0) {
+            snprintf(topic, tlen, "%.*s", (int)n, (const char *)zmq_msg_data(&m));
+        } else if (part == 1) {
+            *json = malloc(n + 1);
+            if (*json) {
+                memcpy(*json, zmq_msg_data(&m), n);
+                (*json)[n] = '\0';
+                *jlen = n;
+            }
+        }
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        part++;
+    }
+    return 1;
+}
+
+int maa_cmd_watch(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"topic", required_argument, NULL, 't'},
+        {"count", required_argument, NULL, 'n'},
+        {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *topic = "maad.";
+    long long count = 0;
+    double timeout = 0;
+    watch w = {.notes = stdout};
+    char *end;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "t:n:jT:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            topic = optarg;
+            break;
+        case 'n':
+            count = strtoll(optarg, &end, 10);
+            if (*end || count < 1) {
+                fprintf(stderr, "maa watch: --count %s: want a number >= 1\n", optarg);
+                return 2;
+            }
+            break;
+        case 'j':
+            w.json = 1;
+            w.notes = stderr;
+            break;
+        case 'T':
+            timeout = strtod(optarg, &end);
+            if (*end || !(timeout > 0)) {
+                fprintf(stderr, "maa watch: --timeout %s: want seconds > 0\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    w.topic = topic;
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    const char *endpoint = argv[optind];
+
+    void *ctx = zmq_ctx_new();
+    void *sock = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
+    if (!sock || zmq_setsockopt(sock, ZMQ_SUBSCRIBE, topic, strlen(topic)) ||
+        zmq_connect(sock, endpoint)) {
+        fprintf(stderr, "maa watch: %s: %s\n", endpoint, zmq_strerror(zmq_errno()));
+        if (sock)
+            zmq_close(sock);
+        if (ctx)
+            zmq_ctx_term(ctx);
+        return 1;
+    }
+
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    uint64_t start = maad_now_ns();
+    uint64_t deadline = timeout > 0 ? start + (uint64_t)(timeout * 1e9) : 0;
+    int rc = 0;
+    while (!stop_signal) {
+        uint64_t now = maad_now_ns();
+        if (deadline && now >= deadline) {
+            if (count && (long long)w.frames < count) {
+                fprintf(w.notes, "# timeout after %.1f s: %llu of %lld "
+                        "verdicts\n", timeout, (unsigned long long)w.frames, count);
+                rc = 1;
+            }
+            break;
+        }
+        check_heartbeats(&w, now, start);
+        zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&item, 1, 200) < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            fprintf(stderr, "maa watch: %s\n", zmq_strerror(zmq_errno()));
+            rc = 1;
+            break;
+        }
+        char tp[256], *js;
+        size_t jl;
+        int got;
+        while (!stop_signal &&
+               (got = recv_message(sock, tp, sizeof tp, &js, &jl)) > 0) {
+            json_error_t je;
+            json_t *o = js ? json_loadb(js, jl, 0, &je) : NULL;
+            size_t tl = strlen(tp);
+            if (!o)
+                fprintf(w.notes, "# %s: message without valid JSON\n", tp);
+            else if (tl > 10 && strcmp(tp + tl - 10, ".heartbeat") == 0)
+                on_heartbeat(&w, o, maad_now_ns());
+            else
+                on_verdict(&w, o, js, jl);
+            json_decref(o);
+            free(js);
+            if (count && (long long)w.frames >= count)
+                break;
+        }
+        if (count && (long long)w.frames >= count)
+            break;
+    }
+    summary(&w);
+    int linger = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    return rc;
+}

@@ -1,0 +1,311 @@
+/* publish.c — verdicts and heartbeats on ZeroMQ (SPEC §7, docs/protocol.md).
+ *
+ * A PUB socket, not XPUB with XPUB_NODROP: with NODROP one stalled subscriber
+ * (an operator's `maa watch` suspended with ^Z) would make every send fail
+ * and cut the PLC bridge off too.  PUB keeps a queue of sndhwm messages per
+ * subscriber and drops, for that subscriber alone, what does not fit; the
+ * subscriber sees the loss as a gap in seq.  zmq_send on PUB never blocks,
+ * and ZMQ_DONTWAIT makes sure of it; anything the socket refuses all the
+ * same is counted in send_dropped with its seq spent. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "daemon/daemon.h"
+
+#define PROTOCOL_VERSION 1
+/* Reals with 15 significant digits: exact for any decimal a person wrote
+ * (a threshold of 287.5 reads 287.5, not 287.50000000000000). */
+
+struct maad_pub {
+    void *ctx, *sock;
+    char *topic, *hb_topic, *camera;
+    maad_mask_format mask_format;
+    uint64_t heartbeat_ns;
+    uint64_t last_hb_ns;
+    maad_pub_stats st;
+};
+
+uint64_t maad_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static const char *const mask_names[] = {"none", "png", "raw"};
+
+int maad_mask_format_parse(const char *name, maad_mask_format *out)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, mask_names[i]) == 0) {
+            *out = (maad_mask_format)i;
+            return MAA_OK;
+        }
+    return MAA_ERR;
+}
+
+const char *maad_mask_format_name(maad_mask_format f)
+{
+    return (unsigned)f < 3 ? mask_names[f] : "?";
+}
+
+static char *dupf(const char *fmt, const char *s)
+{
+    size_t n = (size_t)snprintf(NULL, 0, fmt, s) + 1;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, fmt, s);
+    return p;
+}
+
+void maad_pub_free(maad_pub *p)
+{
+    if (!p)
+        return;
+    if (p->sock)
+        zmq_close(p->sock);
+    if (p->ctx)
+        zmq_ctx_term(p->ctx);
+    free(p->topic);
+    free(p->hb_topic);
+    free(p->camera);
+    free(p);
+}
+
+int maad_pub_create(const maad_pub_opts *o, maad_pub **out, char *err,
+                    size_t errlen)
+{
+    *out = NULL;
+    if (!o->endpoint || !*o->endpoint || !o->camera || !*o->camera) {
+        snprintf(err, err ? errlen : 0,
+                 "publish: an endpoint and a camera name are required");
+        return MAA_ERR;
+    }
+    for (const char *c = o->camera; *c; c++)
+        if (*c <= ' ' || *c > '~') {
+            snprintf(err, err ? errlen : 0,
+                     "publish: camera name \"%s\": topics are printable "
+                     "ASCII without spaces", o->camera);
+            return MAA_ERR;
+        }
+    if (o->sndhwm < 1) {
+        snprintf(err, err ? errlen : 0, "publish.sndhwm %d: must be >= 1",
+                 o->sndhwm);
+        return MAA_ERR;
+    }
+    if (o->heartbeat_ms < 0 || o->heartbeat_ms > 1000) {
+        snprintf(err, err ? errlen : 0,
+                 "publish.heartbeat_ms %d: must be 1..1000 (SPEC §7: at least "
+                 "one a second)", o->heartbeat_ms);
+        return MAA_ERR;
+    }
+    maad_pub *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, err ? errlen : 0, "publish: out of memory");
+        return MAA_ERR;
+    }
+    p->mask_format = o->mask_format;
+    p->heartbeat_ns = (uint64_t)(o->heartbeat_ms ? o->heartbeat_ms : 1000) * 1000000u;
+    p->camera = dupf("%s", o->camera);
+    p->topic = dupf("maad.%s", o->camera);
+    p->hb_topic = dupf("maad.%s.heartbeat", o->camera);
+    p->ctx = zmq_ctx_new();
+    if (!p->camera || !p->topic || !p->hb_topic || !p->ctx) {
+        snprintf(err, err ? errlen : 0, "publish: cannot create a ZeroMQ context");
+        maad_pub_free(p);
+        return MAA_ERR;
+    }
+    p->sock = zmq_socket(p->ctx, ZMQ_PUB);
+    /* Linger briefly so the last verdicts leave at shutdown without letting
+     * a dead subscriber hold the daemon's exit. */
+    int linger = 200;
+    if (!p->sock ||
+        zmq_setsockopt(p->sock, ZMQ_SNDHWM, &o->sndhwm, sizeof o->sndhwm) ||
+        zmq_setsockopt(p->sock, ZMQ_LINGER, &linger, sizeof linger)) {
+        snprintf(err, err ? errlen : 0, "publish: socket: %s",
+                 zmq_strerror(zmq_errno()));
+        maad_pub_free(p);
+        return MAA_ERR;
+    }
+    if (zmq_bind(p->sock, o->endpoint) != 0) {
+        snprintf(err, err ? errlen : 0, "publish.endpoint %s: %s", o->endpoint,
+                 zmq_strerror(zmq_errno()));
+        maad_pub_free(p);
+        return MAA_ERR;
+    }
+    p->last_hb_ns = 0;
+    *out = p;
+    return MAA_OK;
+}
+
+/* Sends topic, json and, when data is not NULL, data as one message. */
+static int send_parts(maad_pub *p, const char *topic, const char *json,
+                      const void *data, size_t len)
+{
+    int more = data ? ZMQ_SNDMORE : 0;
+    /* Once the first part is queued the rest are too: ZeroMQ queues a
+     * multipart message whole or not at all. */
+    if (zmq_send(p->sock, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(p->sock, json, strlen(json), more | ZMQ_DONTWAIT) < 0 ||
+        (data && zmq_send(p->sock, data, len, ZMQ_DONTWAIT) < 0)) {
+        p->st.send_dropped++;
+        return MAA_ERR;
+    }
+    return MAA_OK;
+}
+
+/* Model pixels [a, a+n) to camera pixels: the smallest covering range. */
+static void to_camera(int a, int n, int s, int cam, int *ca, int *cn)
+{
+    long lo = (long)a * cam / s;
+    long hi = ((long)(a + n) * cam + s - 1) / s;
+    *ca = (int)lo;
+    *cn = (int)(hi - lo);
+}
+
+static json_t *number_or_null(double x)
+{
+    return isfinite(x) ? json_real(x) : json_null();
+}
+
+int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err,
+                     size_t errlen)
+{
+    if ((unsigned)v->verdict > MAAD_UNINSPECTED || v->nregions < 0 ||
+        (v->nregions && !v->regions) ||
+        ((v->nregions || v->mask) && v->model_size <= 0)) {
+        snprintf(err, err ? errlen : 0, "publish: bad verdict for frame %llu",
+                 (unsigned long long)v->frame_id);
+        return MAA_ERR;
+    }
+    const char *reason = v->reason;
+    if (!reason)
+        reason = v->verdict == MAAD_PASS     ? "score at or below threshold"
+                 : v->verdict == MAAD_REJECT ? "score above threshold"
+                                             : "not inspected";
+    uint64_t seq = p->st.seq_next++;
+    json_t *defects = json_array();
+    int s = v->model_size;
+    for (int i = 0; i < v->nregions; i++) {
+        const maa_region *g = &v->regions[i];
+        int cx, cy, cw, ch;
+        to_camera(g->x, g->w, s, v->cam_width > 0 ? v->cam_width : s, &cx, &cw);
+        to_camera(g->y, g->h, s, v->cam_height > 0 ? v->cam_height : s, &cy, &ch);
+        json_array_append_new(defects,
+            json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "x", g->x,
+                      "y", g->y, "w", g->w, "h", g->h, "area", g->area,
+                      "cx", cx, "cy", cy, "cw", cw, "ch", ch));
+    }
+
+    maad_mask_format mf = v->mask ? p->mask_format : MAAD_MASK_NONE;
+    void *png = NULL;
+    const void *mask_bytes = NULL;
+    size_t mask_len = 0;
+    if (mf == MAAD_MASK_PNG) {
+        char perr[MAA_ERRLEN];
+        if (maa_png_encode(v->mask, s, s, 1, &png, &mask_len, perr,
+                           sizeof perr) == MAA_OK) {
+            mask_bytes = png;
+        } else {
+            p->st.mask_errors++;
+            mf = MAAD_MASK_NONE;
+        }
+    } else if (mf == MAAD_MASK_RAW) {
+        mask_bytes = v->mask;
+        mask_len = (size_t)s * (size_t)s;
+    }
+    int mw = mf == MAAD_MASK_NONE ? 0 : s;
+
+    int judged = v->verdict != MAAD_UNINSPECTED;
+    json_t *o = json_pack(
+        "{s:i,s:s,s:I,s:o,s:I,s:I,s:s,s:s,s:o,s:o,s:o,s:{s:s,s:i,s:i}}",
+        "v", PROTOCOL_VERSION, "camera", p->camera, "seq", (json_int_t)seq,
+        "frame_id", v->frame_id == MAAD_FRAME_ID_UNKNOWN
+                        ? json_null() : json_integer((json_int_t)v->frame_id),
+        "t_capture_ns", (json_int_t)v->t_capture_ns,
+        "t_publish_ns", (json_int_t)maad_now_ns(),
+        "verdict", maad_outcome_name(v->verdict), "reason", reason,
+        "score", judged ? number_or_null(v->score) : json_null(),
+        "threshold", number_or_null(v->threshold),
+        "defects", defects,
+        "mask", "format", maad_mask_format_name(mf), "width", mw, "height", mw);
+    char *json = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(o);
+    if (!json) {
+        free(png);
+        p->st.send_dropped++;
+        snprintf(err, err ? errlen : 0, "publish: cannot encode frame %llu",
+                 (unsigned long long)v->frame_id);
+        return MAA_ERR;
+    }
+    if (v->verdict == MAAD_PASS)
+        p->st.pass++;
+    else if (v->verdict == MAAD_REJECT)
+        p->st.reject++;
+    else
+        p->st.uninspected++;
+    send_parts(p, p->topic, json, mask_bytes, mask_len);
+    free(json);
+    free(png);
+    return MAA_OK;
+}
+
+int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold,
+                   char *err, size_t errlen)
+{
+    for (uint64_t k = 0; k < d->count; k++) {
+        maad_verdict v = {.verdict = MAAD_UNINSPECTED,
+                          .reason = "ring overflow",
+                          .threshold = threshold};
+        maad_drops_frame(d, k, &v.frame_id, &v.t_capture_ns);
+        if (maad_pub_verdict(p, &v, err, errlen) != MAA_OK)
+            return MAA_ERR;
+    }
+    return MAA_OK;
+}
+
+int maad_pub_tick(maad_pub *p, uint64_t now_ns, const maad_stat *extra,
+                  int nextra)
+{
+    if (p->last_hb_ns && now_ns - p->last_hb_ns < p->heartbeat_ns)
+        return 0;
+    p->last_hb_ns = now_ns;
+    p->st.heartbeats++;
+    json_t *stats = json_pack("{s:I,s:I,s:I,s:I,s:I}",
+                              "pass", (json_int_t)p->st.pass,
+                              "reject", (json_int_t)p->st.reject,
+                              "uninspected", (json_int_t)p->st.uninspected,
+                              "send_dropped", (json_int_t)p->st.send_dropped,
+                              "mask_errors", (json_int_t)p->st.mask_errors);
+    for (int i = 0; stats && i < nextra; i++) {
+        double x = extra[i].value;
+        /* Counters read as integers, rates as reals. */
+        int integral = isfinite(x) && fabs(x) < 9e15 && x == floor(x);
+        json_object_set_new(stats, extra[i].name,
+                            integral ? json_integer((json_int_t)x)
+                                     : number_or_null(x));
+    }
+    json_t *o = json_pack("{s:i,s:s,s:I,s:I,s:o}", "v", PROTOCOL_VERSION,
+                          "camera", p->camera, "t_ns", (json_int_t)now_ns,
+                          "seq_next", (json_int_t)p->st.seq_next,
+                          "stats", stats);
+    char *json = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(o);
+    if (!json) {
+        p->st.send_dropped++;
+        return 0;
+    }
+    send_parts(p, p->hb_topic, json, NULL, 0);
+    free(json);
+    return 1;
+}
+
+void maad_pub_get_stats(const maad_pub *p, maad_pub_stats *s)
+{
+    *s = p->st;
+}

@@ -1,0 +1,723 @@
+/* backend_cuda.c — the cuda backend: the network of SPEC §2 on cuDNN's
+ * legacy convolution API, with the few elementwise steps cuDNN lacks in
+ * engine/cuda_kernels.cu.  Design, precisions and memory plan are in
+ * docs/cuda-backend.md; in short:
+ *   - f16: half activations and weights in NHWC, float accumulation, tensor
+ *     cores allowed; f32: float NCHW with TF32 off (CUDNN_FMA_MATH);
+ *   - BN is folded into the weights and a per-channel bias at create; the
+ *     h-half of the ConvLSTM conv plus its bias is a constant computed once;
+ *   - every byte of device and pinned host memory is allocated at create, and
+ *     for each batch size 1..max_batch the whole run (copy in, generator,
+ *     Markov encoder on x and r as one batch of 2n, copy out) is captured in
+ *     a CUDA graph that run only launches. */
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/backend.h"
+#include "engine/cuda_kernels.h"
+
+/* The largest workspace one algorithm may ask for; faster ones asking more
+ * are passed over. */
+#define WS_LIMIT ((size_t)1 << 30)
+
+static int fail(char *err, size_t errlen, const char *fn, const char *why, const char *file,
+                int line)
+{
+    maa_seterr(err, errlen, "%s failed: %s (%s:%d)", fn, why, file, line);
+    return MAA_ERR;
+}
+
+/* Every CUDA and cuDNN call goes through one of these; they need err and
+ * errlen in scope and return MAA_ERR from the calling function. */
+#define CUDA(fn, ...)                                                          \
+    do {                                                                       \
+        cudaError_t e_ = fn(__VA_ARGS__);                                      \
+        if (e_ != cudaSuccess)                                                 \
+            return fail(err, errlen, #fn, cudaGetErrorString(e_), __FILE__, __LINE__); \
+    } while (0)
+#define DNN(fn, ...)                                                           \
+    do {                                                                       \
+        cudnnStatus_t s_ = fn(__VA_ARGS__);                                    \
+        if (s_ != CUDNN_STATUS_SUCCESS)                                        \
+            return fail(err, errlen, #fn, cudnnGetErrorString(s_), __FILE__, __LINE__); \
+    } while (0)
+
+typedef struct {
+    maa_conv_desc d;
+    int cin;             /* channels read: g.mem reads z only */
+    int hi, wi, ho, wo;
+    int per_image;       /* images per input image: 2 in the Markov encoder (x, r) */
+    void *w;             /* weights, filter layout, activation type */
+    float *bias;         /* folded bias for the epilogue kernel, or NULL */
+    void *bias_t;        /* the same in the activation type, for the fused call */
+    int algo, math;      /* plain path: forward or backward-data algorithm */
+    int falgo, fmath;    /* fused ReLU path, falgo < 0 when there is none */
+    int fused;           /* the fused path is in use */
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    cudnnTensorDescriptor_t xd, yd, bd;
+} layer;
+
+typedef struct {
+    maa_model_info info;
+    int device, max_batch, half, probing;
+    cudnnTensorFormat_t fmt;
+    cudnnDataType_t dt;
+    size_t esz;          /* bytes per activation element */
+    size_t img;          /* elements per image: C*S*S */
+    size_t mm;           /* elements per Markov map */
+    cudaStream_t st;
+    cudnnHandle_t dnn;
+    cudnnActivationDescriptor_t relu;
+    layer l[MAA_NET_LAYERS];
+    float *hconv, *c0;   /* ConvLSTM constants, float [64b|16b, S/8, S/8] */
+    float *d_x, *d_r, *d_f;  /* float NCHW: input, recon, Markov maps (f(x) then f(r)) */
+    void *images;        /* 2*max_batch images, activation type: x then r */
+    void *act[3];
+    void *ws;
+    size_t ws_size;
+    float *h_x, *h_r, *h_f;  /* pinned staging for d_x, d_r, d_f */
+    cudaGraphExec_t *exec;   /* per batch size */
+} cuda_ctx;
+
+static const float one = 1.0f, zero = 0.0f;
+
+static int cuda_available(char *why, size_t whylen)
+{
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        maa_seterr(why, whylen, "no CUDA device: %s", cudaGetErrorString(e));
+        return MAA_ERR;
+    }
+    if (count == 0) {
+        maa_seterr(why, whylen, "no CUDA device: cudaGetDeviceCount found none");
+        return MAA_ERR;
+    }
+    return MAA_OK;
+}
+
+static maa_cuda_shape shape(const cuda_ctx *c, int n, int ch, int h, int w)
+{
+    maa_cuda_shape s = {n, ch, h, w, c->half, c->fmt == CUDNN_TENSOR_NHWC};
+    return s;
+}
+
+/* ---- weights ------------------------------------------------------------- */
+
+/* count floats from the host to a new device buffer, as half when asked.
+ * The copy goes on the backend's stream, which does not wait for the legacy
+ * default stream that a plain cudaMemcpy would use. */
+static int upload(const cuda_ctx *c, const float *src, size_t count, int half, void **dst,
+                  char *err, size_t errlen)
+{
+    const size_t bytes = count * sizeof(float);
+    if (!half) {
+        CUDA(cudaMalloc, dst, bytes);
+        CUDA(cudaMemcpyAsync, *dst, src, bytes, cudaMemcpyHostToDevice, c->st);
+        CUDA(cudaStreamSynchronize, c->st);
+        return MAA_OK;
+    }
+    float *tmp = NULL;
+    CUDA(cudaMalloc, dst, count * 2);
+    CUDA(cudaMalloc, (void **)&tmp, bytes);
+    cudaError_t e = cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyHostToDevice, c->st);
+    if (e == cudaSuccess)
+        e = maa_cuda_to_half(tmp, *dst, count, c->st);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize(c->st);
+    cudaFree(tmp);
+    if (e != cudaSuccess)
+        return fail(err, errlen, "uploading weights", cudaGetErrorString(e), __FILE__, __LINE__);
+    return MAA_OK;
+}
+
+static const float *tensor(const maa_model *m, const char *prefix, const char *what)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.%s", prefix, what);
+    return maa_model_tensor(m, name, NULL, NULL);
+}
+
+/* The filter of l as [K, C, kh, kw] (NCHW) or [K, kh, kw, C] (NHWC), where
+ * K, C are dims 0, 1 of the stored tensor (C restricted to [c_off, c_off +
+ * nc)), with BN's scale folded in along the output channels: dim 0 for a
+ * conv, dim 1 for a transposed conv.  bias gets BN's shift (plus the conv's
+ * own bias); it is left alone when the layer has neither. */
+static int fold(const maa_model *m, const maa_model_info *info, const maa_conv_desc *d,
+                int c_off, int nc, int nhwc, float *out, float *bias)
+{
+    const float *w = tensor(m, d->name, "weight");
+    const int K = d->transposed ? d->cin : d->cout, Ctot = d->transposed ? d->cout : d->cin;
+    const int kk = d->kh * d->kw;
+    double *scale = malloc((size_t)d->cout * sizeof *scale);
+    if (!scale)
+        return MAA_ERR;
+    for (int o = 0; o < d->cout; o++)
+        scale[o] = 1.0;
+    if (d->bn[0]) {
+        const float *g = tensor(m, d->bn, "weight"), *b = tensor(m, d->bn, "bias"),
+                    *mean = tensor(m, d->bn, "running_mean"), *var = tensor(m, d->bn, "running_var");
+        const float *own = d->has_bias ? tensor(m, d->name, "bias") : NULL;
+        for (int o = 0; o < d->cout; o++) {
+            scale[o] = g[o] / sqrt((double)var[o] + info->bn_eps);
+            bias[o] = (float)(b[o] + ((own ? own[o] : 0.0) - mean[o]) * scale[o]);
+        }
+    } else if (d->has_bias) {
+        const float *own = tensor(m, d->name, "bias");
+        memcpy(bias, own, (size_t)d->cout * sizeof(float));
+    }
+    for (int k = 0; k < K; k++)
+        for (int ci = 0; ci < nc; ci++)
+            for (int p = 0; p < kk; p++) {
+                double s = scale[d->transposed ? ci : k];
+                float v = w[((size_t)k * Ctot + c_off + ci) * kk + p];
+                size_t o = nhwc ? ((size_t)k * kk + p) * nc + ci : ((size_t)k * nc + ci) * kk + p;
+                out[o] = (float)(v * s);
+            }
+    free(scale);
+    return MAA_OK;
+}
+
+/* conv(h0) with the h-half of g.mem.weight, plus g.mem.bias: the constant
+ * part of every image's gates, computed once in f32 whatever the precision. */
+static int memory_constant(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
+{
+    const maa_conv_desc *d = &c->l[MAA_NET_MEM].d;
+    const int ch = d->cin / 2, hw = c->info.image_size / 8;
+    const size_t nw = (size_t)d->cout * ch * 9, plane = (size_t)hw * hw;
+    float *wh = malloc(nw * sizeof(float)), *unused = malloc((size_t)d->cout * sizeof(float));
+    void *w = NULL, *h0 = NULL, *ws = NULL;
+    cudnnTensorDescriptor_t xd = NULL, yd = NULL;
+    cudnnFilterDescriptor_t wd = NULL;
+    cudnnConvolutionDescriptor_t cd = NULL;
+    int rc = MAA_ERR;
+    /* No BN on g.mem: fold only selects the h-half; the bias is added below. */
+    if (!wh || !unused || fold(m, &c->info, d, ch, ch, 0, wh, unused)) {
+        maa_seterr(err, errlen, "cuda backend: out of memory");
+        goto out;
+    }
+    if (upload(c, wh, nw, 0, &w, err, errlen) ||
+        upload(c, maa_model_tensor(m, "g.mem.h0", NULL, NULL), ch * plane, 0, &h0, err, errlen) ||
+        upload(c, maa_model_tensor(m, "g.mem.c0", NULL, NULL), ch * plane, 0, (void **)&c->c0,
+               err, errlen))
+        goto out;
+    cudaError_t e = cudaMalloc((void **)&c->hconv, d->cout * plane * sizeof(float));
+    if (e != cudaSuccess) {
+        fail(err, errlen, "cudaMalloc", cudaGetErrorString(e), __FILE__, __LINE__);
+        goto out;
+    }
+    cudnnStatus_t s = cudnnCreateTensorDescriptor(&xd);
+    if (!s) s = cudnnCreateTensorDescriptor(&yd);
+    if (!s) s = cudnnCreateFilterDescriptor(&wd);
+    if (!s) s = cudnnCreateConvolutionDescriptor(&cd);
+    if (!s) s = cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, ch, hw, hw);
+    if (!s) s = cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, d->cout, hw, hw);
+    if (!s) s = cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, d->cout, ch, 3, 3);
+    if (!s) s = cudnnSetConvolution2dDescriptor(cd, 1, 1, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION,
+                                                CUDNN_DATA_FLOAT);
+    if (!s) s = cudnnSetConvolutionMathType(cd, CUDNN_FMA_MATH);
+    cudnnConvolutionFwdAlgoPerf_t p[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int got = 0, pick = -1;
+    if (!s) s = cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, xd, wd, cd, yd,
+                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, p);
+    for (int i = 0; !s && i < got && pick < 0; i++)
+        if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].mathType == CUDNN_FMA_MATH)
+            pick = i;
+    if (s) {
+        fail(err, errlen, "cudnn setup of the ConvLSTM constant", cudnnGetErrorString(s), __FILE__,
+             __LINE__);
+        goto out;
+    }
+    if (pick < 0) {
+        maa_seterr(err, errlen, "cuda backend: cuDNN offers no f32 algorithm for conv(g.mem.h0)");
+        goto out;
+    }
+    e = p[pick].memory ? cudaMalloc(&ws, p[pick].memory) : cudaSuccess;
+    if (e != cudaSuccess) {
+        fail(err, errlen, "cudaMalloc", cudaGetErrorString(e), __FILE__, __LINE__);
+        goto out;
+    }
+    s = cudnnConvolutionForward(c->dnn, &one, xd, h0, wd, w, cd, p[pick].algo, ws, p[pick].memory,
+                                &zero, yd, c->hconv);
+    if (s) {
+        fail(err, errlen, "cudnnConvolutionForward", cudnnGetErrorString(s), __FILE__, __LINE__);
+        goto out;
+    }
+    /* The bias rides on the epilogue kernel, in float NCHW. */
+    float *bias = NULL;
+    if (upload(c, tensor(m, "g.mem", "bias"), (size_t)d->cout, 0, (void **)&bias, err, errlen))
+        goto out;
+    maa_cuda_shape hs = {1, d->cout, hw, hw, 0, 0};
+    e = maa_cuda_epilogue(c->hconv, bias, NULL, MAA_CUDA_NONE, 0.0f, hs, c->st);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize(c->st);
+    cudaFree(bias);
+    if (e != cudaSuccess) {
+        fail(err, errlen, "ConvLSTM constant", cudaGetErrorString(e), __FILE__, __LINE__);
+        goto out;
+    }
+    rc = MAA_OK;
+out:
+    if (xd) cudnnDestroyTensorDescriptor(xd);
+    if (yd) cudnnDestroyTensorDescriptor(yd);
+    if (wd) cudnnDestroyFilterDescriptor(wd);
+    if (cd) cudnnDestroyConvolutionDescriptor(cd);
+    cudaFree(w);
+    cudaFree(h0);
+    cudaFree(ws);
+    free(wh);
+    free(unused);
+    return rc;
+}
+
+/* Geometry, descriptors, folded weights and biases of every layer. */
+static int setup_layers(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
+{
+    maa_conv_desc descs[MAA_NET_LAYERS];
+    maa_net_describe(&c->info, descs);
+    const int S = c->info.image_size, nhwc = c->fmt == CUDNN_TENSOR_NHWC;
+    int h = S, w = S;
+    DNN(cudnnCreateActivationDescriptor, &c->relu);
+    DNN(cudnnSetActivationDescriptor, c->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0);
+    for (int i = 0; i < MAA_NET_LAYERS; i++) {
+        layer *l = &c->l[i];
+        const maa_conv_desc *d = &l->d;
+        l->d = descs[i];
+        if (i == MAA_NET_D)
+            h = w = S;
+        l->cin = i == MAA_NET_MEM ? d->cin / 2 : d->cin;
+        l->per_image = i >= MAA_NET_D ? 2 : 1;
+        l->hi = h;
+        l->wi = w;
+        maa_conv_out_size(d, h, w, &l->ho, &l->wo);
+        if (i != MAA_NET_MEM) {
+            h = l->ho;
+            w = l->wo;
+        }
+        l->falgo = -1;
+        DNN(cudnnCreateFilterDescriptor, &l->wd);
+        DNN(cudnnCreateConvolutionDescriptor, &l->cd);
+        DNN(cudnnCreateTensorDescriptor, &l->xd);
+        DNN(cudnnCreateTensorDescriptor, &l->yd);
+        DNN(cudnnCreateTensorDescriptor, &l->bd);
+        const int K = d->transposed ? l->cin : d->cout, C = d->transposed ? d->cout : l->cin;
+        DNN(cudnnSetFilter4dDescriptor, l->wd, c->dt, c->fmt, K, C, d->kh, d->kw);
+        DNN(cudnnSetConvolution2dDescriptor, l->cd, d->ph, d->pw, d->stride, d->stride, 1, 1,
+            CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
+        DNN(cudnnSetConvolutionMathType, l->cd, c->half ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH);
+        DNN(cudnnSetTensor4dDescriptor, l->bd, CUDNN_TENSOR_NCHW, c->dt, 1, d->cout, 1, 1);
+
+        const size_t nw = (size_t)K * C * d->kh * d->kw;
+        float *hw_ = malloc(nw * sizeof(float)), *hb = malloc((size_t)d->cout * sizeof(float));
+        if (!hw_ || !hb || fold(m, &c->info, d, 0, C, nhwc, hw_, hb)) {
+            free(hw_);
+            free(hb);
+            maa_seterr(err, errlen, "cuda backend: out of memory for layer %s", d->name);
+            return MAA_ERR;
+        }
+        /* g.mem's bias is part of the constant gates (memory_constant). */
+        int has_bias = i != MAA_NET_MEM && (d->bn[0] || d->has_bias);
+        int rc = upload(c, hw_, nw, c->half, &l->w, err, errlen);
+        if (!rc && has_bias)
+            rc = upload(c, hb, (size_t)d->cout, 0, (void **)&l->bias, err, errlen);
+        /* Only plain ReLU convs can use cuDNN's fused epilogue. */
+        if (!rc && has_bias && !d->transposed && d->act == MAA_ACT_RELU)
+            rc = upload(c, hb, (size_t)d->cout, c->half, &l->bias_t, err, errlen);
+        free(hw_);
+        free(hb);
+        if (rc)
+            return MAA_ERR;
+    }
+    return MAA_OK;
+}
+
+/* ---- algorithms, workspace ----------------------------------------------- */
+
+static void *elem(const cuda_ctx *c, void *base, size_t i)
+{
+    return (char *)base + i * c->esz;
+}
+
+/* Sets every layer's tensor descriptors for a batch of n images. */
+static int set_batch(cuda_ctx *c, int n, char *err, size_t errlen)
+{
+    for (int i = 0; i < MAA_NET_LAYERS; i++) {
+        layer *l = &c->l[i];
+        const int N = n * l->per_image;
+        DNN(cudnnSetTensor4dDescriptor, l->xd, c->fmt, c->dt, N, l->cin, l->hi, l->wi);
+        DNN(cudnnSetTensor4dDescriptor, l->yd, c->fmt, c->dt, N, l->d.cout, l->ho, l->wo);
+    }
+    return MAA_OK;
+}
+
+/* Whether an algorithm's math mode is allowed: f32 must not use TF32. */
+static int math_ok(const cuda_ctx *c, cudnnMathType_t m)
+{
+    return c->half || (m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
+}
+
+/* The fastest deterministic algorithm cuDNN's Find measures at max_batch,
+ * and for ReLU layers with a bias the implicit precomputed GEMM, the one
+ * algorithm cuDNN documents for the fused conv-bias-activation call. */
+static int choose_algos(cuda_ctx *c, layer *l, char *err, size_t errlen)
+{
+    int got = 0;
+    l->algo = l->falgo = -1;
+    if (l->d.transposed) {
+        cudnnConvolutionBwdDataAlgoPerf_t p[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        DNN(cudnnFindConvolutionBackwardDataAlgorithm, c->dnn, l->wd, l->xd, l->cd, l->yd,
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, p);
+        for (int i = 0; i < got && l->algo < 0; i++)
+            if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].determinism == CUDNN_DETERMINISTIC &&
+                p[i].memory <= WS_LIMIT && math_ok(c, p[i].mathType))
+                l->algo = p[i].algo, l->math = p[i].mathType;
+    } else {
+        cudnnConvolutionFwdAlgoPerf_t p[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        DNN(cudnnFindConvolutionForwardAlgorithm, c->dnn, l->xd, l->wd, l->cd, l->yd,
+            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, p);
+        for (int i = 0; i < got; i++) {
+            if (p[i].status != CUDNN_STATUS_SUCCESS || p[i].determinism != CUDNN_DETERMINISTIC ||
+                p[i].memory > WS_LIMIT || !math_ok(c, p[i].mathType))
+                continue;
+            if (l->algo < 0)
+                l->algo = p[i].algo, l->math = p[i].mathType;
+            if (l->bias_t && l->falgo < 0 && p[i].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM)
+                l->falgo = p[i].algo, l->fmath = p[i].mathType;
+        }
+    }
+    if (l->algo < 0) {
+        maa_seterr(err, errlen, "cuda backend: cuDNN offers no deterministic %s algorithm for %s",
+                   c->half ? "f16" : "f32", l->d.name);
+        return MAA_ERR;
+    }
+    l->fused = l->falgo >= 0;
+    DNN(cudnnSetConvolutionMathType, l->cd, (cudnnMathType_t)(l->fused ? l->fmath : l->math));
+    return MAA_OK;
+}
+
+/* Raises *size to the workspace l needs at the current batch, on either path. */
+static int need_workspace(cuda_ctx *c, layer *l, size_t *size, char *err, size_t errlen)
+{
+    size_t s = 0;
+    if (l->d.transposed) {
+        DNN(cudnnGetConvolutionBackwardDataWorkspaceSize, c->dnn, l->wd, l->xd, l->cd, l->yd,
+            (cudnnConvolutionBwdDataAlgo_t)l->algo, &s);
+        *size = s > *size ? s : *size;
+        return MAA_OK;
+    }
+    DNN(cudnnSetConvolutionMathType, l->cd, (cudnnMathType_t)l->math);
+    DNN(cudnnGetConvolutionForwardWorkspaceSize, c->dnn, l->xd, l->wd, l->cd, l->yd,
+        (cudnnConvolutionFwdAlgo_t)l->algo, &s);
+    *size = s > *size ? s : *size;
+    if (l->falgo >= 0) {
+        DNN(cudnnSetConvolutionMathType, l->cd, (cudnnMathType_t)l->fmath);
+        DNN(cudnnGetConvolutionForwardWorkspaceSize, c->dnn, l->xd, l->wd, l->cd, l->yd,
+            (cudnnConvolutionFwdAlgo_t)l->falgo, &s);
+        *size = s > *size ? s : *size;
+    }
+    DNN(cudnnSetConvolutionMathType, l->cd, (cudnnMathType_t)(l->fused ? l->fmath : l->math));
+    return MAA_OK;
+}
+
+/* ---- the network --------------------------------------------------------- */
+
+/* out = act(conv(in) + bias (+ res)) for the current batch. */
+static int run_layer(cuda_ctx *c, int idx, int n, const void *in, void *out, const void *res,
+                     char *err, size_t errlen)
+{
+    layer *l = &c->l[idx];
+    if (l->fused) {
+        /* z = out with alpha2 = 0: cuDNN reads nothing from it. */
+        cudnnStatus_t s = cudnnConvolutionBiasActivationForward(
+            c->dnn, &one, l->xd, in, l->wd, l->w, l->cd, (cudnnConvolutionFwdAlgo_t)l->falgo,
+            c->ws, c->ws_size, &zero, l->yd, out, l->bd, l->bias_t, c->relu, l->yd, out);
+        if (s == CUDNN_STATUS_SUCCESS)
+            return MAA_OK;
+        if (!c->probing)
+            return fail(err, errlen, "cudnnConvolutionBiasActivationForward",
+                        cudnnGetErrorString(s), __FILE__, __LINE__);
+        /* cuDNN may refuse the fused call where its Find accepted the plain
+         * conv; the warm-up run finds out, and the plain path always works. */
+        l->fused = 0;
+        DNN(cudnnSetConvolutionMathType, l->cd, (cudnnMathType_t)l->math);
+    }
+    if (l->d.transposed)
+        DNN(cudnnConvolutionBackwardData, c->dnn, &one, l->wd, l->w, l->xd, in, l->cd,
+            (cudnnConvolutionBwdDataAlgo_t)l->algo, c->ws, c->ws_size, &zero, l->yd, out);
+    else
+        DNN(cudnnConvolutionForward, c->dnn, &one, l->xd, in, l->wd, l->w, l->cd,
+            (cudnnConvolutionFwdAlgo_t)l->algo, c->ws, c->ws_size, &zero, l->yd, out);
+    if (l->bias || res || l->d.act != MAA_ACT_NONE)
+        CUDA(maa_cuda_epilogue, out, l->bias, res, (int)l->d.act, (float)c->info.lrelu_slope,
+             shape(c, n * l->per_image, l->d.cout, l->ho, l->wo), c->st);
+    return MAA_OK;
+}
+
+/* r = G(x) for n images. */
+static int generator(cuda_ctx *c, int n, const void *x, void *r, char *err, size_t errlen)
+{
+    void *a = c->act[0], *b = c->act[1], *t = c->act[2], *swap;
+#define STEP(idx, in, out, res) \
+    if (run_layer(c, idx, n, in, out, res, err, errlen)) return MAA_ERR
+#define SWAP() (swap = a, a = b, b = swap)
+    STEP(MAA_NET_ENC, x, a, NULL);
+    for (int k = 1; k < 5; k++) {
+        STEP(MAA_NET_ENC + k, a, b, NULL);
+        SWAP();
+    }
+    for (int k = 0; k < 6; k++) {
+        if (k == 3) {
+            const layer *m = &c->l[MAA_NET_MEM];
+            STEP(MAA_NET_MEM, a, t, NULL);
+            CUDA(maa_cuda_lstm, t, c->hconv, c->c0, b, shape(c, n, m->cin, m->ho, m->wo), c->st);
+            SWAP();
+        }
+        STEP(maa_net_res(k), a, t, NULL);
+        STEP(maa_net_res(k) + 1, t, b, a);
+        SWAP();
+    }
+    for (int k = 0; k < 4; k++) {
+        STEP(MAA_NET_DEC + k, a, b, NULL);
+        SWAP();
+    }
+    STEP(MAA_NET_DEC + 4, a, r, NULL);
+    return MAA_OK;
+#undef STEP
+#undef SWAP
+}
+
+/* The Markov encoder over the 2n images at c->images; *f gets its output. */
+static int markov(cuda_ctx *c, int n, void **f, char *err, size_t errlen)
+{
+    const void *in = c->images;
+    for (int k = 0; k < 6; k++) {
+        void *out = c->act[k & 1];
+        if (run_layer(c, MAA_NET_D + k, n, in, out, NULL, err, errlen))
+            return MAA_ERR;
+        in = out;
+    }
+    *f = c->act[1];
+    return MAA_OK;
+}
+
+/* One batch of n on the stream: what each graph holds. */
+static int issue(cuda_ctx *c, int n, char *err, size_t errlen)
+{
+    const int S = c->info.image_size, C = c->info.channels, M = c->info.markov_size;
+    void *r = elem(c, c->images, (size_t)n * c->img), *f;
+    CUDA(cudaMemcpyAsync, c->d_x, c->h_x, n * c->img * sizeof(float), cudaMemcpyHostToDevice,
+         c->st);
+    CUDA(maa_cuda_import, c->d_x, c->images, shape(c, n, C, S, S), c->st);
+    if (generator(c, n, c->images, r, err, errlen) || markov(c, n, &f, err, errlen))
+        return MAA_ERR;
+    CUDA(maa_cuda_export, r, shape(c, n, C, S, S), c->d_r, c->st);
+    CUDA(maa_cuda_export, f, shape(c, 2 * n, 1, M, M), c->d_f, c->st);
+    CUDA(cudaMemcpyAsync, c->h_r, c->d_r, n * c->img * sizeof(float), cudaMemcpyDeviceToHost,
+         c->st);
+    CUDA(cudaMemcpyAsync, c->h_f, c->d_f, 2 * n * c->mm * sizeof(float), cudaMemcpyDeviceToHost,
+         c->st);
+    return MAA_OK;
+}
+
+/* Runs batch size n once for real (loading cuDNN's kernels and probing the
+ * fused calls, neither of which may happen during capture), then captures
+ * it into c->exec[n - 1]. */
+static int capture(cuda_ctx *c, int n, char *err, size_t errlen)
+{
+    if (set_batch(c, n, err, errlen))
+        return MAA_ERR;
+    c->probing = 1;
+    int rc = issue(c, n, err, errlen);
+    c->probing = 0;
+    if (rc)
+        return MAA_ERR;
+    CUDA(cudaStreamSynchronize, c->st);
+    CUDA(cudaStreamBeginCapture, c->st, cudaStreamCaptureModeThreadLocal);
+    rc = issue(c, n, err, errlen);
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->st, &g);
+    if (!rc && e != cudaSuccess)
+        rc = fail(err, errlen, "cudaStreamEndCapture", cudaGetErrorString(e), __FILE__, __LINE__);
+    if (!rc) {
+        e = cudaGraphInstantiate(&c->exec[n - 1], g, 0);
+        if (e != cudaSuccess)
+            rc = fail(err, errlen, "cudaGraphInstantiate", cudaGetErrorString(e), __FILE__,
+                      __LINE__);
+    }
+    if (g)
+        cudaGraphDestroy(g);
+    return rc;
+}
+
+/* ---- create, run, destroy ------------------------------------------------ */
+
+static int alloc_buffers(cuda_ctx *c, char *err, size_t errlen)
+{
+    const size_t B = (size_t)c->max_batch;
+    size_t cap = 0;
+    for (int i = 0; i < MAA_NET_LAYERS; i++) {
+        const layer *l = &c->l[i];
+        size_t e = B * l->per_image * l->d.cout * l->ho * l->wo;
+        cap = e > cap ? e : cap;
+    }
+    for (int k = 0; k < 3; k++)
+        CUDA(cudaMalloc, &c->act[k], cap * c->esz);
+    CUDA(cudaMalloc, &c->images, 2 * B * c->img * c->esz);
+    CUDA(cudaMalloc, (void **)&c->d_x, B * c->img * sizeof(float));
+    CUDA(cudaMalloc, (void **)&c->d_r, B * c->img * sizeof(float));
+    CUDA(cudaMalloc, (void **)&c->d_f, 2 * B * c->mm * sizeof(float));
+    CUDA(cudaHostAlloc, (void **)&c->h_x, B * c->img * sizeof(float), cudaHostAllocDefault);
+    CUDA(cudaHostAlloc, (void **)&c->h_r, B * c->img * sizeof(float), cudaHostAllocDefault);
+    CUDA(cudaHostAlloc, (void **)&c->h_f, 2 * B * c->mm * sizeof(float), cudaHostAllocDefault);
+    /* The warm-up runs read the staging buffer before any image arrives. */
+    memset(c->h_x, 0, B * c->img * sizeof(float));
+    return MAA_OK;
+}
+
+static void cuda_destroy(void *ctx)
+{
+    cuda_ctx *c = ctx;
+    if (!c)
+        return;
+    cudaSetDevice(c->device);
+    if (c->st)
+        cudaStreamSynchronize(c->st);
+    for (int n = 0; c->exec && n < c->max_batch; n++)
+        if (c->exec[n])
+            cudaGraphExecDestroy(c->exec[n]);
+    free(c->exec);
+    for (int i = 0; i < MAA_NET_LAYERS; i++) {
+        layer *l = &c->l[i];
+        cudaFree(l->w);
+        cudaFree(l->bias);
+        cudaFree(l->bias_t);
+        if (l->wd) cudnnDestroyFilterDescriptor(l->wd);
+        if (l->cd) cudnnDestroyConvolutionDescriptor(l->cd);
+        if (l->xd) cudnnDestroyTensorDescriptor(l->xd);
+        if (l->yd) cudnnDestroyTensorDescriptor(l->yd);
+        if (l->bd) cudnnDestroyTensorDescriptor(l->bd);
+    }
+    if (c->relu)
+        cudnnDestroyActivationDescriptor(c->relu);
+    cudaFree(c->hconv);
+    cudaFree(c->c0);
+    cudaFree(c->d_x);
+    cudaFree(c->d_r);
+    cudaFree(c->d_f);
+    cudaFree(c->images);
+    for (int k = 0; k < 3; k++)
+        cudaFree(c->act[k]);
+    cudaFree(c->ws);
+    cudaFreeHost(c->h_x);
+    cudaFreeHost(c->h_r);
+    cudaFreeHost(c->h_f);
+    if (c->dnn)
+        cudnnDestroy(c->dnn);
+    if (c->st)
+        cudaStreamDestroy(c->st);
+    free(c);
+}
+
+static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
+{
+    int count = 0;
+    CUDA(cudaGetDeviceCount, &count);
+    if (c->device < 0 || c->device >= count) {
+        maa_seterr(err, errlen, "cuda backend: device %d requested, %d present", c->device, count);
+        return MAA_ERR;
+    }
+    CUDA(cudaSetDevice, c->device);
+    CUDA(cudaStreamCreateWithFlags, &c->st, cudaStreamNonBlocking);
+    DNN(cudnnCreate, &c->dnn);
+    DNN(cudnnSetStream, c->dnn, c->st);
+    if (setup_layers(c, m, err, errlen) || memory_constant(c, m, err, errlen) ||
+        alloc_buffers(c, err, errlen) || set_batch(c, c->max_batch, err, errlen))
+        return MAA_ERR;
+    for (int i = 0; i < MAA_NET_LAYERS; i++)
+        if (choose_algos(c, &c->l[i], err, errlen))
+            return MAA_ERR;
+    /* Workspace sizes may depend on the batch: take the largest. */
+    size_t ws = 0;
+    for (int n = 1; n <= c->max_batch; n++) {
+        if (set_batch(c, n, err, errlen))
+            return MAA_ERR;
+        for (int i = 0; i < MAA_NET_LAYERS; i++)
+            if (need_workspace(c, &c->l[i], &ws, err, errlen))
+                return MAA_ERR;
+    }
+    c->ws_size = ws;
+    if (ws)
+        CUDA(cudaMalloc, &c->ws, ws);
+    if (!(c->exec = calloc((unsigned)c->max_batch, sizeof *c->exec))) {
+        maa_seterr(err, errlen, "cuda backend: out of memory");
+        return MAA_ERR;
+    }
+    for (int n = 1; n <= c->max_batch; n++)
+        if (capture(c, n, err, errlen))
+            return MAA_ERR;
+    return MAA_OK;
+}
+
+static int cuda_create(const maa_model *m, const maa_engine_opts *opts, void **out, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    if (opts->precision != MAA_PREC_F32 && opts->precision != MAA_PREC_F16) {
+        maa_seterr(err, errlen, "backend cuda computes in f16 or f32, not %s",
+                   maa_precision_name(opts->precision));
+        return MAA_ERR;
+    }
+    cuda_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        maa_seterr(err, errlen, "cuda backend: out of memory");
+        return MAA_ERR;
+    }
+    c->info = *maa_model_get_info(m);
+    c->device = opts->device;
+    c->max_batch = opts->max_batch < 1 ? 1 : opts->max_batch;
+    c->half = opts->precision == MAA_PREC_F16;
+    c->fmt = c->half ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    c->dt = c->half ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+    c->esz = c->half ? 2 : 4;
+    c->img = (size_t)c->info.channels * c->info.image_size * c->info.image_size;
+    c->mm = (size_t)c->info.markov_size * c->info.markov_size;
+    if (setup(c, m, err, errlen)) {
+        cuda_destroy(c);
+        return MAA_ERR;
+    }
+    *out = c;
+    return MAA_OK;
+}
+
+static int cuda_run(void *ctx, int n, const float *x, float *recon, float *fx, float *fr,
+                    char *err, size_t errlen)
+{
+    cuda_ctx *c = ctx;
+    if (n < 1 || n > c->max_batch) {
+        maa_seterr(err, errlen, "cuda backend: batch of %d images, built for 1..%d", n,
+                   c->max_batch);
+        return MAA_ERR;
+    }
+    /* The calling thread may not be the one that created the engine. */
+    CUDA(cudaSetDevice, c->device);
+    memcpy(c->h_x, x, n * c->img * sizeof(float));
+    CUDA(cudaGraphLaunch, c->exec[n - 1], c->st);
+    CUDA(cudaStreamSynchronize, c->st);
+    memcpy(recon, c->h_r, n * c->img * sizeof(float));
+    memcpy(fx, c->h_f, n * c->mm * sizeof(float));
+    memcpy(fr, c->h_f + n * c->mm, n * c->mm * sizeof(float));
+    return MAA_OK;
+}
+
+const maa_backend_ops maa_backend_cuda = {
+    .name = "cuda",
+    .available = cuda_available,
+    .create = cuda_create,
+    .run = cuda_run,
+    .destroy = cuda_destroy,
+};

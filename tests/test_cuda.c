@@ -1,0 +1,325 @@
+/* test_cuda.c — the cuda backend against the reference backend: f32 (TF32
+ * off) within 1e-3 of ref on the reconstruction and the Markov maps, f16
+ * within 2% of ref on the FMD, a batch equal to its images run one by one,
+ * no device memory growth over many batches, and batches beyond max_batch
+ * refused.  Models: S=64 with small widths, and the default network at
+ * S=256.  Every test but the first SKIPs on a machine without a CUDA device
+ * (or a build without CUDA). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/backend.h"
+#include "tests/check.h"
+#include "tests/testmodel.h"
+#ifdef MAA_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+static const maa_model_info small = {64, 3, 4, 8, 1e-5, 0.1, 5};
+static const maa_model_info full = {256, 3, 16, 64, 1e-5, 0.1, 29};
+
+static char tmpdir[] = "/tmp/maa-test-cuda-XXXXXX";
+static char why[MAA_ERRLEN];
+static int have_device;
+
+static maa_model *load(const maa_model_info *info, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    spoil sp = {0};
+    if (write_model(path, info, &sp))
+        return NULL;
+    maa_model *m = NULL;
+    char err[MAA_ERRLEN];
+    if (maa_model_load(path, &m, err, sizeof err))
+        fprintf(stderr, "  %s\n", err);
+    return m;
+}
+
+/* Outputs of one engine for n images. */
+typedef struct {
+    int n;
+    size_t img, mm;
+    float *recon, *fx, *fr;
+} outputs;
+
+static void outputs_free(outputs *o)
+{
+    free(o->recon);
+    free(o->fx);
+    free(o->fr);
+}
+
+/* Deterministic images in [-1, 1]: smooth structure plus noise, so the
+ * network sees something image-like. */
+static float *images(const maa_model_info *info, int n)
+{
+    const int S = info->image_size, C = info->channels;
+    float *x = malloc((size_t)n * C * S * S * sizeof(float));
+    uint32_t s = 12345;
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < S; y++)
+                for (int xx = 0; xx < S; xx++) {
+                    s = s * 1664525u + 1013904223u;
+                    float noise = (float)(s >> 8) / 16777216.0f - 0.5f;
+                    float v = 0.6f * sinf(0.11f * (xx + 3 * i) + 0.07f * y * (c + 1)) + 0.4f * noise;
+                    x[(((size_t)i * C + c) * S + y) * S + xx] = v;
+                }
+    return x;
+}
+
+/* Runs engine kind/prec (max_batch mb) on x in batches of `batch`. */
+static int run(const maa_model *m, maa_backend_kind kind, maa_precision prec, int mb, int batch,
+               int n, const float *x, outputs *o)
+{
+    const maa_model_info *info = maa_model_get_info(m);
+    o->n = n;
+    o->img = (size_t)info->channels * info->image_size * info->image_size;
+    o->mm = (size_t)info->markov_size * info->markov_size;
+    o->recon = malloc(n * o->img * sizeof(float));
+    o->fx = malloc(n * o->mm * sizeof(float));
+    o->fr = malloc(n * o->mm * sizeof(float));
+    maa_engine_opts opts = {.backend = kind, .precision = prec, .max_batch = mb};
+    maa_engine *e;
+    char err[MAA_ERRLEN];
+    if (maa_engine_create(m, &opts, &e, err, sizeof err)) {
+        fprintf(stderr, "  %s engine: %s\n", maa_backend_name(kind), err);
+        outputs_free(o);
+        memset(o, 0, sizeof *o);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i += batch) {
+        int k = n - i < batch ? n - i : batch;
+        rc = maa_engine_run(e, k, x + i * o->img, o->recon + i * o->img, o->fx + i * o->mm,
+                            o->fr + i * o->mm, err, sizeof err);
+        if (rc)
+            fprintf(stderr, "  run: %s\n", err);
+    }
+    maa_engine_free(e);
+    if (rc) {
+        outputs_free(o);
+        memset(o, 0, sizeof *o);
+    }
+    return rc;
+}
+
+static double max_abs(const float *a, const float *b, size_t n)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++)
+        d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
+static double max_mag(const float *a, size_t n)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++)
+        d = fmax(d, fabs(a[i]));
+    return d;
+}
+
+static void test_unavailable_is_refused(void)
+{
+    if (have_device)
+        SKIP("a CUDA device is present");
+    CHECK(strstr(why, "no CUDA device") || strstr(why, "not built"), "reason: %s", why);
+    maa_model *m = load(&small, "refused.safetensors");
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    maa_engine_opts opts = {.backend = MAA_BACKEND_CUDA, .max_batch = 1};
+    maa_engine *e = NULL;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maa_engine_create(m, &opts, &e, err, sizeof err) == MAA_ERR && e == NULL);
+    CHECK(strstr(err, "cuda") != NULL, "message: %s", err);
+    maa_model_free(m);
+}
+
+/* f32 within 1e-3 of ref; f16 FMD within 2% of ref's (fmd_check). */
+static void compare_with_ref(const maa_model_info *info, const char *name, int n, int fmd_check)
+{
+    if (!have_device)
+        SKIP("%s", why);
+    maa_model *m = load(info, name);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    float *x = images(info, n);
+    outputs ref = {0}, f32 = {0}, f16 = {0};
+    CHECK(run(m, MAA_BACKEND_REF, MAA_PREC_F32, n, n, n, x, &ref) == 0);
+    CHECK(run(m, MAA_BACKEND_CUDA, MAA_PREC_F32, n, n, n, x, &f32) == 0);
+    CHECK(run(m, MAA_BACKEND_CUDA, MAA_PREC_F16, n, n, n, x, &f16) == 0);
+    if (ref.recon && f32.recon && f16.recon) {
+        double er = max_abs(ref.recon, f32.recon, n * ref.img);
+        double ex = max_abs(ref.fx, f32.fx, n * ref.mm), ef = max_abs(ref.fr, f32.fr, n * ref.mm);
+        printf("  S=%d f32 vs ref: recon %.2e, f(x) %.2e, f(r) %.2e (|f| up to %.3g)\n",
+               info->image_size, er, ex, ef, max_mag(ref.fx, n * ref.mm));
+        CHECK(er <= 1e-3, "recon differs by %g", er);
+        CHECK(ex <= 1e-3, "f(x) differs by %g", ex);
+        CHECK(ef <= 1e-3, "f(r) differs by %g", ef);
+        /* f16 keeps about three digits per layer: elementwise within 2% of
+         * the outputs' scale. */
+        double hr = max_abs(ref.recon, f16.recon, n * ref.img);
+        double hx = max_abs(ref.fx, f16.fx, n * ref.mm), hf = max_abs(ref.fr, f16.fr, n * ref.mm);
+        double scale = fmax(max_mag(ref.fx, n * ref.mm), max_mag(ref.fr, n * ref.mm));
+        printf("  S=%d f16 vs ref: recon %.2e, f(x) %.2e, f(r) %.2e\n", info->image_size, hr,
+               hx, hf);
+        CHECK(hr <= 0.02 && hx <= 0.02 * scale && hf <= 0.02 * scale, "f16 outputs");
+        /* The FMD is checked on the default network only: with the small
+         * widths the test weights give maps so alike (FMD ~1e-7 of maps
+         * ~3e-2) that any rounding moves it by more than 2%. */
+        const int M = info->markov_size;
+        for (int i = 0; fmd_check && i < n; i++) {
+            double s_ref, s16;
+            char err[MAA_ERRLEN];
+            CHECK(maa_fmd(ref.fx + i * ref.mm, ref.fr + i * ref.mm, M, M, &s_ref, err,
+                          sizeof err) == MAA_OK, "%s", err);
+            CHECK(maa_fmd(f16.fx + i * ref.mm, f16.fr + i * ref.mm, M, M, &s16, err,
+                          sizeof err) == MAA_OK, "%s", err);
+            double rel = fabs(s16 - s_ref) / fmax(fabs(s_ref), 1e-12);
+            printf("  S=%d image %d: FMD ref %.6g, f16 %.6g (%.3f%%)\n", info->image_size, i,
+                   s_ref, s16, 100 * rel);
+            CHECK(rel <= 0.02, "f16 FMD %g vs ref %g", s16, s_ref);
+        }
+    }
+    outputs_free(&ref);
+    outputs_free(&f32);
+    outputs_free(&f16);
+    free(x);
+    maa_model_free(m);
+}
+
+static void test_small_vs_ref(void) { compare_with_ref(&small, "small.safetensors", 3, 0); }
+static void test_default_vs_ref(void) { compare_with_ref(&full, "default.safetensors", 1, 1); }
+
+/* A batch of 4 gives what four batches of 1 give, in both precisions (the
+ * same algorithms serve every batch size; f16 may round one ulp apart). */
+static void test_batch_equals_singles(void)
+{
+    if (!have_device)
+        SKIP("%s", why);
+    maa_model *m = load(&small, "batch.safetensors");
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    float *x = images(&small, 4);
+    for (int p = 0; p < 2; p++) {
+        maa_precision prec = p ? MAA_PREC_F16 : MAA_PREC_F32;
+        outputs four = {0}, ones = {0};
+        CHECK(run(m, MAA_BACKEND_CUDA, prec, 4, 4, 4, x, &four) == 0);
+        CHECK(run(m, MAA_BACKEND_CUDA, prec, 4, 1, 4, x, &ones) == 0);
+        if (four.recon && ones.recon) {
+            double tol_r = p ? 1e-2 : 1e-5;
+            double tol_f = tol_r * fmax(1.0, max_mag(ones.fx, 4 * ones.mm));
+            double er = max_abs(four.recon, ones.recon, 4 * four.img);
+            double ex = max_abs(four.fx, ones.fx, 4 * four.mm);
+            double ef = max_abs(four.fr, ones.fr, 4 * four.mm);
+            printf("  %s batch 4 vs 4 x 1: recon %.2e, f(x) %.2e, f(r) %.2e\n",
+                   maa_precision_name(prec), er, ex, ef);
+            CHECK(er <= tol_r && ex <= tol_f && ef <= tol_f, "%s", maa_precision_name(prec));
+        }
+        outputs_free(&four);
+        outputs_free(&ones);
+    }
+    free(x);
+    maa_model_free(m);
+}
+
+static void test_refuses_oversized_batch(void)
+{
+    if (!have_device)
+        SKIP("%s", why);
+    maa_model *m = load(&small, "refuse.safetensors");
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    maa_engine_opts opts = {.backend = MAA_BACKEND_CUDA, .max_batch = 2};
+    maa_engine *e;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maa_engine_create(m, &opts, &e, err, sizeof err) == MAA_OK, "%s", err);
+    if (e) {
+        CHECK(maa_engine_precision(e) == MAA_PREC_F16, "cuda defaults to f16");
+        size_t img = 3 * 64 * 64;
+        float *x = calloc(3 * img, sizeof(float)), *r = calloc(3 * img, sizeof(float));
+        float f[3 * 25], g[3 * 25];
+        err[0] = 0;
+        CHECK(maa_engine_run(e, 3, x, r, f, g, err, sizeof err) == MAA_ERR);
+        CHECK(strstr(err, "3") != NULL, "message: %s", err);
+        CHECK(maa_engine_run(e, 0, x, r, f, g, err, sizeof err) == MAA_ERR);
+        CHECK(maa_engine_run(e, 2, x, r, f, g, err, sizeof err) == MAA_OK, "%s", err);
+        free(x);
+        free(r);
+        maa_engine_free(e);
+    }
+    maa_model_free(m);
+}
+
+/* Runs allocate nothing: free device memory is the same before and after
+ * many batches (after a few warm-up launches). */
+static void test_no_memory_growth(void)
+{
+    if (!have_device)
+        SKIP("%s", why);
+#ifdef MAA_HAVE_CUDA
+    maa_model *m = load(&small, "leak.safetensors");
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    maa_engine_opts opts = {.backend = MAA_BACKEND_CUDA, .max_batch = 2};
+    maa_engine *e;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maa_engine_create(m, &opts, &e, err, sizeof err) == MAA_OK, "%s", err);
+    if (e) {
+        float *x = images(&small, 2), *r = malloc(2 * 3 * 64 * 64 * sizeof(float));
+        float f[2 * 25], g[2 * 25];
+        for (int i = 0; i < 10; i++)
+            maa_engine_run(e, 1 + i % 2, x, r, f, g, err, sizeof err);
+        size_t free0, free1, total;
+        CHECK(cudaMemGetInfo(&free0, &total) == cudaSuccess);
+        int fails = 0;
+        for (int i = 0; i < 10000; i++)
+            fails += maa_engine_run(e, 1 + i % 2, x, r, f, g, err, sizeof err) != MAA_OK;
+        CHECK(cudaMemGetInfo(&free1, &total) == cudaSuccess);
+        CHECK(fails == 0, "%d of 10000 batches failed: %s", fails, err);
+        printf("  free device memory before %zu, after %zu\n", free0, free1);
+        CHECK(free1 >= free0, "device memory fell by %zu bytes", free0 - free1);
+        free(x);
+        free(r);
+        maa_engine_free(e);
+    }
+    maa_model_free(m);
+#endif
+}
+
+/* --quick: the small-model tests only, for compute-sanitizer's slow runs. */
+int main(int argc, char **argv)
+{
+    const int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    have_device = maa_backend_available(MAA_BACKEND_CUDA, why, sizeof why) == MAA_OK;
+    RUN(test_unavailable_is_refused);
+    RUN(test_refuses_oversized_batch);
+    RUN(test_batch_equals_singles);
+    if (!quick)
+        RUN(test_no_memory_growth);
+    RUN(test_small_vs_ref);
+    if (!quick)
+        RUN(test_default_vs_ref);
+    const char *names[] = {"refused", "small", "default", "batch", "refuse", "leak"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char p[256];
+        snprintf(p, sizeof p, "%s/%s.safetensors", tmpdir, names[i]);
+        unlink(p);
+    }
+    rmdir(tmpdir);
+    return CHECK_SUMMARY();
+}

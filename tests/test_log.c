@@ -1,0 +1,140 @@
+/* test_log.c — logger: level names and filter, the plain stderr format, and
+ * the choice between journal and stderr from the environment. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "tests/check.h"
+
+static char captured[8192];
+
+/* Runs fn with stderr sent to a temporary file, then reads it back. */
+static void capture(void (*fn)(const maad_logger *), const maad_logger *lg)
+{
+    char path[] = "/tmp/test_log.XXXXXX";
+    int fd = mkstemp(path);
+    int saved = dup(2);
+    fflush(stderr);
+    dup2(fd, 2);
+    fn(lg);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ssize_t n = pread(fd, captured, sizeof captured - 1, 0);
+    captured[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+}
+
+static void test_levels(void)
+{
+    maad_log_level l;
+    CHECK(maad_log_level_parse("debug", &l) == MAA_OK && l == MAAD_LOG_DEBUG);
+    CHECK(maad_log_level_parse("info", &l) == MAA_OK && l == MAAD_LOG_INFO);
+    CHECK(maad_log_level_parse("notice", &l) == MAA_OK && l == MAAD_LOG_NOTICE);
+    CHECK(maad_log_level_parse("warning", &l) == MAA_OK && l == MAAD_LOG_WARNING);
+    CHECK(maad_log_level_parse("err", &l) == MAA_OK && l == MAAD_LOG_ERR);
+    CHECK(maad_log_level_parse("verbose", &l) == MAA_ERR);
+    CHECK(strcmp(maad_log_level_name(MAAD_LOG_NOTICE), "notice") == 0);
+}
+
+static void some_records(const maad_logger *lg)
+{
+    maad_log(lg, MAAD_LOG_DEBUG, "d %d", 1);
+    maad_log(lg, MAAD_LOG_INFO, "i %d", 2);
+    maad_log(lg, MAAD_LOG_NOTICE, "n %d", 3);
+    maad_log(lg, MAAD_LOG_WARNING, "w %s", "4");
+}
+
+static void verdicts(const maad_logger *lg)
+{
+    maad_log_verdict(lg, 7, 70, MAAD_PASS, 1.0, 2.0, NULL);
+    maad_log_verdict(lg, 8, 80, MAAD_REJECT, 3.5, 2.0, "score above threshold");
+    maad_log_verdict(lg, 9, 90, MAAD_UNINSPECTED, NAN, 2.0, "ring overflow");
+}
+
+static void test_stderr_format_and_filter(void)
+{
+    unsetenv("JOURNAL_STREAM");
+    unsetenv("INVOCATION_ID");
+    maad_logger lg;
+    maad_log_init(&lg, "cam0", MAAD_LOG_NOTICE);
+    CHECK(lg.journal == 0);
+    capture(some_records, &lg);
+    char want[256];
+    snprintf(want, sizeof want, "maad[%d]: notice: n 3\nmaad[%d]: warning: w 4\n",
+             (int)getpid(), (int)getpid());
+    CHECK(strcmp(captured, want) == 0, "got [%s]", captured);
+
+    maad_log_init(&lg, "cam0", MAAD_LOG_DEBUG);
+    capture(some_records, &lg);
+    CHECK(strstr(captured, ": debug: d 1\n") && strstr(captured, ": info: i 2\n"),
+          "got [%s]", captured);
+
+    maad_log_init(&lg, "cam0", MAAD_LOG_INFO);
+    capture(verdicts, &lg);
+    CHECK(!strstr(captured, "seq 7"), "a pass is debug: [%s]", captured);
+    CHECK(strstr(captured, ": info: seq 8 frame 80: reject, score 3.5, "
+                           "threshold 2: score above threshold\n"),
+          "got [%s]", captured);
+    CHECK(strstr(captured, ": warning: seq 9 frame 90: uninspected: ring overflow\n"),
+          "got [%s]", captured);
+}
+
+static void test_journal_detection(void)
+{
+    int journald = access("/run/systemd/journal/socket", W_OK) == 0;
+    maad_logger lg;
+    struct stat st;
+    char js[64];
+    unsetenv("INVOCATION_ID");
+    fstat(2, &st);
+    snprintf(js, sizeof js, "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", js, 1);
+    maad_log_init(&lg, NULL, MAAD_LOG_INFO);
+    CHECK(lg.journal == journald, "JOURNAL_STREAM %s names stderr", js);
+    CHECK(lg.camera[0] == '\0');
+    /* stderr redirected since systemd set it: not the journal. */
+    snprintf(js, sizeof js, "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino + 1);
+    setenv("JOURNAL_STREAM", js, 1);
+    maad_log_init(&lg, NULL, MAAD_LOG_INFO);
+    CHECK(lg.journal == 0);
+    setenv("JOURNAL_STREAM", "garbage", 1);
+    maad_log_init(&lg, NULL, MAAD_LOG_INFO);
+    CHECK(lg.journal == 0);
+    unsetenv("JOURNAL_STREAM");
+    setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef", 1);
+    maad_log_init(&lg, NULL, MAAD_LOG_INFO);
+    CHECK(lg.journal == journald);
+    unsetenv("INVOCATION_ID");
+}
+
+/* Under systemd without journald (a container) records must still be seen. */
+static void test_journal_fallback(void)
+{
+    if (access("/run/systemd/journal/socket", F_OK) == 0)
+        SKIP("journald runs here; records would go to it");
+    maad_logger lg;
+    setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef", 1);
+    maad_log_init(&lg, "cam0", MAAD_LOG_INFO);
+    unsetenv("INVOCATION_ID");
+    CHECK(lg.journal == 0);
+    capture(verdicts, &lg);
+    CHECK(strstr(captured, ": info: seq 8 frame 80: reject") != NULL,
+          "got [%s]", captured);
+}
+
+int main(void)
+{
+    RUN(test_levels);
+    RUN(test_stderr_format_and_filter);
+    RUN(test_journal_detection);
+    RUN(test_journal_fallback);
+    return CHECK_SUMMARY();
+}

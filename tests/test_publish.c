@@ -1,0 +1,452 @@
+/* test_publish.c — the ZeroMQ verdict publisher against a real SUB socket:
+ * topics, gap-free seq, JSON fields, mask part, heartbeats, prefix
+ * filtering, bind errors.  Runs in a private network namespace (unshare -n,
+ * lo up): the test re-executes itself there unless MAAD_TEST_NETNS is set. */
+#include <jansson.h>
+#include <spng.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "daemon/daemon.h"
+#include "tests/check.h"
+
+#define EP "tcp://127.0.0.1:5555"
+#define EP2 "tcp://127.0.0.1:5556"
+
+static int no_netns;
+static void *zctx;
+
+typedef struct {
+    char topic[128];
+    json_t *json;
+    unsigned char *data; /* third part, NULL when absent */
+    size_t len;
+    int parts;
+} msg;
+
+static void msg_free(msg *m)
+{
+    json_decref(m->json);
+    free(m->data);
+    memset(m, 0, sizeof *m);
+}
+
+/* One multipart message, or 0 after timeout_ms. */
+static int recv_msg(void *sub, msg *m, int timeout_ms)
+{
+    memset(m, 0, sizeof *m);
+    zmq_setsockopt(sub, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
+    int more = 1;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sub, 0) < 0) {
+            zmq_msg_close(&part);
+            return 0;
+        }
+        size_t n = zmq_msg_size(&part);
+        const char *d = zmq_msg_data(&part);
+        if (m->parts == 0) {
+            snprintf(m->topic, sizeof m->topic, "%.*s", (int)n, d);
+        } else if (m->parts == 1) {
+            json_error_t je;
+            m->json = json_loadb(d, n, 0, &je);
+        } else if (m->parts == 2) {
+            m->data = malloc(n ? n : 1);
+            memcpy(m->data, d, n);
+            m->len = n;
+        }
+        m->parts++;
+        more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    }
+    return 1;
+}
+
+static void *sub_open(const char *ep, const char *filter)
+{
+    void *s = zmq_socket(zctx, ZMQ_SUB);
+    zmq_setsockopt(s, ZMQ_SUBSCRIBE, filter, strlen(filter));
+    zmq_connect(s, ep);
+    return s;
+}
+
+/* PUB drops what it sends before a subscription arrives (slow joiner):
+ * send heartbeats until one gets through, then drain. */
+static int sync_sub(maad_pub *p, void *sub)
+{
+    static uint64_t fake_now = 1;
+    msg m;
+    for (int i = 0; i < 500; i++) {
+        fake_now += 10ull * 1000000000u; /* always due */
+        maad_pub_tick(p, fake_now, NULL, 0);
+        if (recv_msg(sub, &m, 10)) {
+            msg_free(&m);
+            while (recv_msg(sub, &m, 50))
+                msg_free(&m);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static maad_pub *pub_open(const char *ep, const char *camera,
+                          maad_mask_format mf)
+{
+    maad_pub_opts o = {.endpoint = ep, .camera = camera, .sndhwm = 10000,
+                       .mask_format = mf, .heartbeat_ms = 1000};
+    maad_pub *p = NULL;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maad_pub_create(&o, &p, err, sizeof err) == MAA_OK, "%s", err);
+    return p;
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+static long long jint(const json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+#define S 16
+
+static void make_mask(uint8_t *mask, int salt)
+{
+    for (int i = 0; i < S * S; i++)
+        mask[i] = ((i * 7 + salt) % 5 == 0) ? 255 : 0;
+}
+
+/* Receives the next verdict (skipping heartbeats). */
+static int next_verdict(void *sub, msg *m)
+{
+    while (recv_msg(sub, m, 2000)) {
+        if (!strstr(m->topic, ".heartbeat"))
+            return 1;
+        msg_free(m);
+    }
+    return 0;
+}
+
+static void test_verdicts(void)
+{
+    if (no_netns)
+        SKIP("unshare -n is not permitted here");
+    maad_pub *p = pub_open(EP, "cam0", MAAD_MASK_RAW);
+    if (!p)
+        return;
+    void *sub = sub_open(EP, "maad.cam0");
+    CHECK(sync_sub(p, sub), "no heartbeat reached the subscriber");
+
+    const int n = 300;
+    maa_region reg[2] = {{.x = 2, .y = 3, .w = 4, .h = 5, .area = 11},
+                         {.x = 0, .y = 8, .w = 16, .h = 8, .area = 100}};
+    uint8_t mask[S * S];
+    char err[MAA_ERRLEN];
+    for (int i = 0; i < n; i++) {
+        make_mask(mask, i);
+        maad_verdict v = {.frame_id = 1000 + (uint64_t)i,
+                          .t_capture_ns = 5000000000ull + (uint64_t)i,
+                          .verdict = (maad_outcome)(i % 3),
+                          .reason = i % 3 == 2 ? "engine error: test" : NULL,
+                          .score = 1.5 + i, .threshold = 100.25,
+                          .regions = reg, .nregions = i % 3 == 1 ? 2 : 0,
+                          .model_size = S, .cam_width = 64, .cam_height = 48,
+                          .mask = i % 3 == 2 ? NULL : mask};
+        CHECK(maad_pub_verdict(p, &v, err, sizeof err) == MAA_OK, "%s", err);
+    }
+    long long seq0 = -1;
+    int got = 0;
+    msg m;
+    for (int i = 0; i < n && next_verdict(sub, &m); i++, got++) {
+        json_t *o = m.json;
+        CHECK(o != NULL, "JSON does not parse");
+        if (!o) {
+            msg_free(&m);
+            continue;
+        }
+        CHECK(strcmp(m.topic, "maad.cam0") == 0, "%s", m.topic);
+        if (seq0 < 0)
+            seq0 = jint(o, "seq");
+        CHECK(jint(o, "seq") == seq0 + i, "seq %lld, expected %lld",
+              jint(o, "seq"), seq0 + i);
+        CHECK(jint(o, "v") == 1);
+        CHECK(strcmp(jstr(o, "camera"), "cam0") == 0);
+        CHECK(jint(o, "frame_id") == 1000 + i);
+        CHECK(jint(o, "t_capture_ns") == 5000000000ll + i);
+        CHECK(jint(o, "t_publish_ns") > 1600000000ll * 1000000000ll);
+        const char *want[] = {"pass", "reject", "uninspected"};
+        CHECK(strcmp(jstr(o, "verdict"), want[i % 3]) == 0, "%s", jstr(o, "verdict"));
+        const char *reasons[] = {"score at or below threshold",
+                                 "score above threshold", "engine error: test"};
+        CHECK(strcmp(jstr(o, "reason"), reasons[i % 3]) == 0, "%s", jstr(o, "reason"));
+        json_t *score = json_object_get(o, "score");
+        if (i % 3 == 2)
+            CHECK(json_is_null(score));
+        else
+            CHECK_NEAR(json_number_value(score), 1.5 + i, 1e-9);
+        CHECK_NEAR(json_number_value(json_object_get(o, "threshold")), 100.25, 1e-12);
+        json_t *defs = json_object_get(o, "defects");
+        CHECK(json_is_array(defs) && (int)json_array_size(defs) == (i % 3 == 1 ? 2 : 0));
+        if (i % 3 == 1 && json_array_size(defs) == 2) {
+            json_t *d0 = json_array_get(defs, 0), *d1 = json_array_get(defs, 1);
+            CHECK(jint(d0, "x") == 2 && jint(d0, "y") == 3 && jint(d0, "w") == 4 &&
+                  jint(d0, "h") == 5 && jint(d0, "area") == 11);
+            /* 16 -> 64 wide (x4), 16 -> 48 high (x3) */
+            CHECK(jint(d0, "cx") == 8 && jint(d0, "cw") == 16, "%lld %lld",
+                  jint(d0, "cx"), jint(d0, "cw"));
+            CHECK(jint(d0, "cy") == 9 && jint(d0, "ch") == 15, "%lld %lld",
+                  jint(d0, "cy"), jint(d0, "ch"));
+            CHECK(jint(d1, "cx") == 0 && jint(d1, "cw") == 64 &&
+                  jint(d1, "cy") == 24 && jint(d1, "ch") == 24);
+        }
+        json_t *mk = json_object_get(o, "mask");
+        if (i % 3 == 2) {
+            CHECK(strcmp(jstr(mk, "format"), "none") == 0);
+            CHECK(m.parts == 2, "%d parts", m.parts);
+        } else {
+            CHECK(strcmp(jstr(mk, "format"), "raw") == 0);
+            CHECK(jint(mk, "width") == S && jint(mk, "height") == S);
+            CHECK(m.parts == 3 && m.len == S * S, "%d parts, %zu bytes", m.parts, m.len);
+            make_mask(mask, i);
+            CHECK(m.data && memcmp(m.data, mask, S * S) == 0, "mask bytes differ");
+        }
+        msg_free(&m);
+    }
+    CHECK(got == n, "%d of %d verdicts", got, n);
+    maad_pub_stats st;
+    maad_pub_get_stats(p, &st);
+    CHECK(st.pass == 100 && st.reject == 100 && st.uninspected == 100);
+    CHECK(st.send_dropped == 0 && st.mask_errors == 0);
+    CHECK((long long)st.seq_next == seq0 + n);
+    zmq_close(sub);
+    maad_pub_free(p);
+}
+
+static void test_png_mask(void)
+{
+    if (no_netns)
+        SKIP("unshare -n is not permitted here");
+    maad_pub *p = pub_open(EP, "cam0", MAAD_MASK_PNG);
+    if (!p)
+        return;
+    void *sub = sub_open(EP, "maad.cam0");
+    CHECK(sync_sub(p, sub), "no heartbeat reached the subscriber");
+    uint8_t mask[S * S];
+    make_mask(mask, 3);
+    char err[MAA_ERRLEN];
+    maad_verdict v = {.frame_id = 7, .verdict = MAAD_REJECT, .score = 9,
+                      .threshold = 1, .model_size = S, .mask = mask};
+    CHECK(maad_pub_verdict(p, &v, err, sizeof err) == MAA_OK, "%s", err);
+    msg m;
+    CHECK(next_verdict(sub, &m));
+    CHECK(strcmp(jstr(json_object_get(m.json, "mask"), "format"), "png") == 0);
+    CHECK(m.parts == 3 && m.len > 8 && memcmp(m.data, "\x89PNG", 4) == 0);
+    if (m.parts == 3) {
+        spng_ctx *c = spng_ctx_new(0);
+        spng_set_png_buffer(c, m.data, m.len);
+        struct spng_ihdr ih;
+        uint8_t out[S * S];
+        CHECK(spng_get_ihdr(c, &ih) == 0 && ih.width == S && ih.height == S &&
+              ih.color_type == SPNG_COLOR_TYPE_GRAYSCALE && ih.bit_depth == 8);
+        CHECK(spng_decode_image(c, out, sizeof out, SPNG_FMT_G8, 0) == 0);
+        CHECK(memcmp(out, mask, sizeof out) == 0, "decoded mask differs");
+        spng_ctx_free(c);
+    }
+    msg_free(&m);
+    zmq_close(sub);
+    maad_pub_free(p);
+}
+
+static void test_drops(void)
+{
+    if (no_netns)
+        SKIP("unshare -n is not permitted here");
+    maad_pub *p = pub_open(EP, "cam0", MAAD_MASK_PNG);
+    if (!p)
+        return;
+    void *sub = sub_open(EP, "maad.cam0");
+    CHECK(sync_sub(p, sub), "no heartbeat reached the subscriber");
+    char err[MAA_ERRLEN];
+    maad_drops d = {.count = 4, .first_id = 50, .last_id = 53,
+                    .first_t_ns = 1000, .last_t_ns = 4000};
+    CHECK(maad_pub_drops(p, &d, 2.5, err, sizeof err) == MAA_OK);
+    maad_verdict v = {.frame_id = 54, .verdict = MAAD_PASS, .score = 1,
+                      .threshold = 2.5};
+    CHECK(maad_pub_verdict(p, &v, err, sizeof err) == MAA_OK);
+    msg m;
+    long long seq0 = -1;
+    for (int k = 0; k < 5; k++) {
+        CHECK(next_verdict(sub, &m));
+        if (!m.json)
+            break;
+        if (seq0 < 0)
+            seq0 = jint(m.json, "seq");
+        CHECK(jint(m.json, "seq") == seq0 + k);
+        CHECK(jint(m.json, "frame_id") == 50 + k);
+        if (k < 4) {
+            CHECK(jint(m.json, "t_capture_ns") == 1000 * (k + 1));
+            CHECK(strcmp(jstr(m.json, "verdict"), "uninspected") == 0);
+            CHECK(strcmp(jstr(m.json, "reason"), "ring overflow") == 0);
+            CHECK(json_is_null(json_object_get(m.json, "score")));
+            CHECK(strcmp(jstr(json_object_get(m.json, "mask"), "format"), "none") == 0);
+            CHECK(m.parts == 2);
+        } else {
+            CHECK(strcmp(jstr(m.json, "verdict"), "pass") == 0);
+        }
+        msg_free(&m);
+    }
+    zmq_close(sub);
+    maad_pub_free(p);
+}
+
+static void test_heartbeat(void)
+{
+    if (no_netns)
+        SKIP("unshare -n is not permitted here");
+    maad_pub *p = NULL;
+    char err[MAA_ERRLEN];
+    maad_pub_opts o = {.endpoint = EP, .camera = "cam0", .sndhwm = 100,
+                       .heartbeat_ms = 500};
+    CHECK(maad_pub_create(&o, &p, err, sizeof err) == MAA_OK, "%s", err);
+    if (!p)
+        return;
+    /* Due-ness follows the clock the caller passes. */
+    uint64_t t0 = 1000000000000ull;
+    CHECK(maad_pub_tick(p, t0, NULL, 0) == 1);
+    CHECK(maad_pub_tick(p, t0 + 499999999, NULL, 0) == 0);
+    CHECK(maad_pub_tick(p, t0 + 500000000, NULL, 0) == 1);
+    CHECK(maad_pub_tick(p, t0 + 600000000, NULL, 0) == 0);
+
+    void *sub = sub_open(EP, "maad.cam0.heartbeat");
+    CHECK(sync_sub(p, sub), "no heartbeat reached the subscriber");
+    maad_verdict v = {.frame_id = 1, .verdict = MAAD_REJECT, .score = 3,
+                      .threshold = 2};
+    maad_pub_verdict(p, &v, err, sizeof err);
+    /* A worker's loop: tick every 10 ms for 1.5 s of real time. */
+    maad_stat extra[2] = {{"ring_overflow", 12}, {"fps", 29.5}};
+    int beats = 0;
+    msg m;
+    uint64_t end = maad_now_ns() + 1500000000ull;
+    while (maad_now_ns() < end) {
+        maad_pub_tick(p, maad_now_ns(), extra, 2);
+        while (recv_msg(sub, &m, 10)) {
+            CHECK(strcmp(m.topic, "maad.cam0.heartbeat") == 0, "%s", m.topic);
+            CHECK(m.parts == 2);
+            json_t *o2 = m.json, *st = json_object_get(o2, "stats");
+            CHECK(jint(o2, "v") == 1 && strcmp(jstr(o2, "camera"), "cam0") == 0);
+            CHECK(jint(o2, "t_ns") > 1600000000ll * 1000000000ll);
+            CHECK(jint(o2, "seq_next") >= 1);
+            CHECK(jint(st, "reject") == 1 && jint(st, "ring_overflow") == 12);
+            CHECK_NEAR(json_number_value(json_object_get(st, "fps")), 29.5, 1e-12);
+            beats++;
+            msg_free(&m);
+        }
+    }
+    CHECK(beats >= 1, "%d heartbeats in 1.5 s", beats);
+    printf("  %d heartbeats in 1.5 s at 500 ms\n", beats);
+    zmq_close(sub);
+    maad_pub_free(p);
+}
+
+static void test_prefix_filter(void)
+{
+    if (no_netns)
+        SKIP("unshare -n is not permitted here");
+    maad_pub *a = pub_open(EP, "line1", MAAD_MASK_NONE);
+    maad_pub *b = pub_open(EP2, "line2", MAAD_MASK_NONE);
+    if (!a || !b) {
+        maad_pub_free(a);
+        maad_pub_free(b);
+        return;
+    }
+    void *sub = zmq_socket(zctx, ZMQ_SUB);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "maad.line2", 10);
+    zmq_connect(sub, EP);
+    zmq_connect(sub, EP2);
+    CHECK(sync_sub(b, sub), "no heartbeat reached the subscriber");
+    char err[MAA_ERRLEN];
+    for (int i = 0; i < 10; i++) {
+        maad_verdict v = {.frame_id = (uint64_t)i, .verdict = MAAD_PASS};
+        maad_pub_verdict(a, &v, err, sizeof err);
+        maad_pub_tick(a, maad_now_ns() + (uint64_t)i * 2000000000ull, NULL, 0);
+        maad_pub_verdict(b, &v, err, sizeof err);
+    }
+    int from_b = 0, from_a = 0;
+    msg m;
+    while (recv_msg(sub, &m, 300)) {
+        if (strncmp(m.topic, "maad.line2", 10) == 0 &&
+            strcmp(jstr(m.json, "camera"), "line2") == 0)
+            from_b++;
+        else
+            from_a++;
+        msg_free(&m);
+    }
+    CHECK(from_b == 10, "%d", from_b);
+    CHECK(from_a == 0, "%d messages of line1 passed the filter", from_a);
+    zmq_close(sub);
+    maad_pub_free(a);
+    maad_pub_free(b);
+}
+
+static void test_errors(void)
+{
+    if (no_netns)
+        SKIP("unshare -n is not permitted here");
+    char err[MAA_ERRLEN] = "";
+    maad_pub *p = pub_open(EP, "cam0", MAAD_MASK_NONE), *q = NULL;
+    maad_pub_opts o = {.endpoint = EP, .camera = "cam0", .sndhwm = 10};
+    CHECK(maad_pub_create(&o, &q, err, sizeof err) == MAA_ERR);
+    CHECK(q == NULL);
+    CHECK(strcmp(err, "publish.endpoint " EP ": Address already in use") == 0,
+          "%s", err);
+    o.endpoint = "bogus://x";
+    CHECK(maad_pub_create(&o, &q, err, sizeof err) == MAA_ERR);
+    CHECK(strncmp(err, "publish.endpoint bogus://x: ", 28) == 0, "%s", err);
+    o.endpoint = EP2;
+    o.camera = "has space";
+    CHECK(maad_pub_create(&o, &q, err, sizeof err) == MAA_ERR);
+    CHECK(strstr(err, "has space") != NULL, "%s", err);
+    o.camera = "cam0";
+    o.sndhwm = 0;
+    CHECK(maad_pub_create(&o, &q, err, sizeof err) == MAA_ERR);
+    CHECK(strstr(err, "sndhwm") != NULL, "%s", err);
+    o.sndhwm = 10;
+    o.heartbeat_ms = 1500;
+    CHECK(maad_pub_create(&o, &q, err, sizeof err) == MAA_ERR);
+    CHECK(strstr(err, "heartbeat_ms") != NULL, "%s", err);
+    maad_verdict v = {.verdict = MAAD_REJECT, .nregions = 1};
+    CHECK(maad_pub_verdict(p, &v, err, sizeof err) == MAA_ERR);
+    maad_mask_format mf;
+    CHECK(maad_mask_format_parse("png", &mf) == MAA_OK && mf == MAAD_MASK_PNG);
+    CHECK(maad_mask_format_parse("jpeg", &mf) == MAA_ERR);
+    maad_pub_free(p);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    if (!getenv("MAAD_TEST_NETNS")) {
+        setenv("MAAD_TEST_NETNS", "1", 1);
+        if (system("unshare -n true 2>/dev/null") == 0) {
+            execlp("unshare", "unshare", "-n", "sh", "-c",
+                   "ip link set lo up && exec \"$0\"", argv[0], (char *)NULL);
+            perror("exec unshare");
+        }
+        no_netns = 1;
+    }
+    zctx = zmq_ctx_new();
+    RUN(test_verdicts);
+    RUN(test_png_mask);
+    RUN(test_drops);
+    RUN(test_heartbeat);
+    RUN(test_prefix_filter);
+    RUN(test_errors);
+    zmq_ctx_term(zctx);
+    return CHECK_SUMMARY();
+}

@@ -1,0 +1,212 @@
+"""test_watch.py — `maa watch` against a stand-in publisher speaking the
+protocol of docs/protocol.md: JSON lines, --count, seq gaps, daemon restarts,
+missing heartbeats, the summary on SIGTERM, --timeout.
+
+Runs in a private network namespace (unshare -n, lo up); re-executes itself
+there unless MAAD_TEST_NETNS is set.  MAA names the binary (default
+build/maa)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAA = os.environ.get("MAA", os.path.join(HERE, "..", "build", "maa"))
+EP = "tcp://127.0.0.1:5555"
+
+passed = failed = skipped = 0
+
+
+def check(cond, what):
+    global failed
+    if not cond:
+        print("  FAIL: " + what)
+        failed += 1
+    return cond
+
+
+def run(fn):
+    global passed
+    before = failed
+    try:
+        fn()
+    except Exception as e:  # a crash in a test is a failure of that test
+        check(False, "%s raised %r" % (fn.__name__, e))
+    if failed == before:
+        passed += 1
+        print("ok   " + fn.__name__)
+    else:
+        print("FAIL " + fn.__name__)
+    sys.stdout.flush()
+
+
+class Daemon:
+    """A fake maad: an XPUB socket, so we know when the watcher subscribed."""
+
+    def __init__(self, camera="cam0"):
+        import zmq
+        self.zmq = zmq
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.XPUB)
+        self.sock.bind(EP)
+        self.camera = camera
+        self.seq = 0
+
+    def wait_subscriber(self):
+        self.sock.RCVTIMEO = 5000
+        return self.sock.recv()[0] == 1
+
+    def verdict(self, verdict="pass", seq=None, mask=None):
+        if seq is not None:
+            self.seq = seq
+        now = time.time_ns()
+        msg = {"v": 1, "camera": self.camera, "seq": self.seq,
+               "frame_id": 1000 + self.seq, "t_capture_ns": now - 3000000,
+               "t_publish_ns": now, "verdict": verdict,
+               "reason": {"pass": "score at or below threshold",
+                          "reject": "score above threshold"}.get(
+                              verdict, "ring overflow"),
+               "score": None if verdict == "uninspected" else 1.25,
+               "threshold": 2.5,
+               "defects": [{"x": 1, "y": 2, "w": 3, "h": 4, "area": 9,
+                            "cx": 4, "cy": 8, "cw": 12, "ch": 16}]
+               if verdict == "reject" else [],
+               "mask": {"format": "raw" if mask else "none",
+                        "width": 4 if mask else 0,
+                        "height": 4 if mask else 0}}
+        parts = [("maad." + self.camera).encode(), json.dumps(msg).encode()]
+        if mask:
+            parts.append(bytes(16))
+        self.sock.send_multipart(parts)
+        self.seq += 1
+
+    def heartbeat(self):
+        msg = {"v": 1, "camera": self.camera, "t_ns": time.time_ns(),
+               "seq_next": self.seq, "stats": {"pass": 0}}
+        self.sock.send_multipart([("maad.%s.heartbeat" % self.camera).encode(),
+                                  json.dumps(msg).encode()])
+
+    def close(self):
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def watch(*args):
+    return subprocess.Popen([MAA, "watch", EP] + list(args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_json_count():
+    d = Daemon()
+    w = watch("--json", "--count", "5", "--timeout", "10")
+    try:
+        check(d.wait_subscriber(), "watcher subscribed")
+        d.heartbeat()
+        for i in range(5):
+            d.verdict("reject" if i == 2 else "pass", mask=(i == 1))
+        out, err = w.communicate(timeout=15)
+    finally:
+        d.close()
+    check(w.returncode == 0, "exit %s: %s" % (w.returncode, err))
+    lines = out.splitlines()
+    check(len(lines) == 5, "5 JSON lines, got %r" % lines)
+    seqs = [json.loads(l)["seq"] for l in lines]
+    check(seqs == [0, 1, 2, 3, 4], "seqs %r" % seqs)
+    check(json.loads(lines[2])["verdict"] == "reject", lines[2])
+    check("# summary: 5 frames: 4 pass, 1 reject, 0 uninspected; 0 seq gaps"
+          in err, "summary on stderr: %r" % err)
+
+
+def test_gaps_restart_heartbeat():
+    d = Daemon()
+    w = watch()
+    try:
+        check(d.wait_subscriber(), "watcher subscribed")
+        d.heartbeat()
+        for s in (0, 1, 2, 5, 6):
+            d.verdict("pass", seq=s)
+        d.verdict("uninspected")      # 7
+        d.heartbeat()                 # seq_next 8: nothing lost
+        d.seq = 10
+        d.heartbeat()                 # seq_next 10: 8 and 9 lost
+        d.verdict("reject", seq=0)    # a restarted daemon
+        d.heartbeat()
+        time.sleep(2.8)               # heartbeats stop
+        d.heartbeat()
+        time.sleep(0.5)
+        w.send_signal(signal.SIGTERM)
+        out, err = w.communicate(timeout=10)
+    finally:
+        d.close()
+    check(w.returncode == 0, "exit %s: %s" % (w.returncode, err))
+    lines = [l for l in out.splitlines() if not l.startswith("#")]
+    notes = [l for l in out.splitlines() if l.startswith("#")]
+    check(len(lines) == 7, "7 verdict lines: %r" % lines)
+    check(any("cam0 seq 5 frame 1005 pass" in l and "score 1.25/2.5" in l
+              and "defects 0" in l and "latency 3.0 ms" in l for l in lines),
+          "a verdict line: %r" % lines)
+    check(any("uninspected" in l and "(ring overflow)" in l and "score -/2.5"
+              in l for l in lines), "uninspected line: %r" % lines)
+    check("# cam0: seq gap: 2 verdicts lost (seq 3..4)" in notes,
+          "gap note: %r" % notes)
+    check("# cam0: seq gap: 2 verdicts lost (seq 8..9)" in notes,
+          "gap seen from a heartbeat: %r" % notes)
+    check(any("maad restarted" in n for n in notes), "restart: %r" % notes)
+    check(any(n.startswith("# cam0: no heartbeat for") for n in notes),
+          "missing heartbeat: %r" % notes)
+    check(any(n.startswith("# cam0: heartbeat back after") for n in notes),
+          "heartbeat back: %r" % notes)
+    check(notes and notes[-1].startswith(
+        "# summary: 7 frames: 5 pass, 1 reject, 1 uninspected; 2 seq gaps "
+        "(4 verdicts lost); 1 restarts; 1 heartbeat outages"),
+        "summary: %r" % notes[-1:])
+
+
+def test_timeout_and_usage():
+    w = subprocess.run([MAA, "watch", EP, "--count", "3", "--timeout", "0.5"],
+                       capture_output=True, text=True, timeout=10)
+    check(w.returncode == 1, "timeout exit %d" % w.returncode)
+    check("timeout after 0.5 s: 0 of 3 verdicts" in w.stdout, w.stdout)
+    w = subprocess.run([MAA, "watch"], capture_output=True, text=True,
+                       timeout=10)
+    check(w.returncode == 2 and "usage: maa watch" in w.stderr, w.stderr)
+    w = subprocess.run([MAA, "watch", EP, "--count", "x"],
+                       capture_output=True, text=True, timeout=10)
+    check(w.returncode == 2 and "--count x" in w.stderr, w.stderr)
+
+
+def main():
+    global skipped
+    if not os.environ.get("MAAD_TEST_NETNS"):
+        os.environ["MAAD_TEST_NETNS"] = "1"
+        if subprocess.run(["unshare", "-n", "true"],
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            os.execvp("unshare", ["unshare", "-n", "sh", "-c",
+                                  'ip link set lo up && exec "$0" "$@"',
+                                  sys.executable, os.path.abspath(__file__)])
+        print("  SKIP: unshare -n is not permitted here")
+        skipped = 3
+    elif not os.access(MAA, os.X_OK):
+        print("  SKIP: %s is not built" % MAA)
+        skipped = 3
+    elif subprocess.run([MAA, "watch", "--help"], capture_output=True,
+                        timeout=10).returncode != 0:
+        print("  SKIP: %s has no watch command (maa.c does not dispatch "
+              "maa_cmd_watch)" % MAA)
+        skipped = 3
+    else:
+        run(test_json_count)
+        run(test_gaps_restart_heartbeat)
+        run(test_timeout_and_usage)
+    if skipped:
+        print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    else:
+        print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
