@@ -14,7 +14,7 @@ PKGS   := aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
                    -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
-LDLIBS := $(shell pkg-config --libs $(PKGS)) -ldnnl -lopenblas -lm -pthread
+LDLIBS := $(shell pkg-config --libs $(PKGS)) -ldnnl -lgomp -lopenblas -lm -pthread
 
 NVCC      := $(CUDA)/bin/nvcc
 HAVE_CUDA := $(if $(and $(wildcard $(NVCC)),$(wildcard engine/backend_cuda.c)),1,)
@@ -47,8 +47,9 @@ PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
 TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
          $(B)/tests/test_ring_tsan
 
-# bench_cuda times the inspection pipeline for scripts/gpu-check.sh; not a test.
-BENCH := $(B)/bench_cuda
+# bench_cuda times the inspection pipeline for scripts/gpu-check.sh, bench_cpu
+# the cpu backend for scripts/bench-cpu; not tests.
+BENCH := $(B)/bench_cuda $(B)/bench_cpu
 
 all: $(PROGS) $(TEST_PROGS) $(BENCH)
 
@@ -88,7 +89,9 @@ $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 	$(LINK)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
 	$(LINK)
-$(BENCH): $(B)/tests/bench_cuda.o $(LIBS)
+$(B)/bench_cuda: $(B)/tests/bench_cuda.o $(LIBS)
+	$(LINK)
+$(B)/bench_cpu: $(B)/tests/bench_cpu.o $(LIBS)
 	$(LINK)
 
 # The frame ring again under ThreadSanitizer (fewer items: TSan is slow).

@@ -19,6 +19,7 @@ typedef struct {
 } maa_backend_ops;
 
 extern const maa_backend_ops maa_backend_ref;
+extern const maa_backend_ops maa_backend_cpu;
 #ifdef MAA_HAVE_CUDA
 extern const maa_backend_ops maa_backend_cuda;
 #endif

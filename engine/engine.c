@@ -20,6 +20,7 @@ static const maa_backend_ops *backend_ops(maa_backend_kind kind)
 {
     switch (kind) {
     case MAA_BACKEND_REF: return &maa_backend_ref;
+    case MAA_BACKEND_CPU: return &maa_backend_cpu;
 #ifdef MAA_HAVE_CUDA
     case MAA_BACKEND_CUDA: return &maa_backend_cuda;
 #endif
