@@ -58,8 +58,8 @@ step "training a tiny model on CPU ($iters iterations)"
 backend=ref
 "$MAA" infer --model model.safetensors --backend cpu data/test/good/$(ls data/test/good | head -n 1) \
     >/dev/null 2>&1 && backend=cpu
-step "calibration on the defect-free test parts (backend $backend)"
-"$MAA" calibrate --model model.safetensors --images data/test/good --out calibration.yaml \
+step "calibration on the defect-free training parts (backend $backend)"
+"$MAA" calibrate --model model.safetensors --images data/train/good --out calibration.yaml \
     --backend "$backend" --gamma 3 --plot calibration.png 2>&1 | sed 's/^/  /' ||
     die "maa calibrate failed"
 

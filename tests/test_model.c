@@ -58,7 +58,8 @@ static void test_valid_f32(void)
     int nd;
     const float *w = maa_model_tensor(m, "g.res.2.conv1.weight", &nd, shape);
     CHECK(w && nd == 4 && shape[0] == 64 && shape[1] == 64 && shape[2] == 3);
-    CHECK(w && w[7] == value("g.res.2.conv1.weight", 7));
+    tdesc td = find_tdesc(&small, "g.res.2.conv1.weight");
+    CHECK(w && w[7] == value(&td, 7));
     w = maa_model_tensor(m, "g.dec.0.weight", &nd, shape);
     CHECK(w && shape[0] == 64 && shape[1] == 32, "transposed conv weights are [in, out, kh, kw]");
     CHECK(maa_model_tensor(m, "g.nope", NULL, NULL) == NULL);
@@ -78,9 +79,10 @@ static void test_valid_f16_and_extra(void)
         return;
     CHECK(!strcmp(maa_model_dtype(m), "F16"));
     const float *w = maa_model_tensor(m, "d.2.weight", NULL, NULL);
+    tdesc td = find_tdesc(&small, "d.2.weight");
     /* The writer truncates the mantissa: within one half ulp of the value. */
     for (int i = 0; w && i < 100; i++) {
-        float v = value("d.2.weight", (size_t)i);
+        float v = value(&td, (size_t)i);
         CHECK(fabsf(w[i] - v) <= fabsf(v) / 1024.0f + 1e-7f, "%d: %g vs %g", i, w[i], v);
     }
     CHECK(maa_model_tensor(m, "g.enc.0.bn.num_batches_tracked", NULL, NULL) == NULL,

@@ -5,6 +5,7 @@
 #ifndef MAA_TESTMODEL_H
 #define MAA_TESTMODEL_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,33 +32,48 @@ typedef struct {
     char name[48];
     int ndim;
     int64_t shape[4];
+    float scale;  /* range of the tensor's values, see value() */
+    float offset;
 } tdesc;
 
 static inline int list_tensors(const maa_model_info *in, tdesc *t)
 {
     maa_conv_desc l[MAA_NET_LAYERS];
     maa_net_describe(in, l);
+    /* Weight variance gain/fan-in keeps the signal alive through the 29
+     * layers without making the network chaotic (then a 1e-6 change of the
+     * input would move the output by 1e-3 and no backend comparison would
+     * mean anything); the deeper default size needs a little less. */
+    const double gain = in->image_size >= 256 ? 0.2 : 0.3;
     int n = 0;
+    memset(t, 0, 256 * sizeof *t);
     for (int i = 0; i < MAA_NET_LAYERS; i++) {
+        double fan = (double)l[i].cin * l[i].kh * l[i].kw / (l[i].transposed ? l[i].stride * l[i].stride : 1);
         snprintf(t[n].name, sizeof t[n].name, "%s.weight", l[i].name);
+        t[n].scale = (float)sqrt(12.0 * gain / fan); /* uniform: variance scale^2/12 */
         t[n].ndim = 4;
         int64_t a = l[i].transposed ? l[i].cin : l[i].cout, b = l[i].transposed ? l[i].cout : l[i].cin;
         t[n].shape[0] = a, t[n].shape[1] = b, t[n].shape[2] = l[i].kh, t[n].shape[3] = l[i].kw;
         n++;
         if (l[i].has_bias) {
             snprintf(t[n].name, sizeof t[n].name, "%s.bias", l[i].name);
+            t[n].scale = 0.2f;
             t[n].ndim = 1, t[n].shape[0] = l[i].cout, n++;
         }
         if (l[i].bn[0]) {
+            /* gamma near 1, beta and mean small, variance in [0, 1) */
             const char *p[] = {"weight", "bias", "running_mean", "running_var"};
+            const float scale[] = {0.2f, 0.2f, 0.2f, 1.0f}, offset[] = {1.0f, 0, 0, 0.5f};
             for (int k = 0; k < 4; k++) {
                 snprintf(t[n].name, sizeof t[n].name, "%s.%s", l[i].bn, p[k]);
+                t[n].scale = scale[k], t[n].offset = offset[k];
                 t[n].ndim = 1, t[n].shape[0] = l[i].cout, n++;
             }
         }
     }
     for (int k = 0; k < 2; k++) {
         snprintf(t[n].name, sizeof t[n].name, k ? "g.mem.c0" : "g.mem.h0");
+        t[n].scale = 2.0f; /* the memory state in [-1, 1] */
         t[n].ndim = 3, t[n].shape[0] = 16 * in->g_base;
         t[n].shape[1] = t[n].shape[2] = in->image_size / 8;
         n++;
@@ -65,16 +81,27 @@ static inline int list_tensors(const maa_model_info *in, tdesc *t)
     return n;
 }
 
-/* Deterministic values; variances positive. */
-static inline float value(const char *name, size_t i)
+/* The description of one tensor by name (name "" when there is none). */
+static inline tdesc find_tdesc(const maa_model_info *in, const char *name)
+{
+    tdesc t[256], none = {0};
+    int n = list_tensors(in, t);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, name))
+            return t[i];
+    return none;
+}
+
+/* Element i of a tensor: deterministic, uniform in offset +- scale/2. */
+static inline float value(const tdesc *t, size_t i)
 {
     uint32_t h = 2166136261u;
-    for (const char *p = name; *p; p++)
+    for (const char *p = t->name; *p; p++)
         h = (h ^ (uint8_t)*p) * 16777619u;
     h ^= (uint32_t)i * 2654435761u;
     h = (h ^ (h >> 15)) * 2246822519u;
-    float v = (float)((h >> 8) & 0xffff) / 65536.0f - 0.5f;
-    return strstr(name, "running_var") ? 0.5f + v : v * 0.2f;
+    float u = (float)((h >> 8) & 0xffff) / 65536.0f - 0.5f;
+    return t->offset + t->scale * u;
 }
 
 static inline uint16_t to_half(float f)
@@ -160,7 +187,7 @@ static inline int write_model(const char *path, const maa_model_info *in, const 
         int i64 = sp->extra_i64 && i == n - 1;
         size_t es = i64 ? 8 : (sp->f16 && !(sp->as_i32 && !strcmp(sp->as_i32, t[i].name))) ? 2 : 4;
         for (size_t k = 0; k < nbytes[i] / es; k++) {
-            float v = value(t[i].name, k);
+            float v = value(&t[i], k);
             if (i64 || (sp->as_i32 && !strcmp(sp->as_i32, t[i].name))) {
                 uint64_t z = 0;
                 fwrite(&z, es, 1, f);
