@@ -112,9 +112,24 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh
 
+# Installs under PREFIX (default /usr/local); DESTDIR for staging.  The
+# maad system user and /etc/maad/<camera>.yaml are the administrator's
+# (docs/operations.md).
+PREFIX ?= /usr/local
+SCRIPTS := gen_synth.py synth_scene.py synth_png.py train.py export_model.py maa_net.py \
+           maa_io.py plot_calibration.py plot_eval.py
+install: $(B)/maa $(B)/maad
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/maad/scripts \
+	    $(DESTDIR)$(PREFIX)/share/doc/maad $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/maad
+	install -m 0755 $(B)/maa $(B)/maad $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(addprefix scripts/,$(SCRIPTS)) $(DESTDIR)$(PREFIX)/share/maad/scripts/
+	install -m 0644 docs/*.md config/maad.example.yaml $(DESTDIR)$(PREFIX)/share/doc/maad/
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' systemd/maad@.service \
+	    > $(DESTDIR)/etc/systemd/system/maad@.service
+
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps test demo clean FORCE
+.PHONY: all deps test demo install clean FORCE
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

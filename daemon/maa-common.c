@@ -170,6 +170,8 @@ void maa_cli_progress(const char *what, int done, int total)
             done == total ? "\n" : "");
 }
 
+/* The scripts lie beside the executable's directory: ../scripts in the
+ * build tree (build/maa), ../share/maad/scripts once installed. */
 static int find_script(const char *name, char *path, size_t len)
 {
     const char *env = getenv("MAA_SCRIPTS");
@@ -179,14 +181,17 @@ static int find_script(const char *name, char *path, size_t len)
     }
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        snprintf(path, len, "%s/../scripts/%s", dirname(exe), name);
+    if (n <= 0)
+        return MAA_ERR;
+    exe[n] = 0;
+    const char *dir = dirname(exe);
+    static const char *const where[] = {"scripts", "share/maad/scripts"};
+    for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+        snprintf(path, len, "%s/../%s/%s", dir, where[i], name);
         if (access(path, R_OK) == 0)
             return MAA_OK;
     }
-    snprintf(path, len, "/usr/local/share/maad/scripts/%s", name);
-    return access(path, R_OK) == 0 ? MAA_OK : MAA_ERR;
+    return MAA_ERR;
 }
 
 extern char **environ;
