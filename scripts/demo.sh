@@ -113,4 +113,6 @@ print("  frames %d, passes %d, rejects %d, uninspected %d" %
 print("  %.1f frames/s over %.1f s, latency p50 %.1f ms, p99 %.1f ms" %
       (len(v) / secs, secs, q(0.5), q(0.99)))
 EOF
-[ -n "$E2E_KEEP" ] && echo "  files kept in $E2E_TMP"
+if [ -n "$E2E_KEEP" ]; then
+    echo "  files kept in $E2E_TMP"
+fi
