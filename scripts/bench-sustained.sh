@@ -18,7 +18,7 @@ backend=${BACKEND:-cpu} batch=${BATCH:-4}
 
 "$PY" "$E2E_ROOT/scripts/export_model.py" --random --size "$size" --channels 1 --g-base "$gb" \
     --d-base "$db" --seed 3 --out model.safetensors >/dev/null
-e2e_images good 40 1
+e2e_images good 40 1 0 640 480
 e2e_images line 60 2 5 640 480
 "$MAA" calibrate --model model.safetensors --images good --out cal.yaml --backend "$backend" >cal.log
 e2e_fakecam line "$fps" SUST fakecam.log || { echo "maa fakecam failed: $(cat fakecam.log.out)"; exit 1; }
@@ -44,9 +44,10 @@ e2e_subscribe tcp://127.0.0.1:5557 verdicts.jsonl
 e2e_maad maad.yaml maad.log || { echo "maad did not start: $(tail -n 3 maad.log)"; exit 1; }
 echo "running $run s at $fps frames/s: S=$size C=1 g_base=$gb d_base=$db, backend $backend, batch $batch"
 sleep "$run"
-e2e_stop "$E2E_CAM" 20
-sleep 2
+# maad first: SIGTERM drains what it captured; stopping the camera first
+# would add a camera-error verdict at the end.
 e2e_stop "$E2E_MAAD" 30
+e2e_stop "$E2E_CAM" 20
 e2e_stop "$E2E_SUB" 10
 grep -E 'final:' maad.log
 "$PY" - verdicts.jsonl "$out" "$run" "$fps" "$size" "$gb" "$db" "$backend" <<'PYEOF'
@@ -61,10 +62,12 @@ seq = [m["seq"] for m in v]
 gaps = sum(1 for a, b in zip(seq, seq[1:]) if b != a + 1)
 kinds = {k: sum(m["verdict"] == k for m in v) for k in ("pass", "reject", "uninspected")}
 ids = [m["frame_id"] for m in v if m["frame_id"] is not None]
+# GigE frame ids are 16-bit and skip 0 when they wrap.
+missing = sum((b - a) % 65535 - 1 for a, b in zip(ids, ids[1:]) if (b - a) % 65535 != 1)
 lat = np.array([(m["t_publish_ns"] - m["t_capture_ns"]) / 1e6 for m in v if m["verdict"] != "uninspected"])
 span = (v[-1]["t_capture_ns"] - v[0]["t_capture_ns"]) / 1e9 if len(v) > 1 else 0
 p = {q: float(np.percentile(lat, q)) for q in (50, 90, 99, 99.9)} if len(lat) else {}
-summary = {"frames": len(v), "seq_gaps": gaps, **kinds, "duration_s": span,
+summary = {"frames": len(v), "seq_gaps": gaps, "frame_id_gaps": missing, **kinds, "duration_s": span,
            "fps": len(v) / span if span else 0, "latency_ms": p, "max_latency_ms": float(lat.max()) if len(lat) else None}
 print(json.dumps(summary, indent=1))
 json.dump(summary, open(f"{out}/sustained.json", "w"), indent=1)
