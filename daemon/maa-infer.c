@@ -41,14 +41,44 @@ static void print_result(const char *image, const maa_result *r, const maa_calib
     json_decref(o);
 }
 
-static int write_mask(const char *dir, const char *image, const uint8_t *mask, int s)
+/* The name of an image without directory and extension. */
+static void stem(const char *image, char *out, size_t len)
 {
-    char *copy = strdup(image), *base = basename(copy), *dot = strrchr(base, '.');
+    char *copy = strdup(image);
+    if (!copy) {
+        snprintf(out, len, "%s", image);
+        return;
+    }
+    char *base = basename(copy), *dot = strrchr(base, '.');
     if (dot)
         *dot = 0;
-    char path[4096], err[MAA_ERRLEN];
-    snprintf(path, sizeof path, "%s/%s_mask.png", dir, base);
+    snprintf(out, len, "%s", base);
     free(copy);
+}
+
+/* Masks are named after the image's stem; two images with one stem would
+ * overwrite each other's mask, so such a run is refused before it starts. */
+static int stems_unique(char **images, int n)
+{
+    char a[1024], b[1024];
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            stem(images[i], a, sizeof a);
+            stem(images[j], b, sizeof b);
+            if (!strcmp(a, b)) {
+                fprintf(stderr, "maa infer: %s and %s would both write %s_mask.png; "
+                                "rename one or run them separately\n", images[i], images[j], a);
+                return 0;
+            }
+        }
+    return 1;
+}
+
+static int write_mask(const char *dir, const char *image, const uint8_t *mask, int s)
+{
+    char path[4096], name[1024], err[MAA_ERRLEN];
+    stem(image, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s_mask.png", dir, name);
     if (maa_png_write(path, mask, s, s, 1, err, sizeof err)) {
         fprintf(stderr, "maa: %s\n", err);
         return MAA_ERR;
@@ -85,6 +115,8 @@ int maa_cmd_infer(int argc, char **argv)
         fprintf(stderr, "maa infer: no images given\n%s", infer_usage);
         return 2;
     }
+    if (masks && !stems_unique(argv + optind, argc - optind))
+        return 2;
     if (masks && mkdir(masks, 0777) && errno != EEXIST) {
         fprintf(stderr, "maa: --masks %s: %s\n", masks, strerror(errno));
         return 2;

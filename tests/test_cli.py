@@ -181,15 +181,20 @@ with tempfile.TemporaryDirectory(prefix="maa-cli-") as tmp:
 
     r = maa("infer", "--model", model, "--calibration", cal, "--backend", "ref", "--masks",
             os.path.join(tmp, "masks"), *good)
+    check("infer --masks refuses two images with one stem (rgb.png, rgb.ppm)",
+          r.returncode == 2 and "rgb_mask.png" in r.stderr and not r.stdout, r.stderr)
+    good = [p for p in good if not p.endswith((".ppm", ".bmp"))]
+    r = maa("infer", "--model", model, "--calibration", cal, "--backend", "ref", "--masks",
+            os.path.join(tmp, "masks"), *good)
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     check("infer with calibration: verdict, threshold, regions",
           lines and all(x["verdict"] in ("pass", "reject") and "threshold" in x and "regions" in x
                         for x in lines), r.stdout + r.stderr)
     check("infer with calibration: verdict is score > threshold",
           all((x["verdict"] == "reject") == (x["score"] > x["threshold"]) for x in lines), r.stdout)
-    check("infer --masks writes <name>_mask.png per image name",
-          sorted(os.listdir(os.path.join(tmp, "masks"))) == sorted({
-              os.path.splitext(os.path.basename(p))[0] + "_mask.png" for p in good}), r.stderr)
+    check("infer --masks writes <name>_mask.png per image",
+          sorted(os.listdir(os.path.join(tmp, "masks"))) == sorted(
+              os.path.splitext(os.path.basename(p))[0] + "_mask.png" for p in good), r.stderr)
     r = maa("infer", "--model", other, "--calibration", cal, good[0])
     check("infer: a calibration for another model is refused",
           r.returncode != 0 and "calibration was made for the model" in r.stderr and cal in r.stderr, r.stderr)
