@@ -99,6 +99,16 @@ static int load_files(maad *d, char *err, size_t errlen)
     }
     if (load_calibration(&d->cfg, d->model, &d->cal, err, errlen) != MAA_OK)
         return MAA_ERR;
+    /* Every colour frame would be published uninspected: a wiring mistake
+     * to refuse now, not a line that rejects every part after READY. */
+    if (maa_model_get_info(d->model)->channels == 1 &&
+        d->cfg.camera.pixel_format != MAAD_PIX_MONO8) {
+        snprintf(err, errlen, "camera.pixel_format %s gives colour frames, but the model %.200s "
+                 "is mono (1 channel); use Mono8 or a 3-channel model",
+                 maad_config_enum_name("camera.pixel_format", (int)d->cfg.camera.pixel_format),
+                 d->cfg.model.path);
+        return MAA_ERR;
+    }
     maa_backend_kind kind = (maa_backend_kind)d->cfg.engine.backend;
     if (kind != MAA_BACKEND_AUTO && maa_backend_available(kind, why, sizeof why) != MAA_OK) {
         snprintf(err, errlen, "engine.backend %s: %s", maa_backend_name(kind), why);

@@ -188,7 +188,9 @@ int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err,
         reason = v->verdict == MAAD_PASS     ? "score at or below threshold"
                  : v->verdict == MAAD_REJECT ? "score above threshold"
                                              : "not inspected";
-    uint64_t seq = p->st.seq_next++;
+    /* Spent only once the message is encoded: a verdict refused here is
+     * published again by the caller (as uninspected), with this seq. */
+    uint64_t seq = p->st.seq_next;
     json_t *defects = json_array();
     int s = v->model_size;
     for (int i = 0; i < v->nregions; i++) {
@@ -238,11 +240,12 @@ int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err,
     json_decref(o);
     if (!json) {
         free(png);
-        p->st.send_dropped++;
-        snprintf(err, err ? errlen : 0, "publish: cannot encode frame %llu",
+        snprintf(err, err ? errlen : 0,
+                 "publish: cannot encode frame %llu (reason not UTF-8?)",
                  (unsigned long long)v->frame_id);
         return MAA_ERR;
     }
+    p->st.seq_next++;
     if (v->verdict == MAAD_PASS)
         p->st.pass++;
     else if (v->verdict == MAAD_REJECT)

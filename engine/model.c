@@ -252,7 +252,11 @@ static int parse_entry(const char *path, const char *name, json_t *j, uint64_t d
         return MAA_ERR;
     }
     e->ndim = (int)json_array_size(sh);
+    /* Up to 8 dimensions of up to 2^30 each: the product would wrap, and a
+     * wrapped product can match a small byte count, so it is capped at what
+     * the data section could hold. */
     uint64_t numel = 1;
+    int zero = 0, too_big = 0;
     for (int d = 0; d < e->ndim; d++) {
         json_t *x = json_array_get(sh, (size_t)d);
         if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > (1 << 30)) {
@@ -260,7 +264,20 @@ static int parse_entry(const char *path, const char *name, json_t *j, uint64_t d
             return MAA_ERR;
         }
         e->shape[d] = json_integer_value(x);
-        numel *= (uint64_t)e->shape[d];
+        uint64_t k = (uint64_t)e->shape[d];
+        if (k == 0)
+            zero = 1;
+        else if (numel > data_len / esize / k)
+            too_big = 1;
+        else
+            numel *= k;
+    }
+    if (zero)
+        numel = 0;
+    else if (too_big) {
+        maa_seterr(err, errlen, "%s: tensor %s has a shape larger than the file's %" PRIu64
+                   " data bytes can hold", path, name, data_len);
+        return MAA_ERR;
     }
     json_t *b = json_array_get(off, 0), *en = json_array_get(off, 1);
     if (!json_is_integer(b) || !json_is_integer(en) || json_integer_value(b) < 0 ||

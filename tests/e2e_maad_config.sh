@@ -73,6 +73,12 @@ sed 's/cal.yaml/other.yaml/' good.yaml >othercal.yaml
 expect_error "calibration of another model refused" othercal.yaml \
     "model.calibration: .*calibrate again for this model"
 
+# A colour camera cannot feed the mono model: refused, not every frame
+# published uninspected after READY.
+sed 's/^  source: replay$/  source: replay\n  pixel_format: RGB8/' good.yaml >colour.yaml
+expect_error "colour camera with a mono model refused" colour.yaml \
+    "camera.pixel_format RGB8 gives colour frames, but the model .* is mono"
+
 echo "not: [a calibration" >broken.yaml
 sed 's/cal.yaml/broken.yaml/' good.yaml >brokencal.yaml
 expect_error "unreadable calibration refused" brokencal.yaml "model.calibration: "

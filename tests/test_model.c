@@ -131,6 +131,53 @@ static void test_refusals(void)
               strstr(err, "No such file"), "%s", err);
 }
 
+/* A valid file plus one unused tensor whose 3-D shape multiplies to 2^64
+ * bytes, which wraps to the 0 bytes it is given: the loader must refuse it
+ * rather than trust the wrapped product. */
+static void test_shape_overflow(void)
+{
+    const char *good = tpath("wrapgood.safetensors");
+    CHECK(write_model(good, &small, &(spoil){0}) == 0);
+    FILE *f = fopen(good, "rb");
+    if (!f) {
+        CHECK(0, "cannot read %s", good);
+        return;
+    }
+    fseek(f, 0, SEEK_END);
+    size_t len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc(len);
+    CHECK(buf && fread(buf, 1, len, f) == len);
+    fclose(f);
+    if (!buf)
+        return;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | buf[i];
+    size_t data_len = len - 8 - (size_t)hlen;
+    static char header[70000];
+    /* The header ends with '}': append one entry before it.  Its empty data
+     * sits at the very end, so no overlap or range check can catch it. */
+    int n = snprintf(header, sizeof header,
+                     "%.*s,\"junk\":{\"dtype\":\"F32\",\"shape\":[1073741824,1073741824,4],"
+                     "\"data_offsets\":[%zu,%zu]}}",
+                     (int)hlen - 1, (const char *)buf + 8, data_len, data_len);
+    const char *p = tpath("wrap.safetensors");
+    f = fopen(p, "wb");
+    for (int k = 0; k < 8; k++)
+        fputc((int)((uint64_t)n >> (8 * k)) & 0xff, f);
+    fwrite(header, 1, (size_t)n, f);
+    fwrite(buf + 8 + hlen, 1, data_len, f);
+    fclose(f);
+    free(buf);
+    maa_model *m = NULL;
+    char err[MAA_ERRLEN] = "";
+    int rc = maa_model_load(p, &m, err, sizeof err);
+    CHECK(rc == MAA_ERR && m == NULL, "a tensor of 2^64 bytes in 0 was accepted");
+    CHECK(strstr(err, "junk") != NULL, "message \"%s\" does not name the tensor", err);
+    maa_model_free(m);
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) {
@@ -140,6 +187,7 @@ int main(void)
     RUN(test_valid_f32);
     RUN(test_valid_f16_and_extra);
     RUN(test_refusals);
+    RUN(test_shape_overflow);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

@@ -372,6 +372,36 @@ static void test_calibration_swap(void)
     CHECK(st.calibrations == 1);
 }
 
+/* A reason JSON cannot carry (not UTF-8, as a truncated multi-byte name
+ * can leave it): the frame still gets exactly one verdict, and seq stays
+ * gap-free as sent. */
+static void test_unencodable_reason(void)
+{
+    rig r;
+    if (rig_up(&r, 4, 10000, 0, 64, 1e30)) {
+        CHECK(0, "rig");
+        return;
+    }
+    frame(&r, 1);
+    maad_worker_camera_error(r.w, 2, maad_now_ns(), "camera error: Pr\xc3");
+    frame(&r, 3);
+    maad_worker_stats st;
+    maad_worker_stop(r.w, &st);
+    maad_worker_free(r.w);
+    r.w = NULL;
+    msg m[3];
+    int got = 0;
+    while (got < 3 && next_verdict(&r, &m[got]))
+        got++;
+    CHECK(got == 3, "got %d verdicts of 3", got);
+    for (int i = 0; i < got; i++)
+        CHECK(m[i].seq == i && m[i].frame_id == i + 1, "verdict %d: seq %lld frame %lld", i,
+              m[i].seq, m[i].frame_id);
+    CHECK(got < 2 || !strcmp(m[1].verdict, "uninspected"), "%s", m[1].verdict);
+    CHECK(st.pass == 2 && st.uninspected == 1);
+    rig_down(&r, &st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/test_worker.XXXXXX");
@@ -391,6 +421,7 @@ int main(void)
     RUN(test_overflow);
     RUN(test_engine_error);
     RUN(test_calibration_swap);
+    RUN(test_unencodable_reason);
     maa_model_free(model);
     unlink(path);
     char cmd[160];
