@@ -255,6 +255,11 @@ static int start(maad *d, char *err, size_t errlen)
     if (cam_open(&cc, on_camera, d, &d->camera, err, errlen) != MAA_OK)
         return MAA_ERR;
     size_t slot_bytes = cam_frame_bytes(d->camera);
+    if (slot_bytes == 0) {
+        /* Without it every frame would be uninspected after READY. */
+        snprintf(err, errlen, "camera: cannot tell the size of its frames (payload size 0)");
+        return MAA_ERR;
+    }
     if (maad_ring_create((uint32_t)c->engine.ring_slots, slot_bytes, NULL, NULL, NULL,
                          &d->ring, err, errlen) != MAA_OK)
         return MAA_ERR;

@@ -14,6 +14,11 @@
 #include "engine/backend.h"
 
 #define MAX_SIDE 32768
+/* 2^27 pixels (e.g. 16384 x 8192): a header can claim 32768 x 32768 in a few
+ * bytes, which would ask for gigabytes before the data turns out missing. */
+#define MAX_PIXELS (1ll << 27)
+
+static int area_ok(const char *path, long long w, long long h, char *err, size_t errlen);
 
 static int read_file(const char *path, uint8_t **buf, size_t *len, char *err,
                      size_t errlen)
@@ -82,6 +87,10 @@ static int load_png(const char *path, const uint8_t *buf, size_t len,
         r = spng_get_ihdr(ctx, &ih);
     if (r)
         goto spng_fail;
+    if (!area_ok(path, ih.width, ih.height, err, errlen)) {
+        spng_ctx_free(ctx);
+        return MAA_ERR;
+    }
 
     /* Decoded format, channels kept, and whether an alpha channel is to be
      * dropped after decoding: gray+alpha has no gray-only output format (and
@@ -209,6 +218,8 @@ static int load_pnm(const char *path, const uint8_t *buf, size_t len,
                    path, w, h, MAX_SIDE);
         return MAA_ERR;
     }
+    if (!area_ok(path, w, h, err, errlen))
+        return MAA_ERR;
     if (maxval < 1 || maxval > 65535) {
         maa_seterr(err, errlen, "%s: maxval %ld is outside 1..65535", path,
                    maxval);
@@ -308,6 +319,8 @@ static int load_bmp(const char *path, const uint8_t *buf, size_t len,
                    path, w, (long long)h, MAX_SIDE);
         return MAA_ERR;
     }
+    if (!area_ok(path, w, h, err, errlen))
+        return MAA_ERR;
     if (bpp != 8 && bpp != 24 && bpp != 32) {
         maa_seterr(err, errlen, "%s: unsupported BMP bit depth %u (only 8, "
                    "24 and 32)", path, bpp);
@@ -620,4 +633,13 @@ out:
     axis_free(&ax);
     axis_free(&ay);
     return rv;
+}
+
+static int area_ok(const char *path, long long w, long long h, char *err, size_t errlen)
+{
+    if (w * h <= MAX_PIXELS)
+        return 1;
+    maa_seterr(err, errlen, "%s: image of %lldx%lld pixels is larger than the %lld pixels maa reads",
+               path, w, h, MAX_PIXELS);
+    return 0;
 }

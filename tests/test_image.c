@@ -366,6 +366,29 @@ static size_t bmp_header(uint8_t *f, int w, int h, int bpp, int comp,
     return 54;
 }
 
+/* Headers that claim a huge image in a few bytes are refused before any
+ * allocation, for every format. */
+static void test_huge_claims(void)
+{
+    maa_image img;
+    char err[MAA_ERRLEN] = "";
+    const char pgm[] = "P5 20000 20000 255\n\x01";
+    write_bytes("huge.pgm", pgm, sizeof pgm - 1);
+    CHECK(maa_image_load(fixture("huge.pgm"), &img, err, sizeof err) == MAA_ERR &&
+              strstr(err, "larger than") && strstr(err, "huge.pgm"), "%s", err);
+    uint8_t bmp[54] = {'B', 'M'};
+    bmp[10] = 54;
+    bmp[14] = 40;
+    const uint32_t w = 20000, h = 20000;
+    memcpy(bmp + 18, &w, 4);
+    memcpy(bmp + 22, &h, 4);
+    bmp[26] = 1;
+    bmp[28] = 24;
+    write_bytes("huge.bmp", bmp, sizeof bmp);
+    CHECK(maa_image_load(fixture("huge.bmp"), &img, err, sizeof err) == MAA_ERR &&
+              strstr(err, "larger than"), "%s", err);
+}
+
 static void test_bmp(void)
 {
     uint8_t f[1024];
@@ -571,6 +594,7 @@ int main(void)
     RUN(test_png_broken);
     RUN(test_pnm);
     RUN(test_bmp);
+    RUN(test_huge_claims);
     RUN(test_identity_and_scale);
     RUN(test_area_integer_factor);
     RUN(test_matches_torch);
