@@ -184,10 +184,10 @@ static void emit_error(cam_source *s, const char *fmt, ...)
 /* Ids the camera skipped between last and id.  GigE Vision 1.x block ids are
  * 16 bit and skip 0 when they wrap: a step back of more than half that range
  * is a wrap, a shorter one a restart of the camera's counter (no loss). */
-static uint32_t frame_gap(uint64_t last, uint64_t id)
+static uint64_t frame_gap(uint64_t last, uint64_t id)
 {
     if (id > last)
-        return (uint32_t)(id - last - 1);
+        return id - last - 1;
     if (last <= 0xffff && last - id > 0x8000)
         return (uint32_t)(0xffff - last + id - 1);
     return 0;
@@ -196,10 +196,16 @@ static uint32_t frame_gap(uint64_t last, uint64_t id)
 static void check_gap(cam_source *s, uint64_t id, uint64_t t_ns)
 {
     if (s->have_last) {
-        uint32_t gap = frame_gap(s->last_id, id);
-        if (gap) {
+        uint64_t gap = frame_gap(s->last_id, id);
+        /* More than a whole 16-bit round lost is no real gap: 64-bit ids
+         * (GigE Vision 2) that jump mean a reset counter, and one missed
+         * verdict per id would flood the line. */
+        if (gap > 0xffff) {
+            emit_error(s, "frame id jumped from %llu to %llu; not counted as missed frames",
+                       (unsigned long long)s->last_id, (unsigned long long)id);
+        } else if (gap) {
             cam_event ev = {.kind = CAM_MISSED, .frame_id = id,
-                            .t_capture_ns = t_ns, .missed = gap};
+                            .t_capture_ns = t_ns, .missed = (uint32_t)gap};
             emit(s, &ev);
         }
     }
