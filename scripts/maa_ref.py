@@ -19,16 +19,25 @@ def _stats(F):
     return F.mean(axis=0), np.cov(F, rowvar=False, ddof=1).reshape(F.shape[1], F.shape[1])
 
 
+def _sqrtm(a):
+    """scipy.linalg.sqrtm without its error estimate: SciPy before 1.16 takes
+    disp=False (else it prints a warning), later ones no longer know it."""
+    try:
+        return scipy.linalg.sqrtm(a, disp=False)[0]
+    except TypeError:
+        return scipy.linalg.sqrtm(a)
+
+
 def fmd(Fi, Fr):
     """Fréchet distance between the rows of Fi and of Fr (observations are
     rows), as pytorch-fid computes it."""
     mu1, s1 = _stats(Fi)
     mu2, s2 = _stats(Fr)
     diff = mu1 - mu2
-    covmean, _ = scipy.linalg.sqrtm(s1.dot(s2), disp=False)
+    covmean = _sqrtm(s1.dot(s2))
     if not np.isfinite(covmean).all():
         off = np.eye(s1.shape[0]) * 1e-6
-        covmean = scipy.linalg.sqrtm((s1 + off).dot(s2 + off))
+        covmean = _sqrtm((s1 + off).dot(s2 + off))
     covmean = np.real(covmean)
     return float(diff.dot(diff) + np.trace(s1) + np.trace(s2)
                  - 2.0 * np.trace(covmean))
