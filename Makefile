@@ -12,7 +12,7 @@ B          := build
 
 PKGS   := aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke
 CFLAGS ?= -O2 -g
-override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
+override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fopenmp \
                    -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
 LDLIBS := $(shell pkg-config --libs $(PKGS)) -ldnnl -lgomp -lopenblas -lm -pthread
 

@@ -6,6 +6,23 @@
 
 #include "engine/engine.h"
 
+/* One batch for a backend's inspect: n 8-bit frames at the model size (S x S,
+ * `channels` interleaved samples of 1, 3 or 4; a gray frame feeds a C = 3
+ * model replicated; alpha is ignored) go in; f(x) and f(r) as maa_engine_run
+ * gives them, and per frame the peak of m and the mask m > t_pix of SPEC §6
+ * (S x S bytes, 0 or 255, before small regions are dropped) come out.  The
+ * preprocessing (SPEC §1) and the mask equal maa_preprocess and
+ * maa_varmap + threshold on the same numbers. */
+typedef struct maa_device_batch {
+    int n, channels;
+    const uint8_t *const *frames;
+    int window;       /* SPEC §6 w, odd */
+    double t_pix;     /* mask threshold; INFINITY for no mask */
+    float *fx, *fr;   /* n x M x M */
+    float *peak;      /* n */
+    uint8_t *mask;    /* n x S x S */
+} maa_device_batch;
+
 typedef struct {
     const char *name;
     /* MAA_OK when the backend can run here, else the reason. */
@@ -16,6 +33,10 @@ typedef struct {
     int (*run)(void *ctx, int n, const float *x, float *recon, float *fx,
                float *fr, char *err, size_t errlen);
     void (*destroy)(void *ctx);
+    /* Optional (NULL when the backend has none): the whole device side of an
+     * inspection, see maa_device_batch. */
+    int (*inspect)(void *ctx, const struct maa_device_batch *b, char *err,
+                   size_t errlen);
 } maa_backend_ops;
 
 extern const maa_backend_ops maa_backend_ref;
@@ -55,6 +76,16 @@ static inline int maa_net_res(int k)
 {
     return k < 3 ? MAA_NET_RES_A + 2 * k : MAA_NET_RES_B + 2 * (k - 3);
 }
+/* The backend's inspect for this engine: MAA_ERR with err left empty when
+ * the backend has none (engine/engine.c). */
+int maa_engine_inspect(maa_engine *e, const maa_device_batch *b, char *err, size_t errlen);
+int maa_engine_can_inspect(const maa_engine *e);
+
+/* The labelling half of maa_regions: mask (0 or 255) is already the
+ * thresholded m; regions smaller than min_area are cleared from it. */
+void maa_mask_regions(uint8_t *mask, int s, int min_area, int *labels, maa_region *regions,
+                      int max_regions, int *nregions, int *total);
+
 /* Output size of a layer for an input of h x w. */
 void maa_conv_out_size(const maa_conv_desc *l, int h, int w, int *ho, int *wo);
 

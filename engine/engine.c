@@ -120,6 +120,22 @@ void maa_engine_free(maa_engine *e)
 maa_backend_kind maa_engine_backend(const maa_engine *e) { return e->kind; }
 maa_precision maa_engine_precision(const maa_engine *e) { return e->precision; }
 
+int maa_engine_can_inspect(const maa_engine *e) { return e->ops->inspect != NULL; }
+
+int maa_engine_inspect(maa_engine *e, const maa_device_batch *b, char *err, size_t errlen)
+{
+    if (!e->ops->inspect) {
+        if (err && errlen)
+            err[0] = 0;
+        return MAA_ERR;
+    }
+    if (b->n < 1 || b->n > e->max_batch) {
+        maa_seterr(err, errlen, "batch of %d frames, engine built for 1..%d", b->n, e->max_batch);
+        return MAA_ERR;
+    }
+    return e->ops->inspect(e->ctx, b, err, errlen);
+}
+
 int maa_engine_run(maa_engine *e, int n, const float *x, float *recon, float *fx, float *fr,
                    char *err, size_t errlen)
 {

@@ -219,7 +219,17 @@ maa_engine *maa_inspector_engine(maa_inspector *in);
  * no regions).  Verdict: reject when score > cal->threshold (SPEC §5). */
 int maa_inspect(maa_inspector *in, const maa_calibration *cal, int n,
                 const float *x, maa_result *res, char *err, size_t errlen);
-/* The last batch's intermediates for image i, valid until the next call. */
+/* Judge n frames: maa_preprocess of each, then maa_inspect, with the same
+ * results.  Where the backend can (cuda, 8-bit frames of the model's size
+ * S x S, one channel count per batch) preprocessing, variance map and mask
+ * run on the device and only maps, masks and peaks come back; other frames
+ * are preprocessed here. */
+int maa_inspect_frames(maa_inspector *in, const maa_calibration *cal, int n,
+                       const maa_image *frames, maa_result *res, char *err,
+                       size_t errlen);
+/* The last batch's intermediates for image i, valid until the next call.
+ * recon and varmap are NULL after a batch that maa_inspect_frames judged on
+ * the device. */
 const float *maa_inspector_recon(const maa_inspector *in, int i);
 const float *maa_inspector_markov(const maa_inspector *in, int i, int recon);
 const float *maa_inspector_varmap(const maa_inspector *in, int i);

@@ -90,7 +90,14 @@ int maa_regions(const float *m, int s, double t_pix, int min_area,
     size_t ss = (size_t)s * s;
     for (size_t p = 0; p < ss; p++)
         mask[p] = m[p] > t_pix ? PX_ON : PX_OFF;
+    maa_mask_regions(mask, s, min_area, labels, regions, max_regions, nregions, total);
+    return MAA_OK;
+}
 
+void maa_mask_regions(uint8_t *mask, int s, int min_area, int *labels, maa_region *regions,
+                      int max_regions, int *nregions, int *total)
+{
+    const size_t ss = (size_t)s * s;
     int stored = 0, kept = 0;
     /* labels is the flood-fill queue: every pixel of the region being filled
      * is in labels[0 .. tail) once the fill ends. */
@@ -136,5 +143,4 @@ int maa_regions(const float *m, int s, double t_pix, int min_area,
         *nregions = stored;
     if (total)
         *total = kept;
-    return MAA_OK;
 }
