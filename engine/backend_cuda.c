@@ -9,7 +9,10 @@
  *   - every byte of device and pinned host memory is allocated at create, and
  *     for each batch size 1..max_batch the whole run (copy in, generator,
  *     Markov encoder on x and r as one batch of 2n, copy out) is captured in
- *     a CUDA graph that run only launches. */
+ *     a CUDA graph that run only launches;
+ *   - the frame path (inspect) has a second graph per batch size: 8-bit
+ *     frames to tensors, the network, the SPEC §6 variance map and mask on
+ *     the device; only the Markov maps, masks and their peaks come back. */
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 #include <math.h>
@@ -21,8 +24,8 @@
 #include "engine/cuda_kernels.h"
 
 /* The largest workspace one algorithm may ask for; faster ones asking more
- * are passed over. */
-#define WS_LIMIT ((size_t)1 << 30)
+ * are passed over.  It bounds the engine's device memory (docs/cuda-backend.md). */
+#define WS_LIMIT ((size_t)64 << 20)
 
 static int fail(char *err, size_t errlen, const char *fn, const char *why, const char *file,
                 int line)
@@ -81,7 +84,13 @@ typedef struct {
     void *ws;
     size_t ws_size;
     float *h_x, *h_r, *h_f;  /* pinned staging for d_x, d_r, d_f */
-    cudaGraphExec_t *exec;   /* per batch size */
+    cudaGraphExec_t *exec;   /* per batch size: float images in, recon and maps out */
+    /* The frame path (cuda_inspect): 8-bit frames in, maps, masks, peaks out. */
+    uint8_t *d_u8, *h_u8, *d_mask, *h_mask;
+    float *d_e, *d_e2, *d_he, *d_he2, *d_peak, *h_peak;
+    maa_cuda_params *d_par, *h_par;
+    cudaGraphExec_t *exec8;  /* per batch size */
+    cudaEvent_t *prof;       /* MAA_CUDA_PROFILE: two events per layer while set */
 } cuda_ctx;
 
 static const float one = 1.0f, zero = 0.0f;
@@ -427,10 +436,9 @@ static int need_workspace(cuda_ctx *c, layer *l, size_t *size, char *err, size_t
 /* ---- the network --------------------------------------------------------- */
 
 /* out = act(conv(in) + bias (+ res)) for the current batch. */
-static int run_layer(cuda_ctx *c, int idx, int n, const void *in, void *out, const void *res,
-                     char *err, size_t errlen)
+static int layer_body(cuda_ctx *c, layer *l, int n, const void *in, void *out, const void *res,
+                      char *err, size_t errlen)
 {
-    layer *l = &c->l[idx];
     if (l->fused) {
         /* z = out with alpha2 = 0: cuDNN reads nothing from it. */
         cudnnStatus_t s = cudnnConvolutionBiasActivationForward(
@@ -456,6 +464,19 @@ static int run_layer(cuda_ctx *c, int idx, int n, const void *in, void *out, con
         CUDA(maa_cuda_epilogue, out, l->bias, res, (int)l->d.act, (float)c->info.lrelu_slope,
              shape(c, n * l->per_image, l->d.cout, l->ho, l->wo), c->st);
     return MAA_OK;
+}
+
+/* layer_body, timed by events while profiling. */
+static int run_layer(cuda_ctx *c, int idx, int n, const void *in, void *out, const void *res,
+                     char *err, size_t errlen)
+{
+    layer *l = &c->l[idx];
+    if (c->prof)
+        CUDA(cudaEventRecord, c->prof[2 * idx], c->st);
+    int rc = layer_body(c, l, n, in, out, res, err, errlen);
+    if (!rc && c->prof)
+        CUDA(cudaEventRecord, c->prof[2 * idx + 1], c->st);
+    return rc;
 }
 
 /* r = G(x) for n images. */
@@ -524,33 +545,99 @@ static int issue(cuda_ctx *c, int n, char *err, size_t errlen)
     return MAA_OK;
 }
 
+/* One batch of n frames on the stream, the frames and parameters already in
+ * d_u8 and d_par: what each frame-path graph holds. */
+static int issue8(cuda_ctx *c, int n, char *err, size_t errlen)
+{
+    const int S = c->info.image_size, C = c->info.channels, M = c->info.markov_size;
+    const size_t s2 = (size_t)S * S;
+    void *r = elem(c, c->images, (size_t)n * c->img), *f;
+    CUDA(cudaMemsetAsync, c->d_peak, 0, n * sizeof(float), c->st);
+    CUDA(maa_cuda_import8, c->d_u8, c->d_par, c->d_x, c->images, shape(c, n, C, S, S), c->st);
+    if (generator(c, n, c->images, r, err, errlen) || markov(c, n, &f, err, errlen))
+        return MAA_ERR;
+    CUDA(maa_cuda_export, f, shape(c, 2 * n, 1, M, M), c->d_f, c->st);
+    CUDA(maa_cuda_residual, c->d_x, r, shape(c, n, C, S, S), c->d_e, c->d_e2, c->st);
+    CUDA(maa_cuda_box_rows, c->d_e, c->d_e2, c->d_par, n, S, S, c->d_he, c->d_he2, c->st);
+    CUDA(maa_cuda_box_cols_mask, c->d_he, c->d_he2, c->d_par, n, S, S, c->d_mask, c->d_peak,
+         c->st);
+    CUDA(cudaMemcpyAsync, c->h_f, c->d_f, 2 * n * c->mm * sizeof(float), cudaMemcpyDeviceToHost,
+         c->st);
+    CUDA(cudaMemcpyAsync, c->h_mask, c->d_mask, n * s2, cudaMemcpyDeviceToHost, c->st);
+    CUDA(cudaMemcpyAsync, c->h_peak, c->d_peak, n * sizeof(float), cudaMemcpyDeviceToHost, c->st);
+    return MAA_OK;
+}
+
 /* Runs batch size n once for real (loading cuDNN's kernels and probing the
  * fused calls, neither of which may happen during capture), then captures
  * it into c->exec[n - 1]. */
-static int capture(cuda_ctx *c, int n, char *err, size_t errlen)
+static int capture_one(cuda_ctx *c, int n, int (*fn)(cuda_ctx *, int, char *, size_t),
+                       cudaGraphExec_t *exec, char *err, size_t errlen)
 {
-    if (set_batch(c, n, err, errlen))
-        return MAA_ERR;
     c->probing = 1;
-    int rc = issue(c, n, err, errlen);
+    int rc = fn(c, n, err, errlen);
     c->probing = 0;
     if (rc)
         return MAA_ERR;
     CUDA(cudaStreamSynchronize, c->st);
     CUDA(cudaStreamBeginCapture, c->st, cudaStreamCaptureModeThreadLocal);
-    rc = issue(c, n, err, errlen);
+    rc = fn(c, n, err, errlen);
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamEndCapture(c->st, &g);
     if (!rc && e != cudaSuccess)
         rc = fail(err, errlen, "cudaStreamEndCapture", cudaGetErrorString(e), __FILE__, __LINE__);
     if (!rc) {
-        e = cudaGraphInstantiate(&c->exec[n - 1], g, 0);
+        e = cudaGraphInstantiate(exec, g, 0);
         if (e != cudaSuccess)
             rc = fail(err, errlen, "cudaGraphInstantiate", cudaGetErrorString(e), __FILE__,
                       __LINE__);
     }
     if (g)
         cudaGraphDestroy(g);
+    return rc;
+}
+
+static int capture(cuda_ctx *c, int n, char *err, size_t errlen)
+{
+    if (set_batch(c, n, err, errlen) || capture_one(c, n, issue, &c->exec[n - 1], err, errlen) ||
+        capture_one(c, n, issue8, &c->exec8[n - 1], err, errlen))
+        return MAA_ERR;
+    return MAA_OK;
+}
+
+/* MAA_CUDA_PROFILE set: one frame-path batch of max_batch, layer by layer
+ * with events, printed to stderr (docs/cuda-backend.md shows a table). */
+static int profile(cuda_ctx *c, char *err, size_t errlen)
+{
+    const int n = c->max_batch;
+    cudaEvent_t ev[2 * MAA_NET_LAYERS + 2];
+    for (int i = 0; i < 2 * MAA_NET_LAYERS + 2; i++)
+        CUDA(cudaEventCreate, &ev[i]);
+    c->prof = ev;
+    int rc = set_batch(c, n, err, errlen);
+    if (!rc) {
+        cudaEventRecord(ev[2 * MAA_NET_LAYERS], c->st);
+        rc = issue8(c, n, err, errlen);
+        cudaEventRecord(ev[2 * MAA_NET_LAYERS + 1], c->st);
+    }
+    c->prof = NULL;
+    if (!rc && cudaStreamSynchronize(c->st) == cudaSuccess) {
+        float total = 0, layers = 0;
+        cudaEventElapsedTime(&total, ev[2 * MAA_NET_LAYERS], ev[2 * MAA_NET_LAYERS + 1]);
+        fprintf(stderr, "cuda profile, batch %d, %s: layer, ms, algorithm, fused\n", n,
+                c->half ? "f16" : "f32");
+        for (int i = 0; i < MAA_NET_LAYERS; i++) {
+            float ms = 0;
+            cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]);
+            layers += ms;
+            fprintf(stderr, "  %-10s %8.4f  %d  %d\n", c->l[i].d.name, ms, c->l[i].fused ?
+                    c->l[i].falgo : c->l[i].algo, c->l[i].fused);
+        }
+        fprintf(stderr, "  layers %.4f ms, whole batch %.4f ms (rest: copies, LSTM, mask)\n",
+                layers, total);
+    }
+    for (int i = 0; i < 2 * MAA_NET_LAYERS + 2; i++)
+        cudaEventDestroy(ev[i]);
     return rc;
 }
 
@@ -576,6 +663,23 @@ static int alloc_buffers(cuda_ctx *c, char *err, size_t errlen)
     CUDA(cudaHostAlloc, (void **)&c->h_f, 2 * B * c->mm * sizeof(float), cudaHostAllocDefault);
     /* The warm-up runs read the staging buffer before any image arrives. */
     memset(c->h_x, 0, B * c->img * sizeof(float));
+    const size_t s2 = (size_t)c->info.image_size * c->info.image_size;
+    CUDA(cudaMalloc, (void **)&c->d_u8, B * s2 * 4);
+    CUDA(cudaHostAlloc, (void **)&c->h_u8, B * s2 * 4, cudaHostAllocDefault);
+    CUDA(cudaMalloc, (void **)&c->d_mask, B * s2);
+    CUDA(cudaHostAlloc, (void **)&c->h_mask, B * s2, cudaHostAllocDefault);
+    float **scratch[] = {&c->d_e, &c->d_e2, &c->d_he, &c->d_he2};
+    for (int k = 0; k < 4; k++)
+        CUDA(cudaMalloc, (void **)scratch[k], B * s2 * sizeof(float));
+    CUDA(cudaMalloc, (void **)&c->d_peak, B * sizeof(float));
+    CUDA(cudaHostAlloc, (void **)&c->h_peak, B * sizeof(float), cudaHostAllocDefault);
+    CUDA(cudaMalloc, (void **)&c->d_par, sizeof *c->d_par);
+    CUDA(cudaHostAlloc, (void **)&c->h_par, sizeof *c->h_par, cudaHostAllocDefault);
+    /* Valid parameters and frames for the warm-up runs of the frame path. */
+    *c->h_par = (maa_cuda_params){3, 7, INFINITY};
+    CUDA(cudaMemcpyAsync, c->d_par, c->h_par, sizeof *c->h_par, cudaMemcpyHostToDevice, c->st);
+    CUDA(cudaMemsetAsync, c->d_u8, 0, B * s2 * 4, c->st);
+    CUDA(cudaStreamSynchronize, c->st);
     return MAA_OK;
 }
 
@@ -587,10 +691,14 @@ static void cuda_destroy(void *ctx)
     cudaSetDevice(c->device);
     if (c->st)
         cudaStreamSynchronize(c->st);
-    for (int n = 0; c->exec && n < c->max_batch; n++)
-        if (c->exec[n])
+    for (int n = 0; n < c->max_batch; n++) {
+        if (c->exec && c->exec[n])
             cudaGraphExecDestroy(c->exec[n]);
+        if (c->exec8 && c->exec8[n])
+            cudaGraphExecDestroy(c->exec8[n]);
+    }
     free(c->exec);
+    free(c->exec8);
     for (int i = 0; i < MAA_NET_LAYERS; i++) {
         layer *l = &c->l[i];
         cudaFree(l->w);
@@ -616,6 +724,12 @@ static void cuda_destroy(void *ctx)
     cudaFreeHost(c->h_x);
     cudaFreeHost(c->h_r);
     cudaFreeHost(c->h_f);
+    void *dev[] = {c->d_u8, c->d_mask, c->d_e, c->d_e2, c->d_he, c->d_he2, c->d_peak, c->d_par};
+    for (size_t k = 0; k < sizeof dev / sizeof *dev; k++)
+        cudaFree(dev[k]);
+    void *host[] = {c->h_u8, c->h_mask, c->h_peak, c->h_par};
+    for (size_t k = 0; k < sizeof host / sizeof *host; k++)
+        cudaFreeHost(host[k]);
     if (c->dnn)
         cudnnDestroy(c->dnn);
     if (c->st)
@@ -653,13 +767,17 @@ static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
     c->ws_size = ws;
     if (ws)
         CUDA(cudaMalloc, &c->ws, ws);
-    if (!(c->exec = calloc((unsigned)c->max_batch, sizeof *c->exec))) {
+    if (!(c->exec = calloc((unsigned)c->max_batch, sizeof *c->exec)) ||
+        !(c->exec8 = calloc((unsigned)c->max_batch, sizeof *c->exec8))) {
         maa_seterr(err, errlen, "cuda backend: out of memory");
         return MAA_ERR;
     }
     for (int n = 1; n <= c->max_batch; n++)
         if (capture(c, n, err, errlen))
             return MAA_ERR;
+    const char *p = getenv("MAA_CUDA_PROFILE");
+    if (p && *p && strcmp(p, "0") && profile(c, err, errlen))
+        return MAA_ERR;
     return MAA_OK;
 }
 
@@ -714,10 +832,40 @@ static int cuda_run(void *ctx, int n, const float *x, float *recon, float *fx, f
     return MAA_OK;
 }
 
+static int cuda_inspect(void *ctx, const maa_device_batch *b, char *err, size_t errlen)
+{
+    cuda_ctx *c = ctx;
+    const int n = b->n, ch = b->channels;
+    const size_t s2 = (size_t)c->info.image_size * c->info.image_size,
+                 frame = s2 * (size_t)ch;
+    if (ch != 1 && ch != 3 && ch != 4) {
+        maa_seterr(err, errlen, "cuda backend: frames with %d channels", ch);
+        return MAA_ERR;
+    }
+    if (b->window < 1 || b->window % 2 == 0) {
+        maa_seterr(err, errlen, "cuda backend: mask window %d is not odd", b->window);
+        return MAA_ERR;
+    }
+    CUDA(cudaSetDevice, c->device);
+    for (int i = 0; i < n; i++)
+        memcpy(c->h_u8 + i * frame, b->frames[i], frame);
+    *c->h_par = (maa_cuda_params){ch, b->window, b->t_pix};
+    CUDA(cudaMemcpyAsync, c->d_par, c->h_par, sizeof *c->h_par, cudaMemcpyHostToDevice, c->st);
+    CUDA(cudaMemcpyAsync, c->d_u8, c->h_u8, n * frame, cudaMemcpyHostToDevice, c->st);
+    CUDA(cudaGraphLaunch, c->exec8[n - 1], c->st);
+    CUDA(cudaStreamSynchronize, c->st);
+    memcpy(b->fx, c->h_f, n * c->mm * sizeof(float));
+    memcpy(b->fr, c->h_f + n * c->mm, n * c->mm * sizeof(float));
+    memcpy(b->peak, c->h_peak, n * sizeof(float));
+    memcpy(b->mask, c->h_mask, n * s2);
+    return MAA_OK;
+}
+
 const maa_backend_ops maa_backend_cuda = {
     .name = "cuda",
     .available = cuda_available,
     .create = cuda_create,
     .run = cuda_run,
     .destroy = cuda_destroy,
+    .inspect = cuda_inspect,
 };

@@ -1,7 +1,9 @@
 /* cuda_kernels.cu — the elementwise kernels of the cuda backend (see
  * cuda_kernels.h).  Each is a grid-stride loop over elements, templated on
- * the storage type; the arithmetic is float.  They are memory-bound and run
- * once per layer at most, so clarity wins over vector loads. */
+ * the storage type; the arithmetic is float (double where the host's
+ * engine/image.c and engine/mask.c sum in double, so that the frame path
+ * gives the host path's numbers).  They are memory-bound and run once per
+ * layer at most, so clarity wins over vector loads. */
 #include <cuda_fp16.h>
 
 #include "engine/cuda_kernels.h"
@@ -94,6 +96,85 @@ __global__ void lstm_k(const T *gates, const float *hconv, const float *c0, T *o
     }
 }
 
+/* i runs over x in NCHW order. */
+template <typename T>
+__global__ void import8_k(const uint8_t *u8, const maa_cuda_params *p, float *x, T *images,
+                          maa_cuda_shape s)
+{
+    const int fc = p->channels;
+    GRID_STRIDE(i, count(s)) {
+        size_t px = i % ((size_t)s.w * s.h), c = (i / ((size_t)s.w * s.h)) % s.c,
+               n = i / ((size_t)s.w * s.h * s.c);
+        /* The host's arithmetic: the sample in double, divided, then float. */
+        double v = u8[(n * s.h * s.w + px) * fc + (fc == 1 ? 0 : c)];
+        float f = (float)(v / 127.5 - 1.0);
+        x[i] = f;
+        store(images, offset(i, s), f);
+    }
+}
+
+/* i runs over the n*h*w pixels. */
+template <typename T>
+__global__ void residual_k(const float *x, const T *r, maa_cuda_shape s, float *e, float *e2)
+{
+    const size_t hw = (size_t)s.h * s.w;
+    GRID_STRIDE(i, (size_t)s.n * hw) {
+        size_t n = i / hw, px = i % hw;
+        float acc = 0.0f;
+        for (int c = 0; c < s.c; c++) {
+            size_t j = (n * s.c + c) * hw + px;
+            acc += fabsf(x[j] - load(r, offset(j, s)));
+        }
+        float v = acc / s.c;
+        e[i] = v;
+        e2[i] = __fmul_rn(v, v);
+    }
+}
+
+/* Mean over the part of the window inside the line, summed in double as
+ * engine/mask.c's box_mean does, stride apart. */
+__device__ inline float box(const float *line, int i, int len, size_t stride, int half)
+{
+    int lo = i - half < 0 ? 0 : i - half, hi = i + half >= len ? len - 1 : i + half;
+    double sum = 0;
+    for (int k = lo; k <= hi; k++)
+        sum += line[(size_t)k * stride];
+    return (float)(sum / (hi - lo + 1));
+}
+
+__global__ void box_rows_k(const float *e, const float *e2, const maa_cuda_params *p, int n,
+                           int h, int w, float *he, float *he2)
+{
+    const int half = p->window / 2;
+    GRID_STRIDE(i, (size_t)n * h * w) {
+        size_t row = i - i % w;
+        int x = (int)(i % w);
+        he[i] = box(e + row, x, w, 1, half);
+        he2[i] = box(e2 + row, x, w, 1, half);
+    }
+}
+
+__global__ void box_cols_mask_k(const float *he, const float *he2, const maa_cuda_params *p,
+                                int n, int h, int w, uint8_t *mask, float *peak)
+{
+    const int half = p->window / 2;
+    const double t = p->t_pix;
+    const size_t hw = (size_t)h * w;
+    GRID_STRIDE(i, (size_t)n * hw) {
+        size_t img = i / hw, x = i % w;
+        int y = (int)((i % hw) / w);
+        const size_t col = img * hw + x;
+        float mean = box(he + col, y, h, w, half), sq = box(he2 + col, y, h, w, half);
+        double v = (double)sq - (double)__fmul_rn(mean, mean);
+        if (v < 0)
+            v = 0;
+        float m = (float)(v * v);
+        mask[i] = (double)m > t ? 255 : 0;
+        /* m >= 0: its bits order as the values do. */
+        atomicMax((int *)&peak[img], __float_as_int(m));
+    }
+}
+
 __global__ void to_half_k(const float *src, __half *dst, size_t total)
 {
     GRID_STRIDE(i, total)
@@ -150,6 +231,43 @@ extern "C" cudaError_t maa_cuda_lstm(const void *gates, const float *hconv, cons
     else
         lstm_k<<<blocks(count(s)), 256, 0, st>>>((const float *)gates, hconv, c0,
                                                  (float *)out, s);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t maa_cuda_import8(const uint8_t *u8, const maa_cuda_params *p, float *x,
+                                        void *images, maa_cuda_shape s, cudaStream_t st)
+{
+    if (s.half)
+        import8_k<<<blocks(count(s)), 256, 0, st>>>(u8, p, x, (__half *)images, s);
+    else
+        import8_k<<<blocks(count(s)), 256, 0, st>>>(u8, p, x, (float *)images, s);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t maa_cuda_residual(const float *x, const void *r, maa_cuda_shape s,
+                                         float *e, float *e2, cudaStream_t st)
+{
+    size_t total = (size_t)s.n * s.h * s.w;
+    if (s.half)
+        residual_k<<<blocks(total), 256, 0, st>>>(x, (const __half *)r, s, e, e2);
+    else
+        residual_k<<<blocks(total), 256, 0, st>>>(x, (const float *)r, s, e, e2);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t maa_cuda_box_rows(const float *e, const float *e2,
+                                         const maa_cuda_params *p, int n, int h, int w,
+                                         float *he, float *he2, cudaStream_t st)
+{
+    box_rows_k<<<blocks((size_t)n * h * w), 256, 0, st>>>(e, e2, p, n, h, w, he, he2);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t maa_cuda_box_cols_mask(const float *he, const float *he2,
+                                              const maa_cuda_params *p, int n, int h, int w,
+                                              uint8_t *mask, float *peak, cudaStream_t st)
+{
+    box_cols_mask_k<<<blocks((size_t)n * h * w), 256, 0, st>>>(he, he2, p, n, h, w, mask, peak);
     return cudaGetLastError();
 }
 

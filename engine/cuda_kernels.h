@@ -8,6 +8,7 @@
 #define MAA_CUDA_KERNELS_H
 
 #include <cuda_runtime_api.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -18,6 +19,15 @@ typedef struct {
     int half;  /* elements are IEEE half, else float */
     int nhwc;  /* layout NHWC, else NCHW */
 } maa_cuda_shape;
+
+/* The per-batch parameters of the frame path, in device memory: written by
+ * an async copy before each graph launch, read by the kernels, so that the
+ * captured graphs serve every frame layout and calibration. */
+typedef struct {
+    int channels;   /* interleaved samples per pixel of the 8-bit frames: 1, 3, 4 */
+    int window;     /* SPEC §6 w, odd */
+    double t_pix;   /* mask threshold */
+} maa_cuda_params;
 
 /* Activation codes, equal to maa_act of engine/backend.h. */
 enum { MAA_CUDA_NONE, MAA_CUDA_RELU, MAA_CUDA_LRELU, MAA_CUDA_TANH };
@@ -41,6 +51,25 @@ cudaError_t maa_cuda_epilogue(void *y, const float *bias, const void *res,
 cudaError_t maa_cuda_lstm(const void *gates, const float *hconv,
                           const float *c0, void *out, maa_cuda_shape s,
                           cudaStream_t st);
+/* SPEC §1 on the device, as maa_preprocess for frames at the model size:
+ * u8 holds s.n frames of s.h x s.w pixels, p->channels interleaved samples
+ * each (a gray frame fills every channel); x gets p/127.5 - 1 as float NCHW,
+ * images the same in the activation layout s. */
+cudaError_t maa_cuda_import8(const uint8_t *u8, const maa_cuda_params *p, float *x,
+                             void *images, maa_cuda_shape s, cudaStream_t st);
+/* SPEC §6, as maa_varmap and the threshold of maa_regions compute it, in
+ * three passes over s.n images of s.h x s.w: e = mean over the s.c channels
+ * of |x - r| (x float NCHW, r in layout s) and e*e; the window means along
+ * rows; the means along columns, v, m = v*v, mask = m > t_pix (0 or 255) and
+ * peak[i] = max of m over image i (peak zeroed beforehand).  e, e2, he, he2:
+ * n*h*w floats of scratch. */
+cudaError_t maa_cuda_residual(const float *x, const void *r, maa_cuda_shape s, float *e,
+                              float *e2, cudaStream_t st);
+cudaError_t maa_cuda_box_rows(const float *e, const float *e2, const maa_cuda_params *p,
+                              int n, int h, int w, float *he, float *he2, cudaStream_t st);
+cudaError_t maa_cuda_box_cols_mask(const float *he, const float *he2,
+                                   const maa_cuda_params *p, int n, int h, int w,
+                                   uint8_t *mask, float *peak, cudaStream_t st);
 /* dst[i] = (half)src[i], i < count. */
 cudaError_t maa_cuda_to_half(const float *src, void *dst, size_t count,
                              cudaStream_t st);
