@@ -1,7 +1,7 @@
 /* bench_cuda.c — times maad's whole inspection pipeline per batch, as the
- * daemon's worker runs it: 8-bit frames on the host -> maa_preprocess ->
- * maa_inspect (engine run, FMD score, verdict, mask and regions) -> results
- * on the host.  scripts/gpu-check.sh runs it next to the PyTorch benchmark
+ * daemon's worker runs it: 8-bit frames on the host -> maa_inspect_frames
+ * (preprocessing, engine, mask on the device where the backend can; FMD
+ * score, verdict and regions on the host) -> results on the host.  scripts/gpu-check.sh runs it next to the PyTorch benchmark
  * (scripts/bench_torch.py) on the same model file and frames.  Not a test:
  * tests/run.sh runs only test_* programs.
  *
@@ -12,14 +12,32 @@
  *       weights of tests/testmodel.h
  *
  * Prints one line:
- *   RESULT maad-<precision> batch <n>: <ms> ms/batch <fps> frames/s score <mean> */
+ *   RESULT maad-<precision> batch <n>: <ms> ms/batch <fps> frames/s score <mean> ...
+ * and a STAGES line: the engine alone (timed again afterwards on the same
+ * inputs) and the device memory the inspector took (cuda only).  The frames
+ * are taken for good parts: a calibration over them (gamma 3, mask fraction
+ * 1%) gives the threshold and T_pix, as maa calibrate would. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "engine/engine.h"
+#include "engine/backend.h"
 #include "tests/testmodel.h"
+#ifdef MAA_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+/* Device memory in use, in bytes (0 without CUDA or a device). */
+static size_t device_used(void)
+{
+#ifdef MAA_HAVE_CUDA
+    size_t free_b, total;
+    if (cudaMemGetInfo(&free_b, &total) == cudaSuccess)
+        return total - free_b;
+#endif
+    return 0;
+}
 
 static double now(void)
 {
@@ -84,29 +102,49 @@ int main(int argc, char **argv)
     fclose(f);
 
     maa_inspector *in;
+    const size_t used0 = device_used();
     if (maa_inspector_create(m, &opts, &in, err, sizeof err)) {
         fprintf(stderr, "bench_cuda: %s\n", err);
         return 1;
     }
-    /* A plausible calibration: the verdicts and masks are computed as in
-     * production; their values do not matter here. */
-    maa_calibration cal = {.threshold = 1.0, .pixel_threshold = 1e-3, .mask_window = 7,
-                           .min_region_area = 10};
-    float *x = malloc(n * img * sizeof(float));
-    maa_result *res = malloc(n * sizeof *res);
+    const size_t used1 = device_used();
+    /* The calibration a line would have: maa calibrate's statistics over
+     * the frames (all of them good parts), so that, as on a line, most
+     * frames show no mask pixel and need no region labelling. */
+    maa_image *ims = malloc(nframes * sizeof *ims);
+    maa_result *res = malloc((n > nframes ? n : nframes) * sizeof *res);
+    double *scores = malloc(nframes * sizeof *scores), *peaks = malloc(nframes * sizeof *peaks);
+    for (long i = 0; i < nframes; i++)
+        ims[i] = (maa_image){S, S, C, 8, frames + i * frame};
+    for (long i = 0; i < nframes; i += n) {
+        int k = nframes - i < n ? (int)(nframes - i) : n;
+        if (maa_inspect_frames(in, NULL, k, ims + i, res, err, sizeof err)) {
+            fprintf(stderr, "bench_cuda: %s\n", err);
+            return 1;
+        }
+        for (int j = 0; j < k; j++) {
+            scores[i + j] = res[j].score;
+            peaks[i + j] = res[j].mask_peak;
+        }
+    }
+    maa_calibration cal;
+    if (nframes < 20 || maa_calibration_fit(scores, (int)nframes, 3.0, &cal, err, sizeof err)) {
+        fprintf(stderr, "bench_cuda: calibration: %s\n", nframes < 20 ? "need 20 frames" : err);
+        return 1;
+    }
+    cal.pixel_threshold = maa_pixel_threshold(peaks, (int)nframes, 0.01);
+    cal.mask_fraction = 0.01;
+    cal.mask_window = 7;
+    cal.min_region_area = 10;
+    maa_image *batch = malloc(n * sizeof *batch);
     long next = 0, batches = 0, rejects = 0;
     double t0 = 0, score = 0;
     for (int warm = 3;; warm--) {
         if (warm == 0)
             t0 = now();
-        for (int i = 0; i < n; i++, next = (next + 1) % nframes) {
-            maa_image im = {S, S, C, 8, frames + next * frame};
-            if (maa_preprocess(&im, S, C, x + i * img, err, sizeof err)) {
-                fprintf(stderr, "bench_cuda: %s\n", err);
-                return 1;
-            }
-        }
-        if (maa_inspect(in, &cal, n, x, res, err, sizeof err)) {
+        for (int i = 0; i < n; i++, next = (next + 1) % nframes)
+            batch[i] = ims[next];
+        if (maa_inspect_frames(in, &cal, n, batch, res, err, sizeof err)) {
             fprintf(stderr, "bench_cuda: %s\n", err);
             return 1;
         }
@@ -124,8 +162,58 @@ int main(int argc, char **argv)
     printf("RESULT maad-%s batch %d: %.3f ms/batch %.1f frames/s score %.6g (%ld batches, "
            "%ld rejects)\n", maa_precision_name(maa_engine_precision(maa_inspector_engine(in))),
            n, ms, n * 1e3 / ms, score / (batches * n), batches, rejects);
+    /* The engine alone (float path: preprocessed images in, reconstruction
+     * and maps out), as many batches again. */
+    float *x = malloc(n * img * sizeof(float)), *recon = malloc(n * img * sizeof(float));
+    const size_t mm = (size_t)info->markov_size * info->markov_size;
+    float *fx = malloc(n * mm * sizeof(float)), *fr = malloc(n * mm * sizeof(float));
+    for (int i = 0; i < n; i++)
+        if (maa_preprocess(&batch[i], S, C, x + i * img, err, sizeof err)) {
+            fprintf(stderr, "bench_cuda: %s\n", err);
+            return 1;
+        }
+    maa_engine *e = maa_inspector_engine(in);
+    double te = now();
+    for (long b = 0; b < batches; b++)
+        if (maa_engine_run(e, n, x, recon, fx, fr, err, sizeof err)) {
+            fprintf(stderr, "bench_cuda: %s\n", err);
+            return 1;
+        }
+    te = now() - te;
+    /* The device part of the frame path alone: frames in, maps and masks out,
+     * no FMD or region labelling on the host. */
+    double td = -1;
+    if (maa_engine_can_inspect(e)) {
+        const uint8_t **ptr = malloc(n * sizeof *ptr);
+        float *peak = malloc(n * sizeof *peak);
+        uint8_t *mask = malloc((size_t)n * S * S);
+        for (int i = 0; i < n; i++)
+            ptr[i] = batch[i].data;
+        maa_device_batch db = {n, C, ptr, 7, cal.pixel_threshold, fx, fr, peak, mask};
+        td = now();
+        for (long b = 0; b < batches; b++)
+            if (maa_engine_inspect(e, &db, err, sizeof err)) {
+                fprintf(stderr, "bench_cuda: %s\n", err);
+                return 1;
+            }
+        td = (now() - td) * 1e3 / batches;
+        free(ptr);
+        free(peak);
+        free(mask);
+    }
+    printf("STAGES maad-%s batch %d: device part alone %.3f, engine alone (float path, recon "
+           "to host) %.3f ms/batch, device memory %.1f MiB\n",
+           maa_precision_name(maa_engine_precision(e)), n, td, te * 1e3 / batches,
+           (double)(used1 - used0) / 1048576.0);
     free(x);
+    free(recon);
+    free(fx);
+    free(fr);
     free(res);
+    free(batch);
+    free(ims);
+    free(scores);
+    free(peaks);
     free(frames);
     maa_inspector_free(in);
     maa_model_free(m);

@@ -116,11 +116,20 @@ static void check_case(const char *model_file, json_t *arrays, json_t *fmds, jso
             CHECK(r2 <= tol_fmd_stored, "%s image %d: maa_fmd on the reference maps: %.10g vs %.10g (%.3g)",
                   label, i, own, want, r2);
         }
-        /* The same image alone gives the same bits as inside the batch. */
+        /* The same image alone gives the same bits as inside the batch on the
+         * CPU backends; cuDNN may pick other kernels for another batch size,
+         * so on cuda the two agree within the maps' tolerance. */
         CHECK(maa_engine_run(e, 1, x + i * img, r1, fx1, fr1, err, sizeof err) == MAA_OK, "%s", err);
-        CHECK(!memcmp(r1, r + i * img, img * sizeof *r1) && !memcmp(fx1, fx + i * mk, mk * sizeof *fx1) &&
-                  !memcmp(fr1, fr + i * mk, mk * sizeof *fr1),
-              "%s image %d: batch and single runs differ", label, i);
+        if (strcmp(backend, "cuda"))
+            CHECK(!memcmp(r1, r + i * img, img * sizeof *r1) &&
+                      !memcmp(fx1, fx + i * mk, mk * sizeof *fx1) &&
+                      !memcmp(fr1, fr + i * mk, mk * sizeof *fr1),
+                  "%s image %d: batch and single runs differ", label, i);
+        else
+            CHECK(max_abs(r1, r + i * img, img) <= tol_maps &&
+                      max_abs(fx1, fx + i * mk, mk) <= tol_maps &&
+                      max_abs(fr1, fr + i * mk, mk) <= tol_maps,
+                  "%s image %d: batch and single runs differ by more than %g", label, i, tol_maps);
     }
     if (check_mask) {
         float *m_ref = read_array(arrays, "m", NULL), *mm = malloc((size_t)S * S * sizeof *mm),

@@ -2,9 +2,11 @@
  * off) within 1e-3 of ref on the reconstruction and the Markov maps, f16
  * within 2% of ref on the FMD, a batch equal to its images run one by one,
  * no device memory growth over many batches, and batches beyond max_batch
- * refused.  Models: S=64 with small widths, and the default network at
- * S=256.  Every test but the first SKIPs on a machine without a CUDA device
- * (or a build without CUDA). */
+ * refused; the frame path (maa_inspect_frames: preprocessing and mask on the
+ * device) equal to the host's, and f16 verdicts equal to f32's away from
+ * the threshold.  Models: S=64 with small widths, and the default network at
+ * S=256.  The tests that need a CUDA device SKIP without one (or in a build
+ * without CUDA); the host fallback of the frame path runs everywhere. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,6 +299,171 @@ static void test_no_memory_growth(void)
 #endif
 }
 
+/* Deterministic 8-bit frames: smooth structure plus noise. */
+static uint8_t *frames8(int n, int size, int ch)
+{
+    uint8_t *f = malloc((size_t)n * size * size * ch);
+    uint32_t s = 777;
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < size; y++)
+            for (int x = 0; x < size; x++)
+                for (int c = 0; c < ch; c++) {
+                    s = s * 1664525u + 1013904223u;
+                    double v = 128 + 90 * sin(0.09 * (x + 5 * i) + 0.05 * y * (c + 1)) +
+                               30.0 * ((s >> 8) / 16777216.0 - 0.5);
+                    f[(((size_t)i * size + y) * size + x) * ch + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+    return f;
+}
+
+/* maa_inspect_frames against maa_preprocess + maa_inspect on one inspector:
+ * the device path (cuda, frames at the model size) or the host fallback
+ * (other sizes, other backends) must give the same scores, peaks, masks and
+ * regions.  T_pix sits at half the smallest peak, so every frame has a mask
+ * with some pixels on and some off. */
+static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, int size)
+{
+    const maa_model_info *info = &small;
+    const int S = info->image_size, C = info->channels, n = 3;
+    maa_model *m = load(info, "frames.safetensors");
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    maa_engine_opts opts = {.backend = kind, .precision = prec, .max_batch = 4};
+    maa_inspector *in = NULL;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maa_inspector_create(m, &opts, &in, err, sizeof err) == MAA_OK, "%s", err);
+    uint8_t *px = frames8(n, size, ch);
+    const size_t img = (size_t)C * S * S, s2 = (size_t)S * S;
+    float *x = malloc(n * img * sizeof(float));
+    uint8_t *mask_h = malloc(n * s2);
+    maa_image ims[3];
+    maa_result rh[3], rd[3];
+    for (int i = 0; in && i < n; i++) {
+        ims[i] = (maa_image){size, size, ch, 8, px + (size_t)i * size * size * ch};
+        CHECK(maa_preprocess(&ims[i], S, C, x + i * img, err, sizeof err) == MAA_OK, "%s", err);
+    }
+    maa_calibration cal = {.threshold = 0, .mask_window = 5, .min_region_area = 3};
+    if (in && maa_inspect(in, NULL, n, x, rh, err, sizeof err) == MAA_OK) {
+        double low = rh[0].mask_peak;
+        for (int i = 1; i < n; i++)
+            low = fmin(low, rh[i].mask_peak);
+        cal.pixel_threshold = 0.5 * low;
+        cal.threshold = rh[1].score;
+        CHECK(maa_inspect(in, &cal, n, x, rh, err, sizeof err) == MAA_OK, "%s", err);
+        for (int i = 0; i < n; i++)
+            memcpy(mask_h + i * s2, maa_inspector_mask(in, i), s2);
+        CHECK(maa_inspect_frames(in, &cal, n, ims, rd, err, sizeof err) == MAA_OK, "%s", err);
+        const int device = kind == MAA_BACKEND_CUDA && size == S;
+        CHECK((maa_inspector_recon(in, 0) == NULL) == device, "recon kept on the host path only");
+        double ds = 0, dp = 0;
+        size_t off = 0, on = 0;
+        for (int i = 0; i < n; i++) {
+            ds = fmax(ds, fabs(rd[i].score - rh[i].score) / fmax(fabs(rh[i].score), 1e-30));
+            dp = fmax(dp, fabs(rd[i].mask_peak - rh[i].mask_peak) / fmax(rh[i].mask_peak, 1e-30));
+            const uint8_t *md = maa_inspector_mask(in, i);
+            for (size_t p = 0; p < s2; p++) {
+                off += md[p] != mask_h[i * s2 + p];
+                on += md[p] != 0;
+            }
+            CHECK(rd[i].verdict == rh[i].verdict && rd[i].regions_total == rh[i].regions_total,
+                  "frame %d: verdict %d/%d, regions %d/%d", i, rd[i].verdict, rh[i].verdict,
+                  rd[i].regions_total, rh[i].regions_total);
+        }
+        printf("  %s %s, %d-channel %dx%d frames (%s path): score %.1e, peak %.1e relative; "
+               "%zu of %zu mask pixels differ (%zu on)\n", maa_backend_name(kind),
+               maa_precision_name(prec), ch, size, size, device ? "device" : "host", ds, dp, off,
+               n * s2, on);
+        CHECK(ds <= 1e-6 && dp <= 1e-6, "scores or peaks differ");
+        CHECK(off == 0, "%zu mask pixels differ", off);
+        CHECK(on > 0 && on < n * s2, "the mask is all on or all off: the check means nothing");
+    }
+    maa_inspector_free(in);
+    free(px);
+    free(x);
+    free(mask_h);
+    maa_model_free(m);
+}
+
+/* The host fallback runs everywhere; ref stands for the backends without
+ * a device path. */
+static void test_frames_host_fallback(void)
+{
+    frames_vs_host(MAA_BACKEND_REF, MAA_PREC_F32, 3, 64);
+    frames_vs_host(MAA_BACKEND_REF, MAA_PREC_F32, 1, 80);
+}
+
+static void test_frames_on_device(void)
+{
+    if (!have_device)
+        SKIP("%s", why);
+    for (int p = 0; p < 2; p++) {
+        maa_precision prec = p ? MAA_PREC_F16 : MAA_PREC_F32;
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 3, 64);
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 1, 64);
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 4, 64);
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 3, 72);
+    }
+}
+
+/* The f16 path against f32 on the default network, on the frame path: every
+ * score within 2%, and the same verdict for every frame whose score is not
+ * within 2% of the threshold (here the median score). */
+static void test_f16_verdicts(void)
+{
+    if (!have_device)
+        SKIP("%s", why);
+    enum { N = 8 };
+    maa_model *m = load(&full, "verdicts.safetensors");
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    uint8_t *px = frames8(N, 256, 3);
+    maa_image ims[N];
+    for (int i = 0; i < N; i++)
+        ims[i] = (maa_image){256, 256, 3, 8, px + (size_t)i * 256 * 256 * 3};
+    maa_result r[2][N];
+    char err[MAA_ERRLEN] = "";
+    int ok = 1;
+    for (int p = 0; p < 2 && ok; p++) {
+        maa_engine_opts opts = {.backend = MAA_BACKEND_CUDA,
+                                .precision = p ? MAA_PREC_F16 : MAA_PREC_F32, .max_batch = 4};
+        maa_inspector *in = NULL;
+        ok = maa_inspector_create(m, &opts, &in, err, sizeof err) == MAA_OK;
+        for (int i = 0; ok && i < N; i += 4)
+            ok = maa_inspect_frames(in, NULL, 4, ims + i, r[p] + i, err, sizeof err) == MAA_OK;
+        CHECK(ok, "%s", err);
+        maa_inspector_free(in);
+    }
+    if (ok) {
+        double sorted[N], worst = 0;
+        for (int i = 0; i < N; i++)
+            sorted[i] = r[0][i].score;
+        for (int i = 1; i < N; i++)
+            for (int j = i; j > 0 && sorted[j] < sorted[j - 1]; j--) {
+                double t = sorted[j];
+                sorted[j] = sorted[j - 1];
+                sorted[j - 1] = t;
+            }
+        const double T = 0.5 * (sorted[N / 2 - 1] + sorted[N / 2]);
+        int judged = 0;
+        for (int i = 0; i < N; i++) {
+            double rel = fabs(r[1][i].score - r[0][i].score) / r[0][i].score;
+            worst = fmax(worst, rel);
+            if (fabs(r[0][i].score - T) > 0.02 * T) {
+                judged++;
+                CHECK((r[0][i].score > T) == (r[1][i].score > T), "frame %d: f32 %g, f16 %g, T %g",
+                      i, r[0][i].score, r[1][i].score, T);
+            }
+        }
+        printf("  S=256 f16 vs f32 scores: worst relative error %.3f%%, %d of %d frames away "
+               "from T judged alike\n", 100 * worst, judged, N);
+        CHECK(worst <= 0.02, "f16 score off by %.2f%%", 100 * worst);
+    }
+    free(px);
+    maa_model_free(m);
+}
+
 /* --quick: the small-model tests only, for compute-sanitizer's slow runs. */
 int main(int argc, char **argv)
 {
@@ -312,9 +479,14 @@ int main(int argc, char **argv)
     if (!quick)
         RUN(test_no_memory_growth);
     RUN(test_small_vs_ref);
-    if (!quick)
+    RUN(test_frames_host_fallback);
+    RUN(test_frames_on_device);
+    if (!quick) {
         RUN(test_default_vs_ref);
-    const char *names[] = {"refused", "small", "default", "batch", "refuse", "leak"};
+        RUN(test_f16_verdicts);
+    }
+    const char *names[] = {"refused", "small", "default", "batch", "refuse", "leak", "frames",
+                           "verdicts"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char p[256];
         snprintf(p, sizeof p, "%s/%s.safetensors", tmpdir, names[i]);
