@@ -4,7 +4,11 @@
 # the cuda backend, runs its tests (and compute-sanitizer memcheck on a short
 # run when present), then benchmarks maad against PyTorch on the same GPU,
 # same model file and frames, S=256, batches 1, 4 and 32.  Installs nothing
-# unless the Debian packages are missing and the network is reachable.
+# unless the Debian packages are missing and the network is reachable; where
+# it cannot build (the lent GPU machine has CUDA, cuDNN and PyTorch but none
+# of maad's Debian dependencies and no network), it runs the programs of
+# build/gpu-bundle.tar.xz, made on the development machine by
+# scripts/gpu-bundle.sh and carried along.
 # Everything it writes goes to build/gpu-check/.  Takes under 5 minutes.
 #   BENCH_SECONDS (default 2): timed seconds per benchmark row.
 set -u
@@ -12,8 +16,8 @@ cd "$(dirname "$0")/.."
 CUDA=${CUDA:-/usr/local/cuda}
 PY=${PYTHON:-python3}
 SECS=${BENCH_SECONDS:-2}
-OUT=build/gpu-check
-mkdir -p "$OUT"
+LOG=build/gpu-check
+mkdir -p "$LOG"
 status=0
 note() { printf '\n=== %s\n' "$*"; }
 
@@ -26,95 +30,119 @@ grep -h '#define CUDNN_M[AI][JN]OR ' "$CUDA"/include/cudnn_version*.h 2>/dev/nul
 note "build"
 PKGS="aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke"
 missing=$(for p in $PKGS; do pkg-config --exists "$p" || echo "$p"; done)
-if [ -n "$missing" ] && [ -x scripts/install-deps.sh ] && [ "$(id -u)" = 0 ] &&
+if [ -n "$missing" ] && [ ! -f build/gpu-bundle.tar.xz ] && [ -x scripts/install-deps.sh ] &&
+   [ "$(id -u)" = 0 ] &&
    timeout 20 apt-get update -qq >/dev/null 2>&1; then
     echo "installing the missing packages ($missing)"
     scripts/install-deps.sh
     missing=$(for p in $PKGS; do pkg-config --exists "$p" || echo "$p"; done)
 fi
 built=0
-if [ -n "$missing" ]; then
+if [ -z "$missing" ]; then
+    if make -j"$(nproc)" CUDA="$CUDA" build/tests/test_cuda build/tests/helper_golden \
+            build/bench_cuda >"$LOG/build.log" 2>&1; then
+        built=1
+        echo "built build/tests/test_cuda build/tests/helper_golden build/bench_cuda"
+    else
+        tail -n 30 "$LOG/build.log"
+        echo "build failed (full log: $LOG/build.log)"
+        status=1
+    fi
+elif [ -f build/gpu-bundle.tar.xz ]; then
     echo "missing pkg-config packages, no network to install them: $missing"
-    echo "maad cannot be built here: only the PyTorch rows of the benchmark will run"
-elif make -j"$(nproc)" CUDA="$CUDA" build/tests/test_cuda build/bench_cuda >"$OUT/build.log" 2>&1; then
-    built=1
-    echo "built build/tests/test_cuda build/bench_cuda"
+    tar -xJf build/gpu-bundle.tar.xz
+    need=$(cat build/gpu-lib/GLIBC)
+    have=$(ldd --version | awk 'NR == 1 { print $NF }')
+    if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n 1)" != "$need" ]; then
+        echo "the prebuilt programs need glibc >= $need, this machine has $have"
+    else
+        # cuDNN: the toolkit's, else the one PyTorch ships.
+        dnn=$("$PY" -c 'import nvidia.cudnn, os; print(os.path.join(list(nvidia.cudnn.__path__)[0], "lib"))' 2>/dev/null)
+        export LD_LIBRARY_PATH="$PWD/build/gpu-lib:$CUDA/lib64${dnn:+:$dnn}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        built=1
+        echo "using the programs prebuilt by scripts/gpu-bundle.sh (cuDNN from ${dnn:-$CUDA/lib64})"
+    fi
 else
-    tail -n 30 "$OUT/build.log"
-    echo "build failed (full log: $OUT/build.log)"
-    status=1
+    echo "missing pkg-config packages, no network to install them: $missing"
+    echo "and no build/gpu-bundle.tar.xz: only the PyTorch rows of the benchmark will run"
 fi
 
 if [ "$built" = 1 ]; then
     note "tests"
-    build/tests/test_cuda 2>&1 | tee "$OUT/test_cuda.log"
+    timeout 180 build/tests/test_cuda 2>&1 | tee "$LOG/test_cuda.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     # The PyTorch golden cases (tests/test_golden.py runs them for the CPU
     # backends); helper_golden uses the backend's default precision, f16.
     note "golden cases vs PyTorch float64, backend cuda (f16)"
-    if make -j"$(nproc)" CUDA="$CUDA" build/tests/helper_golden >>"$OUT/build.log" 2>&1; then
-        for case in small mono default; do
-            if "$PY" scripts/golden.py --out "$OUT/golden-$case" --case "$case" >/dev/null 2>&1; then
-                build/tests/helper_golden "$OUT/golden-$case/manifest.json" --backend cuda \
-                    --maps 2e-2 --fmd 2e-2 --mask 2>&1 | tail -n 4
-                [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-            else
-                echo "scripts/golden.py --case $case failed here: skipped"
-            fi
-        done
-    else
-        echo "helper_golden does not build: skipped"
-    fi
+    for case in small mono default; do
+        if timeout 60 "$PY" scripts/golden.py --out "$LOG/golden-$case" --case "$case" \
+                >"$LOG/golden-$case.log" 2>&1; then
+            timeout 60 build/tests/helper_golden "$LOG/golden-$case/manifest.json" --backend cuda \
+                --maps 2e-2 --fmd 2e-2 --mask 2>&1 | tee "$LOG/golden-$case-cuda.log"
+            [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+        else
+            tail -n 5 "$LOG/golden-$case.log"
+            echo "scripts/golden.py --case $case failed here"
+            status=1
+        fi
+    done
     if command -v compute-sanitizer >/dev/null || [ -x "$CUDA/bin/compute-sanitizer" ]; then
         note "compute-sanitizer --tool memcheck (quick tests)"
         san=$(command -v compute-sanitizer || echo "$CUDA/bin/compute-sanitizer")
-        timeout 120 "$san" --tool memcheck --error-exitcode 9 build/tests/test_cuda --quick \
-            >"$OUT/memcheck.log" 2>&1
+        timeout 100 "$san" --tool memcheck --error-exitcode 9 build/tests/test_cuda --quick \
+            >"$LOG/memcheck.log" 2>&1
         rc=$?
-        tail -n 5 "$OUT/memcheck.log"
-        [ "$rc" -eq 0 ] || { echo "memcheck exit $rc (log: $OUT/memcheck.log)"; status=1; }
+        tail -n 5 "$LOG/memcheck.log"
+        [ "$rc" -eq 0 ] || { echo "memcheck exit $rc (log: $LOG/memcheck.log)"; status=1; }
     else
         echo "compute-sanitizer not found: memcheck skipped"
     fi
 fi
 
 note "benchmark: S=256, default widths, batches 1 4 32, ${SECS}s per row"
-MODEL=$OUT/bench-256.safetensors FRAMES=$OUT/frames-256.u8
+MODEL=$LOG/bench-256.safetensors FRAMES=$LOG/frames-256.u8
 if [ -f scripts/export_model.py ] &&
-   "$PY" scripts/export_model.py --random --size 256 --out "$MODEL" >/dev/null 2>&1; then
+   "$PY" scripts/export_model.py --random --size 256 --out "$MODEL" >"$LOG/export.log" 2>&1; then
     echo "model: scripts/export_model.py --random --size 256"
-elif [ "$built" = 1 ] && build/bench_cuda --write-model "$MODEL" 256; then
+elif tail -n 3 "$LOG/export.log" && [ "$built" = 1 ] &&
+     build/bench_cuda --write-model "$MODEL" 256; then
     echo "model: test weights of tests/testmodel.h"
 else
     echo "cannot make a model file"; exit 1
 fi
 "$PY" scripts/bench_torch.py --make-frames "$FRAMES" 256 3 64 || { echo "cannot make frames"; exit 1; }
-: >"$OUT/results.txt"
+: >"$LOG/results.txt"
 if [ "$built" = 1 ]; then
     for prec in f32 f16; do
         for n in 1 4 32; do
-            build/bench_cuda "$MODEL" "$FRAMES" cuda "$prec" "$n" "$SECS" 2>&1 |
-                tee -a "$OUT/results.txt" | grep -v '^RESULT' || true
+            # Batch 4 also prints the per-layer times (MAA_CUDA_PROFILE).
+            MAA_CUDA_PROFILE=$([ "$n" = 4 ] && echo 1 || echo 0) \
+            timeout 60 build/bench_cuda "$MODEL" "$FRAMES" cuda "$prec" "$n" "$SECS" 2>&1 |
+                tee -a "$LOG/results.txt" | grep -v '^RESULT' || true
         done
     done
 fi
-"$PY" scripts/bench_torch.py "$MODEL" "$FRAMES" "$SECS" 1 4 32 2>&1 |
-    tee -a "$OUT/results.txt" | grep -v '^RESULT' || true
+timeout 150 "$PY" scripts/bench_torch.py "$MODEL" "$FRAMES" "$SECS" 1 4 32 2>&1 |
+    tee -a "$LOG/results.txt" | grep -v '^RESULT' || true
 
-# Table: one row per (pipeline, batch); ratio = frames/s over PyTorch eager f32's.
+# Table: one row per (pipeline, batch); the ratios are frames/s over PyTorch
+# eager f32's and over the fastest PyTorch variant's at that batch.
 awk '
 /^RESULT/ {
     name = $2; n = $4; sub(":", "", n); ms = $5; fps = $7
     key = name " " n; rows[++k] = key; MS[key] = ms; FPS[key] = fps
     if (name == "torch-eager-f32") base[n] = fps
+    if (name ~ /^torch/ && fps > best[n]) best[n] = fps
 }
 END {
-    printf "\n%-18s %5s %12s %12s %10s\n", "pipeline", "batch", "ms/batch", "frames/s", "vs eager"
+    printf "\n%-18s %5s %10s %10s %9s %9s\n", "pipeline", "batch", "ms/batch", "frames/s",
+           "vs eager", "vs best"
     for (i = 1; i <= k; i++) {
         split(rows[i], p, " ")
         r = base[p[2]] ? sprintf("%.2fx", FPS[rows[i]] / base[p[2]]) : "-"
-        printf "%-18s %5s %12.3f %12.1f %10s\n", p[1], p[2], MS[rows[i]], FPS[rows[i]], r
+        b = best[p[2]] ? sprintf("%.2fx", FPS[rows[i]] / best[p[2]]) : "-"
+        printf "%-18s %5s %10.3f %10.1f %9s %9s\n", p[1], p[2], MS[rows[i]], FPS[rows[i]], r, b
     }
-}' "$OUT/results.txt" | tee "$OUT/table.txt"
-grep -q '^RESULT' "$OUT/results.txt" || status=1
+}' "$LOG/results.txt" | tee "$LOG/table.txt"
+grep -q '^RESULT' "$LOG/results.txt" || status=1
 exit $status
