@@ -7,9 +7,12 @@
  * first frame has waited batch_timeout_ms, or when something that must be
  * published after it (drops, a camera error, the end) arrives.
  *
- * The worker copies each frame out of the ring as a preprocessed tensor and
- * releases the slot at once, so the ring's whole depth absorbs a slow batch,
- * and maad_ring_wait can sleep while a batch is still filling. */
+ * The worker copies each frame out of the ring (converted to an 8-bit image
+ * where the camera's format needs it) and releases the slot at once, so the
+ * ring's whole depth absorbs a slow batch, and maad_ring_wait can sleep while
+ * a batch is still filling.  The batch goes to maa_inspect_frames: on the
+ * cuda backend, frames at the model size are preprocessed and masked on the
+ * GPU. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,7 +33,7 @@
 typedef struct {
     uint64_t frame_id, t_capture_ns;
     int width, height;
-    int xi;                 /* index in the batch tensor; -1: not preprocessed */
+    int xi;                 /* index in the batch's images; -1: no image */
     char reason[MAA_ERRLEN + 32]; /* why not, when xi < 0 */
 } entry;
 
@@ -50,13 +53,13 @@ struct maad_worker {
 
     /* Worker thread only from here on. */
     maa_calibration cal;
-    float *x;                   /* batch_max x C x S x S */
+    uint8_t *frames;            /* batch_max images of frame_bytes each */
+    maa_image *img;             /* batch_max: the batch's images, in frames */
     maa_result *res;
     entry *batch;
     int nbatch, nx;
     uint64_t deadline_ns;       /* monotonic: judge the batch by then */
-    void *scratch;
-    size_t scratch_bytes;
+    size_t frame_bytes;         /* room for one frame's image (to_image's scratch) */
     maad_worker_stats st;
     uint64_t lat[LAT_BUCKETS], lat_n;
     uint64_t sum_next_ns, sum_captured, sum_t_ns;
@@ -230,8 +233,8 @@ static void judge(maad_worker *w)
     if (w->nx) {
         if (w->o.test_delay_ms > 0)
             sleep_ms(w->o.test_delay_ms);
-        rc = maa_inspect(w->o.inspector, &w->cal, w->nx, w->x, w->res, w->err,
-                         sizeof w->err);
+        rc = maa_inspect_frames(w->o.inspector, &w->cal, w->nx, w->img, w->res, w->err,
+                                sizeof w->err);
         w->st.batches++;
         if (rc != MAA_OK)
             maad_log(w->o.log, MAAD_LOG_ERR, "engine error on a batch of %d: %s",
@@ -262,7 +265,7 @@ static void judge(maad_worker *w)
     w->nbatch = w->nx = 0;
 }
 
-/* Preprocess a frame slot into the batch. */
+/* Copy a frame slot's image into the batch. */
 static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
 {
     entry *e = &w->batch[w->nbatch];
@@ -271,16 +274,21 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
     e->width = s->width;
     e->height = s->height;
     e->xi = -1;
-    size_t plane = (size_t)w->o.channels * w->o.image_size * w->o.image_size;
+    uint8_t *buf = w->frames + (size_t)w->nx * w->frame_bytes;
     maa_image img;
     char why[MAA_ERRLEN];
-    if (w->o.to_image(s, &img, w->scratch, w->scratch_bytes, why, sizeof why) != MAA_OK)
+    if (w->o.to_image(s, &img, buf, w->frame_bytes, why, sizeof why) != MAA_OK) {
         snprintf(e->reason, sizeof e->reason, "frame error: %s", why);
-    else if (maa_preprocess(&img, w->o.image_size, w->o.channels,
-                            w->x + (size_t)w->nx * plane, why, sizeof why) != MAA_OK)
-        snprintf(e->reason, sizeof e->reason, "preprocess error: %s", why);
-    else
+    } else {
+        /* to_image converts into buf, or points into the slot, which is
+         * released before the batch is judged. */
+        if (img.data != buf)
+            memcpy(buf, img.data,
+                   (size_t)img.width * img.height * img.channels * (img.depth / 8));
+        img.data = buf;
+        w->img[w->nx] = img;
         e->xi = w->nx++;
+    }
     if (w->nbatch++ == 0)
         w->deadline_ns = mono_ns() + timeout_ns;
     if (w->nbatch == w->o.batch_max)
@@ -413,13 +421,13 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     }
     w->o = *o;
     w->cal = o->cal;
-    size_t plane = (size_t)o->channels * o->image_size * o->image_size;
-    w->x = malloc((size_t)o->batch_max * plane * sizeof(float));
+    /* A demosaiced Bayer frame takes three times its slot. */
+    w->frame_bytes = 3 * maad_ring_slot_bytes(o->ring);
+    w->frames = malloc((size_t)o->batch_max * w->frame_bytes);
+    w->img = calloc((size_t)o->batch_max, sizeof *w->img);
     w->res = calloc((size_t)o->batch_max, sizeof *w->res);
     w->batch = calloc((size_t)o->batch_max, sizeof *w->batch);
-    w->scratch_bytes = 3 * maad_ring_slot_bytes(o->ring);
-    w->scratch = malloc(w->scratch_bytes);
-    if (!w->x || !w->res || !w->batch || !w->scratch) {
+    if (!w->frames || !w->img || !w->res || !w->batch) {
         maad_worker_free(w);
         snprintf(err, err ? errlen : 0, "worker: out of memory for a batch of %d",
                  o->batch_max);
@@ -457,10 +465,10 @@ void maad_worker_free(maad_worker *w)
 {
     if (!w)
         return;
-    free(w->x);
+    free(w->frames);
+    free(w->img);
     free(w->res);
     free(w->batch);
-    free(w->scratch);
     free(w);
 }
 
