@@ -606,24 +606,35 @@ static int capture(cuda_ctx *c, int n, char *err, size_t errlen)
 }
 
 /* MAA_CUDA_PROFILE set: one frame-path batch of max_batch, layer by layer
- * with events, printed to stderr (docs/cuda-backend.md shows a table). */
-static int profile(cuda_ctx *c, char *err, size_t errlen)
+ * with events, printed to stderr (docs/cuda-backend.md shows a table).  A
+ * diagnostic: its own failure is printed, never the engine's. */
+static void profile(cuda_ctx *c)
 {
+    enum { NEV = 2 * MAA_NET_LAYERS + 2 };
     const int n = c->max_batch;
-    cudaEvent_t ev[2 * MAA_NET_LAYERS + 2];
-    for (int i = 0; i < 2 * MAA_NET_LAYERS + 2; i++)
-        CUDA(cudaEventCreate, &ev[i]);
-    c->prof = ev;
-    int rc = set_batch(c, n, err, errlen);
-    if (!rc) {
-        cudaEventRecord(ev[2 * MAA_NET_LAYERS], c->st);
-        rc = issue8(c, n, err, errlen);
-        cudaEventRecord(ev[2 * MAA_NET_LAYERS + 1], c->st);
+    cudaEvent_t ev[NEV];
+    char err[MAA_ERRLEN] = "";
+    int made = 0, rc = MAA_OK;
+    while (made < NEV && cudaEventCreate(&ev[made]) == cudaSuccess)
+        made++;
+    if (made < NEV)
+        rc = fail(err, sizeof err, "cudaEventCreate", "failed", __FILE__, __LINE__);
+    if (!rc && !(rc = set_batch(c, n, err, sizeof err))) {
+        c->prof = ev;
+        cudaEventRecord(ev[NEV - 2], c->st);
+        rc = issue8(c, n, err, sizeof err);
+        cudaEventRecord(ev[NEV - 1], c->st);
+        c->prof = NULL;
     }
-    c->prof = NULL;
-    if (!rc && cudaStreamSynchronize(c->st) == cudaSuccess) {
+    if (!rc) {
+        cudaError_t e = cudaStreamSynchronize(c->st);
+        if (e != cudaSuccess)
+            rc = fail(err, sizeof err, "cudaStreamSynchronize", cudaGetErrorString(e), __FILE__,
+                      __LINE__);
+    }
+    if (!rc) {
         float total = 0, layers = 0;
-        cudaEventElapsedTime(&total, ev[2 * MAA_NET_LAYERS], ev[2 * MAA_NET_LAYERS + 1]);
+        cudaEventElapsedTime(&total, ev[NEV - 2], ev[NEV - 1]);
         fprintf(stderr, "cuda profile, batch %d, %s: layer, ms, algorithm, fused\n", n,
                 c->half ? "f16" : "f32");
         for (int i = 0; i < MAA_NET_LAYERS; i++) {
@@ -635,10 +646,11 @@ static int profile(cuda_ctx *c, char *err, size_t errlen)
         }
         fprintf(stderr, "  layers %.4f ms, whole batch %.4f ms (rest: copies, LSTM, mask)\n",
                 layers, total);
+    } else {
+        fprintf(stderr, "cuda profile: %s\n", err);
     }
-    for (int i = 0; i < 2 * MAA_NET_LAYERS + 2; i++)
+    for (int i = 0; i < made; i++)
         cudaEventDestroy(ev[i]);
-    return rc;
 }
 
 /* ---- create, run, destroy ------------------------------------------------ */
@@ -776,8 +788,8 @@ static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
         if (capture(c, n, err, errlen))
             return MAA_ERR;
     const char *p = getenv("MAA_CUDA_PROFILE");
-    if (p && *p && strcmp(p, "0") && profile(c, err, errlen))
-        return MAA_ERR;
+    if (p && *p && strcmp(p, "0"))
+        profile(c);
     return MAA_OK;
 }
 
@@ -840,6 +852,11 @@ static int cuda_inspect(void *ctx, const maa_device_batch *b, char *err, size_t 
                  frame = s2 * (size_t)ch;
     if (ch != 1 && ch != 3 && ch != 4) {
         maa_seterr(err, errlen, "cuda backend: frames with %d channels", ch);
+        return MAA_ERR;
+    }
+    if (c->info.channels == 1 && ch != 1) {
+        maa_seterr(err, errlen, "cuda backend: %d-channel frames for a 1-channel (mono) model",
+                   ch);
         return MAA_ERR;
     }
     if (b->window < 1 || b->window % 2 == 0) {

@@ -227,9 +227,13 @@ int maa_inspect(maa_inspector *in, const maa_calibration *cal, int n,
 int maa_inspect_frames(maa_inspector *in, const maa_calibration *cal, int n,
                        const maa_image *frames, maa_result *res, char *err,
                        size_t errlen);
+/* Whether maa_inspect_frames takes img as it is, with no preprocessing on
+ * the host.  Other frames it preprocesses on the host when judging; a caller
+ * that collects a batch over time may rather preprocess them as they come. */
+int maa_inspector_takes_frame(const maa_inspector *in, const maa_image *img);
 /* The last batch's intermediates for image i, valid until the next call.
  * recon and varmap are NULL after a batch that maa_inspect_frames judged on
- * the device. */
+ * the device, and after a failed call. */
 const float *maa_inspector_recon(const maa_inspector *in, int i);
 const float *maa_inspector_markov(const maa_inspector *in, int i, int recon);
 const float *maa_inspector_varmap(const maa_inspector *in, int i);

@@ -24,7 +24,7 @@ struct maa_inspector {
     uint8_t *mask;
     int *labels;              /* per frame: the frames are judged in parallel */
     char *errs;               /* per frame: MAA_ERRLEN each */
-    int on_device;            /* the last batch left recon and varmap on the device */
+    int host_maps;            /* recon and varmap hold the last batch's */
 };
 
 int maa_inspector_create(const maa_model *m, const maa_engine_opts *opts,
@@ -145,22 +145,28 @@ static int judge(maa_inspector *in, const maa_calibration *cal, const float *x, 
 int maa_inspect(maa_inspector *in, const maa_calibration *cal, int n, const float *x,
                 maa_result *res, char *err, size_t errlen)
 {
+    in->host_maps = 0;
     if (maa_engine_run(in->engine, n, x, in->recon, in->fx, in->fr, err, errlen))
         return MAA_ERR;
-    in->on_device = 0;
-    return judge(in, cal, x, n, res, err, errlen);
+    int rc = judge(in, cal, x, n, res, err, errlen);
+    in->host_maps = rc == MAA_OK;
+    return rc;
 }
 
-/* Whether the batch can go to the backend's inspect: 8-bit frames at the
- * model size, all with one channel count that the model can take. */
+int maa_inspector_takes_frame(const maa_inspector *in, const maa_image *img)
+{
+    const int S = in->info.image_size, ch = img->channels;
+    return maa_engine_can_inspect(in->engine) && img->depth == 8 && img->width == S &&
+           img->height == S && (ch == 1 || ((ch == 3 || ch == 4) && in->info.channels == 3));
+}
+
+/* Whether the batch can go to the backend's inspect: frames it takes, all
+ * with one channel count. */
 static int device_batch_ok(const maa_inspector *in, int n, const maa_image *frames)
 {
-    const int S = in->info.image_size, ch = frames[0].channels;
-    if (!maa_engine_can_inspect(in->engine) || (in->info.channels == 1 && ch != 1))
-        return 0;
     for (int i = 0; i < n; i++)
-        if (frames[i].depth != 8 || frames[i].width != S || frames[i].height != S ||
-            frames[i].channels != ch || (ch != 1 && ch != 3 && ch != 4))
+        if (!maa_inspector_takes_frame(in, &frames[i]) ||
+            frames[i].channels != frames[0].channels)
             return 0;
     return 1;
 }
@@ -189,15 +195,15 @@ int maa_inspect_frames(maa_inspector *in, const maa_calibration *cal, int n,
         .t_pix = cal ? cal->pixel_threshold : INFINITY,
         .fx = in->fx, .fr = in->fr, .peak = in->peak, .mask = in->mask,
     };
+    in->host_maps = 0;
     if (maa_engine_inspect(in->engine, &b, err, errlen))
         return MAA_ERR;
-    in->on_device = 1;
     return judge(in, cal, NULL, n, res, err, errlen);
 }
 
 const float *maa_inspector_recon(const maa_inspector *in, int i)
 {
-    if (in->on_device)
+    if (!in->host_maps)
         return NULL;
     return in->recon + (size_t)i * in->info.channels * in->info.image_size * in->info.image_size;
 }
@@ -210,7 +216,7 @@ const float *maa_inspector_markov(const maa_inspector *in, int i, int recon)
 
 const float *maa_inspector_varmap(const maa_inspector *in, int i)
 {
-    if (in->on_device)
+    if (!in->host_maps)
         return NULL;
     return in->varmap + (size_t)i * in->info.image_size * in->info.image_size;
 }
