@@ -7,12 +7,12 @@
  * first frame has waited batch_timeout_ms, or when something that must be
  * published after it (drops, a camera error, the end) arrives.
  *
- * The worker copies each frame out of the ring (converted to an 8-bit image
- * where the camera's format needs it) and releases the slot at once, so the
- * ring's whole depth absorbs a slow batch, and maad_ring_wait can sleep while
- * a batch is still filling.  The batch goes to maa_inspect_frames: on the
- * cuda backend, frames at the model size are preprocessed and masked on the
- * GPU. */
+ * The worker copies each frame out of the ring and releases the slot at
+ * once, so the ring's whole depth absorbs a slow batch, and maad_ring_wait
+ * can sleep while a batch is still filling.  A frame that the inspector
+ * takes as it is (cuda backend, 8-bit at the model size: preprocessing and
+ * mask on the GPU) is kept as 8-bit; any other is preprocessed on arrival,
+ * while the batch fills, and fails alone if it cannot be. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -34,6 +34,7 @@ typedef struct {
     uint64_t frame_id, t_capture_ns;
     int width, height;
     int xi;                 /* index in the batch's images; -1: no image */
+    int raw;                /* kept as 8-bit in img[xi], not preprocessed into x */
     char reason[MAA_ERRLEN + 32]; /* why not, when xi < 0 */
 } entry;
 
@@ -53,13 +54,15 @@ struct maad_worker {
 
     /* Worker thread only from here on. */
     maa_calibration cal;
-    uint8_t *frames;            /* batch_max images of frame_bytes each */
-    maa_image *img;             /* batch_max: the batch's images, in frames */
+    float *x;                   /* batch_max x C x S x S: preprocessed frames */
+    uint8_t *frames;            /* batch_max x S x S x 4: frames kept as 8-bit */
+    maa_image *img;             /* batch_max: those frames */
     maa_result *res;
     entry *batch;
-    int nbatch, nx;
+    int nbatch, nx, nraw;
     uint64_t deadline_ns;       /* monotonic: judge the batch by then */
-    size_t frame_bytes;         /* room for one frame's image (to_image's scratch) */
+    void *scratch;              /* to_image's */
+    size_t scratch_bytes;
     maad_worker_stats st;
     uint64_t lat[LAT_BUCKETS], lat_n;
     uint64_t sum_next_ns, sum_captured, sum_t_ns;
@@ -223,6 +226,32 @@ static void take_calibration(maad_worker *w)
              w->cal.threshold, w->cal.gamma, w->cal.pixel_threshold);
 }
 
+/* The engine's part: all frames kept as 8-bit go to maa_inspect_frames;
+ * a batch that mixes them with preprocessed ones (frames of several formats)
+ * preprocesses the 8-bit ones too.  One that cannot be is judged on a blank
+ * image and published as uninspected. */
+static int judge_images(maad_worker *w)
+{
+    if (w->nraw == w->nx)
+        return maa_inspect_frames(w->o.inspector, &w->cal, w->nx, w->img, w->res, w->err,
+                                  sizeof w->err);
+    const size_t plane = (size_t)w->o.channels * w->o.image_size * w->o.image_size;
+    char why[MAA_ERRLEN];
+    for (int i = 0; i < w->nbatch; i++) {
+        entry *e = &w->batch[i];
+        if (e->xi < 0 || !e->raw)
+            continue;
+        float *x = w->x + (size_t)e->xi * plane;
+        if (maa_preprocess(&w->img[e->xi], w->o.image_size, w->o.channels, x, why,
+                           sizeof why) != MAA_OK) {
+            memset(x, 0, plane * sizeof *x);
+            snprintf(e->reason, sizeof e->reason, "preprocess error: %s", why);
+            e->xi = -1;
+        }
+    }
+    return maa_inspect(w->o.inspector, &w->cal, w->nx, w->x, w->res, w->err, sizeof w->err);
+}
+
 /* Judge and publish the batch, in order. */
 static void judge(maad_worker *w)
 {
@@ -233,8 +262,7 @@ static void judge(maad_worker *w)
     if (w->nx) {
         if (w->o.test_delay_ms > 0)
             sleep_ms(w->o.test_delay_ms);
-        rc = maa_inspect_frames(w->o.inspector, &w->cal, w->nx, w->img, w->res, w->err,
-                                sizeof w->err);
+        rc = judge_images(w);
         w->st.batches++;
         if (rc != MAA_OK)
             maad_log(w->o.log, MAAD_LOG_ERR, "engine error on a batch of %d: %s",
@@ -262,10 +290,10 @@ static void judge(maad_worker *w)
             .mask = maa_inspector_mask(w->o.inspector, e->xi)};
         publish(w, &v);
     }
-    w->nbatch = w->nx = 0;
+    w->nbatch = w->nx = w->nraw = 0;
 }
 
-/* Copy a frame slot's image into the batch. */
+/* A frame slot into the batch: kept as 8-bit or preprocessed (see top). */
 static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
 {
     entry *e = &w->batch[w->nbatch];
@@ -274,19 +302,25 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
     e->width = s->width;
     e->height = s->height;
     e->xi = -1;
-    uint8_t *buf = w->frames + (size_t)w->nx * w->frame_bytes;
+    e->raw = 0;
+    const size_t side = (size_t)w->o.image_size, plane = (size_t)w->o.channels * side * side;
     maa_image img;
     char why[MAA_ERRLEN];
-    if (w->o.to_image(s, &img, buf, w->frame_bytes, why, sizeof why) != MAA_OK) {
+    if (w->o.to_image(s, &img, w->scratch, w->scratch_bytes, why, sizeof why) != MAA_OK) {
         snprintf(e->reason, sizeof e->reason, "frame error: %s", why);
-    } else {
-        /* to_image converts into buf, or points into the slot, which is
-         * released before the batch is judged. */
-        if (img.data != buf)
-            memcpy(buf, img.data,
-                   (size_t)img.width * img.height * img.channels * (img.depth / 8));
+    } else if (maa_inspector_takes_frame(w->o.inspector, &img)) {
+        /* img may point into the slot, released before the batch is judged. */
+        uint8_t *buf = w->frames + (size_t)w->nx * side * side * 4;
+        memcpy(buf, img.data, (size_t)img.width * img.height * img.channels);
         img.data = buf;
         w->img[w->nx] = img;
+        e->raw = 1;
+        w->nraw++;
+        e->xi = w->nx++;
+    } else if (maa_preprocess(&img, w->o.image_size, w->o.channels,
+                              w->x + (size_t)w->nx * plane, why, sizeof why) != MAA_OK) {
+        snprintf(e->reason, sizeof e->reason, "preprocess error: %s", why);
+    } else {
         e->xi = w->nx++;
     }
     if (w->nbatch++ == 0)
@@ -421,13 +455,16 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     }
     w->o = *o;
     w->cal = o->cal;
-    /* A demosaiced Bayer frame takes three times its slot. */
-    w->frame_bytes = 3 * maad_ring_slot_bytes(o->ring);
-    w->frames = malloc((size_t)o->batch_max * w->frame_bytes);
+    const size_t side = (size_t)o->image_size;
+    w->x = malloc((size_t)o->batch_max * o->channels * side * side * sizeof(float));
+    w->frames = malloc((size_t)o->batch_max * side * side * 4);
     w->img = calloc((size_t)o->batch_max, sizeof *w->img);
     w->res = calloc((size_t)o->batch_max, sizeof *w->res);
     w->batch = calloc((size_t)o->batch_max, sizeof *w->batch);
-    if (!w->frames || !w->img || !w->res || !w->batch) {
+    /* A demosaiced Bayer frame takes three times its slot. */
+    w->scratch_bytes = 3 * maad_ring_slot_bytes(o->ring);
+    w->scratch = malloc(w->scratch_bytes);
+    if (!w->x || !w->frames || !w->img || !w->res || !w->batch || !w->scratch) {
         maad_worker_free(w);
         snprintf(err, err ? errlen : 0, "worker: out of memory for a batch of %d",
                  o->batch_max);
@@ -465,8 +502,10 @@ void maad_worker_free(maad_worker *w)
 {
     if (!w)
         return;
+    free(w->x);
     free(w->frames);
     free(w->img);
+    free(w->scratch);
     free(w->res);
     free(w->batch);
     free(w);
