@@ -262,8 +262,26 @@ static void test_refuses_oversized_batch(void)
     maa_model_free(m);
 }
 
+/* Deterministic 8-bit frames: smooth structure plus noise. */
+static uint8_t *frames8(int n, int size, int ch)
+{
+    uint8_t *f = malloc((size_t)n * size * size * ch);
+    uint32_t s = 777;
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < size; y++)
+            for (int x = 0; x < size; x++)
+                for (int c = 0; c < ch; c++) {
+                    s = s * 1664525u + 1013904223u;
+                    double v = 128 + 90 * sin(0.09 * (x + 5 * i) + 0.05 * y * (c + 1)) +
+                               30.0 * ((s >> 8) / 16777216.0 - 0.5);
+                    f[(((size_t)i * size + y) * size + x) * ch + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+    return f;
+}
+
 /* Runs allocate nothing: free device memory is the same before and after
- * many batches (after a few warm-up launches). */
+ * many batches (after a few warm-up launches), on the float path and on the
+ * frame path. */
 static void test_no_memory_growth(void)
 {
     if (!have_device)
@@ -291,6 +309,26 @@ static void test_no_memory_growth(void)
         CHECK(fails == 0, "%d of 10000 batches failed: %s", fails, err);
         printf("  free device memory before %zu, after %zu\n", free0, free1);
         CHECK(free1 >= free0, "device memory fell by %zu bytes", free0 - free1);
+        maa_engine_free(e);
+        e = NULL;
+        /* The frame path, through an inspector, likewise. */
+        maa_inspector *in = NULL;
+        CHECK(maa_inspector_create(m, &opts, &in, err, sizeof err) == MAA_OK, "%s", err);
+        uint8_t *px = frames8(2, 64, 3);
+        maa_image ims[2] = {{64, 64, 3, 8, px}, {64, 64, 3, 8, px + 64 * 64 * 3}};
+        maa_result res[2];
+        for (int i = 0; in && i < 10; i++)
+            maa_inspect_frames(in, NULL, 1 + i % 2, ims, res, err, sizeof err);
+        CHECK(cudaMemGetInfo(&free0, &total) == cudaSuccess);
+        fails = 0;
+        for (int i = 0; in && i < 10000; i++)
+            fails += maa_inspect_frames(in, NULL, 1 + i % 2, ims, res, err, sizeof err) != MAA_OK;
+        CHECK(cudaMemGetInfo(&free1, &total) == cudaSuccess);
+        CHECK(fails == 0, "%d of 10000 frame batches failed: %s", fails, err);
+        printf("  frame path: free device memory before %zu, after %zu\n", free0, free1);
+        CHECK(free1 >= free0, "device memory fell by %zu bytes", free0 - free1);
+        maa_inspector_free(in);
+        free(px);
         free(x);
         free(r);
         maa_engine_free(e);
@@ -299,32 +337,16 @@ static void test_no_memory_growth(void)
 #endif
 }
 
-/* Deterministic 8-bit frames: smooth structure plus noise. */
-static uint8_t *frames8(int n, int size, int ch)
-{
-    uint8_t *f = malloc((size_t)n * size * size * ch);
-    uint32_t s = 777;
-    for (int i = 0; i < n; i++)
-        for (int y = 0; y < size; y++)
-            for (int x = 0; x < size; x++)
-                for (int c = 0; c < ch; c++) {
-                    s = s * 1664525u + 1013904223u;
-                    double v = 128 + 90 * sin(0.09 * (x + 5 * i) + 0.05 * y * (c + 1)) +
-                               30.0 * ((s >> 8) / 16777216.0 - 0.5);
-                    f[(((size_t)i * size + y) * size + x) * ch + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-                }
-    return f;
-}
 
-/* maa_inspect_frames against maa_preprocess + maa_inspect on one inspector:
- * the device path (cuda, frames at the model size) or the host fallback
- * (other sizes, other backends) must give the same scores, peaks, masks and
- * regions.  T_pix sits at half the smallest peak, so every frame has a mask
- * with some pixels on and some off. */
+/* maa_inspect_frames against the SPEC's steps done one by one on the host
+ * (maa_preprocess, maa_engine_run on the same engine, maa_fmd, maa_varmap,
+ * threshold and maa_regions): the device path (cuda, frames at the model
+ * size) and the host fallback (other sizes, other backends) must give the
+ * same scores, peaks, masks and regions. */
 static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, int size)
 {
     const maa_model_info *info = &small;
-    const int S = info->image_size, C = info->channels, n = 3;
+    const int S = info->image_size, C = info->channels, M = info->markov_size, n = 3;
     maa_model *m = load(info, "frames.safetensors");
     CHECK(m != NULL);
     if (!m)
@@ -334,63 +356,91 @@ static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, in
     char err[MAA_ERRLEN] = "";
     CHECK(maa_inspector_create(m, &opts, &in, err, sizeof err) == MAA_OK, "%s", err);
     uint8_t *px = frames8(n, size, ch);
-    const size_t img = (size_t)C * S * S, s2 = (size_t)S * S;
-    float *x = malloc(n * img * sizeof(float));
+    const size_t img = (size_t)C * S * S, s2 = (size_t)S * S, mm = (size_t)M * M;
+    float *x = malloc(n * img * sizeof(float)), *r = malloc(n * img * sizeof(float));
+    float *fx = malloc(n * mm * sizeof(float)), *fr = malloc(n * mm * sizeof(float));
+    float *vm = malloc(n * s2 * sizeof(float)), *scratch = malloc(3 * s2 * sizeof(float));
     uint8_t *mask_h = malloc(n * s2);
+    int *labels = malloc(s2 * sizeof(int));
     maa_image ims[3];
-    maa_result rh[3], rd[3];
-    for (int i = 0; in && i < n; i++) {
+    maa_result rd[3];
+    double score[3], peak[3];
+    int total[3];
+    int ok = in != NULL;
+    for (int i = 0; ok && i < n; i++) {
         ims[i] = (maa_image){size, size, ch, 8, px + (size_t)i * size * size * ch};
-        CHECK(maa_preprocess(&ims[i], S, C, x + i * img, err, sizeof err) == MAA_OK, "%s", err);
+        ok = maa_preprocess(&ims[i], S, C, x + i * img, err, sizeof err) == MAA_OK;
     }
-    maa_calibration cal = {.threshold = 0, .mask_window = 5, .min_region_area = 3};
-    if (in && maa_inspect(in, NULL, n, x, rh, err, sizeof err) == MAA_OK) {
-        double low = rh[0].mask_peak;
-        for (int i = 1; i < n; i++)
-            low = fmin(low, rh[i].mask_peak);
-        cal.pixel_threshold = 0.5 * low;
-        cal.threshold = rh[1].score;
-        CHECK(maa_inspect(in, &cal, n, x, rh, err, sizeof err) == MAA_OK, "%s", err);
-        for (int i = 0; i < n; i++)
-            memcpy(mask_h + i * s2, maa_inspector_mask(in, i), s2);
+    if (ok)
+        ok = maa_engine_run(maa_inspector_engine(in), n, x, r, fx, fr, err, sizeof err) == MAA_OK;
+    CHECK(ok, "%s", err);
+    maa_calibration cal = {.mask_window = 5, .min_region_area = 1};
+    for (int i = 0; ok && i < n; i++) {
+        CHECK(maa_fmd(fx + i * mm, fr + i * mm, M, M, &score[i], err, sizeof err) == MAA_OK);
+        maa_varmap(x + i * img, r + i * img, C, S, cal.mask_window, vm + i * s2, scratch);
+        peak[i] = 0;
+        for (size_t p = 0; p < s2; p++)
+            peak[i] = fmax(peak[i], vm[i * s2 + p]);
+    }
+    /* Two thresholds: half the smallest peak (every frame has a mask, a few
+     * hundred pixels), then the smallest peak itself (m > T_pix is strict:
+     * that frame has no pixel, so no labelling at all). */
+    for (int pass = 0; ok && pass < 2; pass++) {
+        const double lo = fmin(peak[0], fmin(peak[1], peak[2]));
+        cal.pixel_threshold = pass ? lo : 0.5 * lo;
+        cal.threshold = score[1];
+        for (int i = 0; i < n; i++) {
+            maa_region rg[MAA_MAX_REGIONS];
+            int stored;
+            maa_regions(vm + i * s2, S, cal.pixel_threshold, cal.min_region_area, mask_h + i * s2,
+                        labels, rg, MAA_MAX_REGIONS, &stored, &total[i]);
+        }
         CHECK(maa_inspect_frames(in, &cal, n, ims, rd, err, sizeof err) == MAA_OK, "%s", err);
         const int device = kind == MAA_BACKEND_CUDA && size == S;
+        CHECK(maa_inspector_takes_frame(in, &ims[0]) == device, "takes the frame: %d",
+              maa_inspector_takes_frame(in, &ims[0]));
         CHECK((maa_inspector_recon(in, 0) == NULL) == device, "recon kept on the host path only");
         double ds = 0, dp = 0;
         size_t off = 0, on = 0;
+        int blank = 0;
         for (int i = 0; i < n; i++) {
-            ds = fmax(ds, fabs(rd[i].score - rh[i].score) / fmax(fabs(rh[i].score), 1e-30));
-            dp = fmax(dp, fabs(rd[i].mask_peak - rh[i].mask_peak) / fmax(rh[i].mask_peak, 1e-30));
+            ds = fmax(ds, fabs(rd[i].score - score[i]) / fmax(fabs(score[i]), 1e-30));
+            dp = fmax(dp, fabs(rd[i].mask_peak - peak[i]) / fmax(peak[i], 1e-30));
             const uint8_t *md = maa_inspector_mask(in, i);
+            size_t on_i = 0;
             for (size_t p = 0; p < s2; p++) {
                 off += md[p] != mask_h[i * s2 + p];
-                on += md[p] != 0;
+                on_i += md[p] != 0;
             }
-            CHECK(rd[i].verdict == rh[i].verdict && rd[i].regions_total == rh[i].regions_total,
-                  "frame %d: verdict %d/%d, regions %d/%d", i, rd[i].verdict, rh[i].verdict,
-                  rd[i].regions_total, rh[i].regions_total);
+            on += on_i;
+            blank += on_i == 0 && rd[i].regions_total == 0;
+            maa_verdict want = score[i] > cal.threshold ? MAA_REJECT : MAA_PASS;
+            CHECK(rd[i].verdict == want && rd[i].regions_total == total[i],
+                  "frame %d: verdict %d/%d, regions %d/%d", i, rd[i].verdict, want,
+                  rd[i].regions_total, total[i]);
         }
-        printf("  %s %s, %d-channel %dx%d frames (%s path): score %.1e, peak %.1e relative; "
-               "%zu of %zu mask pixels differ (%zu on)\n", maa_backend_name(kind),
-               maa_precision_name(prec), ch, size, size, device ? "device" : "host", ds, dp, off,
-               n * s2, on);
+        printf("  %s %s, %d-channel %dx%d frames (%s path), T_pix %s: score %.1e, peak %.1e "
+               "relative; %zu of %zu mask pixels differ (%zu on, %d frame(s) blank)\n",
+               maa_backend_name(kind), maa_precision_name(prec), ch, size, size,
+               device ? "device" : "host", pass ? "lowest peak" : "half the lowest peak", ds,
+               dp, off, n * s2, on, blank);
         CHECK(ds <= 1e-6 && dp <= 1e-6, "scores or peaks differ");
         CHECK(off == 0, "%zu mask pixels differ", off);
-        CHECK(on > 0 && on < n * s2, "the mask is all on or all off: the check means nothing");
+        CHECK(on > 0 && on < n * s2 && blank == pass, "the masks do not test what they should");
     }
     maa_inspector_free(in);
-    free(px);
-    free(x);
-    free(mask_h);
+    free(px), free(x), free(r), free(fx), free(fr), free(vm), free(scratch), free(mask_h);
+    free(labels);
     maa_model_free(m);
 }
 
 /* The host fallback runs everywhere; ref stands for the backends without
- * a device path. */
+ * a device path (and the cpu backend with its oneDNN kernels too). */
 static void test_frames_host_fallback(void)
 {
     frames_vs_host(MAA_BACKEND_REF, MAA_PREC_F32, 3, 64);
     frames_vs_host(MAA_BACKEND_REF, MAA_PREC_F32, 1, 80);
+    frames_vs_host(MAA_BACKEND_CPU, MAA_PREC_F32, 4, 64);
 }
 
 static void test_frames_on_device(void)
@@ -413,7 +463,7 @@ static void test_f16_verdicts(void)
 {
     if (!have_device)
         SKIP("%s", why);
-    enum { N = 8 };
+    enum { N = 16 };
     maa_model *m = load(&full, "verdicts.safetensors");
     CHECK(m != NULL);
     if (!m)
