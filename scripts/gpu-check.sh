@@ -118,12 +118,12 @@ if [ "$built" = 1 ]; then
             # Batch 4 also prints the per-layer times (MAA_CUDA_PROFILE).
             MAA_CUDA_PROFILE=$([ "$n" = 4 ] && echo 1 || echo 0) \
             timeout 60 build/bench_cuda "$MODEL" "$FRAMES" cuda "$prec" "$n" "$SECS" 2>&1 |
-                tee -a "$LOG/results.txt" | grep -v '^RESULT' || true
+                tee -a "$LOG/results.txt" || true
         done
     done
 fi
 timeout 150 "$PY" scripts/bench_torch.py "$MODEL" "$FRAMES" "$SECS" 1 4 32 2>&1 |
-    tee -a "$LOG/results.txt" | grep -v '^RESULT' || true
+    tee -a "$LOG/results.txt" || true
 
 # Table: one row per (pipeline, batch); the ratios are frames/s over PyTorch
 # eager f32's and over the fastest PyTorch variant's at that batch.
