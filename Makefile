@@ -48,8 +48,9 @@ TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
          $(B)/tests/test_ring_tsan
 
 # bench_cuda times the inspection pipeline for scripts/gpu-check.sh, bench_cpu
-# the cpu backend for scripts/bench-cpu; not tests.
-BENCH := $(B)/bench_cuda $(B)/bench_cpu
+# the cpu backend for scripts/bench-cpu, bench_fmd the score against the
+# literal formula (docs/scoring.md); not tests.
+BENCH := $(B)/bench_cuda $(B)/bench_cpu $(B)/bench_fmd
 
 all: $(PROGS) $(TEST_PROGS) $(BENCH)
 
@@ -92,6 +93,8 @@ $(B)/tests/%: $(B)/tests/%.o $(LIBS)
 $(B)/bench_cuda: $(B)/tests/bench_cuda.o $(LIBS)
 	$(LINK)
 $(B)/bench_cpu: $(B)/tests/bench_cpu.o $(LIBS)
+	$(LINK)
+$(B)/bench_fmd: $(B)/tests/bench_fmd.o $(LIBS)
 	$(LINK)
 
 # The frame ring again under ThreadSanitizer (fewer items: TSan is slow).

@@ -6,11 +6,10 @@
  * K K^T with K = Xi Xr^T / (h-1), an h x h matrix (h = rows): the sum of
  * their square roots is the sum of the singular values of K.  One SVD
  * (values only) replaces the two eigensolves of the literal formula (one
- * with vectors, for sqrt(Si)) and its three matrix products: 58 instead of
- * 150 us for the 29 x 29 maps of the default model on the development
- * machine, both on one BLAS thread, with the same numbers to float64
- * rounding (tests/test_fmd.c checks them against the literal formula and
- * scipy).  Neither needs the complex Schur form of
+ * with vectors, for sqrt(Si)) and its three matrix products: about 4x faster
+ * on the 29 x 29 maps of the default model (build/bench_fmd), with the same
+ * numbers to float64 rounding (tests/test_fmd.c checks them against the
+ * literal formula and scipy).  Neither needs the complex Schur form of
  * scipy.linalg.sqrtm or its spurious imaginary parts. */
 #include <dlfcn.h>
 #include <lapacke.h>
@@ -21,9 +20,8 @@
 
 #include "engine/backend.h"
 
-/* OpenBLAS's own threads only cost wake-ups on matrices of 29 x 29 (80
- * instead of 58 us a call on the development machine), and the inspector already spreads a batch's
- * frames over threads: one BLAS thread.  Debian's liblapack.so.3 can be a
+/* OpenBLAS's own threads only cost wake-ups on matrices of 29 x 29, and the
+ * inspector already spreads a batch's frames over threads: one BLAS thread.  Debian's liblapack.so.3 can be a
  * whole OpenBLAS of its own (the openblas-pthread alternative), with its own
  * thread pool, so the setter is looked up in every library that has one. */
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
