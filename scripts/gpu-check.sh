@@ -146,4 +146,5 @@ END {
 }' "$LOG/results.txt" | tee "$LOG/table.txt"
 grep -q '^RESULT' "$LOG/results.txt" || status=1
 "$PY" scripts/plot_gpu_bench.py "$LOG/results.txt" "$LOG/bench.png" 2>&1 | tail -n 1
+echo "gpu-check: ${SECONDS} s, exit $status"
 exit $status
