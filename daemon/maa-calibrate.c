@@ -153,12 +153,8 @@ int maa_cmd_calibrate(int argc, char **argv)
                                .mask_window = (int)window, .min_region_area = 1};
     for (int i = 0; i < n; i += B) {
         int k = n - i < B ? n - i : B;
-        for (int j = 0; j < k; j++)
-            if (maa_cli_read_input(files[i + j], info, x + j * img, err, sizeof err)) {
-                fprintf(stderr, "maa calibrate: %s\n", err);
-                goto out;
-            }
-        if (maa_inspect(in, &scoring, k, x, res, err, sizeof err)) {
+        if (maa_cli_inspect_files(in, &scoring, info, (const char *const *)files + i, k, x, res,
+                                  err, sizeof err)) {
             fprintf(stderr, "maa calibrate: %s\n", err);
             goto out;
         }

@@ -101,6 +101,17 @@ int maa_cli_read_input(const char *path, const maa_model_info *info, float *x,
     return rc;
 }
 
+int maa_cli_inspect_files(maa_inspector *in, const maa_calibration *cal,
+                          const maa_model_info *info, const char *const *paths, int k,
+                          float *x, maa_result *res, char *err, size_t errlen)
+{
+    const size_t img = (size_t)info->channels * info->image_size * info->image_size;
+    for (int j = 0; j < k; j++)
+        if (maa_cli_read_input(paths[j], info, x + j * img, err, errlen))
+            return MAA_ERR;
+    return maa_inspect(in, cal, k, x, res, err, errlen);
+}
+
 static int is_image_name(const char *name)
 {
     static const char *ext[] = {".png", ".pgm", ".ppm", ".pnm", ".bmp"};

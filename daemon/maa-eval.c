@@ -200,6 +200,7 @@ int maa_cmd_eval(int argc, char **argv)
     uint8_t *gt = NULL;
     int *region = NULL, *stack = NULL;
     maa_result *res = NULL;
+    const char **paths = NULL;
     json_t *report = NULL;
     char err[MAA_ERRLEN];
 
@@ -237,12 +238,13 @@ int maa_cmd_eval(int argc, char **argv)
     const size_t img = (size_t)info->channels * S * S, s2 = (size_t)S * S;
     x = malloc((size_t)B * img * sizeof *x);
     res = malloc((size_t)B * sizeof *res);
+    paths = malloc((size_t)B * sizeof *paths);
     pix = malloc((size_t)ns * s2 * sizeof *pix);
     region = malloc((size_t)ns * s2 * sizeof *region);
     tmp = malloc(s2 * sizeof *tmp);
     gt = malloc(s2);
     stack = malloc(s2 * sizeof *stack);
-    if (!x || !res || !pix || !region || !tmp || !gt || !stack) {
+    if (!x || !res || !paths || !pix || !region || !tmp || !gt || !stack) {
         fprintf(stderr, "maa eval: out of memory for %d images\n", ns);
         goto out;
     }
@@ -250,11 +252,8 @@ int maa_cmd_eval(int argc, char **argv)
     for (int i = 0; i < ns; i += B) {
         int k = ns - i < B ? ns - i : B;
         for (int j = 0; j < k; j++)
-            if (maa_cli_read_input(ss[i + j].path, info, x + j * img, err, sizeof err)) {
-                fprintf(stderr, "maa eval: %s\n", err);
-                goto out;
-            }
-        if (maa_inspect(in, &cal, k, x, res, err, sizeof err)) {
+            paths[j] = ss[i + j].path;
+        if (maa_cli_inspect_files(in, &cal, info, paths, k, x, res, err, sizeof err)) {
             fprintf(stderr, "maa eval: %s\n", err);
             goto out;
         }
@@ -427,6 +426,7 @@ out:
     free(types);
     free(x);
     free(res);
+    free(paths);
     free(pix);
     free(region);
     free(tmp);

@@ -40,6 +40,12 @@ int maa_cli_load(const maa_cli_engine *c, maa_model **m, maa_calibration *cal,
 /* Loads an image and preprocesses it for the model (SPEC §1) into x. */
 int maa_cli_read_input(const char *path, const maa_model_info *info, float *x,
                        char *err, size_t errlen);
+/* Reads the k images (k <= the inspector's max batch) into x and judges
+ * them into res with cal: the scoring loop of maa calibrate and maa eval. */
+int maa_cli_inspect_files(maa_inspector *in, const maa_calibration *cal,
+                          const maa_model_info *info, const char *const *paths,
+                          int k, float *x, maa_result *res, char *err,
+                          size_t errlen);
 /* The image files of a directory, sorted by name (PNG, PGM/PPM, BMP by
  * extension); *n gets the count.  NULL with a message on failure. */
 char **maa_cli_list_images(const char *dir, int *n);
