@@ -19,11 +19,13 @@ LDLIBS := $(shell pkg-config --libs $(PKGS)) -ldnnl -lgomp -lopenblas -lm -pthre
 NVCC      := $(CUDA)/bin/nvcc
 HAVE_CUDA := $(if $(and $(wildcard $(NVCC)),$(wildcard engine/backend_cuda.c)),1,)
 
-ENGINE_SRC := $(filter-out engine/backend_cuda.c,$(wildcard engine/*.c))
+# The cuda backend's host files need the toolkit's headers.
+CUDA_SRC   := engine/backend_cuda.c engine/cudnn_plan.c
+ENGINE_SRC := $(filter-out $(CUDA_SRC),$(wildcard engine/*.c))
 ifeq ($(HAVE_CUDA),1)
-ENGINE_SRC += engine/backend_cuda.c
+ENGINE_SRC += $(CUDA_SRC)
 ENGINE_CU  := $(wildcard engine/*.cu)
-override CFLAGS += -DMAA_HAVE_CUDA -I$(CUDA)/include
+override CFLAGS += -DMAA_HAVE_CUDA -DMAA_CUDA_DIR='"$(CUDA)"' -I$(CUDA)/include
 LDLIBS     += -L$(CUDA)/lib64 -Wl,-rpath,$(CUDA)/lib64 -lcudnn -lcudart
 NVFLAGS    := -O3 -std=c++17 -I. -Xcompiler -Wall,-Werror -MMD -MP \
               $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a:sm_%=%),code=$(a))

@@ -1,0 +1,391 @@
+/* cudnn_plan.c — a layer as one fused cuDNN graph (see cudnn_plan.h).
+ *
+ * The graph is conv -> [+ bias] -> [+ res] -> [act], the intermediate
+ * tensors virtual (never in memory) and float; cuDNN's heuristics (mode A)
+ * rank the engines that can run it, and the first deterministic one within
+ * the workspace limit that finalizes is kept.  Everything here is plain
+ * cuDNN backend API; descriptors are released on every path. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/cudnn_plan.h"
+#include "engine/backend.h"
+
+typedef cudnnBackendDescriptor_t desc;
+
+/* Tensor ids of a plan's variant pack; virtual tensors count up from V. */
+enum { UID_X = 1, UID_W, UID_B, UID_R, UID_Y, UID_V = 100 };
+
+/* Descriptors made while building, released together. */
+typedef struct {
+    desc d[64];  /* a graph needs ~15, heuristics MAX_CFG + 2 */
+    int n;
+    cudnnStatus_t s;   /* first failure; later calls do nothing */
+    const char *what;  /* the call that failed */
+} pool;
+
+static desc make(pool *p, cudnnBackendDescriptorType_t type)
+{
+    desc d = NULL;
+    if (p->s)
+        return NULL;
+    if (p->n == (int)(sizeof p->d / sizeof *p->d)) {
+        p->s = CUDNN_STATUS_ALLOC_FAILED;
+        p->what = "descriptor pool";
+        return NULL;
+    }
+    p->s = cudnnBackendCreateDescriptor(type, &d);
+    if (p->s) {
+        p->what = "cudnnBackendCreateDescriptor";
+        return NULL;
+    }
+    return p->d[p->n++] = d;
+}
+
+static void set(pool *p, desc d, cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type,
+                int64_t count, const void *value)
+{
+    if (p->s)
+        return;
+    p->s = cudnnBackendSetAttribute(d, name, type, count, value);
+    if (p->s)
+        p->what = "cudnnBackendSetAttribute";
+}
+
+static void finalize(pool *p, desc d, const char *what)
+{
+    if (p->s)
+        return;
+    p->s = cudnnBackendFinalize(d);
+    if (p->s)
+        p->what = what;
+}
+
+static void release(pool *p)
+{
+    for (int i = 0; i < p->n; i++)
+        cudnnBackendDestroyDescriptor(p->d[i]);
+    p->n = 0;
+}
+
+/* n x c x h x w in NHWC order (channels innermost), half or float. */
+static desc tensor(pool *p, int64_t uid, int64_t n, int64_t c, int64_t h, int64_t w,
+                   cudnnDataType_t type, bool virt)
+{
+    desc t = make(p, CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+    const int64_t dim[4] = {n, c, h, w}, str[4] = {c * h * w, 1, w * c, c}, align = 16;
+    set(p, t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type);
+    set(p, t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dim);
+    set(p, t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, str);
+    set(p, t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
+    set(p, t, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align);
+    set(p, t, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt);
+    finalize(p, t, "tensor descriptor");
+    return t;
+}
+
+/* y = mode(x[, b]) in float. */
+static desc pointwise(pool *p, cudnnPointwiseMode_t mode, double slope, desc x, desc b, desc y)
+{
+    const cudnnDataType_t prec = CUDNN_DATA_FLOAT;
+    desc pw = make(p, CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
+    set(p, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
+    set(p, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &prec);
+    if (slope != 0.0)
+        set(p, pw, CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP_SLOPE, CUDNN_TYPE_DOUBLE, 1, &slope);
+    finalize(p, pw, "pointwise descriptor");
+    desc op = make(p, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
+    set(p, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw);
+    set(p, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
+    if (b)
+        set(p, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b);
+    set(p, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
+    finalize(p, op, "pointwise operation");
+    return op;
+}
+
+/* The convolution operation: forward y = conv(x), or backward data, where
+ * y (the layer's output) is the conv's dx and x its dy. */
+static desc convolution(pool *p, const maa_plan_layer *l, desc x, desc w, desc y)
+{
+    const int64_t dims = 2, pad[2] = {l->ph, l->pw}, stride[2] = {l->stride, l->stride},
+                  dil[2] = {1, 1};
+    const cudnnDataType_t acc = CUDNN_DATA_FLOAT;
+    const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+    const float alpha = 1.0f, beta = 0.0f;
+    desc cd = make(p, CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+    set(p, cd, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &dims);
+    set(p, cd, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &acc);
+    set(p, cd, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode);
+    set(p, cd, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pad);
+    set(p, cd, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pad);
+    set(p, cd, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, dil);
+    set(p, cd, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, stride);
+    finalize(p, cd, "convolution descriptor");
+    const desc op = make(p, l->transposed ? CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR
+                                          : CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
+    const cudnnBackendAttributeType_t B = CUDNN_TYPE_BACKEND_DESCRIPTOR;
+    if (l->transposed) {
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY, B, 1, &x);
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, B, 1, &w);
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, B, 1, &y);
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, B, 1, &cd);
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
+    } else {
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, B, 1, &x);
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, B, 1, &w);
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, B, 1, &y);
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, B, 1, &cd);
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
+        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
+    }
+    finalize(p, op, l->transposed ? "backward-data operation" : "convolution operation");
+    return op;
+}
+
+/* The finalized operation graph of l, or NULL with p->s set. */
+static desc op_graph(pool *p, const maa_plan_layer *l, cudnnHandle_t handle)
+{
+    const cudnnDataType_t H = CUDNN_DATA_HALF, F = CUDNN_DATA_FLOAT;
+    /* The filter of the forward conv: [K, C, kh, kw] with K the channels of
+     * its output, which for backward data is the layer's input. */
+    const int K = l->transposed ? l->cin : l->cout, C = l->transposed ? l->cout : l->cin;
+    const int epilogue = l->bias + l->residual + (l->act != MAA_ACT_NONE);
+    int64_t vid = UID_V;
+    desc ops[4];
+    int nops = 0;
+
+    desc x = tensor(p, UID_X, l->n, l->cin, l->hi, l->wi, H, false);
+    desc w = tensor(p, UID_W, K, C, l->kh, l->kw, H, false);
+    desc y = epilogue ? tensor(p, vid++, l->n, l->cout, l->ho, l->wo, F, true)
+                      : tensor(p, UID_Y, l->n, l->cout, l->ho, l->wo, H, false);
+    ops[nops++] = convolution(p, l, x, w, y);
+    int left = epilogue;
+    /* Each step writes the next virtual tensor, the last one the real y. */
+#define NEXT() (--left ? tensor(p, vid++, l->n, l->cout, l->ho, l->wo, F, true) \
+                       : tensor(p, UID_Y, l->n, l->cout, l->ho, l->wo, H, false))
+    if (l->bias) {
+        desc b = tensor(p, UID_B, 1, l->cout, 1, 1, F, false), out = NEXT();
+        ops[nops++] = pointwise(p, CUDNN_POINTWISE_ADD, 0.0, y, b, out);
+        y = out;
+    }
+    if (l->residual) {
+        desc r = tensor(p, UID_R, l->n, l->cout, l->ho, l->wo, H, false), out = NEXT();
+        ops[nops++] = pointwise(p, CUDNN_POINTWISE_ADD, 0.0, y, r, out);
+        y = out;
+    }
+    if (l->act != MAA_ACT_NONE) {
+        const cudnnPointwiseMode_t mode = l->act == MAA_ACT_TANH ? CUDNN_POINTWISE_TANH_FWD
+                                                                 : CUDNN_POINTWISE_RELU_FWD;
+        desc out = NEXT();
+        ops[nops++] = pointwise(p, mode, l->act == MAA_ACT_LRELU ? l->slope : 0.0, y, NULL, out);
+    }
+#undef NEXT
+    desc g = make(p, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+    set(p, g, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, nops, ops);
+    if (handle)
+        set(p, g, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+    finalize(p, g, "operation graph");
+    return p->s ? NULL : g;
+}
+
+/* Whether the engine of cfg promises run-to-run identical results, and
+ * whether it compiles its kernel at build time. */
+static cudnnStatus_t engine_notes(desc cfg, desc engine, int *deterministic, int *compiled,
+                                  int64_t *index)
+{
+    int64_t got = 0;
+    cudnnStatus_t s = cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE,
+                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got, &engine);
+    cudnnBackendNumericalNote_t num[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+    cudnnBackendBehaviorNote_t beh[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
+    int64_t nnum = 0, nbeh = 0;
+    if (!s)
+        s = cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE,
+                                     CUDNN_TYPE_NUMERICAL_NOTE, CUDNN_NUMERICAL_NOTE_TYPE_COUNT,
+                                     &nnum, num);
+    if (!s)
+        s = cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE,
+                                     CUDNN_TYPE_BEHAVIOR_NOTE, CUDNN_BEHAVIOR_NOTE_TYPE_COUNT,
+                                     &nbeh, beh);
+    if (!s)
+        s = cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1,
+                                     &got, index);
+    *deterministic = 1;
+    *compiled = 0;
+    for (int64_t i = 0; i < nnum; i++)
+        if (num[i] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC)
+            *deterministic = 0;
+    for (int64_t i = 0; i < nbeh; i++)
+        if (beh[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION)
+            *compiled = 1;
+    return s;
+}
+
+void maa_plan_network(const maa_model_info *info, int n, maa_plan_layer out[MAA_NET_LAYERS])
+{
+    maa_conv_desc descs[MAA_NET_LAYERS];
+    maa_net_describe(info, descs);
+    int h = info->image_size, w = info->image_size;
+    for (int i = 0; i < MAA_NET_LAYERS; i++) {
+        const maa_conv_desc *d = &descs[i];
+        maa_plan_layer *l = &out[i];
+        if (i == MAA_NET_D)
+            h = w = info->image_size;
+        *l = (maa_plan_layer){
+            .transposed = d->transposed,
+            .n = i >= MAA_NET_D ? 2 * n : n,
+            .cin = i == MAA_NET_MEM ? d->cin / 2 : d->cin,
+            .hi = h,
+            .wi = w,
+            .cout = d->cout,
+            .kh = d->kh,
+            .kw = d->kw,
+            .stride = d->stride,
+            .ph = d->ph,
+            .pw = d->pw,
+            .bias = i != MAA_NET_MEM && (d->bn[0] || d->has_bias),
+            .act = d->act,
+            .slope = info->lrelu_slope,
+        };
+        maa_conv_out_size(d, h, w, &l->ho, &l->wo);
+        if (i != MAA_NET_MEM) {
+            h = l->ho;
+            w = l->wo;
+        }
+    }
+    for (int k = 0; k < 6; k++)
+        out[maa_net_res(k) + 1].residual = 1;
+}
+
+int maa_plan_build(const maa_plan_layer *l, cudnnHandle_t handle, cudnnBackendDescriptor_t devprop,
+                   size_t ws_limit, maa_plan *out, char *err, size_t errlen)
+{
+    enum { MAX_CFG = 32 };
+    pool p = {0};
+    desc cfg[MAX_CFG] = {0}, engine = NULL, plan = NULL;
+    int64_t count = 0;
+    cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
+    char last_msg[256] = "no engine offered";
+    memset(out, 0, sizeof *out);
+
+    desc g = op_graph(&p, l, handle);
+    const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
+    desc heur = make(&p, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+    set(&p, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g);
+    set(&p, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+    if (devprop)
+        set(&p, heur, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &devprop);
+    finalize(&p, heur, "engine heuristics");
+    for (int i = 0; i < MAX_CFG; i++)
+        cfg[i] = make(&p, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+    engine = make(&p, CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+    if (!p.s) {
+        p.s = cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                       CUDNN_TYPE_BACKEND_DESCRIPTOR, MAX_CFG, &count, cfg);
+        if (p.s)
+            p.what = "engine heuristics results";
+    }
+    if (p.s) {
+        char msg[256] = "";
+        cudnnGetLastErrorString(msg, sizeof msg);
+        maa_seterr(err, errlen, "%s: %s%s%s", p.what, cudnnGetErrorString(p.s), *msg ? ": " : "",
+                   msg);
+        release(&p);
+        return MAA_ERR;
+    }
+    out->configs = (int)count;
+    for (int64_t i = 0; i < count; i++) {
+        int det = 0, rtc = 0;
+        int64_t index = -1, ws = 0, got = 0;
+        if (engine_notes(cfg[i], engine, &det, &rtc, &index) || !det)
+            continue;
+        if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan))
+            break;
+        cudnnStatus_t s = cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
+                                                   CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg[i]);
+        if (!s)
+            s = handle ? cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
+                                                  CUDNN_TYPE_HANDLE, 1, &handle)
+                       : cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &devprop);
+        if (!s)
+            s = cudnnBackendFinalize(plan);
+        if (!s)
+            s = cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                         CUDNN_TYPE_INT64, 1, &got, &ws);
+        /* Without a device a compiled kernel cannot be loaded: for a checked
+         * plan, reaching that step is the check. */
+        const int checked = !handle && s == CUDNN_STATUS_EXECUTION_FAILED_CUDA_DRIVER && rtc;
+        if (checked || (!s && ws >= 0 && (size_t)ws <= ws_limit)) {
+            if (checked) {
+                cudnnBackendDestroyDescriptor(plan);
+                plan = NULL;
+            }
+            *out = (maa_plan){plan, ws, index, rtc, (int)count};
+            release(&p);
+            return MAA_OK;
+        }
+        if (s) {
+            last = s;
+            cudnnGetLastErrorString(last_msg, sizeof last_msg);
+        } else {
+            last = CUDNN_STATUS_NOT_SUPPORTED;
+            snprintf(last_msg, sizeof last_msg, "engine %lld needs %lld bytes of workspace",
+                     (long long)index, (long long)ws);
+        }
+        cudnnBackendDestroyDescriptor(plan);
+        plan = NULL;
+    }
+    release(&p);
+    maa_seterr(err, errlen, "no usable engine among %lld offered (last: %s: %s)", (long long)count,
+               cudnnGetErrorString(last), last_msg);
+    return MAA_ERR;
+}
+
+int maa_plan_run(cudnnHandle_t handle, const maa_plan *p, const void *x, const void *w,
+                 const float *bias, const void *res, void *y, void *workspace, char *err,
+                 size_t errlen)
+{
+    int64_t uids[5] = {UID_X, UID_W, UID_Y};
+    void *ptrs[5] = {(void *)x, (void *)w, y};
+    int n = 3;
+    if (bias)
+        uids[n] = UID_B, ptrs[n++] = (void *)bias;
+    if (res)
+        uids[n] = UID_R, ptrs[n++] = (void *)res;
+    desc vp = NULL;
+    cudnnStatus_t s = cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &vp);
+    if (!s)
+        s = cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n,
+                                     uids);
+    if (!s)
+        s = cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS,
+                                     CUDNN_TYPE_VOID_PTR, n, ptrs);
+    if (!s)
+        s = cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1,
+                                     &workspace);
+    if (!s)
+        s = cudnnBackendFinalize(vp);
+    if (!s)
+        s = cudnnBackendExecute(handle, p->plan, vp);
+    if (vp)
+        cudnnBackendDestroyDescriptor(vp);
+    if (s) {
+        char msg[256] = "";
+        cudnnGetLastErrorString(msg, sizeof msg);
+        maa_seterr(err, errlen, "cudnnBackendExecute (engine %lld) failed: %s%s%s",
+                   (long long)p->engine, cudnnGetErrorString(s), *msg ? ": " : "", msg);
+        return MAA_ERR;
+    }
+    return MAA_OK;
+}
+
+void maa_plan_free(maa_plan *p)
+{
+    if (p->plan)
+        cudnnBackendDestroyDescriptor(p->plan);
+    p->plan = NULL;
+}
