@@ -235,10 +235,13 @@ static int start(maad *d, char *err, size_t errlen)
     if (maa_inspector_create(d->model, &eo, &d->inspector, err, errlen) != MAA_OK)
         return MAA_ERR;
     maa_engine *e = maa_inspector_engine(d->inspector);
-    maad_log(&d->log, MAAD_LOG_INFO, "model %s (S %d, C %d), backend %s, precision %s, batch %d",
+    char how[160];
+    maa_engine_describe(e, how, sizeof how);
+    maad_log(&d->log, MAAD_LOG_INFO, "model %s (S %d, C %d), backend %s, precision %s, batch %d%s%s",
              c->model.path, mi->image_size, mi->channels,
              maa_backend_name(maa_engine_backend(e)),
-             maa_precision_name(maa_engine_precision(e)), c->engine.batch_max);
+             maa_precision_name(maa_engine_precision(e)), c->engine.batch_max, *how ? ": " : "",
+             how);
 
     /* Bound before the camera opens, so subscribers have that long to
      * connect before the first verdict. */

@@ -37,6 +37,8 @@ typedef struct {
      * inspection, see maa_device_batch. */
     int (*inspect)(void *ctx, const struct maa_device_batch *b, char *err,
                    size_t errlen);
+    /* Optional: how the backend runs the network, for maa_engine_describe. */
+    void (*describe)(const void *ctx, char *buf, size_t len);
 } maa_backend_ops;
 
 extern const maa_backend_ops maa_backend_ref;

@@ -12,7 +12,10 @@
  *     a CUDA graph that run only launches;
  *   - the frame path (inspect) has a second graph per batch size: 8-bit
  *     frames to tensors, the network, the SPEC §6 variance map and mask on
- *     the device; only the Markov maps, masks and their peaks come back. */
+ *     the device; only the Markov maps, masks and their peaks come back;
+ *   - with MAA_CUDA_FUSED=1 (f16 only, not yet measured on a GPU) each layer
+ *     runs as one fused cuDNN graph (engine/cudnn_plan.c) where cuDNN plans
+ *     it, and every batch runs at max_batch (plans are built for one size). */
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 #include <math.h>
@@ -22,6 +25,7 @@
 
 #include "engine/backend.h"
 #include "engine/cuda_kernels.h"
+#include "engine/cudnn_plan.h"
 
 /* The largest workspace one algorithm may ask for; faster ones asking more
  * are passed over.  It bounds the engine's device memory (docs/cuda-backend.md). */
@@ -60,6 +64,13 @@ typedef struct {
     int algo, math;      /* plain path: forward or backward-data algorithm */
     int falgo, fmath;    /* fused ReLU path, falgo < 0 when there is none */
     int fused;           /* the fused path is in use */
+    maa_plan plan;       /* MAA_CUDA_FUSED: the layer as one cuDNN graph */
+    int has_plan;        /* plan was built (and, after the warm-up, runs) */
+    int use_plan;        /* plan is in use: it ran faster than the legacy calls */
+    int tuned;           /* the two were timed */
+    float plan_ms, legacy_ms;
+    int shares;          /* plan belongs to an identical earlier layer */
+    char why[160];       /* why the layer has no plan */
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
     cudnnTensorDescriptor_t xd, yd, bd;
@@ -68,6 +79,10 @@ typedef struct {
 typedef struct {
     maa_model_info info;
     int device, max_batch, half, probing;
+    int fused_asked;     /* MAA_CUDA_FUSED is set (f16) */
+    int plans;           /* layers are planned, batches run at max_batch */
+    char plans_off[160]; /* why the plans were dropped after all */
+    cudaEvent_t tune_ev[2];  /* timing plan against legacy calls, with plans */
     cudnnTensorFormat_t fmt;
     cudnnDataType_t dt;
     size_t esz;          /* bytes per activation element */
@@ -435,9 +450,10 @@ static int need_workspace(cuda_ctx *c, layer *l, size_t *size, char *err, size_t
 
 /* ---- the network --------------------------------------------------------- */
 
-/* out = act(conv(in) + bias (+ res)) for the current batch. */
-static int layer_body(cuda_ctx *c, layer *l, int n, const void *in, void *out, const void *res,
-                      char *err, size_t errlen)
+/* out = act(conv(in) + bias (+ res)) for the current batch, with the
+ * legacy calls. */
+static int legacy_body(cuda_ctx *c, layer *l, int n, const void *in, void *out, const void *res,
+                       char *err, size_t errlen)
 {
     if (l->fused) {
         /* z = out with alpha2 = 0: cuDNN reads nothing from it. */
@@ -464,6 +480,50 @@ static int layer_body(cuda_ctx *c, layer *l, int n, const void *in, void *out, c
         CUDA(maa_cuda_epilogue, out, l->bias, res, (int)l->d.act, (float)c->info.lrelu_slope,
              shape(c, n * l->per_image, l->d.cout, l->ho, l->wo), c->st);
     return MAA_OK;
+}
+
+/* The plan and the legacy calls of l, each run REPS times on this batch
+ * (the warm-up run before capture; every run rewrites out from in and res
+ * alone): the faster is kept.  A plan that fails to run is dropped, as the
+ * fused legacy call is: the warm-up run finds out. */
+static int tune(cuda_ctx *c, layer *l, int n, const void *in, void *out, const void *res,
+                char *err, size_t errlen)
+{
+    enum { REPS = 5 };
+    float ms[2] = {0, 0};
+    l->tuned = 1;
+    for (int k = 0; k < 2; k++) {
+        for (int r = 0; r <= REPS; r++) {
+            /* Run 0 loads the kernels and probes; runs 1..REPS are timed. */
+            if (r == 1)
+                CUDA(cudaEventRecord, c->tune_ev[0], c->st);
+            if (k == 0 && maa_plan_run(c->dnn, &l->plan, in, l->w, l->bias, res, out, c->ws, err,
+                                       errlen)) {
+                snprintf(l->why, sizeof l->why, "%s", err);
+                l->has_plan = l->use_plan = 0;
+                return MAA_OK;
+            }
+            if (k == 1 && legacy_body(c, l, n, in, out, res, err, errlen))
+                return MAA_ERR;
+        }
+        CUDA(cudaEventRecord, c->tune_ev[1], c->st);
+        CUDA(cudaEventSynchronize, c->tune_ev[1]);
+        CUDA(cudaEventElapsedTime, &ms[k], c->tune_ev[0], c->tune_ev[1]);
+    }
+    l->plan_ms = ms[0] / REPS;
+    l->legacy_ms = ms[1] / REPS;
+    l->use_plan = l->plan_ms <= l->legacy_ms;
+    return MAA_OK;
+}
+
+static int layer_body(cuda_ctx *c, layer *l, int n, const void *in, void *out, const void *res,
+                      char *err, size_t errlen)
+{
+    if (l->has_plan && c->probing && !l->tuned && tune(c, l, n, in, out, res, err, errlen))
+        return MAA_ERR;
+    if (l->use_plan)
+        return maa_plan_run(c->dnn, &l->plan, in, l->w, l->bias, res, out, c->ws, err, errlen);
+    return legacy_body(c, l, n, in, out, res, err, errlen);
 }
 
 /* layer_body, timed by events while profiling. */
@@ -512,6 +572,25 @@ static int generator(cuda_ctx *c, int n, const void *x, void *r, char *err, size
 #undef SWAP
 }
 
+/* The batch size the layers run at for n images: plans exist for
+ * max_batch only, the images beyond n are left over from earlier batches
+ * (or zeros) and their outputs ignored. */
+static int run_size(const cuda_ctx *c, int n)
+{
+    return c->plans ? c->max_batch : n;
+}
+
+/* f(x) and f(r) of the first n images of the 2p maps at f, to d_f as n
+ * maps of f(x) then n of f(r), float. */
+static int export_maps(cuda_ctx *c, void *f, int n, int p, char *err, size_t errlen)
+{
+    const int M = c->info.markov_size;
+    CUDA(maa_cuda_export, f, shape(c, n, 1, M, M), c->d_f, c->st);
+    CUDA(maa_cuda_export, elem(c, f, (size_t)p * c->mm), shape(c, n, 1, M, M),
+         c->d_f + (size_t)n * c->mm, c->st);
+    return MAA_OK;
+}
+
 /* The Markov encoder over the 2n images at c->images; *f gets its output. */
 static int markov(cuda_ctx *c, int n, void **f, char *err, size_t errlen)
 {
@@ -529,15 +608,15 @@ static int markov(cuda_ctx *c, int n, void **f, char *err, size_t errlen)
 /* One batch of n on the stream: what each graph holds. */
 static int issue(cuda_ctx *c, int n, char *err, size_t errlen)
 {
-    const int S = c->info.image_size, C = c->info.channels, M = c->info.markov_size;
-    void *r = elem(c, c->images, (size_t)n * c->img), *f;
+    const int S = c->info.image_size, C = c->info.channels, p = run_size(c, n);
+    void *r = elem(c, c->images, (size_t)p * c->img), *f;
     CUDA(cudaMemcpyAsync, c->d_x, c->h_x, n * c->img * sizeof(float), cudaMemcpyHostToDevice,
          c->st);
     CUDA(maa_cuda_import, c->d_x, c->images, shape(c, n, C, S, S), c->st);
-    if (generator(c, n, c->images, r, err, errlen) || markov(c, n, &f, err, errlen))
+    if (generator(c, p, c->images, r, err, errlen) || markov(c, p, &f, err, errlen) ||
+        export_maps(c, f, n, p, err, errlen))
         return MAA_ERR;
     CUDA(maa_cuda_export, r, shape(c, n, C, S, S), c->d_r, c->st);
-    CUDA(maa_cuda_export, f, shape(c, 2 * n, 1, M, M), c->d_f, c->st);
     CUDA(cudaMemcpyAsync, c->h_r, c->d_r, n * c->img * sizeof(float), cudaMemcpyDeviceToHost,
          c->st);
     CUDA(cudaMemcpyAsync, c->h_f, c->d_f, 2 * n * c->mm * sizeof(float), cudaMemcpyDeviceToHost,
@@ -549,14 +628,14 @@ static int issue(cuda_ctx *c, int n, char *err, size_t errlen)
  * d_u8 and d_par: what each frame-path graph holds. */
 static int issue8(cuda_ctx *c, int n, char *err, size_t errlen)
 {
-    const int S = c->info.image_size, C = c->info.channels, M = c->info.markov_size;
+    const int S = c->info.image_size, C = c->info.channels, p = run_size(c, n);
     const size_t s2 = (size_t)S * S;
-    void *r = elem(c, c->images, (size_t)n * c->img), *f;
+    void *r = elem(c, c->images, (size_t)p * c->img), *f;
     CUDA(cudaMemsetAsync, c->d_peak, 0, n * sizeof(float), c->st);
     CUDA(maa_cuda_import8, c->d_u8, c->d_par, c->d_x, c->images, shape(c, n, C, S, S), c->st);
-    if (generator(c, n, c->images, r, err, errlen) || markov(c, n, &f, err, errlen))
+    if (generator(c, p, c->images, r, err, errlen) || markov(c, p, &f, err, errlen) ||
+        export_maps(c, f, n, p, err, errlen))
         return MAA_ERR;
-    CUDA(maa_cuda_export, f, shape(c, 2 * n, 1, M, M), c->d_f, c->st);
     CUDA(maa_cuda_residual, c->d_x, r, shape(c, n, C, S, S), c->d_e, c->d_e2, c->st);
     CUDA(maa_cuda_box_rows, c->d_e, c->d_e2, c->d_par, n, S, S, c->d_he, c->d_he2, c->st);
     CUDA(maa_cuda_box_cols_mask, c->d_he, c->d_he2, c->d_par, n, S, S, c->d_mask, c->d_peak,
@@ -599,9 +678,26 @@ static int capture_one(cuda_ctx *c, int n, int (*fn)(cuda_ctx *, int, char *, si
 
 static int capture(cuda_ctx *c, int n, char *err, size_t errlen)
 {
-    if (set_batch(c, n, err, errlen) || capture_one(c, n, issue, &c->exec[n - 1], err, errlen) ||
+    if (set_batch(c, run_size(c, n), err, errlen) ||
+        capture_one(c, n, issue, &c->exec[n - 1], err, errlen) ||
         capture_one(c, n, issue8, &c->exec8[n - 1], err, errlen))
         return MAA_ERR;
+    return MAA_OK;
+}
+
+/* The graphs of every batch size, any earlier ones dropped first. */
+static int capture_all(cuda_ctx *c, char *err, size_t errlen)
+{
+    for (int n = 1; n <= c->max_batch; n++) {
+        if (c->exec[n - 1])
+            cudaGraphExecDestroy(c->exec[n - 1]);
+        if (c->exec8[n - 1])
+            cudaGraphExecDestroy(c->exec8[n - 1]);
+        c->exec[n - 1] = c->exec8[n - 1] = NULL;
+    }
+    for (int n = 1; n <= c->max_batch; n++)
+        if (capture(c, n, err, errlen))
+            return MAA_ERR;
     return MAA_OK;
 }
 
@@ -635,14 +731,26 @@ static void profile(cuda_ctx *c)
     if (!rc) {
         float total = 0, layers = 0;
         cudaEventElapsedTime(&total, ev[NEV - 2], ev[NEV - 1]);
-        fprintf(stderr, "cuda profile, batch %d, %s: layer, ms, algorithm, fused\n", n,
+        fprintf(stderr, "cuda profile, batch %d, %s: layer, ms, how\n", n,
                 c->half ? "f16" : "f32");
         for (int i = 0; i < MAA_NET_LAYERS; i++) {
+            const layer *l = &c->l[i];
             float ms = 0;
+            char how[220];
             cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]);
             layers += ms;
-            fprintf(stderr, "  %-10s %8.4f  %d  %d\n", c->l[i].d.name, ms, c->l[i].fused ?
-                    c->l[i].falgo : c->l[i].algo, c->l[i].fused);
+            int k = 0;
+            if (l->use_plan)
+                k = snprintf(how, sizeof how, "plan: engine %lld%s", (long long)l->plan.engine,
+                             l->plan.compiled ? " (compiled)" : "");
+            else
+                k = snprintf(how, sizeof how, "legacy: algorithm %d%s%s%s", l->fused ? l->falgo :
+                             l->algo, l->fused ? " fused" : "", *l->why ? "; no plan: " : "",
+                             l->why);
+            if (l->tuned && k > 0 && (size_t)k < sizeof how)
+                snprintf(how + k, sizeof how - k, " (warm-up: plan %.4f, legacy %.4f ms)",
+                         l->plan_ms, l->legacy_ms);
+            fprintf(stderr, "  %-14s %8.4f  %s\n", l->d.name, ms, how);
         }
         fprintf(stderr, "  layers %.4f ms, whole batch %.4f ms (rest: copies, LSTM, mask)\n",
                 layers, total);
@@ -651,6 +759,27 @@ static void profile(cuda_ctx *c)
     }
     for (int i = 0; i < made; i++)
         cudaEventDestroy(ev[i]);
+}
+
+/* MAA_CUDA_FUSED: a plan per layer at max_batch, one for each set of
+ * identical layers (the residual blocks' convs); a layer cuDNN cannot plan
+ * keeps the legacy calls, with the reason kept for the profile. */
+static void plan_layers(cuda_ctx *c)
+{
+    maa_plan_layer pl[MAA_NET_LAYERS];
+    maa_plan_network(&c->info, c->max_batch, pl);
+    for (int i = 0; i < MAA_NET_LAYERS; i++) {
+        layer *l = &c->l[i];
+        for (int j = 0; j < i && !l->has_plan; j++)
+            if (c->l[j].has_plan && !c->l[j].shares && !memcmp(&pl[i], &pl[j], sizeof pl[i])) {
+                l->plan = c->l[j].plan;
+                l->has_plan = l->shares = 1;
+            }
+        if (!l->has_plan &&
+            !maa_plan_build(&pl[i], c->dnn, NULL, WS_LIMIT, &l->plan, l->why, sizeof l->why))
+            l->has_plan = 1;
+        l->use_plan = l->has_plan;
+    }
 }
 
 /* ---- create, run, destroy ------------------------------------------------ */
@@ -667,6 +796,9 @@ static int alloc_buffers(cuda_ctx *c, char *err, size_t errlen)
     for (int k = 0; k < 3; k++)
         CUDA(cudaMalloc, &c->act[k], cap * c->esz);
     CUDA(cudaMalloc, &c->images, 2 * B * c->img * c->esz);
+    /* With plans, batches run padded to max_batch: the unused images must
+     * be finite from the start (and are old images after that). */
+    CUDA(cudaMemsetAsync, c->images, 0, 2 * B * c->img * c->esz, c->st);
     CUDA(cudaMalloc, (void **)&c->d_x, B * c->img * sizeof(float));
     CUDA(cudaMalloc, (void **)&c->d_r, B * c->img * sizeof(float));
     CUDA(cudaMalloc, (void **)&c->d_f, 2 * B * c->mm * sizeof(float));
@@ -716,6 +848,8 @@ static void cuda_destroy(void *ctx)
         cudaFree(l->w);
         cudaFree(l->bias);
         cudaFree(l->bias_t);
+        if (!l->shares)
+            maa_plan_free(&l->plan);
         if (l->wd) cudnnDestroyFilterDescriptor(l->wd);
         if (l->cd) cudnnDestroyConvolutionDescriptor(l->cd);
         if (l->xd) cudnnDestroyTensorDescriptor(l->xd);
@@ -724,6 +858,9 @@ static void cuda_destroy(void *ctx)
     }
     if (c->relu)
         cudnnDestroyActivationDescriptor(c->relu);
+    for (int k = 0; k < 2; k++)
+        if (c->tune_ev[k])
+            cudaEventDestroy(c->tune_ev[k]);
     cudaFree(c->hconv);
     cudaFree(c->c0);
     cudaFree(c->d_x);
@@ -767,6 +904,11 @@ static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
     for (int i = 0; i < MAA_NET_LAYERS; i++)
         if (choose_algos(c, &c->l[i], err, errlen))
             return MAA_ERR;
+    if (c->plans) {
+        CUDA(cudaEventCreate, &c->tune_ev[0]);
+        CUDA(cudaEventCreate, &c->tune_ev[1]);
+        plan_layers(c);
+    }
     /* Workspace sizes may depend on the batch: take the largest. */
     size_t ws = 0;
     for (int n = 1; n <= c->max_batch; n++) {
@@ -776,6 +918,9 @@ static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
             if (need_workspace(c, &c->l[i], &ws, err, errlen))
                 return MAA_ERR;
     }
+    for (int i = 0; i < MAA_NET_LAYERS; i++)
+        if (c->l[i].has_plan && (size_t)c->l[i].plan.workspace > ws)
+            ws = (size_t)c->l[i].plan.workspace;
     c->ws_size = ws;
     if (ws)
         CUDA(cudaMalloc, &c->ws, ws);
@@ -784,9 +929,18 @@ static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
         maa_seterr(err, errlen, "cuda backend: out of memory");
         return MAA_ERR;
     }
-    for (int n = 1; n <= c->max_batch; n++)
-        if (capture(c, n, err, errlen))
+    if (capture_all(c, err, errlen)) {
+        if (!c->plans)
             return MAA_ERR;
+        /* Plans cuDNN built and ran but whose launches a CUDA graph cannot
+         * hold: the legacy calls can. */
+        snprintf(c->plans_off, sizeof c->plans_off, "%s", err);
+        c->plans = 0;
+        for (int i = 0; i < MAA_NET_LAYERS; i++)
+            c->l[i].use_plan = 0;
+        if (capture_all(c, err, errlen))
+            return MAA_ERR;
+    }
     const char *p = getenv("MAA_CUDA_PROFILE");
     if (p && *p && strcmp(p, "0"))
         profile(c);
@@ -811,6 +965,8 @@ static int cuda_create(const maa_model *m, const maa_engine_opts *opts, void **o
     c->device = opts->device;
     c->max_batch = opts->max_batch < 1 ? 1 : opts->max_batch;
     c->half = opts->precision == MAA_PREC_F16;
+    const char *fused = getenv("MAA_CUDA_FUSED");
+    c->plans = c->fused_asked = c->half && fused && *fused && strcmp(fused, "0");
     c->fmt = c->half ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     c->dt = c->half ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
     c->esz = c->half ? 2 : 4;
@@ -878,6 +1034,25 @@ static int cuda_inspect(void *ctx, const maa_device_batch *b, char *err, size_t 
     return MAA_OK;
 }
 
+static void cuda_describe(const void *ctx, char *buf, size_t len)
+{
+    const cuda_ctx *c = ctx;
+    int planned = 0, used = 0;
+    for (int i = 0; i < MAA_NET_LAYERS; i++) {
+        planned += c->l[i].has_plan;
+        used += c->l[i].use_plan;
+    }
+    if (c->plans)
+        snprintf(buf, len, "fused cuDNN graphs for %d of %d layers, %d of them faster than the "
+                 "legacy calls and in use (MAA_CUDA_FUSED), every batch run at %d", planned,
+                 MAA_NET_LAYERS, used, c->max_batch);
+    else if (c->fused_asked)
+        snprintf(buf, len, "cuDNN legacy API: MAA_CUDA_FUSED's graphs could not be captured (%s)",
+                 c->plans_off);
+    else
+        snprintf(buf, len, "cuDNN legacy API");
+}
+
 const maa_backend_ops maa_backend_cuda = {
     .name = "cuda",
     .available = cuda_available,
@@ -885,4 +1060,5 @@ const maa_backend_ops maa_backend_cuda = {
     .run = cuda_run,
     .destroy = cuda_destroy,
     .inspect = cuda_inspect,
+    .describe = cuda_describe,
 };

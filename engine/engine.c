@@ -120,6 +120,15 @@ void maa_engine_free(maa_engine *e)
 maa_backend_kind maa_engine_backend(const maa_engine *e) { return e->kind; }
 maa_precision maa_engine_precision(const maa_engine *e) { return e->precision; }
 
+void maa_engine_describe(const maa_engine *e, char *buf, size_t len)
+{
+    if (!len)
+        return;
+    buf[0] = 0;
+    if (e->ops->describe)
+        e->ops->describe(e->ctx, buf, len);
+}
+
 int maa_engine_can_inspect(const maa_engine *e) { return e->ops->inspect != NULL; }
 
 int maa_engine_inspect(maa_engine *e, const maa_device_batch *b, char *err, size_t errlen)

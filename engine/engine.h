@@ -91,6 +91,9 @@ int maa_engine_create(const maa_model *m, const maa_engine_opts *opts,
 void maa_engine_free(maa_engine *e);
 maa_backend_kind maa_engine_backend(const maa_engine *e);
 maa_precision maa_engine_precision(const maa_engine *e);
+/* What the backend adds about how it runs the network, for the log (cuda:
+ * how many layers run as fused cuDNN graphs); "" when nothing. */
+void maa_engine_describe(const maa_engine *e, char *buf, size_t len);
 
 /* Run n (1..max_batch) images through the generator and the Markov encoder.
  *   x      n x C x S x S, values in [-1, 1] (SPEC §1)
