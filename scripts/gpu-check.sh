@@ -9,7 +9,9 @@
 # of maad's Debian dependencies and no network), it runs the programs of
 # build/gpu-bundle.tar.xz, made on the development machine by
 # scripts/gpu-bundle.sh and carried along.
-# Everything it writes goes to build/gpu-check/.  Takes under 5 minutes.
+# Everything it writes goes to build/gpu-check/.  Took 177 s on the H200
+# before the fused cases and rows (MAA_CUDA_FUSED) were added; see
+# docs/cuda-backend.md.
 #   BENCH_SECONDS (default 2): timed seconds per benchmark row.
 set -u
 cd "$(dirname "$0")/.."
@@ -39,10 +41,11 @@ if [ -n "$missing" ] && [ ! -f build/gpu-bundle.tar.xz ] && [ -x scripts/install
 fi
 built=0
 if [ -z "$missing" ]; then
-    if make -j"$(nproc)" CUDA="$CUDA" build/tests/test_cuda build/tests/helper_golden \
-            build/bench_cuda >"$LOG/build.log" 2>&1; then
+    if make -j"$(nproc)" CUDA="$CUDA" build/tests/test_cuda build/tests/test_cudnn_plan \
+            build/tests/helper_golden build/bench_cuda >"$LOG/build.log" 2>&1; then
         built=1
-        echo "built build/tests/test_cuda build/tests/helper_golden build/bench_cuda"
+        echo "built build/tests/test_cuda build/tests/test_cudnn_plan build/tests/helper_golden" \
+             "build/bench_cuda"
     else
         tail -n 30 "$LOG/build.log"
         echo "build failed (full log: $LOG/build.log)"
@@ -69,8 +72,13 @@ fi
 
 if [ "$built" = 1 ]; then
     note "tests"
-    timeout 180 build/tests/test_cuda 2>&1 | tee "$LOG/test_cuda.log"
+    # The test_fused_* cases build fused cuDNN graphs: cuDNN compiles their
+    # kernels, which takes most of this run.
+    timeout 300 build/tests/test_cuda 2>&1 | tee "$LOG/test_cuda.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    # The device's own description, for tests/data/h200-deviceprop.json.
+    build/tests/test_cudnn_plan --dump-device "$LOG/deviceprop.json" &&
+        echo "cuDNN device properties: $LOG/deviceprop.json"
     # The PyTorch golden cases (tests/test_golden.py runs them for the CPU
     # backends); helper_golden uses the backend's default precision, f16.
     note "golden cases vs PyTorch float64, backend cuda (f16)"
@@ -113,11 +121,13 @@ fi
 "$PY" scripts/bench_torch.py --make-frames "$FRAMES" 256 3 64 || { echo "cannot make frames"; exit 1; }
 : >"$LOG/results.txt"
 if [ "$built" = 1 ]; then
-    for prec in f32 f16; do
+    # f16-fused: MAA_CUDA_FUSED=1, the layers as fused cuDNN graphs.
+    for prec in f32 f16 f16-fused; do
         for n in 1 4 32; do
             # Batch 4 also prints the per-layer times (MAA_CUDA_PROFILE).
             MAA_CUDA_PROFILE=$([ "$n" = 4 ] && echo 1 || echo 0) \
-            timeout 60 build/bench_cuda "$MODEL" "$FRAMES" cuda "$prec" "$n" "$SECS" 2>&1 |
+            MAA_CUDA_FUSED=$([ "$prec" = f16-fused ] && echo 1 || echo 0) \
+            timeout 90 build/bench_cuda "$MODEL" "$FRAMES" cuda "${prec%-fused}" "$n" "$SECS" 2>&1 |
                 tee -a "$LOG/results.txt" || true
         done
     done

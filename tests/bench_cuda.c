@@ -1,7 +1,8 @@
 /* bench_cuda.c — times maad's whole inspection pipeline per batch, as the
  * daemon's worker runs it: 8-bit frames on the host -> maa_inspect_frames
  * (preprocessing, engine, mask on the device where the backend can; FMD
- * score, verdict and regions on the host) -> results on the host.  scripts/gpu-check.sh runs it next to the PyTorch benchmark
+ * score, verdict and regions on the host) -> results on the host.
+ * scripts/gpu-check.sh runs it next to the PyTorch benchmark
  * (scripts/bench_torch.py) on the same model file and frames.  Not a test:
  * tests/run.sh runs only test_* programs.
  *
@@ -12,9 +13,11 @@
  *       weights of tests/testmodel.h
  *
  * Prints one line:
- *   RESULT maad-<precision> batch <n>: <ms> ms/batch <fps> frames/s score <mean> ...
- * and a STAGES line: the engine alone (timed again afterwards on the same
- * inputs) and the device memory the inspector took (cuda only).  The frames
+ *   RESULT maad-<precision>[-fused] batch <n>: <ms> ms/batch <fps> frames/s score <mean> ...
+ * (-fused: MAA_CUDA_FUSED is set and the engine runs fused cuDNN graphs), a
+ * STAGES line: the engine alone (timed again afterwards on the same inputs),
+ * the device memory the inspector took (cuda only) and its create time, and
+ * an ENGINE line: what maa_engine_describe says.  The frames
  * are taken for good parts: a calibration over them (gamma 3, mask fraction
  * 1%) gives the threshold and T_pix, as maa calibrate would. */
 #include <stdio.h>
@@ -103,11 +106,18 @@ int main(int argc, char **argv)
 
     maa_inspector *in;
     const size_t used0 = device_used();
+    const double tc = now();
     if (maa_inspector_create(m, &opts, &in, err, sizeof err)) {
         fprintf(stderr, "bench_cuda: %s\n", err);
         return 1;
     }
+    const double create_s = now() - tc;
     const size_t used1 = device_used();
+    char how[160], label[32];
+    maa_engine_describe(maa_inspector_engine(in), how, sizeof how);
+    snprintf(label, sizeof label, "maad-%s%s",
+             maa_precision_name(maa_engine_precision(maa_inspector_engine(in))),
+             strncmp(how, "fused", 5) ? "" : "-fused");
     /* The calibration a line would have: maa calibrate's statistics over
      * the frames (all of them good parts), so that, as on a line, most
      * frames show no mask pixel and need no region labelling. */
@@ -159,9 +169,8 @@ int main(int argc, char **argv)
             break;
     }
     double ms = (now() - t0) * 1e3 / batches;
-    printf("RESULT maad-%s batch %d: %.3f ms/batch %.1f frames/s score %.6g (%ld batches, "
-           "%ld rejects)\n", maa_precision_name(maa_engine_precision(maa_inspector_engine(in))),
-           n, ms, n * 1e3 / ms, score / (batches * n), batches, rejects);
+    printf("RESULT %s batch %d: %.3f ms/batch %.1f frames/s score %.6g (%ld batches, "
+           "%ld rejects)\n", label, n, ms, n * 1e3 / ms, score / (batches * n), batches, rejects);
     /* The engine alone (float path: preprocessed images in, reconstruction
      * and maps out), as many batches again. */
     float *x = malloc(n * img * sizeof(float)), *recon = malloc(n * img * sizeof(float));
@@ -201,10 +210,10 @@ int main(int argc, char **argv)
         free(peak);
         free(mask);
     }
-    printf("STAGES maad-%s batch %d: device part alone %.3f, engine alone (float path, recon "
-           "to host) %.3f ms/batch, device memory %.1f MiB\n",
-           maa_precision_name(maa_engine_precision(e)), n, td, te * 1e3 / batches,
-           (double)(used1 - used0) / 1048576.0);
+    printf("STAGES %s batch %d: device part alone %.3f, engine alone (float path, recon "
+           "to host) %.3f ms/batch, device memory %.1f MiB, create %.1f s\n", label, n, td,
+           te * 1e3 / batches, (double)(used1 - used0) / 1048576.0, create_s);
+    printf("ENGINE %s batch %d: %s\n", label, n, how);
     free(x);
     free(recon);
     free(fx);

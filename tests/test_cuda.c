@@ -514,6 +514,48 @@ static void test_f16_verdicts(void)
     maa_model_free(m);
 }
 
+/* MAA_CUDA_FUSED (docs/cuda-backend.md, "Fused graphs"): the f16 engine
+ * plans its layers as fused cuDNN graphs and runs every batch at max_batch.
+ * The layers with channel counts that suit the tensor cores (24 of 29 at the
+ * default widths; tests/test_cudnn_plan.c checks the same without a GPU)
+ * must be planned, and the f16 tests must hold as they are. */
+static void with_plans(void (*fn)(void))
+{
+    setenv("MAA_CUDA_FUSED", "1", 1);
+    fn();
+    unsetenv("MAA_CUDA_FUSED");
+}
+
+static void planned_layers(void)
+{
+    if (!have_device)
+        SKIP("%s", why);
+    maa_model *m = load(&full, "fused.safetensors");
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    maa_engine_opts opts = {.backend = MAA_BACKEND_CUDA, .precision = MAA_PREC_F16,
+                            .max_batch = 4};
+    maa_engine *e = NULL;
+    char err[MAA_ERRLEN], how[160] = "";
+    CHECK(maa_engine_create(m, &opts, &e, err, sizeof err) == MAA_OK, "%s", err);
+    int planned = -1;
+    if (e) {
+        maa_engine_describe(e, how, sizeof how);
+        sscanf(how, "fused cuDNN graphs for %d", &planned);
+        printf("  %s\n", how);
+    }
+    CHECK(planned >= 24, "%s", how);
+    maa_engine_free(e);
+    maa_model_free(m);
+}
+
+static void test_fused_planned(void) { with_plans(planned_layers); }
+static void test_fused_default_vs_ref(void) { with_plans(test_default_vs_ref); }
+static void test_fused_batch_equals_singles(void) { with_plans(test_batch_equals_singles); }
+static void test_fused_frames_on_device(void) { with_plans(test_frames_on_device); }
+static void test_fused_f16_verdicts(void) { with_plans(test_f16_verdicts); }
+
 /* --quick: the small-model tests only, for compute-sanitizer's slow runs. */
 int main(int argc, char **argv)
 {
@@ -534,9 +576,14 @@ int main(int argc, char **argv)
     if (!quick) {
         RUN(test_default_vs_ref);
         RUN(test_f16_verdicts);
+        RUN(test_fused_planned);
+        RUN(test_fused_default_vs_ref);
+        RUN(test_fused_batch_equals_singles);
+        RUN(test_fused_frames_on_device);
+        RUN(test_fused_f16_verdicts);
     }
     const char *names[] = {"refused", "small", "default", "batch", "refuse", "leak", "frames",
-                           "verdicts"};
+                           "verdicts", "fused"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char p[256];
         snprintf(p, sizeof p, "%s/%s.safetensors", tmpdir, names[i]);
