@@ -15,7 +15,8 @@
  *     the device; only the Markov maps, masks and their peaks come back;
  *   - with MAA_CUDA_FUSED=1 (f16 only, not yet measured on a GPU) each layer
  *     runs as one fused cuDNN graph (engine/cudnn_plan.c) where cuDNN plans
- *     it, and every batch runs at max_batch (plans are built for one size). */
+ *     it and it beats the legacy calls; plans exist for batch sizes 1, 2,
+ *     4, ... and max_batch, and a batch runs at the next of these. */
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 #include <math.h>
@@ -30,6 +31,9 @@
 /* The largest workspace one algorithm may ask for; faster ones asking more
  * are passed over.  It bounds the engine's device memory (docs/cuda-backend.md). */
 #define WS_LIMIT ((size_t)64 << 20)
+
+/* Planned batch sizes: powers of two below max_batch (<= 256), and it. */
+#define MAX_SIZES 10
 
 static int fail(char *err, size_t errlen, const char *fn, const char *why, const char *file,
                 int line)
@@ -53,6 +57,16 @@ static int fail(char *err, size_t errlen, const char *fn, const char *why, const
             return fail(err, errlen, #fn, cudnnGetErrorString(s_), __FILE__, __LINE__); \
     } while (0)
 
+/* MAA_CUDA_FUSED: a layer as one cuDNN graph at one batch size. */
+typedef struct {
+    maa_plan plan;
+    int has;             /* plan was built (and, after the warm-up, runs) */
+    int use;             /* plan is in use: it ran faster than the legacy calls */
+    int tuned;           /* the two were timed */
+    float plan_ms, legacy_ms;
+    cudnnBackendDescriptor_t stale;  /* replaced by replan, kept for sharers */
+} layer_plan;
+
 typedef struct {
     maa_conv_desc d;
     int cin;             /* channels read: g.mem reads z only */
@@ -64,13 +78,8 @@ typedef struct {
     int algo, math;      /* plain path: forward or backward-data algorithm */
     int falgo, fmath;    /* fused ReLU path, falgo < 0 when there is none */
     int fused;           /* the fused path is in use */
-    maa_plan plan;       /* MAA_CUDA_FUSED: the layer as one cuDNN graph */
-    int has_plan;        /* plan was built (and, after the warm-up, runs) */
-    int use_plan;        /* plan is in use: it ran faster than the legacy calls */
-    int tuned;           /* the two were timed */
-    float plan_ms, legacy_ms;
-    int shares;          /* plan belongs to an identical earlier layer */
-    char why[160];       /* why the layer has no plan */
+    layer_plan lp[MAX_SIZES];  /* MAA_CUDA_FUSED: per planned batch size */
+    char why[MAA_PLAN_WHY];    /* why the layer lacks a plan at some size */
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
     cudnnTensorDescriptor_t xd, yd, bd;
@@ -80,7 +89,10 @@ typedef struct {
     maa_model_info info;
     int device, max_batch, half, probing;
     int fused_asked;     /* MAA_CUDA_FUSED is set (f16) */
-    int plans;           /* layers are planned, batches run at max_batch */
+    int plans;           /* layers are planned; batches run at planned sizes */
+    int nsizes, sizes[MAX_SIZES];
+    int cur;             /* index in sizes of the batch being issued */
+    cudnnBackendDescriptor_t devprop;  /* the device, for building plans */
     char plans_off[160]; /* why the plans were dropped after all */
     cudaEvent_t tune_ev[2];  /* timing plan against legacy calls, with plans */
     cudnnTensorFormat_t fmt;
@@ -482,47 +494,81 @@ static int legacy_body(cuda_ctx *c, layer *l, int n, const void *in, void *out, 
     return MAA_OK;
 }
 
-/* The plan and the legacy calls of l, each run REPS times on this batch
- * (the warm-up run before capture; every run rewrites out from in and res
- * alone): the faster is kept.  A plan that fails to run is dropped, as the
- * fused legacy call is: the warm-up run finds out. */
-static int tune(cuda_ctx *c, layer *l, int n, const void *in, void *out, const void *res,
-                char *err, size_t errlen)
+/* A plan built for the device's description that does not run: built
+ * again on the handle (one thread), once.  The old plan stays alive for
+ * the layers that share it, which find out for themselves. */
+static int replan(cuda_ctx *c, int idx, layer_plan *lp)
+{
+    maa_plan_layer pl[MAA_NET_LAYERS];
+    maa_plan np;
+    const maa_plan_target t = {.handle = c->dnn, .ws_limit = WS_LIMIT};
+    maa_plan_network(&c->info, c->sizes[c->cur], pl);
+    if (maa_plan_build(&pl[idx], &t, &np, c->l[idx].why, sizeof c->l[idx].why))
+        return MAA_ERR;
+    if ((size_t)np.workspace > c->ws_size) {
+        snprintf(c->l[idx].why, sizeof c->l[idx].why, "rebuilt plan needs %lld bytes of workspace",
+                 (long long)np.workspace);
+        maa_plan_free(&np);
+        return MAA_ERR;
+    }
+    if (lp->plan.same_as < 0)
+        lp->stale = lp->plan.plan;
+    lp->plan = np;
+    return MAA_OK;
+}
+
+/* The plan and the legacy calls of layer idx, each run REPS times on this
+ * batch (the warm-up run before capture; every run rewrites out from in
+ * and res alone): the faster is kept.  A plan that fails to run is dropped,
+ * as the fused legacy call is: the warm-up run finds out. */
+static int tune(cuda_ctx *c, int idx, layer_plan *lp, int n, const void *in, void *out,
+                const void *res, char *err, size_t errlen)
 {
     enum { REPS = 5 };
+    layer *l = &c->l[idx];
     float ms[2] = {0, 0};
-    l->tuned = 1;
+    lp->tuned = 1;
     for (int k = 0; k < 2; k++) {
         for (int r = 0; r <= REPS; r++) {
             /* Run 0 loads the kernels and probes; runs 1..REPS are timed. */
             if (r == 1)
                 CUDA(cudaEventRecord, c->tune_ev[0], c->st);
-            if (k == 0 && maa_plan_run(c->dnn, &l->plan, in, l->w, l->bias, res, out, c->ws, err,
-                                       errlen)) {
-                snprintf(l->why, sizeof l->why, "%s", err);
-                l->has_plan = l->use_plan = 0;
-                return MAA_OK;
+            if (k == 1) {
+                if (legacy_body(c, l, n, in, out, res, err, errlen))
+                    return MAA_ERR;
+                continue;
             }
-            if (k == 1 && legacy_body(c, l, n, in, out, res, err, errlen))
-                return MAA_ERR;
+            if (!maa_plan_run(c->dnn, &lp->plan, in, l->w, l->bias, res, out, c->ws, err, errlen))
+                continue;
+            if (r == 0 && lp->plan.deviceless && !replan(c, idx, lp)) {
+                r = -1;  /* the rebuilt plan: probe again */
+                continue;
+            }
+            if (!lp->plan.deviceless || r > 0)
+                snprintf(l->why, sizeof l->why, "%s", err);
+            lp->has = lp->use = 0;
+            return MAA_OK;
         }
         CUDA(cudaEventRecord, c->tune_ev[1], c->st);
         CUDA(cudaEventSynchronize, c->tune_ev[1]);
         CUDA(cudaEventElapsedTime, &ms[k], c->tune_ev[0], c->tune_ev[1]);
     }
-    l->plan_ms = ms[0] / REPS;
-    l->legacy_ms = ms[1] / REPS;
-    l->use_plan = l->plan_ms <= l->legacy_ms;
+    lp->plan_ms = ms[0] / REPS;
+    lp->legacy_ms = ms[1] / REPS;
+    lp->use = lp->plan_ms <= lp->legacy_ms;
     return MAA_OK;
 }
 
-static int layer_body(cuda_ctx *c, layer *l, int n, const void *in, void *out, const void *res,
+static int layer_body(cuda_ctx *c, int idx, int n, const void *in, void *out, const void *res,
                       char *err, size_t errlen)
 {
-    if (l->has_plan && c->probing && !l->tuned && tune(c, l, n, in, out, res, err, errlen))
+    layer *l = &c->l[idx];
+    layer_plan *lp = c->plans ? &l->lp[c->cur] : NULL;
+    if (lp && lp->has && c->probing && !lp->tuned &&
+        tune(c, idx, lp, n, in, out, res, err, errlen))
         return MAA_ERR;
-    if (l->use_plan)
-        return maa_plan_run(c->dnn, &l->plan, in, l->w, l->bias, res, out, c->ws, err, errlen);
+    if (lp && lp->use)
+        return maa_plan_run(c->dnn, &lp->plan, in, l->w, l->bias, res, out, c->ws, err, errlen);
     return legacy_body(c, l, n, in, out, res, err, errlen);
 }
 
@@ -530,10 +576,9 @@ static int layer_body(cuda_ctx *c, layer *l, int n, const void *in, void *out, c
 static int run_layer(cuda_ctx *c, int idx, int n, const void *in, void *out, const void *res,
                      char *err, size_t errlen)
 {
-    layer *l = &c->l[idx];
     if (c->prof)
         CUDA(cudaEventRecord, c->prof[2 * idx], c->st);
-    int rc = layer_body(c, l, n, in, out, res, err, errlen);
+    int rc = layer_body(c, idx, n, in, out, res, err, errlen);
     if (!rc && c->prof)
         CUDA(cudaEventRecord, c->prof[2 * idx + 1], c->st);
     return rc;
@@ -572,12 +617,20 @@ static int generator(cuda_ctx *c, int n, const void *x, void *r, char *err, size
 #undef SWAP
 }
 
-/* The batch size the layers run at for n images: plans exist for
- * max_batch only, the images beyond n are left over from earlier batches
- * (or zeros) and their outputs ignored. */
+/* The index in c->sizes of the batch size n images run at with plans: the
+ * smallest planned size >= n.  The images beyond n are left over from
+ * earlier batches (or zeros) and their outputs ignored. */
+static int size_index(const cuda_ctx *c, int n)
+{
+    int k = 0;
+    while (k < c->nsizes - 1 && c->sizes[k] < n)
+        k++;
+    return k;
+}
+
 static int run_size(const cuda_ctx *c, int n)
 {
-    return c->plans ? c->max_batch : n;
+    return c->plans ? c->sizes[size_index(c, n)] : n;
 }
 
 /* f(x) and f(r) of the first n images of the 2p maps at f, to d_f as n
@@ -678,6 +731,7 @@ static int capture_one(cuda_ctx *c, int n, int (*fn)(cuda_ctx *, int, char *, si
 
 static int capture(cuda_ctx *c, int n, char *err, size_t errlen)
 {
+    c->cur = size_index(c, n);
     if (set_batch(c, run_size(c, n), err, errlen) ||
         capture_one(c, n, issue, &c->exec[n - 1], err, errlen) ||
         capture_one(c, n, issue8, &c->exec8[n - 1], err, errlen))
@@ -715,7 +769,8 @@ static void profile(cuda_ctx *c)
         made++;
     if (made < NEV)
         rc = fail(err, sizeof err, "cudaEventCreate", "failed", __FILE__, __LINE__);
-    if (!rc && !(rc = set_batch(c, n, err, sizeof err))) {
+    c->cur = size_index(c, n);
+    if (!rc && !(rc = set_batch(c, run_size(c, n), err, sizeof err))) {
         c->prof = ev;
         cudaEventRecord(ev[NEV - 2], c->st);
         rc = issue8(c, n, err, sizeof err);
@@ -739,17 +794,18 @@ static void profile(cuda_ctx *c)
             char how[220];
             cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]);
             layers += ms;
+            const layer_plan *lp = c->plans ? &l->lp[c->cur] : NULL;
             int k = 0;
-            if (l->use_plan)
-                k = snprintf(how, sizeof how, "plan: engine %lld%s", (long long)l->plan.engine,
-                             l->plan.compiled ? " (compiled)" : "");
+            if (lp && lp->use)
+                k = snprintf(how, sizeof how, "plan: engine %lld%s", (long long)lp->plan.engine,
+                             lp->plan.compiled ? " (compiled)" : "");
             else
                 k = snprintf(how, sizeof how, "legacy: algorithm %d%s%s%s", l->fused ? l->falgo :
-                             l->algo, l->fused ? " fused" : "", *l->why ? "; no plan: " : "",
-                             l->why);
-            if (l->tuned && k > 0 && (size_t)k < sizeof how)
+                             l->algo, l->fused ? " fused" : "",
+                             lp && !lp->has ? "; no plan: " : "", lp && !lp->has ? l->why : "");
+            if (lp && lp->tuned && k > 0 && (size_t)k < sizeof how)
                 snprintf(how + k, sizeof how - k, " (warm-up: plan %.4f, legacy %.4f ms)",
-                         l->plan_ms, l->legacy_ms);
+                         lp->plan_ms, lp->legacy_ms);
             fprintf(stderr, "  %-14s %8.4f  %s\n", l->d.name, ms, how);
         }
         fprintf(stderr, "  layers %.4f ms, whole batch %.4f ms (rest: copies, LSTM, mask)\n",
@@ -761,25 +817,46 @@ static void profile(cuda_ctx *c)
         cudaEventDestroy(ev[i]);
 }
 
-/* MAA_CUDA_FUSED: a plan per layer at max_batch, one for each set of
- * identical layers (the residual blocks' convs); a layer cuDNN cannot plan
- * keeps the legacy calls, with the reason kept for the profile. */
-static void plan_layers(cuda_ctx *c)
+/* MAA_CUDA_FUSED: a plan per layer and planned batch size, one for each
+ * set of identical layers (the residual blocks' convs), built on parallel
+ * threads for the device's description where cuDNN has one (>= 9.8),
+ * else one after another on the handle.  A layer cuDNN cannot plan keeps
+ * the legacy calls, with the reason kept for the profile. */
+static int plan_layers(cuda_ctx *c, char *err, size_t errlen)
 {
-    maa_plan_layer pl[MAA_NET_LAYERS];
-    maa_plan_network(&c->info, c->max_batch, pl);
-    for (int i = 0; i < MAA_NET_LAYERS; i++) {
-        layer *l = &c->l[i];
-        for (int j = 0; j < i && !l->has_plan; j++)
-            if (c->l[j].has_plan && !c->l[j].shares && !memcmp(&pl[i], &pl[j], sizeof pl[i])) {
-                l->plan = c->l[j].plan;
-                l->has_plan = l->shares = 1;
-            }
-        if (!l->has_plan &&
-            !maa_plan_build(&pl[i], c->dnn, NULL, WS_LIMIT, &l->plan, l->why, sizeof l->why))
-            l->has_plan = 1;
-        l->use_plan = l->has_plan;
+    const int L = MAA_NET_LAYERS, count = c->nsizes * L;
+    maa_plan_layer *pl = malloc(count * sizeof *pl);
+    maa_plan *plans = malloc(count * sizeof *plans);
+    int *rc = malloc(count * sizeof *rc);
+    char(*why)[MAA_PLAN_WHY] = malloc(count * sizeof *why);
+    if (!pl || !plans || !rc || !why) {
+        free(pl);
+        free(plans);
+        free(rc);
+        free(why);
+        maa_seterr(err, errlen, "cuda backend: out of memory");
+        return MAA_ERR;
     }
+    for (int s = 0; s < c->nsizes; s++)
+        maa_plan_network(&c->info, c->sizes[s], pl + s * L);
+    char dwhy[MAA_ERRLEN];
+    if (maa_plan_device(c->dnn, &c->devprop, dwhy, sizeof dwhy))
+        c->devprop = NULL;
+    const maa_plan_target t = {.handle = c->dnn, .devprop = c->devprop, .ws_limit = WS_LIMIT};
+    maa_plan_build_all(pl, count, &t, plans, rc, why);
+    for (int s = 0; s < c->nsizes; s++)
+        for (int i = 0; i < L; i++) {
+            layer_plan *lp = &c->l[i].lp[s];
+            lp->plan = plans[s * L + i];
+            lp->has = lp->use = rc[s * L + i] == MAA_OK;
+            if (!lp->has)
+                snprintf(c->l[i].why, sizeof c->l[i].why, "%s", why[s * L + i]);
+        }
+    free(pl);
+    free(plans);
+    free(rc);
+    free(why);
+    return MAA_OK;
 }
 
 /* ---- create, run, destroy ------------------------------------------------ */
@@ -848,8 +925,11 @@ static void cuda_destroy(void *ctx)
         cudaFree(l->w);
         cudaFree(l->bias);
         cudaFree(l->bias_t);
-        if (!l->shares)
-            maa_plan_free(&l->plan);
+        for (int s = 0; s < MAX_SIZES; s++) {
+            maa_plan_free(&l->lp[s].plan);
+            if (l->lp[s].stale)
+                cudnnBackendDestroyDescriptor(l->lp[s].stale);
+        }
         if (l->wd) cudnnDestroyFilterDescriptor(l->wd);
         if (l->cd) cudnnDestroyConvolutionDescriptor(l->cd);
         if (l->xd) cudnnDestroyTensorDescriptor(l->xd);
@@ -861,6 +941,8 @@ static void cuda_destroy(void *ctx)
     for (int k = 0; k < 2; k++)
         if (c->tune_ev[k])
             cudaEventDestroy(c->tune_ev[k]);
+    if (c->devprop)
+        cudnnBackendDestroyDescriptor(c->devprop);
     cudaFree(c->hconv);
     cudaFree(c->c0);
     cudaFree(c->d_x);
@@ -907,7 +989,8 @@ static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
     if (c->plans) {
         CUDA(cudaEventCreate, &c->tune_ev[0]);
         CUDA(cudaEventCreate, &c->tune_ev[1]);
-        plan_layers(c);
+        if (plan_layers(c, err, errlen))
+            return MAA_ERR;
     }
     /* Workspace sizes may depend on the batch: take the largest. */
     size_t ws = 0;
@@ -918,9 +1001,10 @@ static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
             if (need_workspace(c, &c->l[i], &ws, err, errlen))
                 return MAA_ERR;
     }
-    for (int i = 0; i < MAA_NET_LAYERS; i++)
-        if (c->l[i].has_plan && (size_t)c->l[i].plan.workspace > ws)
-            ws = (size_t)c->l[i].plan.workspace;
+    for (int i = 0; c->plans && i < MAA_NET_LAYERS; i++)
+        for (int s = 0; s < c->nsizes; s++)
+            if (c->l[i].lp[s].has && (size_t)c->l[i].lp[s].plan.workspace > ws)
+                ws = (size_t)c->l[i].lp[s].plan.workspace;
     c->ws_size = ws;
     if (ws)
         CUDA(cudaMalloc, &c->ws, ws);
@@ -936,8 +1020,6 @@ static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
          * hold: the legacy calls can. */
         snprintf(c->plans_off, sizeof c->plans_off, "%s", err);
         c->plans = 0;
-        for (int i = 0; i < MAA_NET_LAYERS; i++)
-            c->l[i].use_plan = 0;
         if (capture_all(c, err, errlen))
             return MAA_ERR;
     }
@@ -967,6 +1049,9 @@ static int cuda_create(const maa_model *m, const maa_engine_opts *opts, void **o
     c->half = opts->precision == MAA_PREC_F16;
     const char *fused = getenv("MAA_CUDA_FUSED");
     c->plans = c->fused_asked = c->half && fused && *fused && strcmp(fused, "0");
+    for (int s = 1; s < c->max_batch; s *= 2)
+        c->sizes[c->nsizes++] = s;
+    c->sizes[c->nsizes++] = c->max_batch;
     c->fmt = c->half ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     c->dt = c->half ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
     c->esz = c->half ? 2 : 4;
@@ -1037,15 +1122,19 @@ static int cuda_inspect(void *ctx, const maa_device_batch *b, char *err, size_t 
 static void cuda_describe(const void *ctx, char *buf, size_t len)
 {
     const cuda_ctx *c = ctx;
-    int planned = 0, used = 0;
+    const int top = c->nsizes - 1;
+    int planned = 0, used = 0, k = 0;
     for (int i = 0; i < MAA_NET_LAYERS; i++) {
-        planned += c->l[i].has_plan;
-        used += c->l[i].use_plan;
+        planned += c->l[i].lp[top].has;
+        used += c->l[i].lp[top].use;
     }
+    char sizes[64] = "";
+    for (int s = 0; s < c->nsizes && k >= 0 && (size_t)k < sizeof sizes; s++)
+        k += snprintf(sizes + k, sizeof sizes - k, "%s%d", s ? " " : "", c->sizes[s]);
     if (c->plans)
-        snprintf(buf, len, "fused cuDNN graphs for %d of %d layers, %d of them faster than the "
-                 "legacy calls and in use (MAA_CUDA_FUSED), every batch run at %d", planned,
-                 MAA_NET_LAYERS, used, c->max_batch);
+        snprintf(buf, len, "fused cuDNN graphs (MAA_CUDA_FUSED) for %d of %d layers at batch %d, "
+                 "%d of them faster than the legacy calls and in use; planned batch sizes %s, "
+                 "a batch runs at the next", planned, MAA_NET_LAYERS, c->max_batch, used, sizes);
     else if (c->fused_asked)
         snprintf(buf, len, "cuDNN legacy API: MAA_CUDA_FUSED's graphs could not be captured (%s)",
                  c->plans_off);

@@ -260,9 +260,11 @@ void maa_plan_network(const maa_model_info *info, int n, maa_plan_layer out[MAA_
         out[maa_net_res(k) + 1].residual = 1;
 }
 
-int maa_plan_build(const maa_plan_layer *l, cudnnHandle_t handle, cudnnBackendDescriptor_t devprop,
-                   size_t ws_limit, maa_plan *out, char *err, size_t errlen)
+int maa_plan_build(const maa_plan_layer *l, const maa_plan_target *t, maa_plan *out, char *err,
+                   size_t errlen)
 {
+    cudnnHandle_t handle = t->devprop ? NULL : t->handle;
+    cudnnBackendDescriptor_t devprop = t->devprop;
     enum { MAX_CFG = 32 };
     pool p = {0};
     desc cfg[MAX_CFG] = {0}, engine = NULL, plan = NULL;
@@ -270,6 +272,7 @@ int maa_plan_build(const maa_plan_layer *l, cudnnHandle_t handle, cudnnBackendDe
     cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
     char last_msg[256] = "no engine offered";
     memset(out, 0, sizeof *out);
+    out->same_as = -1;
 
     desc g = op_graph(&p, l, handle);
     const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
@@ -318,13 +321,13 @@ int maa_plan_build(const maa_plan_layer *l, cudnnHandle_t handle, cudnnBackendDe
                                          CUDNN_TYPE_INT64, 1, &got, &ws);
         /* Without a device a compiled kernel cannot be loaded: for a checked
          * plan, reaching that step is the check. */
-        const int checked = !handle && s == CUDNN_STATUS_EXECUTION_FAILED_CUDA_DRIVER && rtc;
-        if (checked || (!s && ws >= 0 && (size_t)ws <= ws_limit)) {
+        const int checked = t->check_only && s == CUDNN_STATUS_EXECUTION_FAILED_CUDA_DRIVER && rtc;
+        if (checked || (!s && ws >= 0 && (size_t)ws <= t->ws_limit)) {
             if (checked) {
                 cudnnBackendDestroyDescriptor(plan);
                 plan = NULL;
             }
-            *out = (maa_plan){plan, ws, index, rtc, (int)count};
+            *out = (maa_plan){plan, ws, index, rtc, (int)count, devprop != NULL, -1};
             release(&p);
             return MAA_OK;
         }
@@ -383,9 +386,54 @@ int maa_plan_run(cudnnHandle_t handle, const maa_plan *p, const void *x, const v
     return MAA_OK;
 }
 
+void maa_plan_build_all(const maa_plan_layer *l, int count, const maa_plan_target *t,
+                        maa_plan *out, int *rc, char (*why)[MAA_PLAN_WHY])
+{
+    for (int i = 0; i < count; i++) {
+        out[i].same_as = -1;
+        for (int j = 0; j < i && out[i].same_as < 0; j++)
+            if (!memcmp(&l[i], &l[j], sizeof l[i]))
+                out[i].same_as = j;
+    }
+    /* cuDNN compiles most plans' kernels here, seconds of CPU each. */
+#pragma omp parallel for schedule(dynamic) if (t->devprop)
+    for (int i = 0; i < count; i++)
+        if (out[i].same_as < 0)
+            rc[i] = maa_plan_build(&l[i], t, &out[i], why[i], MAA_PLAN_WHY);
+    for (int i = 0; i < count; i++) {
+        const int j = out[i].same_as;
+        if (j >= 0) {
+            out[i] = out[j];
+            out[i].same_as = j;
+            rc[i] = rc[j];
+            memcpy(why[i], why[j], MAA_PLAN_WHY);
+        }
+    }
+}
+
+int maa_plan_device(cudnnHandle_t handle, cudnnBackendDescriptor_t *out, char *err,
+                    size_t errlen)
+{
+    cudnnBackendDescriptor_t d = NULL;
+    cudnnStatus_t s = cudnnBackendCreateDescriptor(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR, &d);
+    if (!s)
+        s = cudnnBackendSetAttribute(d, CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, 1,
+                                     &handle);
+    if (!s)
+        s = cudnnBackendFinalize(d);
+    if (s) {
+        if (d)
+            cudnnBackendDestroyDescriptor(d);
+        maa_seterr(err, errlen, "cuDNN device properties: %s", cudnnGetErrorString(s));
+        return MAA_ERR;
+    }
+    *out = d;
+    return MAA_OK;
+}
+
 void maa_plan_free(maa_plan *p)
 {
-    if (p->plan)
+    if (p->plan && p->same_as < 0)
         cudnnBackendDestroyDescriptor(p->plan);
     p->plan = NULL;
 }

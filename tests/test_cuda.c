@@ -515,7 +515,8 @@ static void test_f16_verdicts(void)
 }
 
 /* MAA_CUDA_FUSED (docs/cuda-backend.md, "Fused graphs"): the f16 engine
- * plans its layers as fused cuDNN graphs and runs every batch at max_batch.
+ * plans its layers as fused cuDNN graphs for batch sizes 1, 2, 4, ... and
+ * max_batch, and runs a batch at the next of these (frames_vs_host's 3 at 4).
  * The layers with channel counts that suit the tensor cores (24 of 29 at the
  * default widths; tests/test_cudnn_plan.c checks the same without a GPU)
  * must be planned, and the f16 tests must hold as they are. */
@@ -542,7 +543,7 @@ static void planned_layers(void)
     int planned = -1;
     if (e) {
         maa_engine_describe(e, how, sizeof how);
-        sscanf(how, "fused cuDNN graphs for %d", &planned);
+        sscanf(how, "fused cuDNN graphs (MAA_CUDA_FUSED) for %d", &planned);
         printf("  %s\n", how);
     }
     CHECK(planned >= 24, "%s", how);

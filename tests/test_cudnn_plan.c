@@ -80,41 +80,40 @@ static void test_default_network(void)
     const maa_model_info info = {256, 3, 16, 64, 1e-5, 0.1, 29};
     maa_plan_layer layers[MAA_NET_LAYERS];
     maa_conv_desc descs[MAA_NET_LAYERS];
+    maa_plan plans[MAA_NET_LAYERS];
+    int rc[MAA_NET_LAYERS];
+    char why[MAA_NET_LAYERS][MAA_PLAN_WHY];
     maa_plan_network(&info, 4, layers);
     maa_net_describe(&info, descs);
-    int planned = 0, required = 0, rcs[MAA_NET_LAYERS];
+    /* As the backend builds them: in parallel, identical layers sharing. */
+    const maa_plan_target t = {.devprop = devprop, .check_only = 1, .ws_limit = (size_t)64 << 20};
+    maa_plan_build_all(layers, MAA_NET_LAYERS, &t, plans, rc, why);
+    int planned = 0, required = 0;
     printf("  layer          configs engine compiled  result\n");
     for (int i = 0; i < MAA_NET_LAYERS; i++) {
-        /* The backend shares one plan among identical layers; so does this
-         * test, which halves its compile time. */
-        int same = -1;
-        for (int j = 0; j < i && same < 0; j++)
-            if (!memcmp(&layers[i], &layers[j], sizeof layers[i]))
-                same = j;
-        if (same >= 0) {
-            rcs[i] = rcs[same];
-            planned += !rcs[i];
-            required += must_plan(&layers[i]);
-            printf("  %-14s as %s\n", descs[i].name, descs[same].name);
-            continue;
-        }
-        maa_plan p;
-        char err[512] = "";
-        int rc = rcs[i] = maa_plan_build(&layers[i], NULL, devprop, (size_t)64 << 20, &p, err,
-                                         sizeof err);
-        printf("  %-14s %7d %6lld %8d  %s\n", descs[i].name, p.configs, rc ? -1LL : (long long)p.engine,
-               rc ? 0 : p.compiled, rc ? err : "planned");
-        if (!rc) {
-            planned++;
-            maa_plan_free(&p);
-        }
+        const maa_plan *p = &plans[i];
+        if (p->same_as >= 0)
+            printf("  %-14s as %s\n", descs[i].name, descs[p->same_as].name);
+        else
+            printf("  %-14s %7d %6lld %8d  %s\n", descs[i].name, p->configs,
+                   rc[i] ? -1LL : (long long)p->engine, rc[i] ? 0 : p->compiled,
+                   rc[i] ? why[i] : "planned");
+        planned += !rc[i];
         if (must_plan(&layers[i])) {
             required++;
-            CHECK(rc == MAA_OK, "%s: %s", descs[i].name, err);
+            CHECK(rc[i] == MAA_OK, "%s: %s", descs[i].name, why[i]);
         }
     }
     printf("  %d of %d layers planned, %d required\n", planned, MAA_NET_LAYERS, required);
     CHECK(required >= 20, "only %d layers qualify", required);
+    /* The residual blocks' convs are built once each. */
+    for (int k = 1; k < 6; k++) {
+        CHECK(plans[maa_net_res(k)].same_as == maa_net_res(0), "g.res.%d.conv1", k);
+        CHECK(plans[maa_net_res(k) + 1].same_as == maa_net_res(0) + 1, "g.res.%d.conv2", k);
+    }
+    CHECK(plans[MAA_NET_D].same_as < 0 && plans[MAA_NET_DEC].same_as < 0);
+    for (int i = 0; i < MAA_NET_LAYERS; i++)
+        maa_plan_free(&plans[i]);
 }
 
 /* A graph cuDNN must reject: the check is not a formality. */
@@ -126,9 +125,10 @@ static void test_refuses_bad_geometry(void)
     maa_plan_layer l = {.n = 4, .cin = 64, .hi = 32, .wi = 32, .cout = 64, .ho = 17, .wo = 17,
                         .kh = 3, .kw = 3, .stride = 1, .ph = 1, .pw = 1, .bias = 1,
                         .act = MAA_ACT_RELU};
+    const maa_plan_target t = {.devprop = devprop, .check_only = 1, .ws_limit = (size_t)64 << 20};
     maa_plan p;
     char err[512] = "";
-    CHECK(maa_plan_build(&l, NULL, devprop, (size_t)64 << 20, &p, err, sizeof err) == MAA_ERR);
+    CHECK(maa_plan_build(&l, &t, &p, err, sizeof err) == MAA_ERR);
     CHECK(strlen(err) > 0);
     printf("  refused as expected: %s\n", err);
 }
@@ -159,23 +159,22 @@ static int dump_device(const char *path)
     cudnnHandle_t h = NULL;
     cudnnBackendDescriptor_t d = NULL;
     static char json[1 << 16];
+    char err[MAA_ERRLEN] = "";
     int64_t len = 0;
     cudnnStatus_t s = cudnnCreate(&h);
-    if (!s)
-        s = cudnnBackendCreateDescriptor(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR, &d);
-    if (!s)
-        s = cudnnBackendSetAttribute(d, CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, 1, &h);
-    if (!s)
-        s = cudnnBackendFinalize(d);
-    if (!s)
-        s = cudnnBackendGetAttribute(d, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
-                                     sizeof json, &len, json);
+    if (s)
+        snprintf(err, sizeof err, "cudnnCreate: %s", cudnnGetErrorString(s));
+    else if (maa_plan_device(h, &d, err, sizeof err))
+        s = CUDNN_STATUS_NOT_SUPPORTED;
+    else if ((s = cudnnBackendGetAttribute(d, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION,
+                                           CUDNN_TYPE_CHAR, sizeof json, &len, json)))
+        snprintf(err, sizeof err, "device properties as JSON: %s", cudnnGetErrorString(s));
     FILE *f = s ? NULL : fopen(path, "w");
     int ok = f && fwrite(json, 1, strnlen(json, (size_t)len), f) == strnlen(json, (size_t)len);
     if (f && fclose(f))
         ok = 0;
     if (s)
-        fprintf(stderr, "test_cudnn_plan: device properties: %s\n", cudnnGetErrorString(s));
+        fprintf(stderr, "test_cudnn_plan: %s\n", err);
     else if (!ok)
         perror(path);
     if (d)
