@@ -235,7 +235,7 @@ static int start(maad *d, char *err, size_t errlen)
     if (maa_inspector_create(d->model, &eo, &d->inspector, err, errlen) != MAA_OK)
         return MAA_ERR;
     maa_engine *e = maa_inspector_engine(d->inspector);
-    char how[160];
+    char how[320];
     maa_engine_describe(e, how, sizeof how);
     maad_log(&d->log, MAAD_LOG_INFO, "model %s (S %d, C %d), backend %s, precision %s, batch %d%s%s",
              c->model.path, mi->image_size, mi->channels,

@@ -32,7 +32,7 @@
  * are passed over.  It bounds the engine's device memory (docs/cuda-backend.md). */
 #define WS_LIMIT ((size_t)64 << 20)
 
-/* Planned batch sizes: powers of two below max_batch (<= 256), and it. */
+/* Planned batch sizes: powers of two below max_batch, and max_batch. */
 #define MAX_SIZES 10
 
 static int fail(char *err, size_t errlen, const char *fn, const char *why, const char *file,
@@ -60,10 +60,8 @@ static int fail(char *err, size_t errlen, const char *fn, const char *why, const
 /* MAA_CUDA_FUSED: a layer as one cuDNN graph at one batch size. */
 typedef struct {
     maa_plan plan;
-    int has;             /* plan was built (and, after the warm-up, runs) */
-    int use;             /* plan is in use: it ran faster than the legacy calls */
-    int tuned;           /* the two were timed */
-    float plan_ms, legacy_ms;
+    int has;             /* built (and, once probed, runs) */
+    int probed;          /* has had its first run */
     cudnnBackendDescriptor_t stale;  /* replaced by replan, kept for sharers */
 } layer_plan;
 
@@ -79,6 +77,8 @@ typedef struct {
     int falgo, fmath;    /* fused ReLU path, falgo < 0 when there is none */
     int fused;           /* the fused path is in use */
     layer_plan lp[MAX_SIZES];  /* MAA_CUDA_FUSED: per planned batch size */
+    int decided, use_plan;     /* plan or legacy calls, for every size */
+    float plan_ms, legacy_ms;  /* what decided it */
     char why[MAA_PLAN_WHY];    /* why the layer lacks a plan at some size */
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
@@ -89,10 +89,13 @@ typedef struct {
     maa_model_info info;
     int device, max_batch, half, probing;
     int fused_asked;     /* MAA_CUDA_FUSED is set (f16) */
+    int force;           /* MAA_CUDA_FUSED=force: plans without timing */
     int plans;           /* layers are planned; batches run at planned sizes */
     int nsizes, sizes[MAX_SIZES];
     int cur;             /* index in sizes of the batch being issued */
+    int rebuilt;         /* plans built again on the handle */
     cudnnBackendDescriptor_t devprop;  /* the device, for building plans */
+    char devprop_why[160];  /* why there is none: plans built one at a time */
     char plans_off[160]; /* why the plans were dropped after all */
     cudaEvent_t tune_ev[2];  /* timing plan against legacy calls, with plans */
     cudnnTensorFormat_t fmt;
@@ -495,68 +498,127 @@ static int legacy_body(cuda_ctx *c, layer *l, int n, const void *in, void *out, 
 }
 
 /* A plan built for the device's description that does not run: built
- * again on the handle (one thread), once.  The old plan stays alive for
- * the layers that share it, which find out for themselves. */
+ * again on the handle (one thread), and the layers that shared the old one
+ * take the new one.  The old one stays alive until destroy. */
 static int replan(cuda_ctx *c, int idx, layer_plan *lp)
 {
+    layer *l = &c->l[idx];
     maa_plan_layer pl[MAA_NET_LAYERS];
     maa_plan np;
-    const maa_plan_target t = {.handle = c->dnn, .ws_limit = WS_LIMIT};
+    const maa_plan_target t = {.handle = c->dnn, .ws_limit = WS_LIMIT, .device = -1};
     maa_plan_network(&c->info, c->sizes[c->cur], pl);
-    if (maa_plan_build(&pl[idx], &t, &np, c->l[idx].why, sizeof c->l[idx].why))
+    if (maa_plan_build(&pl[idx], &t, &np, l->why, sizeof l->why))
         return MAA_ERR;
     if ((size_t)np.workspace > c->ws_size) {
-        snprintf(c->l[idx].why, sizeof c->l[idx].why, "rebuilt plan needs %lld bytes of workspace",
+        snprintf(l->why, sizeof l->why, "plan rebuilt on the handle needs %lld bytes of workspace",
                  (long long)np.workspace);
         maa_plan_free(&np);
         return MAA_ERR;
     }
+    c->rebuilt++;
+    const int self = c->cur * MAA_NET_LAYERS + idx;
+    const int owner = lp->plan.same_as >= 0 ? lp->plan.same_as : self;
     if (lp->plan.same_as < 0)
         lp->stale = lp->plan.plan;
     lp->plan = np;
+    for (int j = idx + 1; j < MAA_NET_LAYERS; j++) {
+        layer_plan *o = &c->l[j].lp[c->cur];
+        if (o->has && o->plan.same_as == owner) {
+            o->plan = np;
+            o->plan.same_as = self;
+        }
+    }
     return MAA_OK;
 }
 
-/* The plan and the legacy calls of layer idx, each run REPS times on this
- * batch (the warm-up run before capture; every run rewrites out from in
- * and res alone): the faster is kept.  A plan that fails to run is dropped,
- * as the fused legacy call is: the warm-up run finds out. */
-static int tune(cuda_ctx *c, int idx, layer_plan *lp, int n, const void *in, void *out,
-                const void *res, char *err, size_t errlen)
+static int run_plan(cuda_ctx *c, const layer *l, const layer_plan *lp, const void *in, void *out,
+                    const void *res, char *err, size_t errlen)
+{
+    return maa_plan_run(c->dnn, &lp->plan, in, l->w, l->bias, res, out, c->ws, err, errlen);
+}
+
+/* A plan's first run, in the warm-up before capture: one that fails is
+ * built again on the handle if it was built for the device's description,
+ * and dropped if that fails too, as a refused fused legacy call is. */
+static void probe(cuda_ctx *c, int idx, layer_plan *lp, const void *in, void *out,
+                  const void *res)
+{
+    layer *l = &c->l[idx];
+    char err[MAA_ERRLEN];
+    lp->probed = 1;
+    if (!run_plan(c, l, lp, in, out, res, err, sizeof err))
+        return;
+    if (!lp->plan.deviceless) {
+        snprintf(l->why, sizeof l->why, "%.200s", err);
+    } else if (!replan(c, idx, lp)) {
+        if (!run_plan(c, l, lp, in, out, res, err, sizeof err))
+            return;
+        snprintf(l->why, sizeof l->why, "%.200s", err);
+    }
+    lp->has = 0;
+}
+
+/* REPS runs of the layer's plan (k = 0) or legacy calls (k = 1) captured in
+ * a graph, whose launch is timed: the host's cost of issuing the calls is
+ * left out, as it is from the engine's own graphs. */
+static int time_variant(cuda_ctx *c, int idx, const layer_plan *lp, int k, int n, const void *in,
+                        void *out, const void *res, float *ms, char *err, size_t errlen)
 {
     enum { REPS = 5 };
     layer *l = &c->l[idx];
-    float ms[2] = {0, 0};
-    lp->tuned = 1;
-    for (int k = 0; k < 2; k++) {
-        for (int r = 0; r <= REPS; r++) {
-            /* Run 0 loads the kernels and probes; runs 1..REPS are timed. */
-            if (r == 1)
-                CUDA(cudaEventRecord, c->tune_ev[0], c->st);
-            if (k == 1) {
-                if (legacy_body(c, l, n, in, out, res, err, errlen))
-                    return MAA_ERR;
-                continue;
-            }
-            if (!maa_plan_run(c->dnn, &lp->plan, in, l->w, l->bias, res, out, c->ws, err, errlen))
-                continue;
-            if (r == 0 && lp->plan.deviceless && !replan(c, idx, lp)) {
-                r = -1;  /* the rebuilt plan: probe again */
-                continue;
-            }
-            if (!lp->plan.deviceless || r > 0)
-                snprintf(l->why, sizeof l->why, "%s", err);
-            lp->has = lp->use = 0;
-            return MAA_OK;
-        }
-        CUDA(cudaEventRecord, c->tune_ev[1], c->st);
-        CUDA(cudaEventSynchronize, c->tune_ev[1]);
-        CUDA(cudaEventElapsedTime, &ms[k], c->tune_ev[0], c->tune_ev[1]);
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t x = NULL;
+    int rc = MAA_OK;
+    CUDA(cudaStreamBeginCapture, c->st, cudaStreamCaptureModeThreadLocal);
+    for (int r = 0; r < REPS && !rc; r++)
+        rc = k ? legacy_body(c, l, n, in, out, res, err, errlen)
+               : run_plan(c, l, lp, in, out, res, err, errlen);
+    cudaError_t e = cudaStreamEndCapture(c->st, &g);
+    if (!rc && e != cudaSuccess)
+        rc = fail(err, errlen, "cudaStreamEndCapture", cudaGetErrorString(e), __FILE__, __LINE__);
+    if (!rc && (e = cudaGraphInstantiate(&x, g, 0)) != cudaSuccess)
+        rc = fail(err, errlen, "cudaGraphInstantiate", cudaGetErrorString(e), __FILE__, __LINE__);
+    /* The first launch uploads the graph; the second is timed. */
+    if (!rc && ((e = cudaGraphLaunch(x, c->st)) != cudaSuccess ||
+                (e = cudaEventRecord(c->tune_ev[0], c->st)) != cudaSuccess ||
+                (e = cudaGraphLaunch(x, c->st)) != cudaSuccess ||
+                (e = cudaEventRecord(c->tune_ev[1], c->st)) != cudaSuccess ||
+                (e = cudaEventSynchronize(c->tune_ev[1])) != cudaSuccess ||
+                (e = cudaEventElapsedTime(ms, c->tune_ev[0], c->tune_ev[1])) != cudaSuccess))
+        rc = fail(err, errlen, "timing a layer", cudaGetErrorString(e), __FILE__, __LINE__);
+    if (!rc)
+        *ms /= REPS;
+    if (x)
+        cudaGraphExecDestroy(x);
+    if (g)
+        cudaGraphDestroy(g);
+    return rc;
+}
+
+/* Plan or legacy calls for layer idx, decided once, at the largest planned
+ * size (captured first), for every size: an image's result then does not
+ * depend on the size of its batch.  The faster in time_variant wins; a plan
+ * that cannot be captured loses.  MAA_CUDA_FUSED=force takes the plan. */
+static int decide(cuda_ctx *c, int idx, const layer_plan *lp, int n, const void *in, void *out,
+                  const void *res, char *err, size_t errlen)
+{
+    layer *l = &c->l[idx];
+    char perr[MAA_ERRLEN];
+    l->decided = l->use_plan = 1;
+    if (c->force)
+        return MAA_OK;
+    /* The legacy calls' own probe (a refused fused call) runs eagerly. */
+    if (legacy_body(c, l, n, in, out, res, err, errlen))
+        return MAA_ERR;
+    c->probing = 0;
+    int rc = time_variant(c, idx, lp, 1, n, in, out, res, &l->legacy_ms, err, errlen);
+    if (!rc && time_variant(c, idx, lp, 0, n, in, out, res, &l->plan_ms, perr, sizeof perr)) {
+        snprintf(l->why, sizeof l->why, "%.200s", perr);
+        l->plan_ms = INFINITY;
     }
-    lp->plan_ms = ms[0] / REPS;
-    lp->legacy_ms = ms[1] / REPS;
-    lp->use = lp->plan_ms <= lp->legacy_ms;
-    return MAA_OK;
+    c->probing = 1;
+    l->use_plan = !rc && l->plan_ms <= l->legacy_ms;
+    return rc;
 }
 
 static int layer_body(cuda_ctx *c, int idx, int n, const void *in, void *out, const void *res,
@@ -564,11 +626,13 @@ static int layer_body(cuda_ctx *c, int idx, int n, const void *in, void *out, co
 {
     layer *l = &c->l[idx];
     layer_plan *lp = c->plans ? &l->lp[c->cur] : NULL;
-    if (lp && lp->has && c->probing && !lp->tuned &&
-        tune(c, idx, lp, n, in, out, res, err, errlen))
+    if (lp && lp->has && c->probing && !lp->probed)
+        probe(c, idx, lp, in, out, res);
+    if (lp && lp->has && c->probing && !l->decided &&
+        decide(c, idx, lp, n, in, out, res, err, errlen))
         return MAA_ERR;
-    if (lp && lp->use)
-        return maa_plan_run(c->dnn, &lp->plan, in, l->w, l->bias, res, out, c->ws, err, errlen);
+    if (lp && lp->has && l->use_plan)
+        return run_plan(c, l, lp, in, out, res, err, errlen);
     return legacy_body(c, l, n, in, out, res, err, errlen);
 }
 
@@ -739,7 +803,10 @@ static int capture(cuda_ctx *c, int n, char *err, size_t errlen)
     return MAA_OK;
 }
 
-/* The graphs of every batch size, any earlier ones dropped first. */
+/* The graphs of every batch size, any earlier ones dropped first; the
+ * largest first, where each layer decides between its plan and its legacy
+ * calls.  When no layer chose its plan, the smaller batches run at their
+ * own size. */
 static int capture_all(cuda_ctx *c, char *err, size_t errlen)
 {
     for (int n = 1; n <= c->max_batch; n++) {
@@ -749,9 +816,15 @@ static int capture_all(cuda_ctx *c, char *err, size_t errlen)
             cudaGraphExecDestroy(c->exec8[n - 1]);
         c->exec[n - 1] = c->exec8[n - 1] = NULL;
     }
-    for (int n = 1; n <= c->max_batch; n++)
+    for (int n = c->max_batch; n >= 1; n--) {
         if (capture(c, n, err, errlen))
             return MAA_ERR;
+        int used = 0;
+        for (int i = 0; c->plans && i < MAA_NET_LAYERS; i++)
+            used += c->l[i].lp[c->cur].has && c->l[i].use_plan;
+        if (n == c->max_batch && c->plans && !used)
+            c->plans = 0;
+    }
     return MAA_OK;
 }
 
@@ -794,18 +867,18 @@ static void profile(cuda_ctx *c)
             char how[220];
             cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]);
             layers += ms;
-            const layer_plan *lp = c->plans ? &l->lp[c->cur] : NULL;
+            const layer_plan *lp = &l->lp[c->cur];
             int k = 0;
-            if (lp && lp->use)
+            if (c->plans && lp->has && l->use_plan)
                 k = snprintf(how, sizeof how, "plan: engine %lld%s", (long long)lp->plan.engine,
                              lp->plan.compiled ? " (compiled)" : "");
             else
                 k = snprintf(how, sizeof how, "legacy: algorithm %d%s%s%s", l->fused ? l->falgo :
-                             l->algo, l->fused ? " fused" : "",
-                             lp && !lp->has ? "; no plan: " : "", lp && !lp->has ? l->why : "");
-            if (lp && lp->tuned && k > 0 && (size_t)k < sizeof how)
-                snprintf(how + k, sizeof how - k, " (warm-up: plan %.4f, legacy %.4f ms)",
-                         lp->plan_ms, lp->legacy_ms);
+                             l->algo, l->fused ? " fused" : "", *l->why ? "; plan: " : "",
+                             l->why);
+            if (l->decided && !c->force && k > 0 && (size_t)k < sizeof how)
+                snprintf(how + k, sizeof how - k, " (timed: plan %.4f, legacy %.4f ms)",
+                         l->plan_ms, l->legacy_ms);
             fprintf(stderr, "  %-14s %8.4f  %s\n", l->d.name, ms, how);
         }
         fprintf(stderr, "  layers %.4f ms, whole batch %.4f ms (rest: copies, LSTM, mask)\n",
@@ -839,16 +912,16 @@ static int plan_layers(cuda_ctx *c, char *err, size_t errlen)
     }
     for (int s = 0; s < c->nsizes; s++)
         maa_plan_network(&c->info, c->sizes[s], pl + s * L);
-    char dwhy[MAA_ERRLEN];
-    if (maa_plan_device(c->dnn, &c->devprop, dwhy, sizeof dwhy))
+    if (maa_plan_device(c->dnn, &c->devprop, c->devprop_why, sizeof c->devprop_why))
         c->devprop = NULL;
-    const maa_plan_target t = {.handle = c->dnn, .devprop = c->devprop, .ws_limit = WS_LIMIT};
+    const maa_plan_target t = {.handle = c->dnn, .devprop = c->devprop, .ws_limit = WS_LIMIT,
+                               .device = c->device};
     maa_plan_build_all(pl, count, &t, plans, rc, why);
     for (int s = 0; s < c->nsizes; s++)
         for (int i = 0; i < L; i++) {
             layer_plan *lp = &c->l[i].lp[s];
             lp->plan = plans[s * L + i];
-            lp->has = lp->use = rc[s * L + i] == MAA_OK;
+            lp->has = rc[s * L + i] == MAA_OK;
             if (!lp->has)
                 snprintf(c->l[i].why, sizeof c->l[i].why, "%s", why[s * L + i]);
         }
@@ -873,8 +946,8 @@ static int alloc_buffers(cuda_ctx *c, char *err, size_t errlen)
     for (int k = 0; k < 3; k++)
         CUDA(cudaMalloc, &c->act[k], cap * c->esz);
     CUDA(cudaMalloc, &c->images, 2 * B * c->img * c->esz);
-    /* With plans, batches run padded to max_batch: the unused images must
-     * be finite from the start (and are old images after that). */
+    /* With plans, batches run padded to the next planned size: the unused
+     * images must be finite from the start (and are old images after that). */
     CUDA(cudaMemsetAsync, c->images, 0, 2 * B * c->img * c->esz, c->st);
     CUDA(cudaMalloc, (void **)&c->d_x, B * c->img * sizeof(float));
     CUDA(cudaMalloc, (void **)&c->d_r, B * c->img * sizeof(float));
@@ -1016,8 +1089,8 @@ static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
     if (capture_all(c, err, errlen)) {
         if (!c->plans)
             return MAA_ERR;
-        /* Plans cuDNN built and ran but whose launches a CUDA graph cannot
-         * hold: the legacy calls can. */
+        /* Whatever failed with plans (a warm-up run, a capture), the
+         * legacy calls serve instead. */
         snprintf(c->plans_off, sizeof c->plans_off, "%s", err);
         c->plans = 0;
         if (capture_all(c, err, errlen))
@@ -1049,7 +1122,10 @@ static int cuda_create(const maa_model *m, const maa_engine_opts *opts, void **o
     c->half = opts->precision == MAA_PREC_F16;
     const char *fused = getenv("MAA_CUDA_FUSED");
     c->plans = c->fused_asked = c->half && fused && *fused && strcmp(fused, "0");
-    for (int s = 1; s < c->max_batch; s *= 2)
+    c->force = c->plans && !strcmp(fused, "force");
+    /* Powers of two below max_batch, at most MAX_SIZES - 1 of them, then
+     * max_batch: the larger batches pad up to it. */
+    for (int s = 1; s < c->max_batch && c->nsizes < MAX_SIZES - 1; s *= 2)
         c->sizes[c->nsizes++] = s;
     c->sizes[c->nsizes++] = c->max_batch;
     c->fmt = c->half ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
@@ -1124,22 +1200,30 @@ static void cuda_describe(const void *ctx, char *buf, size_t len)
     const cuda_ctx *c = ctx;
     const int top = c->nsizes - 1;
     int planned = 0, used = 0, k = 0;
+    if (!c->fused_asked) {
+        snprintf(buf, len, "cuDNN legacy API");
+        return;
+    }
+    if (*c->plans_off) {
+        snprintf(buf, len, "cuDNN legacy API: MAA_CUDA_FUSED's graphs were dropped (%s)",
+                 c->plans_off);
+        return;
+    }
     for (int i = 0; i < MAA_NET_LAYERS; i++) {
         planned += c->l[i].lp[top].has;
-        used += c->l[i].lp[top].use;
+        used += c->plans && c->l[i].lp[top].has && c->l[i].use_plan;
     }
-    char sizes[64] = "";
+    char sizes[64] = "", rebuilt[64] = "";
     for (int s = 0; s < c->nsizes && k >= 0 && (size_t)k < sizeof sizes; s++)
         k += snprintf(sizes + k, sizeof sizes - k, "%s%d", s ? " " : "", c->sizes[s]);
-    if (c->plans)
-        snprintf(buf, len, "fused cuDNN graphs (MAA_CUDA_FUSED) for %d of %d layers at batch %d, "
-                 "%d of them faster than the legacy calls and in use; planned batch sizes %s, "
-                 "a batch runs at the next", planned, MAA_NET_LAYERS, c->max_batch, used, sizes);
-    else if (c->fused_asked)
-        snprintf(buf, len, "cuDNN legacy API: MAA_CUDA_FUSED's graphs could not be captured (%s)",
-                 c->plans_off);
-    else
-        snprintf(buf, len, "cuDNN legacy API");
+    if (c->rebuilt)
+        snprintf(rebuilt, sizeof rebuilt, "; %d plans rebuilt on the handle", c->rebuilt);
+    snprintf(buf, len, "fused cuDNN graphs (MAA_CUDA_FUSED%s) for %d of %d layers at batch %d, "
+             "%d in use (%s); %s%s%s%s%s", c->force ? "=force" : "", planned, MAA_NET_LAYERS,
+             c->max_batch, used, c->force ? "forced" : "faster than the legacy calls",
+             c->plans ? "planned batch sizes " : "a batch runs at its own size",
+             c->plans ? sizes : "", rebuilt, *c->devprop_why ? "; built one at a time: " : "",
+             c->devprop_why);
 }
 
 const maa_backend_ops maa_backend_cuda = {

@@ -5,6 +5,7 @@
  * rank the engines that can run it, and the first deterministic one within
  * the workspace limit that finalizes is kept.  Everything here is plain
  * cuDNN backend API; descriptors are released on every path. */
+#include <cuda_runtime_api.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,7 +20,7 @@ enum { UID_X = 1, UID_W, UID_B, UID_R, UID_Y, UID_V = 100 };
 
 /* Descriptors made while building, released together. */
 typedef struct {
-    desc d[64];  /* a graph needs ~15, heuristics MAX_CFG + 2 */
+    desc d[96];  /* a graph needs ~15, each heuristics mode MAX_CFG + 2 */
     int n;
     cudnnStatus_t s;   /* first failure; later calls do nothing */
     const char *what;  /* the call that failed */
@@ -123,24 +124,33 @@ static desc convolution(pool *p, const maa_plan_layer *l, desc x, desc w, desc y
     set(p, cd, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, dil);
     set(p, cd, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, stride);
     finalize(p, cd, "convolution descriptor");
-    const desc op = make(p, l->transposed ? CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR
-                                          : CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
-    const cudnnBackendAttributeType_t B = CUDNN_TYPE_BACKEND_DESCRIPTOR;
-    if (l->transposed) {
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY, B, 1, &x);
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, B, 1, &w);
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, B, 1, &y);
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, B, 1, &cd);
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-    } else {
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, B, 1, &x);
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, B, 1, &w);
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, B, 1, &y);
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, B, 1, &cd);
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
-        set(p, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-    }
+    const desc op =
+        make(p, l->transposed ? CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR
+                              : CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
+    /* The same six attributes, named for each operation: x, w, y (for
+     * backward data: dy, w, dx), the convolution, alpha, beta. */
+    static const cudnnBackendAttributeName_t fwd[6] = {
+        CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X,
+        CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W,
+        CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y,
+        CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
+        CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA,
+        CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA,
+    };
+    static const cudnnBackendAttributeName_t bwd[6] = {
+        CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY,
+        CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W,
+        CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX,
+        CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC,
+        CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA,
+        CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA,
+    };
+    const cudnnBackendAttributeName_t *a = l->transposed ? bwd : fwd;
+    const desc d[4] = {x, w, y, cd};
+    for (int i = 0; i < 4; i++)
+        set(p, op, a[i], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d[i]);
+    set(p, op, a[4], CUDNN_TYPE_FLOAT, 1, &alpha);
+    set(p, op, a[5], CUDNN_TYPE_FLOAT, 1, &beta);
     finalize(p, op, l->transposed ? "backward-data operation" : "convolution operation");
     return op;
 }
@@ -185,15 +195,20 @@ static desc op_graph(pool *p, const maa_plan_layer *l, cudnnHandle_t handle)
 #undef NEXT
     desc g = make(p, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
     set(p, g, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, nops, ops);
+    /* The handle attributes (here and on the plan) are deprecated since
+     * cuDNN 9.x in favour of device properties, but remain the way to build
+     * for a handle where cuDNN predates those (< 9.8) or where a plan built
+     * for them would not run (backend_cuda.c's replan). */
     if (handle)
         set(p, g, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
     finalize(p, g, "operation graph");
     return p->s ? NULL : g;
 }
 
-/* Whether the engine of cfg promises run-to-run identical results, and
- * whether it compiles its kernel at build time. */
-static cudnnStatus_t engine_notes(desc cfg, desc engine, int *deterministic, int *compiled,
+/* Whether the engine of cfg keeps the promises of this path (run-to-run
+ * identical results, float accumulation), and whether it compiles its
+ * kernel at build time. */
+static cudnnStatus_t engine_notes(desc cfg, desc engine, int *usable, int *compiled,
                                   int64_t *index)
 {
     int64_t got = 0;
@@ -213,11 +228,12 @@ static cudnnStatus_t engine_notes(desc cfg, desc engine, int *deterministic, int
     if (!s)
         s = cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1,
                                      &got, index);
-    *deterministic = 1;
+    *usable = 1;
     *compiled = 0;
     for (int64_t i = 0; i < nnum; i++)
-        if (num[i] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC)
-            *deterministic = 0;
+        if (num[i] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC ||
+            num[i] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION)
+            *usable = 0;
     for (int64_t i = 0; i < nbeh; i++)
         if (beh[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION)
             *compiled = 1;
@@ -260,50 +276,45 @@ void maa_plan_network(const maa_model_info *info, int n, maa_plan_layer out[MAA_
         out[maa_net_res(k) + 1].residual = 1;
 }
 
-int maa_plan_build(const maa_plan_layer *l, const maa_plan_target *t, maa_plan *out, char *err,
-                   size_t errlen)
-{
-    cudnnHandle_t handle = t->devprop ? NULL : t->handle;
-    cudnnBackendDescriptor_t devprop = t->devprop;
-    enum { MAX_CFG = 32 };
-    pool p = {0};
-    desc cfg[MAX_CFG] = {0}, engine = NULL, plan = NULL;
-    int64_t count = 0;
-    cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
-    char last_msg[256] = "no engine offered";
-    memset(out, 0, sizeof *out);
-    out->same_as = -1;
+/* The last refusal while trying configurations, for the error message. */
+typedef struct {
+    cudnnStatus_t status;
+    char msg[256];
+    int64_t offered;
+} refusal;
 
-    desc g = op_graph(&p, l, handle);
-    const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
-    desc heur = make(&p, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-    set(&p, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g);
-    set(&p, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
-    if (devprop)
-        set(&p, heur, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &devprop);
-    finalize(&p, heur, "engine heuristics");
+/* Tries, in order, the configurations the heuristics of one mode offer for
+ * graph g; 1 when *out got a plan, 0 when none would do (p->s set when a
+ * cuDNN call itself failed). */
+static int try_mode(pool *p, desc g, cudnnBackendHeurMode_t mode, const maa_plan_target *t,
+                    cudnnHandle_t handle, maa_plan *out, refusal *r)
+{
+    enum { MAX_CFG = 32 };
+    desc cfg[MAX_CFG] = {0}, plan = NULL;
+    int64_t count = 0;
+    desc heur = make(p, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+    set(p, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g);
+    set(p, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+    if (t->devprop)
+        set(p, heur, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+            &t->devprop);
+    finalize(p, heur, "engine heuristics");
     for (int i = 0; i < MAX_CFG; i++)
-        cfg[i] = make(&p, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
-    engine = make(&p, CUDNN_BACKEND_ENGINE_DESCRIPTOR);
-    if (!p.s) {
-        p.s = cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                       CUDNN_TYPE_BACKEND_DESCRIPTOR, MAX_CFG, &count, cfg);
-        if (p.s)
-            p.what = "engine heuristics results";
+        cfg[i] = make(p, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+    desc engine = make(p, CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+    if (!p->s) {
+        p->s = cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                        CUDNN_TYPE_BACKEND_DESCRIPTOR, MAX_CFG, &count, cfg);
+        if (p->s)
+            p->what = "engine heuristics results";
     }
-    if (p.s) {
-        char msg[256] = "";
-        cudnnGetLastErrorString(msg, sizeof msg);
-        maa_seterr(err, errlen, "%s: %s%s%s", p.what, cudnnGetErrorString(p.s), *msg ? ": " : "",
-                   msg);
-        release(&p);
-        return MAA_ERR;
-    }
-    out->configs = (int)count;
+    if (p->s)
+        return 0;
+    r->offered += count;
     for (int64_t i = 0; i < count; i++) {
-        int det = 0, rtc = 0;
+        int usable = 0, rtc = 0;
         int64_t index = -1, ws = 0, got = 0;
-        if (engine_notes(cfg[i], engine, &det, &rtc, &index) || !det)
+        if (engine_notes(cfg[i], engine, &usable, &rtc, &index) || !usable)
             continue;
         if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan))
             break;
@@ -313,7 +324,7 @@ int maa_plan_build(const maa_plan_layer *l, const maa_plan_target *t, maa_plan *
             s = handle ? cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
                                                   CUDNN_TYPE_HANDLE, 1, &handle)
                        : cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP,
-                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &devprop);
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t->devprop);
         if (!s)
             s = cudnnBackendFinalize(plan);
         if (!s)
@@ -327,25 +338,49 @@ int maa_plan_build(const maa_plan_layer *l, const maa_plan_target *t, maa_plan *
                 cudnnBackendDestroyDescriptor(plan);
                 plan = NULL;
             }
-            *out = (maa_plan){plan, ws, index, rtc, (int)count, devprop != NULL, -1};
-            release(&p);
-            return MAA_OK;
+            *out = (maa_plan){plan, ws, index, rtc, (int)r->offered, t->devprop != NULL, -1};
+            return 1;
         }
         if (s) {
-            last = s;
-            cudnnGetLastErrorString(last_msg, sizeof last_msg);
+            r->status = s;
+            cudnnGetLastErrorString(r->msg, sizeof r->msg);
         } else {
-            last = CUDNN_STATUS_NOT_SUPPORTED;
-            snprintf(last_msg, sizeof last_msg, "engine %lld needs %lld bytes of workspace",
+            r->status = CUDNN_STATUS_NOT_SUPPORTED;
+            snprintf(r->msg, sizeof r->msg, "engine %lld needs %lld bytes of workspace",
                      (long long)index, (long long)ws);
         }
         cudnnBackendDestroyDescriptor(plan);
         plan = NULL;
     }
+    return 0;
+}
+
+int maa_plan_build(const maa_plan_layer *l, const maa_plan_target *t, maa_plan *out, char *err,
+                   size_t errlen)
+{
+    cudnnHandle_t handle = t->devprop ? NULL : t->handle;
+    const cudnnBackendHeurMode_t modes[2] = {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK};
+    pool p = {0};
+    refusal r = {CUDNN_STATUS_NOT_SUPPORTED, "no engine offered", 0};
+    memset(out, 0, sizeof *out);
+    out->same_as = -1;
+    desc g = op_graph(&p, l, handle);
+    int done = 0;
+    /* Mode A ranks the engines; the fallback list is tried only when none
+     * of them would do. */
+    for (int m = 0; m < 2 && !done && !p.s; m++)
+        done = try_mode(&p, g, modes[m], t, handle, out, &r);
+    if (p.s) {
+        char msg[256] = "";
+        cudnnGetLastErrorString(msg, sizeof msg);
+        maa_seterr(err, errlen, "%s: %s%s%s", p.what, cudnnGetErrorString(p.s), *msg ? ": " : "",
+                   msg);
+    } else if (!done) {
+        maa_seterr(err, errlen, "no usable engine among %lld offered (last: %s: %s)",
+                   (long long)r.offered, cudnnGetErrorString(r.status), r.msg);
+    }
     release(&p);
-    maa_seterr(err, errlen, "no usable engine among %lld offered (last: %s: %s)", (long long)count,
-               cudnnGetErrorString(last), last_msg);
-    return MAA_ERR;
+    return done ? MAA_OK : MAA_ERR;
 }
 
 int maa_plan_run(cudnnHandle_t handle, const maa_plan *p, const void *x, const void *w,
@@ -395,11 +430,18 @@ void maa_plan_build_all(const maa_plan_layer *l, int count, const maa_plan_targe
             if (!memcmp(&l[i], &l[j], sizeof l[i]))
                 out[i].same_as = j;
     }
-    /* cuDNN compiles most plans' kernels here, seconds of CPU each. */
-#pragma omp parallel for schedule(dynamic) if (t->devprop)
-    for (int i = 0; i < count; i++)
-        if (out[i].same_as < 0)
-            rc[i] = maa_plan_build(&l[i], t, &out[i], why[i], MAA_PLAN_WHY);
+    /* cuDNN compiles most plans' kernels here, seconds of CPU each.  The
+     * threads select the engine's device first, so that nothing cuDNN does
+     * on the current device while building lands on device 0. */
+#pragma omp parallel if (t->devprop)
+    {
+        if (t->device >= 0)
+            cudaSetDevice(t->device);
+#pragma omp for schedule(dynamic)
+        for (int i = 0; i < count; i++)
+            if (out[i].same_as < 0)
+                rc[i] = maa_plan_build(&l[i], t, &out[i], why[i], MAA_PLAN_WHY);
+    }
     for (int i = 0; i < count; i++) {
         const int j = out[i].same_as;
         if (j >= 0) {

@@ -54,9 +54,10 @@ typedef struct {
     cudnnBackendDescriptor_t devprop;
     int check_only;            /* no device: a kernel that compiled counts */
     size_t ws_limit;           /* most workspace a plan may ask, bytes */
+    int device;                /* CUDA device the building threads select, or -1 */
 } maa_plan_target;
 
-#define MAA_PLAN_WHY 160
+#define MAA_PLAN_WHY 256
 
 /* The properties of the device of handle, as cuDNN describes it. */
 int maa_plan_device(cudnnHandle_t handle, cudnnBackendDescriptor_t *out, char *err,

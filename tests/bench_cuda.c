@@ -113,7 +113,7 @@ int main(int argc, char **argv)
     }
     const double create_s = now() - tc;
     const size_t used1 = device_used();
-    char how[160], label[32];
+    char how[320], label[32];
     maa_engine_describe(maa_inspector_engine(in), how, sizeof how);
     snprintf(label, sizeof label, "maad-%s%s",
              maa_precision_name(maa_engine_precision(maa_inspector_engine(in))),

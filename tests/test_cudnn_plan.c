@@ -86,7 +86,8 @@ static void test_default_network(void)
     maa_plan_network(&info, 4, layers);
     maa_net_describe(&info, descs);
     /* As the backend builds them: in parallel, identical layers sharing. */
-    const maa_plan_target t = {.devprop = devprop, .check_only = 1, .ws_limit = (size_t)64 << 20};
+    const maa_plan_target t = {.devprop = devprop, .check_only = 1, .ws_limit = (size_t)64 << 20,
+                               .device = -1};
     maa_plan_build_all(layers, MAA_NET_LAYERS, &t, plans, rc, why);
     int planned = 0, required = 0;
     printf("  layer          configs engine compiled  result\n");
@@ -125,7 +126,8 @@ static void test_refuses_bad_geometry(void)
     maa_plan_layer l = {.n = 4, .cin = 64, .hi = 32, .wi = 32, .cout = 64, .ho = 17, .wo = 17,
                         .kh = 3, .kw = 3, .stride = 1, .ph = 1, .pw = 1, .bias = 1,
                         .act = MAA_ACT_RELU};
-    const maa_plan_target t = {.devprop = devprop, .check_only = 1, .ws_limit = (size_t)64 << 20};
+    const maa_plan_target t = {.devprop = devprop, .check_only = 1, .ws_limit = (size_t)64 << 20,
+                               .device = -1};
     maa_plan p;
     char err[512] = "";
     CHECK(maa_plan_build(&l, &t, &p, err, sizeof err) == MAA_ERR);
