@@ -96,12 +96,17 @@ if [ "$built" = 1 ]; then
     grep -E '^(RESULT|STAGES|ENGINE)|plan|legacy' "$LOG/fused-smoke.log" | head -n 40
     planned=$(sed -nE 's/^ENGINE .* for ([0-9]+) of [0-9]+ layers.*/\1/p' "$LOG/fused-smoke.log")
     echo "smoke check: exit $rc, ${planned:-no} layers planned, $((SECONDS - t0)) s"
-    if [ "$rc" -eq 0 ] && [ "${planned:-0}" -ge 24 ]; then
-        fused_ok=1
-    else
+    if [ "$rc" -ne 0 ] || [ "${planned:-0}" -lt 24 ]; then
         tail -n 5 "$LOG/fused-smoke.log"
         export MAA_TEST_FUSED_SKIP="gpu-check's fused smoke check failed ($LOG/fused-smoke.log)"
         status=1
+    elif grep -qE 'rebuilt on the handle|built one at a time' "$LOG/fused-smoke.log"; then
+        # Plans built one at a time take seconds each: the 8 fused engines
+        # of test_cuda would not fit the run.
+        export MAA_TEST_FUSED_SKIP="plans had to be built one at a time ($LOG/fused-smoke.log)"
+        status=1
+    else
+        fused_ok=1
     fi
 
     note "tests"
