@@ -40,7 +40,7 @@ struct cam_source {
     /* aravis */
     ArvCamera *cam;
     ArvStream *stream;
-    atomic_bool lost; /* set by the heartbeat thread's control-lost */
+    bool lost; /* control lost or camera silent: don't wait on it to stop */
     bool have_last;
     uint64_t last_id;
 
@@ -247,11 +247,22 @@ static const char *camera_name(const cam_source *s)
     return s->device_id ? s->device_id : "(first found)";
 }
 
-static void on_control_lost(ArvDevice *dev, gpointer data)
+/* Polled rather than connected to "control-lost": GLib holds a reference
+ * on the device for as long as an emission runs a handler, and Aravis emits
+ * it on the heartbeat thread that the device's finalize joins.  A handler
+ * lets that emission hold the last reference when the capture thread
+ * releases the camera meanwhile (it did, when the camera came back while
+ * the old device was still being released): the device is then finalized
+ * on the heartbeat thread, which joins itself and GLib aborts.  With no
+ * handler an emission takes no reference, so the last one is always ours.
+ * The heartbeat clears the controller flag right after emitting; a stream
+ * exists only with control, so a cleared flag means control was lost.
+ * Other transports (USB3 Vision) have no such flag: there, only free-run
+ * silence counts. */
+static bool control_lost(const cam_source *s)
 {
-    (void)dev;
-    cam_source *s = data;
-    atomic_store(&s->lost, true);
+    ArvDevice *dev = arv_camera_get_device(s->cam);
+    return ARV_IS_GV_DEVICE(dev) && !arv_gv_device_is_controller(ARV_GV_DEVICE(dev));
 }
 
 /* Writes "what: message" and frees e; returns MAA_ERR. */
@@ -272,14 +283,12 @@ static void arv_release(cam_source *s)
     s->cam = NULL;
     s->stream = NULL;
     pthread_mutex_unlock(&s->lock);
-    if (cam && stream && !atomic_load(&s->lost))
+    if (cam && stream && !s->lost)
         arv_camera_stop_acquisition(cam, NULL);
     if (stream)
         g_object_unref(stream);
-    if (cam) {
-        g_signal_handlers_disconnect_by_data(arv_camera_get_device(cam), s);
+    if (cam)
         g_object_unref(cam);
-    }
 }
 
 /* Finds and configures the camera. */
@@ -297,9 +306,7 @@ static int arv_connect(cam_source *s, char *err, size_t errlen)
     pthread_mutex_lock(&s->lock);
     s->cam = cam;
     pthread_mutex_unlock(&s->lock);
-    atomic_store(&s->lost, false);
-    g_signal_connect(arv_camera_get_device(cam), "control-lost",
-                     G_CALLBACK(on_control_lost), s);
+    s->lost = false;
 
     arv_camera_set_acquisition_mode(cam, ARV_ACQUISITION_MODE_CONTINUOUS, &e);
     if (e)
@@ -484,7 +491,7 @@ static void arv_loop(cam_source *s)
             continue;
         }
         uint64_t idle_ms = (now_ns(CLOCK_MONOTONIC) - last_ns) / 1000000u;
-        if (atomic_load(&s->lost))
+        if (control_lost(s))
             emit_error(s, "camera %s: control lost (no heartbeat reply); reconnecting",
                        camera_name(s));
         else if (s->cfg.trigger == CAM_TRIGGER_FREE && idle_ms >= (uint64_t)timeout_ms)
@@ -493,7 +500,7 @@ static void arv_loop(cam_source *s)
         else
             continue;
         /* The device is gone: don't wait on its control channel to stop. */
-        atomic_store(&s->lost, true);
+        s->lost = true;
         arv_release(s);
     }
 }
@@ -770,7 +777,7 @@ void cam_stop(cam_source *s)
         ArvStream *stream = s->stream;
         s->stream = NULL;
         pthread_mutex_unlock(&s->lock);
-        if (!atomic_load(&s->lost))
+        if (!s->lost && !control_lost(s))
             arv_camera_stop_acquisition(s->cam, NULL);
         g_object_unref(stream);
     }
