@@ -251,15 +251,14 @@ static const char *camera_name(const cam_source *s)
  * on the device for as long as an emission runs a handler, and Aravis emits
  * it on the heartbeat thread that the device's finalize joins.  A handler
  * lets that emission hold the last reference when the capture thread
- * releases the camera meanwhile (a camera that comes back while the old
- * device is still being released makes the heartbeat emit then): the
- * device is then finalized on the heartbeat thread, which joins itself and
- * GLib aborts.  With no
- * handler an emission takes no reference, so the last one is always ours.
- * The heartbeat clears the controller flag right after emitting; a stream
- * exists only with control, so a cleared flag means control was lost.
- * Other transports (USB3 Vision) have no such flag: there, only free-run
- * silence counts. */
+ * releases the camera meanwhile (likely when a camera comes back while the
+ * old device is still being released): the device is then finalized on the
+ * heartbeat thread, which joins itself, and GLib aborts.  With no handler an
+ * emission takes no reference, so the last one is always ours.  The
+ * heartbeat clears the controller flag right after emitting; a stream exists
+ * only with control, so a cleared flag means control was lost.  Other
+ * transports (USB3 Vision) have no such flag: there, only free-run silence
+ * counts. */
 static bool control_lost(const cam_source *s)
 {
     ArvDevice *dev = arv_camera_get_device(s->cam);
