@@ -497,6 +497,15 @@ static int legacy_body(cuda_ctx *c, layer *l, int n, const void *in, void *out, 
     return MAA_OK;
 }
 
+/* Drops the thread's last CUDA error after a failure that was handled: a
+ * failed capture leaves it set, and every launch wrapper of
+ * engine/cuda_kernels.cu returns cudaGetLastError, which would report it
+ * again from the next kernel (only errors that are not sticky clear). */
+static void clear_error(void)
+{
+    (void)cudaGetLastError();
+}
+
 /* A plan built for the device's description that does not run: built
  * again on the handle (one thread), and the layers that shared the old one
  * take the new one.  The old one stays alive until destroy. */
@@ -548,12 +557,25 @@ static void probe(cuda_ctx *c, int idx, layer_plan *lp, const void *in, void *ou
     lp->probed = 1;
     if (!run_plan(c, l, lp, in, out, res, err, sizeof err))
         return;
+    clear_error();
+    const int self = c->cur * MAA_NET_LAYERS + idx;
+    const int owner = lp->plan.same_as >= 0 ? lp->plan.same_as : self;
     if (!lp->plan.deviceless) {
         snprintf(l->why, sizeof l->why, "%.200s", err);
     } else if (!replan(c, idx, lp)) {
         if (!run_plan(c, l, lp, in, out, res, err, sizeof err))
             return;
+        clear_error();
         snprintf(l->why, sizeof l->why, "%.200s", err);
+    } else {
+        /* The layers sharing the plan would fail and rebuild it in turn. */
+        for (int j = idx + 1; j < MAA_NET_LAYERS; j++) {
+            layer_plan *o = &c->l[j].lp[c->cur];
+            if (o->has && o->plan.same_as == owner) {
+                o->has = 0;
+                snprintf(c->l[j].why, sizeof c->l[j].why, "%.200s", l->why);
+            }
+        }
     }
     lp->has = 0;
 }
@@ -588,6 +610,8 @@ static int time_variant(cuda_ctx *c, int idx, const layer_plan *lp, int k, int n
         rc = fail(err, errlen, "timing a layer", cudaGetErrorString(e), __FILE__, __LINE__);
     if (!rc)
         *ms /= REPS;
+    else
+        clear_error();
     if (x)
         cudaGraphExecDestroy(x);
     if (g)
@@ -790,6 +814,8 @@ static int capture_one(cuda_ctx *c, int n, int (*fn)(cuda_ctx *, int, char *, si
     }
     if (g)
         cudaGraphDestroy(g);
+    if (rc)
+        clear_error();
     return rc;
 }
 
@@ -1091,10 +1117,16 @@ static int setup(cuda_ctx *c, const maa_model *m, char *err, size_t errlen)
             return MAA_ERR;
         /* Whatever failed with plans (a warm-up run, a capture), the
          * legacy calls serve instead. */
-        snprintf(c->plans_off, sizeof c->plans_off, "%s", err);
+        snprintf(c->plans_off, sizeof c->plans_off, "%.150s", err);
         c->plans = 0;
-        if (capture_all(c, err, errlen))
+        clear_error();
+        if (capture_all(c, err, errlen)) {
+            char again[MAA_ERRLEN];
+            snprintf(again, sizeof again, "%.300s", err);
+            maa_seterr(err, errlen, "%s (after MAA_CUDA_FUSED's graphs were dropped: %s)", again,
+                       c->plans_off);
             return MAA_ERR;
+        }
     }
     const char *p = getenv("MAA_CUDA_PROFILE");
     if (p && *p && strcmp(p, "0"))

@@ -366,15 +366,26 @@ int maa_plan_build(const maa_plan_layer *l, const maa_plan_target *t, maa_plan *
     out->same_as = -1;
     desc g = op_graph(&p, l, handle);
     int done = 0;
+    char failed[300] = "";  /* the first heuristics call that failed */
     /* Mode A ranks the engines; the fallback list is tried only when none
-     * of them would do. */
-    for (int m = 0; m < 2 && !done && !p.s; m++)
+     * of them would do, or when mode A's heuristics failed outright. */
+    for (int m = 0; m < 2 && !done && g; m++) {
         done = try_mode(&p, g, modes[m], t, handle, out, &r);
-    if (p.s) {
+        if (p.s && !*failed) {
+            char msg[200] = "";
+            cudnnGetLastErrorString(msg, sizeof msg);
+            snprintf(failed, sizeof failed, "%s: %s%s%s", p.what, cudnnGetErrorString(p.s),
+                     *msg ? ": " : "", msg);
+        }
+        p.s = CUDNN_STATUS_SUCCESS;
+    }
+    if (!g) {
         char msg[256] = "";
         cudnnGetLastErrorString(msg, sizeof msg);
         maa_seterr(err, errlen, "%s: %s%s%s", p.what, cudnnGetErrorString(p.s), *msg ? ": " : "",
                    msg);
+    } else if (!done && !r.offered && *failed) {
+        maa_seterr(err, errlen, "%s", failed);
     } else if (!done) {
         maa_seterr(err, errlen, "no usable engine among %lld offered (last: %s: %s)",
                    (long long)r.offered, cudnnGetErrorString(r.status), r.msg);

@@ -14,7 +14,8 @@
  *
  * Prints one line:
  *   RESULT maad-<precision>[-fused] batch <n>: <ms> ms/batch <fps> frames/s score <mean> ...
- * (-fused: MAA_CUDA_FUSED is set and the engine runs fused cuDNN graphs), a
+ * (-fused: MAA_CUDA_FUSED is set; the ENGINE line says what the engine made
+ * of it), a
  * STAGES line: the engine alone (timed again afterwards on the same inputs),
  * the device memory the inspector took (cuda only) and its create time, and
  * an ENGINE line: what maa_engine_describe says.  The frames
@@ -115,9 +116,12 @@ int main(int argc, char **argv)
     const size_t used1 = device_used();
     char how[320], label[32];
     maa_engine_describe(maa_inspector_engine(in), how, sizeof how);
+    /* Labelled by what was asked, so that a run whose graphs were dropped
+     * does not pass for the plain f16 row (its ENGINE line says why). */
+    const char *fz = getenv("MAA_CUDA_FUSED");
     snprintf(label, sizeof label, "maad-%s%s",
              maa_precision_name(maa_engine_precision(maa_inspector_engine(in))),
-             strncmp(how, "fused", 5) ? "" : "-fused");
+             fz && *fz && strcmp(fz, "0") ? "-fused" : "");
     /* The calibration a line would have: maa calibrate's statistics over
      * the frames (all of them good parts), so that, as on a line, most
      * frames show no mask pixel and need no region labelling. */
