@@ -117,7 +117,11 @@ if [ "$built" = 1 ] && [ "$have_model" = 1 ]; then
     else
         fused_ok=1
     fi
+elif [ "$built" = 1 ]; then
+    export MAA_TEST_FUSED_SKIP="no model or frames for gpu-check's fused smoke check"
+fi
 
+if [ "$built" = 1 ]; then
     note "tests"
     # The test_fused_* cases build fused cuDNN graphs: cuDNN compiles their
     # kernels, a large part of this run.
