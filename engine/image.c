@@ -547,6 +547,83 @@ static void axis_free(axis_map *a)
     free(a->w);
 }
 
+/* Both axes shrinking (the usual case: camera frames larger than S): each
+ * output pixel is the mean of its bins [lo, hi) on both axes, the bins of
+ * axis_build, here summed exactly in integers with one division at the end
+ * instead of weighted in double; output rows on parallel threads.  Same
+ * result as the general path to about 1e-15 of the pixel, in a fraction of
+ * the time (build/bench_preprocess). */
+static int area_shrink(const maa_image *img, int s, int planes, float *out)
+{
+    const int iw = img->width, ih = img->height, ic = img->channels;
+    const double scale = img->depth == 16 ? 32767.5 : 127.5;
+    const size_t ss = (size_t)s * s;
+    int *xb = malloc(sizeof(int) * ((size_t)s + 1) * 2), failed = !xb;
+    if (failed)
+        return MAA_ERR;
+    /* Bin i of an axis is [lo[i], hi[i]): floor(i*in/s), ceil((i+1)*in/s). */
+    int *xlo = xb, *xhi = xb + s + 1;
+    for (int i = 0; i < s; i++) {
+        xlo[i] = (int)((int64_t)i * iw / s);
+        xhi[i] = (int)(((int64_t)(i + 1) * iw + s - 1) / s);
+    }
+#pragma omp parallel
+    {
+        double *acc = malloc(sizeof(double) * (size_t)planes * s);
+        if (!acc) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int oy = 0; oy < s; oy++) {
+            if (!acc)
+                continue;
+            const int y0 = (int)((int64_t)oy * ih / s);
+            const int y1 = (int)(((int64_t)(oy + 1) * ih + s - 1) / s);
+            memset(acc, 0, sizeof(double) * (size_t)planes * s);
+            for (int y = y0; y < y1; y++) {
+                const size_t base = (size_t)y * iw * ic;
+                for (int ox = 0; ox < s; ox++) {
+                    /* A pixel's samples are adjacent: all planes (1 or 3)
+                     * in one pass. */
+                    uint64_t sum[3] = {0, 0, 0};
+                    const size_t from = base + (size_t)xlo[ox] * ic,
+                                 to = base + (size_t)xhi[ox] * ic;
+#define SUM_BIN(T)                                                          \
+    do {                                                                    \
+        const T *r = img->data;                                             \
+        if (planes == 1)                                                    \
+            for (size_t i = from; i < to; i += ic)                          \
+                sum[0] += r[i];                                             \
+        else                                                                \
+            for (size_t i = from; i < to; i += ic) {                        \
+                sum[0] += r[i];                                             \
+                sum[1] += r[i + 1];                                         \
+                sum[2] += r[i + 2];                                         \
+            }                                                               \
+    } while (0)
+                    if (img->depth == 16)
+                        SUM_BIN(uint16_t);
+                    else
+                        SUM_BIN(uint8_t);
+#undef SUM_BIN
+                    for (int ch = 0; ch < planes; ch++)
+                        acc[(size_t)ch * s + ox] += (double)sum[ch];
+                }
+            }
+            for (int ch = 0; ch < planes; ch++)
+                for (int ox = 0; ox < s; ox++) {
+                    const double n = (double)(xhi[ox] - xlo[ox]) * (y1 - y0);
+                    out[ch * ss + (size_t)oy * s + ox] =
+                        (float)(acc[(size_t)ch * s + ox] / n / scale - 1);
+                }
+        }
+        free(acc);
+    }
+    free(xb);
+    return failed ? MAA_ERR : MAA_OK;
+}
+
 int maa_preprocess(const maa_image *img, int s, int c, float *out,
                    char *err, size_t errlen)
 {
@@ -580,9 +657,17 @@ int maa_preprocess(const maa_image *img, int s, int c, float *out,
      * channel. */
     int planes = ic == 1 ? 1 : c;
     axis_map ax = {0}, ay = {0};
-    double *tmp = malloc(sizeof(double) * (size_t)planes * ih * s);
-    double *row = malloc(sizeof(double) * (size_t)iw * ic);
+    double *tmp = NULL, *row = NULL;
     int rv = MAA_ERR;
+    if (s <= iw && s <= ih) {
+        if (area_shrink(img, s, planes, out)) {
+            maa_seterr(err, errlen, "preprocess: out of memory");
+            goto out;
+        }
+        goto copy;
+    }
+    tmp = malloc(sizeof(double) * (size_t)planes * ih * s);
+    row = malloc(sizeof(double) * (size_t)iw * ic);
     if (!tmp || !row || axis_build(&ax, iw, s) || axis_build(&ay, ih, s)) {
         maa_seterr(err, errlen, "preprocess: out of memory");
         goto out;
@@ -624,8 +709,9 @@ int maa_preprocess(const maa_image *img, int s, int c, float *out,
             }
         }
     }
+copy:
     for (int ch = planes; ch < c; ch++)
-        memcpy(out + ch * ss, out, sizeof(float) * ss);
+        memcpy(out + ch * (size_t)s * s, out, sizeof(float) * (size_t)s * s);
     rv = MAA_OK;
 out:
     free(tmp);

@@ -9,6 +9,7 @@
 
 #include "engine/engine.h"
 #include "tests/check.h"
+#include "tests/preprocess_literal.h"
 
 static char dir[] = "/tmp/test_image.XXXXXX";
 static char err[MAA_ERRLEN];
@@ -483,6 +484,44 @@ static void test_identity_and_scale(void)
     CHECK_NEAR(out[3], 1000 / 32767.5 - 1, 1e-7);
 }
 
+/* Shrinking on both axes at factors that are not integers (bins overlap by
+ * a pixel), 8- and 16-bit, gray, RGB and RGBA, a gray frame feeding a
+ * colour model, sizes just above S and far above it: maa_preprocess's
+ * integer-sum path against the literal bin means (tests/preprocess_literal.h)
+ * within float rounding. */
+static void test_area_shrink_vs_literal(void)
+{
+    static const struct {
+        int w, h, ch, depth, s, c;
+    } cases[] = {
+        {257, 256, 1, 8, 256, 1}, {300, 1000, 3, 8, 256, 3}, {1023, 517, 4, 8, 256, 3},
+        {640, 480, 1, 16, 256, 3}, {2448, 2048, 1, 8, 256, 1}, {99, 70, 3, 16, 64, 3},
+        {64, 64, 3, 8, 64, 3},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const int w = cases[k].w, h = cases[k].h, ch = cases[k].ch, s = cases[k].s,
+                  c = cases[k].c, bytes = cases[k].depth / 8;
+        uint8_t *px = malloc((size_t)w * h * ch * bytes);
+        float *got = malloc(sizeof(float) * c * s * s), *want = malloc(sizeof(float) * c * s * s);
+        uint32_t r = 12345u + (uint32_t)k;
+        for (size_t i = 0; i < (size_t)w * h * ch * bytes; i++) {
+            r = r * 1664525u + 1013904223u;
+            px[i] = (uint8_t)(r >> 24);
+        }
+        maa_image img = {w, h, ch, cases[k].depth, px};
+        CHECK(maa_preprocess(&img, s, c, got, err, sizeof err) == MAA_OK, "%s", err);
+        preprocess_literal(&img, s, c, want);
+        double worst = 0;
+        for (size_t i = 0; i < (size_t)c * s * s; i++)
+            worst = fmax(worst, fabs((double)got[i] - want[i]));
+        CHECK(worst <= 1e-6, "%dx%dx%d %d-bit -> %d: off by %g", w, h, ch, cases[k].depth, s,
+              worst);
+        free(px);
+        free(got);
+        free(want);
+    }
+}
+
 /* 12 x 8 -> 4 x 4: factor 3 across, 2 down; each output is its block mean. */
 static void test_area_integer_factor(void)
 {
@@ -597,6 +636,7 @@ int main(void)
     RUN(test_huge_claims);
     RUN(test_identity_and_scale);
     RUN(test_area_integer_factor);
+    RUN(test_area_shrink_vs_literal);
     RUN(test_matches_torch);
     RUN(test_bilinear_2x2);
     RUN(test_channels);
