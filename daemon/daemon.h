@@ -98,8 +98,10 @@ int maad_drops_frame(const maad_drops *d, uint64_t k, uint64_t *frame_id,
                      uint64_t *t_capture_ns);
 
 /* ---- verdict publisher (publish.c, SPEC §7, docs/protocol.md) ------------
- * One thread (the worker) uses a publisher.  Nothing here blocks: sends are
- * ZMQ_DONTWAIT on a PUB socket whose queue per subscriber is ZMQ_SNDHWM. */
+ * The worker uses a publisher, and its keep-alive thread sends heartbeats
+ * through it while the worker is in the engine; calls are serialized by a
+ * lock.  Nothing here blocks: sends are ZMQ_DONTWAIT on a PUB socket whose
+ * queue per subscriber is ZMQ_SNDHWM. */
 
 typedef enum { MAAD_MASK_NONE = 0, MAAD_MASK_PNG, MAAD_MASK_RAW } maad_mask_format;
 typedef enum { MAAD_PASS = 0, MAAD_REJECT, MAAD_UNINSPECTED } maad_outcome;
@@ -166,7 +168,7 @@ int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold,
  * be NULL.  Returns 1 when a heartbeat was sent. */
 int maad_pub_tick(maad_pub *p, uint64_t now_ns, const maad_stat *extra,
                   int nextra);
-void maad_pub_get_stats(const maad_pub *p, maad_pub_stats *s);
+void maad_pub_get_stats(maad_pub *p, maad_pub_stats *s);
 uint64_t maad_now_ns(void);
 
 /* ---- systemd notification (notify.c) --------------------------------------
@@ -236,7 +238,7 @@ typedef int (*maad_image_fn)(const maad_slot *s, maa_image *img, void *scratch,
 
 typedef struct {
     maad_ring *ring;            /* the worker is its only consumer */
-    maad_pub *pub;              /* used by the worker thread alone */
+    maad_pub *pub;              /* the worker's (and its keep-alive thread's) */
     maa_inspector *inspector;   /* created with max_batch >= batch_max */
     int image_size, channels;   /* the model's S and C */
     maa_calibration cal;        /* threshold and mask parameters to start with */

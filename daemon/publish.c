@@ -9,6 +9,7 @@
  * same is counted in send_dropped with its seq spent. */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,10 @@
  * (a threshold of 287.5 reads 287.5, not 287.50000000000000). */
 
 struct maad_pub {
+    /* The worker and its keep-alive thread both call in; ZeroMQ allows a
+     * socket to change threads behind a full memory barrier, which the
+     * lock is. */
+    pthread_mutex_t lock;
     void *ctx, *sock;
     char *topic, *hb_topic, *camera;
     maad_mask_format mask_format;
@@ -74,6 +79,7 @@ void maad_pub_free(maad_pub *p)
     free(p->topic);
     free(p->hb_topic);
     free(p->camera);
+    pthread_mutex_destroy(&p->lock);
     free(p);
 }
 
@@ -109,6 +115,7 @@ int maad_pub_create(const maad_pub_opts *o, maad_pub **out, char *err,
         snprintf(err, err ? errlen : 0, "publish: out of memory");
         return MAA_ERR;
     }
+    pthread_mutex_init(&p->lock, NULL);
     p->mask_format = o->mask_format;
     p->heartbeat_ns = (uint64_t)(o->heartbeat_ms ? o->heartbeat_ms : 1000) * 1000000u;
     p->camera = dupf("%s", o->camera);
@@ -173,8 +180,7 @@ static json_t *number_or_null(double x)
     return isfinite(x) ? json_real(x) : json_null();
 }
 
-int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err,
-                     size_t errlen)
+static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t errlen)
 {
     if ((unsigned)v->verdict > MAAD_UNINSPECTED || v->nregions < 0 ||
         (v->nregions && !v->regions) ||
@@ -258,22 +264,31 @@ int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err,
     return MAA_OK;
 }
 
+int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&p->lock);
+    int rc = verdict_locked(p, v, err, errlen);
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
 int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold,
                    char *err, size_t errlen)
 {
-    for (uint64_t k = 0; k < d->count; k++) {
+    int rc = MAA_OK;
+    pthread_mutex_lock(&p->lock);
+    for (uint64_t k = 0; k < d->count && rc == MAA_OK; k++) {
         maad_verdict v = {.verdict = MAAD_UNINSPECTED,
                           .reason = "ring overflow",
                           .threshold = threshold};
         maad_drops_frame(d, k, &v.frame_id, &v.t_capture_ns);
-        if (maad_pub_verdict(p, &v, err, errlen) != MAA_OK)
-            return MAA_ERR;
+        rc = verdict_locked(p, &v, err, errlen);
     }
-    return MAA_OK;
+    pthread_mutex_unlock(&p->lock);
+    return rc;
 }
 
-int maad_pub_tick(maad_pub *p, uint64_t now_ns, const maad_stat *extra,
-                  int nextra)
+static int tick_locked(maad_pub *p, uint64_t now_ns, const maad_stat *extra, int nextra)
 {
     if (p->last_hb_ns && now_ns - p->last_hb_ns < p->heartbeat_ns)
         return 0;
@@ -308,7 +323,17 @@ int maad_pub_tick(maad_pub *p, uint64_t now_ns, const maad_stat *extra,
     return 1;
 }
 
-void maad_pub_get_stats(const maad_pub *p, maad_pub_stats *s)
+int maad_pub_tick(maad_pub *p, uint64_t now_ns, const maad_stat *extra, int nextra)
 {
+    pthread_mutex_lock(&p->lock);
+    int sent = tick_locked(p, now_ns, extra, nextra);
+    pthread_mutex_unlock(&p->lock);
+    return sent;
+}
+
+void maad_pub_get_stats(maad_pub *p, maad_pub_stats *s)
+{
+    pthread_mutex_lock(&p->lock);
     *s = p->st;
+    pthread_mutex_unlock(&p->lock);
 }

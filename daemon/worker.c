@@ -41,6 +41,10 @@ typedef struct {
 struct maad_worker {
     maad_worker_opts o;
     pthread_t thread;
+    pthread_t keepalive;        /* heartbeats while the worker is in the engine */
+    atomic_int keepalive_stop;
+    _Atomic uint64_t busy_since_ns;  /* monotonic; 0 when not in the engine */
+    _Atomic uint64_t overflow;  /* st.overflow, for the keep-alive's heartbeats */
 
     /* Written by the capture thread, read by the worker for the summary. */
     _Atomic uint64_t captured;
@@ -204,6 +208,7 @@ static void publish_drops(maad_worker *w, const maad_drops *d)
         note_latency(w, t);
     }
     w->st.overflow += d->count;
+    atomic_store_explicit(&w->overflow, w->st.overflow, memory_order_relaxed);
     maad_log(w->o.log, MAAD_LOG_WARNING,
              "ring overflow: %llu frames (%llu..%llu) published uninspected",
              (unsigned long long)d->count, (unsigned long long)d->first_id,
@@ -260,9 +265,11 @@ static void judge(maad_worker *w)
     take_calibration(w);
     int rc = MAA_OK;
     if (w->nx) {
+        atomic_store_explicit(&w->busy_since_ns, mono_ns(), memory_order_relaxed);
         if (w->o.test_delay_ms > 0)
             sleep_ms(w->o.test_delay_ms);
         rc = judge_images(w);
+        atomic_store_explicit(&w->busy_since_ns, 0, memory_order_relaxed);
         w->st.batches++;
         if (rc != MAA_OK)
             maad_log(w->o.log, MAAD_LOG_ERR, "engine error on a batch of %d: %s",
@@ -406,6 +413,33 @@ static void housekeeping(maad_worker *w)
     }
 }
 
+/* The worker pings the publisher only between batches, and a batch on a
+ * slow backend (the cpu backend's batch of 4 at S=256 takes seconds) would
+ * leave the PLC bridge without a heartbeat for longer than SPEC §7's
+ * second: while the worker is in the engine, this thread sends them.  For
+ * BUSY_LIMIT_NS of one batch at most: an engine call that long is taken for
+ * a stuck one, and the heartbeats stop, as they would without this thread
+ * (the unit's WatchdogSec is 10 s as well; the watchdog is pinged from the
+ * worker's loop only). */
+#define BUSY_LIMIT_NS (10 * 1000000000ull)
+
+static void *keepalive(void *arg)
+{
+    maad_worker *w = arg;
+    const int period_ms = w->o.heartbeat_ms / 4 > 10 ? w->o.heartbeat_ms / 4 : 10;
+    while (!atomic_load_explicit(&w->keepalive_stop, memory_order_relaxed)) {
+        sleep_ms(period_ms);
+        uint64_t since = atomic_load_explicit(&w->busy_since_ns, memory_order_relaxed);
+        if (!since || mono_ns() - since > BUSY_LIMIT_NS)
+            continue;
+        maad_stat extra[2] = {
+            {"captured", (double)atomic_load_explicit(&w->captured, memory_order_relaxed)},
+            {"overflow", (double)atomic_load_explicit(&w->overflow, memory_order_relaxed)}};
+        maad_pub_tick(w->o.pub, maad_now_ns(), extra, 2);
+    }
+    return NULL;
+}
+
 static void *run(void *arg)
 {
     maad_worker *w = arg;
@@ -474,8 +508,18 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     w->wd_usec = maad_notify_watchdog_usec();
     w->sum_t_ns = mono_ns();
     w->sum_next_ns = w->sum_t_ns + (uint64_t)o->summary_interval_s * 1000000000u;
-    int e = pthread_create(&w->thread, NULL, run, w);
+    int e = pthread_create(&w->keepalive, NULL, keepalive, w);
     if (e) {
+        pthread_mutex_destroy(&w->cal_lock);
+        maad_worker_free(w);
+        snprintf(err, err ? errlen : 0, "worker: cannot start its keep-alive thread: %s",
+                 strerror(e));
+        return MAA_ERR;
+    }
+    e = pthread_create(&w->thread, NULL, run, w);
+    if (e) {
+        atomic_store(&w->keepalive_stop, 1);
+        pthread_join(w->keepalive, NULL);
         pthread_mutex_destroy(&w->cal_lock);
         maad_worker_free(w);
         snprintf(err, err ? errlen : 0, "worker: cannot start its thread: %s",
@@ -494,6 +538,8 @@ void maad_worker_stop(maad_worker *w, maad_worker_stats *st)
     atomic_store_explicit(&w->finishing, 1, memory_order_release);
     maad_ring_wake(w->o.ring);
     pthread_join(w->thread, NULL);
+    atomic_store(&w->keepalive_stop, 1);
+    pthread_join(w->keepalive, NULL);
     pthread_mutex_destroy(&w->cal_lock);
     fill_stats(w, st);
 }

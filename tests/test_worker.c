@@ -306,6 +306,52 @@ static void test_overflow(void)
     rig_down(&r, &st);
 }
 
+/* A batch that keeps the worker in the engine for 1.5 s, 30 heartbeat
+ * periods: heartbeats keep coming meanwhile (SPEC §7: at least one a
+ * second; the worker's keep-alive thread sends them), each with seq_next
+ * still the batch's first seq, then the verdict.  Without the keep-alive
+ * thread at most one or two arrive in that time. */
+static void test_heartbeats_while_busy(void)
+{
+    rig r;
+    if (rig_up(&r, 1, 10, 1500, 8, 1e30)) {
+        CHECK(0, "rig");
+        return;
+    }
+    frame(&r, 1);
+    static char buf[1 << 16];
+    int heartbeats = 0, verdict = 0, bad_seq = 0;
+    while (!verdict) {
+        int len = zmq_recv(r.sub, buf, sizeof buf - 1, 0);
+        if (len < 0)
+            break;
+        int more;
+        size_t ml = sizeof more;
+        zmq_getsockopt(r.sub, ZMQ_RCVMORE, &more, &ml);
+        const int hb = len >= 16 && !memcmp(buf, "maad.t.heartbeat", 16);
+        verdict = len == 6;
+        if (hb && more) {
+            len = zmq_recv(r.sub, buf, sizeof buf - 1, 0);
+            buf[len < 0 ? 0 : len] = 0;
+            json_t *o = json_loads(buf, 0, NULL);
+            heartbeats++;
+            bad_seq += !o || json_integer_value(json_object_get(o, "seq_next")) != 0;
+            json_decref(o);
+            zmq_getsockopt(r.sub, ZMQ_RCVMORE, &more, &ml);
+        }
+        while (more) {
+            zmq_recv(r.sub, NULL, 0, 0);
+            zmq_getsockopt(r.sub, ZMQ_RCVMORE, &more, &ml);
+        }
+    }
+    printf("  %d heartbeats while the engine ran for 1.5 s (period 50 ms)\n", heartbeats);
+    CHECK(verdict, "no verdict");
+    CHECK(heartbeats >= 10, "%d heartbeats", heartbeats);
+    CHECK(bad_seq == 0, "%d heartbeats with seq_next other than 0", bad_seq);
+    maad_worker_stats st;
+    rig_down(&r, &st);
+}
+
 /* An engine that fails a batch (here: a batch larger than the engine was
  * made for) makes that batch's frames uninspected with the engine's reason,
  * counted; the next batch is judged. */
@@ -419,6 +465,7 @@ int main(void)
     RUN(test_batches);
     RUN(test_timeout);
     RUN(test_overflow);
+    RUN(test_heartbeats_while_busy);
     RUN(test_engine_error);
     RUN(test_calibration_swap);
     RUN(test_unencodable_reason);
