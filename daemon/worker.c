@@ -44,7 +44,7 @@ struct maad_worker {
     pthread_t keepalive;        /* heartbeats while the worker is in the engine */
     atomic_int keepalive_stop;
     _Atomic uint64_t busy_since_ns;  /* monotonic; 0 when not in the engine */
-    _Atomic uint64_t overflow;  /* st.overflow, for the keep-alive's heartbeats */
+    _Atomic uint64_t overflow;  /* frames the ring had no room for; read by both */
 
     /* Written by the capture thread, read by the worker for the summary. */
     _Atomic uint64_t captured;
@@ -207,8 +207,7 @@ static void publish_drops(maad_worker *w, const maad_drops *d)
         maad_drops_frame(d, k, &id, &t);
         note_latency(w, t);
     }
-    w->st.overflow += d->count;
-    atomic_store_explicit(&w->overflow, w->st.overflow, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->overflow, d->count, memory_order_relaxed);
     maad_log(w->o.log, MAAD_LOG_WARNING,
              "ring overflow: %llu frames (%llu..%llu) published uninspected",
              (unsigned long long)d->count, (unsigned long long)d->first_id,
@@ -364,6 +363,7 @@ static void fill_stats(maad_worker *w, maad_worker_stats *st)
     maad_pub_get_stats(w->o.pub, &ps);
     *st = w->st;
     st->captured = atomic_load_explicit(&w->captured, memory_order_relaxed);
+    st->overflow = atomic_load_explicit(&w->overflow, memory_order_relaxed);
     st->pass = ps.pass;
     st->reject = ps.reject;
     st->uninspected = ps.uninspected;
@@ -393,13 +393,27 @@ static void summary(maad_worker *w, uint64_t now)
     w->sum_t_ns = now;
 }
 
+/* The heartbeat when it is due, with the worker's counters; 1 when sent.
+ * From the worker's loop and from its keep-alive thread. */
+static int tick(maad_worker *w)
+{
+    maad_stat extra[2] = {
+        {"captured", (double)atomic_load_explicit(&w->captured, memory_order_relaxed)},
+        {"overflow", (double)atomic_load_explicit(&w->overflow, memory_order_relaxed)}};
+    return maad_pub_tick(w->o.pub, maad_now_ns(), extra, 2);
+}
+
+/* How often the worker's loop and the keep-alive thread look at the
+ * heartbeat: four times per period, at most every 10 ms. */
+static int tick_period_ms(const maad_worker *w)
+{
+    return w->o.heartbeat_ms / 4 > 10 ? w->o.heartbeat_ms / 4 : 10;
+}
+
 static void housekeeping(maad_worker *w)
 {
     uint64_t now = mono_ns();
-    maad_stat extra[2] = {{"captured", (double)atomic_load_explicit(
-                                           &w->captured, memory_order_relaxed)},
-                          {"overflow", (double)w->st.overflow}};
-    int sent = maad_pub_tick(w->o.pub, maad_now_ns(), extra, 2);
+    int sent = tick(w);
     /* Pinging only from this loop, after a heartbeat went out, means a
      * worker stuck in the engine or a dead publisher stops the pings and
      * systemd restarts us. */
@@ -426,16 +440,11 @@ static void housekeeping(maad_worker *w)
 static void *keepalive(void *arg)
 {
     maad_worker *w = arg;
-    const int period_ms = w->o.heartbeat_ms / 4 > 10 ? w->o.heartbeat_ms / 4 : 10;
     while (!atomic_load_explicit(&w->keepalive_stop, memory_order_relaxed)) {
-        sleep_ms(period_ms);
+        sleep_ms(tick_period_ms(w));
         uint64_t since = atomic_load_explicit(&w->busy_since_ns, memory_order_relaxed);
-        if (!since || mono_ns() - since > BUSY_LIMIT_NS)
-            continue;
-        maad_stat extra[2] = {
-            {"captured", (double)atomic_load_explicit(&w->captured, memory_order_relaxed)},
-            {"overflow", (double)atomic_load_explicit(&w->overflow, memory_order_relaxed)}};
-        maad_pub_tick(w->o.pub, maad_now_ns(), extra, 2);
+        if (since && mono_ns() - since <= BUSY_LIMIT_NS)
+            tick(w);
     }
     return NULL;
 }
@@ -444,7 +453,7 @@ static void *run(void *arg)
 {
     maad_worker *w = arg;
     const uint64_t timeout_ns = (uint64_t)(w->o.batch_timeout_ms * 1e6);
-    int idle_ms = w->o.heartbeat_ms / 4 > 10 ? w->o.heartbeat_ms / 4 : 10;
+    const int idle_ms = tick_period_ms(w);
     for (;;) {
         int wait_ms = idle_ms;
         if (w->nbatch) {
