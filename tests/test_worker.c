@@ -53,6 +53,32 @@ typedef struct {
     double score;
 } msg;
 
+/* One whole message from the SUB socket: its JSON part into json (NUL
+ * terminated), any mask part dropped.  1 for a verdict, 0 for a heartbeat,
+ * -1 on timeout. */
+static int recv_message(void *sub, char *json, size_t len)
+{
+    char topic[64];
+    int n = zmq_recv(sub, topic, sizeof topic, 0);
+    if (n < 0)
+        return -1;
+    const int verdict = n == 6;  /* "maad.t" exactly; heartbeats are "maad.t.heartbeat" */
+    int more;
+    size_t ml = sizeof more;
+    json[0] = 0;
+    zmq_getsockopt(sub, ZMQ_RCVMORE, &more, &ml);
+    if (more) {
+        n = zmq_recv(sub, json, len - 1, 0);
+        json[n < 0 ? 0 : (size_t)n < len - 1 ? (size_t)n : len - 1] = 0;
+        zmq_getsockopt(sub, ZMQ_RCVMORE, &more, &ml);
+    }
+    while (more) {
+        zmq_recv(sub, NULL, 0, 0);
+        zmq_getsockopt(sub, ZMQ_RCVMORE, &more, &ml);
+    }
+    return verdict;
+}
+
 /* batch_max, timeout, delay, ring slots; threshold of the calibration. */
 static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_ms,
                          int slots, double threshold, int engine_batch)
@@ -94,18 +120,10 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
      * (a PUB socket drops what it sends before a subscriber joined). */
     char buf[4096];
     for (int tries = 0; tries < 100; tries++) {
-        int len = zmq_recv(r->sub, buf, sizeof buf - 1, 0);
-        if (len < 0)
+        int k = recv_message(r->sub, buf, sizeof buf);
+        if (k < 0)
             return -1;
-        int more;
-        size_t ml = sizeof more;
-        zmq_getsockopt(r->sub, ZMQ_RCVMORE, &more, &ml);
-        int hb = len >= 16 && !memcmp(buf, "maad.t.heartbeat", 16);
-        while (more) {
-            zmq_recv(r->sub, buf, sizeof buf, 0);
-            zmq_getsockopt(r->sub, ZMQ_RCVMORE, &more, &ml);
-        }
-        if (hb)
+        if (k == 0)
             return 0;
     }
     return -1;
@@ -122,23 +140,10 @@ static int next_verdict(rig *r, msg *m)
 {
     static char buf[1 << 16];
     for (;;) {
-        int len = zmq_recv(r->sub, buf, sizeof buf - 1, 0);
-        if (len < 0)
+        int k = recv_message(r->sub, buf, sizeof buf);
+        if (k < 0)
             return 0;
-        int more;
-        size_t ml = sizeof more;
-        zmq_getsockopt(r->sub, ZMQ_RCVMORE, &more, &ml);
-        int hb = len != 6;  /* "maad.t" exactly: a verdict */
-        if (!hb && more) {
-            len = zmq_recv(r->sub, buf, sizeof buf - 1, 0);
-            buf[len < 0 ? 0 : len] = 0;
-            zmq_getsockopt(r->sub, ZMQ_RCVMORE, &more, &ml);
-        }
-        while (more) {
-            zmq_recv(r->sub, NULL, 0, 0);
-            zmq_getsockopt(r->sub, ZMQ_RCVMORE, &more, &ml);
-        }
-        if (hb)
+        if (k == 0)
             continue;
         json_t *o = json_loads(buf, 0, NULL);
         if (!o)
@@ -322,26 +327,15 @@ static void test_heartbeats_while_busy(void)
     static char buf[1 << 16];
     int heartbeats = 0, verdict = 0, bad_seq = 0;
     while (!verdict) {
-        int len = zmq_recv(r.sub, buf, sizeof buf - 1, 0);
-        if (len < 0)
+        int k = recv_message(r.sub, buf, sizeof buf);
+        if (k < 0)
             break;
-        int more;
-        size_t ml = sizeof more;
-        zmq_getsockopt(r.sub, ZMQ_RCVMORE, &more, &ml);
-        const int hb = len >= 16 && !memcmp(buf, "maad.t.heartbeat", 16);
-        verdict = len == 6;
-        if (hb && more) {
-            len = zmq_recv(r.sub, buf, sizeof buf - 1, 0);
-            buf[len < 0 ? 0 : len] = 0;
+        verdict = k == 1;
+        if (k == 0) {
             json_t *o = json_loads(buf, 0, NULL);
             heartbeats++;
             bad_seq += !o || json_integer_value(json_object_get(o, "seq_next")) != 0;
             json_decref(o);
-            zmq_getsockopt(r.sub, ZMQ_RCVMORE, &more, &ml);
-        }
-        while (more) {
-            zmq_recv(r.sub, NULL, 0, 0);
-            zmq_getsockopt(r.sub, ZMQ_RCVMORE, &more, &ml);
         }
     }
     printf("  %d heartbeats while the engine ran for 1.5 s (period 50 ms)\n", heartbeats);
