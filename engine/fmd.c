@@ -21,9 +21,10 @@
 #include "engine/backend.h"
 
 /* OpenBLAS's own threads only cost wake-ups on matrices of 29 x 29, and the
- * inspector already spreads a batch's frames over threads: one BLAS thread.  Debian's liblapack.so.3 can be a
- * whole OpenBLAS of its own (the openblas-pthread alternative), with its own
- * thread pool, so the setter is looked up in every library that has one. */
+ * inspector already spreads a batch's frames over threads: one BLAS thread.
+ * Debian's liblapack.so.3 can be a whole OpenBLAS of its own (the
+ * openblas-pthread alternative), with its own thread pool, so the setter is
+ * looked up in every library that has one. */
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static void blas_single(void)
 {

@@ -4,8 +4,9 @@
  * with its regions (SPEC §6).  All buffers are sized for the engine's largest
  * batch at creation (scratch per frame: the frames of a batch are judged in
  * parallel), so judging a batch allocates nothing but the FMD's scratch.
- * maa_inspect_frames hands 8-bit frames at the model size to a backend that does preprocessing and mask on its device (cuda); only the
- * score and the region labelling of masks that have any pixel stay here. */
+ * maa_inspect_frames hands 8-bit frames at the model size to a backend that
+ * does preprocessing and mask on its device (cuda); only the score and the
+ * region labelling of masks that have any pixel stay here. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
