@@ -17,9 +17,11 @@
  *   test_cudnn_plan --dump-device OUT.json   (on a GPU machine: writes the
  *       device's own properties, to check or replace the file above) */
 #include <dlfcn.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tests/check.h"
 #ifdef MAA_HAVE_CUDA
@@ -88,8 +90,11 @@ static void test_default_network(void)
     /* As the backend builds them: in parallel, identical layers sharing. */
     const maa_plan_target t = {.devprop = devprop, .check_only = 1, .ws_limit = (size_t)64 << 20,
                                .device = -1};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     maa_plan_build_all(layers, MAA_NET_LAYERS, &t, plans, rc, why);
-    int planned = 0, required = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int planned = 0, required = 0, built = 0, kept = 0, usable = 0;
     printf("  layer          configs engine compiled  result\n");
     for (int i = 0; i < MAA_NET_LAYERS; i++) {
         const maa_plan *p = &plans[i];
@@ -100,12 +105,28 @@ static void test_default_network(void)
                    rc[i] ? -1LL : (long long)p->engine, rc[i] ? 0 : p->compiled,
                    rc[i] ? why[i] : "planned");
         planned += !rc[i];
+        built += !rc[i] && p->same_as < 0;
+        /* A plan finalized here (a precompiled engine: nothing to load)
+         * outlives the descriptors it was built from, which
+         * maa_plan_build released: it must still answer. */
+        if (!rc[i] && p->same_as < 0 && p->plan) {
+            static char json[1 << 16];
+            int64_t len = 0;
+            kept++;
+            usable += cudnnBackendGetAttribute(p->plan, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION,
+                                               CUDNN_TYPE_CHAR, sizeof json, &len, json) ==
+                          CUDNN_STATUS_SUCCESS && len > 0;
+        }
         if (must_plan(&layers[i])) {
             required++;
             CHECK(rc[i] == MAA_OK, "%s: %s", descs[i].name, why[i]);
         }
     }
-    printf("  %d of %d layers planned, %d required\n", planned, MAA_NET_LAYERS, required);
+    printf("  %d of %d layers planned, %d required; %d plans built in %.1f s on %d threads\n",
+           planned, MAA_NET_LAYERS, required, built,
+           (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9,
+           omp_get_max_threads());
+    CHECK(usable == kept, "%d of %d finalized plans answer after their build", usable, kept);
     CHECK(required >= 20, "only %d layers qualify", required);
     /* The residual blocks' convs are built once each. */
     for (int k = 1; k < 6; k++) {
