@@ -110,7 +110,7 @@ if [ "$built" = 1 ] && [ "$have_model" = 1 ]; then
         export MAA_TEST_FUSED_SKIP="gpu-check's fused smoke check failed ($LOG/fused-smoke.log)"
         status=1
     elif grep -qE 'rebuilt on the handle|built one at a time' "$LOG/fused-smoke.log"; then
-        # Plans built one at a time take seconds each: the 8 fused engines
+        # Plans built one at a time take seconds each: the 9 fused engines
         # of test_cuda would not fit the run.
         export MAA_TEST_FUSED_SKIP="plans had to be built one at a time ($LOG/fused-smoke.log)"
         status=1

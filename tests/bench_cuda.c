@@ -12,13 +12,13 @@
  *       writes a model with the default widths and the deterministic test
  *       weights of tests/testmodel.h
  *
- * Prints one line:
+ * Prints three lines:
  *   RESULT maad-<precision>[-fused] batch <n>: <ms> ms/batch <fps> frames/s score <mean> ...
- * (-fused: MAA_CUDA_FUSED is set; the ENGINE line says what the engine made
- * of it), a
- * STAGES line: the engine alone (timed again afterwards on the same inputs),
- * the device memory the inspector took (cuda only) and its create time, and
- * an ENGINE line: what maa_engine_describe says.  The frames
+ *       (-fused: MAA_CUDA_FUSED is set; ENGINE says what the engine made of it)
+ *   STAGES ...: the engine alone (timed again afterwards on the same inputs),
+ *       the device memory the inspector took (cuda only), its create time
+ *   ENGINE ...: what maa_engine_describe says.
+ * The frames
  * are taken for good parts: a calibration over them (gamma 3, mask fraction
  * 1%) gives the threshold and T_pix, as maa calibrate would. */
 #include <stdio.h>
