@@ -6,15 +6,16 @@
 
 #include "engine/engine.h"
 
-/* One batch for a backend's inspect: n 8-bit frames at the model size (S x S,
+/* One batch for a backend's inspect: n 8-bit frames of one geometry go in
+ * (width x height, at least S x S and at most maa_frame_capacity bytes;
  * `channels` interleaved samples of 1, 3 or 4; a gray frame feeds a C = 3
- * model replicated; alpha is ignored) go in; f(x) and f(r) as maa_engine_run
+ * model replicated; alpha is ignored); f(x) and f(r) as maa_engine_run
  * gives them, and per frame the peak of m and the mask m > t_pix of SPEC §6
  * (S x S bytes, 0 or 255, before small regions are dropped) come out.  The
- * preprocessing (SPEC §1) and the mask equal maa_preprocess and
- * maa_varmap + threshold on the same numbers. */
+ * preprocessing (SPEC §1, area shrink included) and the mask equal
+ * maa_preprocess and maa_varmap + threshold on the same numbers. */
 typedef struct maa_device_batch {
-    int n, channels;
+    int n, width, height, channels;
     const uint8_t *const *frames;
     int window;       /* SPEC §6 w, odd */
     double t_pix;     /* mask threshold; INFINITY for no mask */
@@ -81,7 +82,17 @@ static inline int maa_net_res(int k)
 /* The backend's inspect for this engine: MAA_ERR with err left empty when
  * the backend has none (engine/engine.c). */
 int maa_engine_inspect(maa_engine *e, const maa_device_batch *b, char *err, size_t errlen);
-int maa_engine_can_inspect(const maa_engine *e);
+/* The bytes of one frame that the backend's inspect takes; 0 when it has
+ * none. */
+size_t maa_engine_frame_bytes(const maa_engine *e);
+
+/* What a backend with inspect sizes its frame buffers for: opts->frame_bytes,
+ * and never less than an S x S frame of four samples. */
+static inline size_t maa_frame_capacity(const maa_model_info *info, const maa_engine_opts *opts)
+{
+    size_t model = (size_t)info->image_size * info->image_size * 4;
+    return opts->frame_bytes > model ? opts->frame_bytes : model;
+}
 
 /* The labelling half of maa_regions: mask (0 or 255) is already the
  * thresholded m; regions smaller than min_area are cleared from it. */

@@ -117,6 +117,7 @@ typedef struct {
     cudaGraphExec_t *exec;   /* per batch size: float images in, recon and maps out */
     /* The frame path (cuda_inspect): 8-bit frames in, maps, masks, peaks out. */
     uint8_t *d_u8, *h_u8, *d_mask, *h_mask;
+    size_t frame_cap;        /* bytes per frame in d_u8 and h_u8 */
     float *d_e, *d_e2, *d_he, *d_he2, *d_peak, *h_peak;
     maa_cuda_params *d_par, *h_par;
     cudaGraphExec_t *exec8;  /* per batch size */
@@ -984,8 +985,8 @@ static int alloc_buffers(cuda_ctx *c, char *err, size_t errlen)
     /* The warm-up runs read the staging buffer before any image arrives. */
     memset(c->h_x, 0, B * c->img * sizeof(float));
     const size_t s2 = (size_t)c->info.image_size * c->info.image_size;
-    CUDA(cudaMalloc, (void **)&c->d_u8, B * s2 * 4);
-    CUDA(cudaHostAlloc, (void **)&c->h_u8, B * s2 * 4, cudaHostAllocDefault);
+    CUDA(cudaMalloc, (void **)&c->d_u8, B * c->frame_cap);
+    CUDA(cudaHostAlloc, (void **)&c->h_u8, B * c->frame_cap, cudaHostAllocDefault);
     CUDA(cudaMalloc, (void **)&c->d_mask, B * s2);
     CUDA(cudaHostAlloc, (void **)&c->h_mask, B * s2, cudaHostAllocDefault);
     float **scratch[] = {&c->d_e, &c->d_e2, &c->d_he, &c->d_he2};
@@ -996,9 +997,9 @@ static int alloc_buffers(cuda_ctx *c, char *err, size_t errlen)
     CUDA(cudaMalloc, (void **)&c->d_par, sizeof *c->d_par);
     CUDA(cudaHostAlloc, (void **)&c->h_par, sizeof *c->h_par, cudaHostAllocDefault);
     /* Valid parameters and frames for the warm-up runs of the frame path. */
-    *c->h_par = (maa_cuda_params){3, 7, INFINITY};
+    *c->h_par = (maa_cuda_params){c->info.image_size, c->info.image_size, 3, 7, INFINITY};
     CUDA(cudaMemcpyAsync, c->d_par, c->h_par, sizeof *c->h_par, cudaMemcpyHostToDevice, c->st);
-    CUDA(cudaMemsetAsync, c->d_u8, 0, B * s2 * 4, c->st);
+    CUDA(cudaMemsetAsync, c->d_u8, 0, B * c->frame_cap, c->st);
     CUDA(cudaStreamSynchronize, c->st);
     return MAA_OK;
 }
@@ -1151,6 +1152,7 @@ static int cuda_create(const maa_model *m, const maa_engine_opts *opts, void **o
     c->info = *maa_model_get_info(m);
     c->device = opts->device;
     c->max_batch = opts->max_batch < 1 ? 1 : opts->max_batch;
+    c->frame_cap = maa_frame_capacity(&c->info, opts);
     c->half = opts->precision == MAA_PREC_F16;
     const char *fused = getenv("MAA_CUDA_FUSED");
     c->plans = c->fused_asked = c->half && fused && *fused && strcmp(fused, "0");
@@ -1196,11 +1198,16 @@ static int cuda_run(void *ctx, int n, const float *x, float *recon, float *fx, f
 static int cuda_inspect(void *ctx, const maa_device_batch *b, char *err, size_t errlen)
 {
     cuda_ctx *c = ctx;
-    const int n = b->n, ch = b->channels;
-    const size_t s2 = (size_t)c->info.image_size * c->info.image_size,
-                 frame = s2 * (size_t)ch;
+    const int n = b->n, ch = b->channels, S = c->info.image_size;
+    const size_t s2 = (size_t)S * S, frame = (size_t)b->width * b->height * ch;
     if (ch != 1 && ch != 3 && ch != 4) {
         maa_seterr(err, errlen, "cuda backend: frames with %d channels", ch);
+        return MAA_ERR;
+    }
+    if (b->width < S || b->height < S || frame > c->frame_cap) {
+        maa_seterr(err, errlen, "cuda backend: %dx%d frames of %d channels; it takes frames "
+                   "of %dx%d or more, up to %zu bytes", b->width, b->height, ch, S, S,
+                   c->frame_cap);
         return MAA_ERR;
     }
     if (c->info.channels == 1 && ch != 1) {
@@ -1215,7 +1222,7 @@ static int cuda_inspect(void *ctx, const maa_device_batch *b, char *err, size_t 
     CUDA(cudaSetDevice, c->device);
     for (int i = 0; i < n; i++)
         memcpy(c->h_u8 + i * frame, b->frames[i], frame);
-    *c->h_par = (maa_cuda_params){ch, b->window, b->t_pix};
+    *c->h_par = (maa_cuda_params){b->width, b->height, ch, b->window, b->t_pix};
     CUDA(cudaMemcpyAsync, c->d_par, c->h_par, sizeof *c->h_par, cudaMemcpyHostToDevice, c->st);
     CUDA(cudaMemcpyAsync, c->d_u8, c->h_u8, n * frame, cudaMemcpyHostToDevice, c->st);
     CUDA(cudaGraphLaunch, c->exec8[n - 1], c->st);

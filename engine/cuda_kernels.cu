@@ -6,6 +6,7 @@
  * layer at most, so clarity wins over vector loads. */
 #include <cuda_fp16.h>
 
+#include "engine/area.h"
 #include "engine/cuda_kernels.h"
 
 namespace {
@@ -101,13 +102,13 @@ template <typename T>
 __global__ void import8_k(const uint8_t *u8, const maa_cuda_params *p, float *x, T *images,
                           maa_cuda_shape s)
 {
-    const int fc = p->channels;
+    const int fw = p->width, fh = p->height, fc = p->channels;
+    const size_t frame = (size_t)fw * fh * fc;
     GRID_STRIDE(i, count(s)) {
-        size_t px = i % ((size_t)s.w * s.h), c = (i / ((size_t)s.w * s.h)) % s.c,
-               n = i / ((size_t)s.w * s.h * s.c);
-        /* The host's arithmetic: the sample in double, divided, then float. */
-        double v = u8[(n * s.h * s.w + px) * fc + (fc == 1 ? 0 : c)];
-        float f = (float)(v / 127.5 - 1.0);
+        int ox = (int)(i % s.w), oy = (int)((i / s.w) % s.h),
+            c = (int)((i / ((size_t)s.w * s.h)) % s.c);
+        size_t n = i / ((size_t)s.w * s.h * s.c);
+        float f = maa_area_pixel8(u8 + n * frame, fw, fh, fc, fc == 1 ? 0 : c, s.w, ox, oy);
         x[i] = f;
         store(images, offset(i, s), f);
     }

@@ -24,6 +24,7 @@ typedef struct {
  * an async copy before each graph launch, read by the kernels, so that the
  * captured graphs serve every frame layout and calibration. */
 typedef struct {
+    int width, height;  /* of the 8-bit frames: the model size or larger */
     int channels;   /* interleaved samples per pixel of the 8-bit frames: 1, 3, 4 */
     int window;     /* SPEC §6 w, odd */
     double t_pix;   /* mask threshold */
@@ -51,10 +52,12 @@ cudaError_t maa_cuda_epilogue(void *y, const float *bias, const void *res,
 cudaError_t maa_cuda_lstm(const void *gates, const float *hconv,
                           const float *c0, void *out, maa_cuda_shape s,
                           cudaStream_t st);
-/* SPEC §1 on the device, as maa_preprocess for frames at the model size:
- * u8 holds s.n frames of s.h x s.w pixels, p->channels interleaved samples
- * each (a gray frame fills every channel); x gets p/127.5 - 1 as float NCHW,
- * images the same in the activation layout s. */
+/* SPEC §1 on the device, as maa_preprocess for 8-bit frames no smaller than
+ * the model: u8 holds s.n frames of p->width x p->height pixels packed one
+ * after the other, p->channels interleaved samples each (a gray frame fills
+ * every channel); each is area-shrunk to s.h x s.w (engine/area.h; at the
+ * model size a bin is one pixel) and normalised into x as float NCHW, and
+ * into images the same in the activation layout s. */
 cudaError_t maa_cuda_import8(const uint8_t *u8, const maa_cuda_params *p, float *x,
                              void *images, maa_cuda_shape s, cudaStream_t st);
 /* SPEC §6, as maa_varmap and the threshold of maa_regions compute it, in

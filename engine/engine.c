@@ -10,6 +10,7 @@ struct maa_engine {
     maa_backend_kind kind;
     maa_precision precision;
     int max_batch;
+    size_t frame_bytes;  /* maa_engine_frame_bytes */
     void *ctx;
 };
 
@@ -101,6 +102,7 @@ int maa_engine_create(const maa_model *m, const maa_engine_opts *opts, maa_engin
     e->kind = o.backend;
     e->precision = o.precision;
     e->max_batch = o.max_batch;
+    e->frame_bytes = e->ops->inspect ? maa_frame_capacity(maa_model_get_info(m), &o) : 0;
     if (e->ops->create(m, &o, &e->ctx, err, errlen)) {
         free(e);
         return MAA_ERR;
@@ -129,7 +131,7 @@ void maa_engine_describe(const maa_engine *e, char *buf, size_t len)
         e->ops->describe(e->ctx, buf, len);
 }
 
-int maa_engine_can_inspect(const maa_engine *e) { return e->ops->inspect != NULL; }
+size_t maa_engine_frame_bytes(const maa_engine *e) { return e->frame_bytes; }
 
 int maa_engine_inspect(maa_engine *e, const maa_device_batch *b, char *err, size_t errlen)
 {

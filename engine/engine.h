@@ -72,6 +72,12 @@ typedef struct {
     int max_batch;  /* largest n that maa_engine_run will be given (>= 1) */
     int threads;    /* CPU threads; 0 = all cores */
     int device;     /* CUDA device ordinal */
+    /* The largest 8-bit frame (width * height * samples per pixel) that
+     * maa_inspect_frames hands whole to a backend that preprocesses on its
+     * device (cuda: resize included); larger frames are preprocessed on the
+     * host.  0: frames at the model size only.  It sizes two buffers per
+     * batch slot, one pinned on the host and one on the device. */
+    size_t frame_bytes;
 } maa_engine_opts;
 
 typedef struct maa_engine maa_engine;
@@ -223,10 +229,11 @@ maa_engine *maa_inspector_engine(maa_inspector *in);
 int maa_inspect(maa_inspector *in, const maa_calibration *cal, int n,
                 const float *x, maa_result *res, char *err, size_t errlen);
 /* Judge n frames: maa_preprocess of each, then maa_inspect, with the same
- * results.  Where the backend can (cuda, 8-bit frames of the model's size
- * S x S, one channel count per batch) preprocessing, variance map and mask
- * run on the device and only maps, masks and peaks come back; other frames
- * are preprocessed here. */
+ * results.  Where the backend can (cuda; 8-bit frames at least S x S and of
+ * at most maa_inspector_frame_bytes, one geometry and channel count per
+ * batch) preprocessing with its resize, variance map and mask run on the
+ * device and only maps, masks and peaks come back; other frames are
+ * preprocessed here. */
 int maa_inspect_frames(maa_inspector *in, const maa_calibration *cal, int n,
                        const maa_image *frames, maa_result *res, char *err,
                        size_t errlen);
@@ -234,6 +241,9 @@ int maa_inspect_frames(maa_inspector *in, const maa_calibration *cal, int n,
  * the host.  Other frames it preprocesses on the host when judging; a caller
  * that collects a batch over time may rather preprocess them as they come. */
 int maa_inspector_takes_frame(const maa_inspector *in, const maa_image *img);
+/* The largest frame, in bytes, that maa_inspect_frames may take whole (see
+ * maa_engine_opts.frame_bytes); 0 when the backend takes none. */
+size_t maa_inspector_frame_bytes(const maa_inspector *in);
 /* The last batch's intermediates for image i, valid until the next call.
  * recon and varmap are NULL after a batch that maa_inspect_frames judged on
  * the device, and after a failed call. */

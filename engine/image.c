@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/area.h"
 #include "engine/backend.h"
 
 #define MAX_SIDE 32768
@@ -508,13 +509,6 @@ typedef struct {
     double *w;
 } axis_map;
 
-/* Output i's bin of a shrinking axis: [floor(i*in/out), ceil((i+1)*in/out)). */
-static void area_bin(int i, int in, int out, int *lo, int *hi)
-{
-    *lo = (int)((int64_t)i * in / out);
-    *hi = (int)(((int64_t)(i + 1) * in + out - 1) / out);
-}
-
 static int axis_build(axis_map *a, int in, int out)
 {
     a->taps = out <= in ? (in + out - 1) / out + 1 : 2;
@@ -526,7 +520,7 @@ static int axis_build(axis_map *a, int in, int out)
         double *w = a->w + (size_t)i * a->taps;
         if (out <= in) {
             int lo, hi;
-            area_bin(i, in, out, &lo, &hi);
+            maa_area_bin(i, in, out, &lo, &hi);
             a->first[i] = lo;
             for (int t = 0; t < hi - lo; t++)
                 w[t] = 1.0 / (hi - lo);
@@ -555,7 +549,7 @@ static void axis_free(axis_map *a)
 }
 
 /* Both axes shrinking (the usual case: camera frames larger than S): each
- * output pixel is the mean of its area_bin on both axes, summed exactly in
+ * output pixel is the mean of its maa_area_bin on both axes, summed exactly in
  * integers with one division at the end instead of weighted in double, the
  * output rows on parallel threads.  Bit for bit the literal bin means
  * (test_image), in a fraction of the time (build/bench_preprocess). */
@@ -569,7 +563,7 @@ static int area_shrink(const maa_image *img, int s, int planes, float *out)
         return MAA_ERR;
     int *xlo = xb, *xhi = xb + s + 1;
     for (int i = 0; i < s; i++)
-        area_bin(i, iw, s, &xlo[i], &xhi[i]);
+        maa_area_bin(i, iw, s, &xlo[i], &xhi[i]);
 #pragma omp parallel
     {
         double *acc = malloc(sizeof(double) * (size_t)planes * s);
@@ -582,7 +576,7 @@ static int area_shrink(const maa_image *img, int s, int planes, float *out)
             if (!acc)
                 continue;
             int y0, y1;
-            area_bin(oy, ih, s, &y0, &y1);
+            maa_area_bin(oy, ih, s, &y0, &y1);
             memset(acc, 0, sizeof(double) * (size_t)planes * s);
             for (int y = y0; y < y1; y++) {
                 const size_t base = (size_t)y * iw * ic;
@@ -618,7 +612,7 @@ static int area_shrink(const maa_image *img, int s, int planes, float *out)
                 for (int ox = 0; ox < s; ox++) {
                     const double n = (double)(xhi[ox] - xlo[ox]) * (y1 - y0);
                     out[ch * ss + (size_t)oy * s + ox] =
-                        (float)(acc[(size_t)ch * s + ox] / n / scale - 1);
+                        maa_area_value(acc[(size_t)ch * s + ox], n, scale);
                 }
         }
         free(acc);

@@ -4,7 +4,7 @@
  * with its regions (SPEC §6).  All buffers are sized for the engine's largest
  * batch at creation (scratch per frame: the frames of a batch are judged in
  * parallel), so judging a batch allocates nothing but the FMD's scratch.
- * maa_inspect_frames hands 8-bit frames at the model size to a backend that
+ * maa_inspect_frames hands 8-bit frames, resized or not, to a backend that
  * does preprocessing and mask on its device (cuda); only the score and the
  * region labelling of masks that have any pixel stay here. */
 #include <math.h>
@@ -157,16 +157,25 @@ int maa_inspect(maa_inspector *in, const maa_calibration *cal, int n, const floa
 int maa_inspector_takes_frame(const maa_inspector *in, const maa_image *img)
 {
     const int S = in->info.image_size, ch = img->channels;
-    return maa_engine_can_inspect(in->engine) && img->depth == 8 && img->width == S &&
-           img->height == S && (ch == 1 || ((ch == 3 || ch == 4) && in->info.channels == 3));
+    /* Enlarging (a frame below S on an axis) stays on the host: no camera
+     * worth calibrating for is smaller than the model. */
+    return img->depth == 8 && img->width >= S && img->height >= S &&
+           (size_t)img->width * img->height * ch <= maa_engine_frame_bytes(in->engine) &&
+           (ch == 1 || ((ch == 3 || ch == 4) && in->info.channels == 3));
+}
+
+size_t maa_inspector_frame_bytes(const maa_inspector *in)
+{
+    return maa_engine_frame_bytes(in->engine);
 }
 
 /* Whether the batch can go to the backend's inspect: frames it takes, all
- * with one channel count. */
+ * of one geometry and channel count. */
 static int device_batch_ok(const maa_inspector *in, int n, const maa_image *frames)
 {
     for (int i = 0; i < n; i++)
         if (!maa_inspector_takes_frame(in, &frames[i]) ||
+            frames[i].width != frames[0].width || frames[i].height != frames[0].height ||
             frames[i].channels != frames[0].channels)
             return 0;
     return 1;
@@ -191,7 +200,8 @@ int maa_inspect_frames(maa_inspector *in, const maa_calibration *cal, int n,
     for (int i = 0; i < n; i++)
         in->frames[i] = frames[i].data;
     maa_device_batch b = {
-        .n = n, .channels = frames[0].channels, .frames = in->frames,
+        .n = n, .width = frames[0].width, .height = frames[0].height,
+        .channels = frames[0].channels, .frames = in->frames,
         .window = cal ? cal->mask_window : DEFAULT_WINDOW,
         .t_pix = cal ? cal->pixel_threshold : INFINITY,
         .fx = in->fx, .fr = in->fr, .peak = in->peak, .mask = in->mask,

@@ -263,18 +263,18 @@ static void test_refuses_oversized_batch(void)
 }
 
 /* Deterministic 8-bit frames: smooth structure plus noise. */
-static uint8_t *frames8(int n, int size, int ch)
+static uint8_t *frames8(int n, int w, int h, int ch)
 {
-    uint8_t *f = malloc((size_t)n * size * size * ch);
+    uint8_t *f = malloc((size_t)n * w * h * ch);
     uint32_t s = 777;
     for (int i = 0; i < n; i++)
-        for (int y = 0; y < size; y++)
-            for (int x = 0; x < size; x++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
                 for (int c = 0; c < ch; c++) {
                     s = s * 1664525u + 1013904223u;
                     double v = 128 + 90 * sin(0.09 * (x + 5 * i) + 0.05 * y * (c + 1)) +
                                30.0 * ((s >> 8) / 16777216.0 - 0.5);
-                    f[(((size_t)i * size + y) * size + x) * ch + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                    f[(((size_t)i * h + y) * w + x) * ch + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
                 }
     return f;
 }
@@ -314,7 +314,7 @@ static void test_no_memory_growth(void)
         /* The frame path, through an inspector, likewise. */
         maa_inspector *in = NULL;
         CHECK(maa_inspector_create(m, &opts, &in, err, sizeof err) == MAA_OK, "%s", err);
-        uint8_t *px = frames8(2, 64, 3);
+        uint8_t *px = frames8(2, 64, 64, 3);
         maa_image ims[2] = {{64, 64, 3, 8, px}, {64, 64, 3, 8, px + 64 * 64 * 3}};
         maa_result res[2];
         for (int i = 0; in && i < 10; i++)
@@ -340,10 +340,12 @@ static void test_no_memory_growth(void)
 
 /* maa_inspect_frames against the SPEC's steps done one by one on the host
  * (maa_preprocess, maa_engine_run on the same engine, maa_fmd, maa_varmap,
- * threshold and maa_regions): the device path (cuda, frames at the model
- * size) and the host fallback (other sizes, other backends) must give the
- * same scores, peaks, masks and regions. */
-static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, int size)
+ * threshold and maa_regions): the device path (cuda, frames of w x h no
+ * smaller than the model and within frame_bytes, resized there) and the
+ * host fallback (larger frames, other backends) must give the same scores,
+ * peaks, masks and regions. */
+static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, int w, int h,
+                           size_t frame_bytes)
 {
     const maa_model_info *info = &small;
     const int S = info->image_size, C = info->channels, M = info->markov_size, n = 3;
@@ -351,11 +353,12 @@ static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, in
     CHECK(m != NULL);
     if (!m)
         return;
-    maa_engine_opts opts = {.backend = kind, .precision = prec, .max_batch = 4};
+    maa_engine_opts opts = {.backend = kind, .precision = prec, .max_batch = 4,
+                            .frame_bytes = frame_bytes};
     maa_inspector *in = NULL;
     char err[MAA_ERRLEN] = "";
     CHECK(maa_inspector_create(m, &opts, &in, err, sizeof err) == MAA_OK, "%s", err);
-    uint8_t *px = frames8(n, size, ch);
+    uint8_t *px = frames8(n, w, h, ch);
     const size_t img = (size_t)C * S * S, s2 = (size_t)S * S, mm = (size_t)M * M;
     float *x = malloc(n * img * sizeof(float)), *r = malloc(n * img * sizeof(float));
     float *fx = malloc(n * mm * sizeof(float)), *fr = malloc(n * mm * sizeof(float));
@@ -368,7 +371,7 @@ static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, in
     int total[3];
     int ok = in != NULL;
     for (int i = 0; ok && i < n; i++) {
-        ims[i] = (maa_image){size, size, ch, 8, px + (size_t)i * size * size * ch};
+        ims[i] = (maa_image){w, h, ch, 8, px + (size_t)i * w * h * ch};
         ok = maa_preprocess(&ims[i], S, C, x + i * img, err, sizeof err) == MAA_OK;
     }
     if (ok)
@@ -396,7 +399,11 @@ static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, in
                         labels, rg, MAA_MAX_REGIONS, &stored, &total[i]);
         }
         CHECK(maa_inspect_frames(in, &cal, n, ims, rd, err, sizeof err) == MAA_OK, "%s", err);
-        const int device = kind == MAA_BACKEND_CUDA && size == S;
+        const size_t cap = frame_bytes > s2 * 4 ? frame_bytes : s2 * 4;
+        const int device = kind == MAA_BACKEND_CUDA && w >= S && h >= S &&
+                           (size_t)w * h * ch <= cap;
+        CHECK(maa_inspector_frame_bytes(in) == (kind == MAA_BACKEND_CUDA ? cap : 0),
+              "frame bytes %zu", maa_inspector_frame_bytes(in));
         CHECK(maa_inspector_takes_frame(in, &ims[0]) == device, "takes the frame: %d",
               maa_inspector_takes_frame(in, &ims[0]));
         CHECK((maa_inspector_recon(in, 0) == NULL) == device, "recon kept on the host path only");
@@ -421,7 +428,7 @@ static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, in
         }
         printf("  %s %s, %d-channel %dx%d frames (%s path), T_pix %s: score %.1e, peak %.1e "
                "relative; %zu of %zu mask pixels differ (%zu on, %d frame(s) blank)\n",
-               maa_backend_name(kind), maa_precision_name(prec), ch, size, size,
+               maa_backend_name(kind), maa_precision_name(prec), ch, w, h,
                device ? "device" : "host", pass ? "lowest peak" : "half the lowest peak", ds,
                dp, off, n * s2, on, blank);
         CHECK(ds <= 1e-6 && dp <= 1e-6, "scores or peaks differ");
@@ -438,9 +445,9 @@ static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, in
  * a device path (and the cpu backend with its oneDNN kernels too). */
 static void test_frames_host_fallback(void)
 {
-    frames_vs_host(MAA_BACKEND_REF, MAA_PREC_F32, 3, 64);
-    frames_vs_host(MAA_BACKEND_REF, MAA_PREC_F32, 1, 80);
-    frames_vs_host(MAA_BACKEND_CPU, MAA_PREC_F32, 4, 64);
+    frames_vs_host(MAA_BACKEND_REF, MAA_PREC_F32, 3, 64, 64, 0);
+    frames_vs_host(MAA_BACKEND_REF, MAA_PREC_F32, 1, 80, 80, 1 << 20);
+    frames_vs_host(MAA_BACKEND_CPU, MAA_PREC_F32, 4, 64, 64, 0);
 }
 
 static void test_frames_on_device(void)
@@ -449,10 +456,18 @@ static void test_frames_on_device(void)
         SKIP("%s", why);
     for (int p = 0; p < 2; p++) {
         maa_precision prec = p ? MAA_PREC_F16 : MAA_PREC_F32;
-        frames_vs_host(MAA_BACKEND_CUDA, prec, 3, 64);
-        frames_vs_host(MAA_BACKEND_CUDA, prec, 1, 64);
-        frames_vs_host(MAA_BACKEND_CUDA, prec, 4, 64);
-        frames_vs_host(MAA_BACKEND_CUDA, prec, 3, 72);
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 3, 64, 64, 0);
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 1, 64, 64, 0);
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 4, 64, 64, 0);
+        /* Shrunk on the device: within an S x S x 4 frame, then beyond it
+         * with frame_bytes, at ratios that are not whole (bins overlap). */
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 3, 72, 72, 0);
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 1, 203, 150, 203 * 150);
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 3, 130, 97, 130 * 97 * 3);
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 4, 100, 64, 100 * 64 * 4);
+        /* Over frame_bytes, or smaller than the model: the host's. */
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 3, 130, 97, 130 * 97 * 3 - 1);
+        frames_vs_host(MAA_BACKEND_CUDA, prec, 1, 80, 60, 1 << 20);
     }
 }
 
@@ -468,7 +483,7 @@ static void test_f16_verdicts(void)
     CHECK(m != NULL);
     if (!m)
         return;
-    uint8_t *px = frames8(N, 256, 3);
+    uint8_t *px = frames8(N, 256, 256, 3);
     maa_image ims[N];
     for (int i = 0; i < N; i++)
         ims[i] = (maa_image){256, 256, 3, 8, px + (size_t)i * 256 * 256 * 3};

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/area.h"
 #include "engine/engine.h"
 #include "tests/check.h"
 #include "tests/preprocess_literal.h"
@@ -522,6 +523,44 @@ static void test_area_shrink_vs_literal(void)
     }
 }
 
+/* engine/area.h's maa_area_pixel8, the per-element arithmetic of the cuda
+ * frame kernel (compiled here by the C compiler), equals maa_preprocess bit
+ * for bit on 8-bit frames: the device's tensors are the host's, which is
+ * what lets test_cuda ask for identical masks. */
+static void test_area_pixel8_is_preprocess(void)
+{
+    static const struct {
+        int w, h, ch, s, c;
+    } cases[] = {
+        {64, 64, 4, 64, 3}, {257, 256, 1, 256, 1}, {1023, 517, 4, 256, 3},
+        {203, 150, 1, 64, 3}, {130, 97, 3, 64, 3}, {2448, 2048, 1, 256, 1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const int w = cases[k].w, h = cases[k].h, ch = cases[k].ch, s = cases[k].s,
+                  c = cases[k].c;
+        uint8_t *px = malloc((size_t)w * h * ch);
+        float *want = malloc(sizeof(float) * c * s * s);
+        uint32_t r = 999u + (uint32_t)k;
+        for (size_t i = 0; i < (size_t)w * h * ch; i++) {
+            r = r * 1664525u + 1013904223u;
+            px[i] = (uint8_t)(r >> 24);
+        }
+        maa_image img = {w, h, ch, 8, px};
+        CHECK(maa_preprocess(&img, s, c, want, err, sizeof err) == MAA_OK, "%s", err);
+        size_t differ = 0;
+        for (int ch_out = 0; ch_out < c; ch_out++)
+            for (int oy = 0; oy < s; oy++)
+                for (int ox = 0; ox < s; ox++) {
+                    float got = maa_area_pixel8(px, w, h, ch, ch == 1 ? 0 : ch_out, s, ox, oy);
+                    differ += got != want[((size_t)ch_out * s + oy) * s + ox];
+                }
+        CHECK(differ == 0, "%dx%dx%d -> %d: %zu of %d values differ", w, h, ch, s, differ,
+              c * s * s);
+        free(px);
+        free(want);
+    }
+}
+
 /* 12 x 8 -> 4 x 4: factor 3 across, 2 down; each output is its block mean. */
 static void test_area_integer_factor(void)
 {
@@ -637,6 +676,7 @@ int main(void)
     RUN(test_identity_and_scale);
     RUN(test_area_integer_factor);
     RUN(test_area_shrink_vs_literal);
+    RUN(test_area_pixel8_is_preprocess);
     RUN(test_matches_torch);
     RUN(test_bilinear_2x2);
     RUN(test_channels);

@@ -1,0 +1,54 @@
+/* area.h — private to engine/: SPEC §1's area shrink for one output pixel,
+ * shared by the host (engine/image.c) and the cuda backend's frame kernel
+ * (engine/cuda_kernels.cu), so that both take the same bins and round the
+ * same way and the device's tensors equal maa_preprocess's bit for bit.
+ * Plain C that nvcc also compiles for the device. */
+#ifndef MAA_AREA_H
+#define MAA_AREA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define MAA_HD __host__ __device__
+#else
+#define MAA_HD
+#endif
+
+/* Output i's bin of a shrinking axis (out <= in): [floor(i*in/out),
+ * ceil((i+1)*in/out)), as torch's adaptive_avg_pool2d (F.interpolate
+ * mode='area').  Bins of neighbours overlap by a pixel when in/out is not
+ * whole. */
+MAA_HD static inline void maa_area_bin(int i, int in, int out, int *lo, int *hi)
+{
+    *lo = (int)((int64_t)i * in / out);
+    *hi = (int)(((int64_t)(i + 1) * in + out - 1) / out);
+}
+
+/* The normalised mean of a bin: sum holds its samples exactly (integers in
+ * double), count is its pixels; scale is 127.5 (8-bit) or 32767.5 (16-bit). */
+MAA_HD static inline float maa_area_value(double sum, double count, double scale)
+{
+    return (float)(sum / count / scale - 1);
+}
+
+/* Output pixel (ox, oy) of the s x s shrink of an 8-bit frame of w x h
+ * pixels (w, h >= s) with fc interleaved samples per pixel: the mean of
+ * sample k over the pixel's bins, normalised.  At w = h = s a bin is one
+ * pixel and this is p / 127.5 - 1. */
+MAA_HD static inline float maa_area_pixel8(const uint8_t *frame, int w, int h, int fc, int k,
+                                           int s, int ox, int oy)
+{
+    int x0, x1, y0, y1;
+    maa_area_bin(ox, w, s, &x0, &x1);
+    maa_area_bin(oy, h, s, &y0, &y1);
+    uint64_t sum = 0;
+    for (int y = y0; y < y1; y++) {
+        const uint8_t *row = frame + (size_t)y * w * fc + k;
+        for (int x = x0; x < x1; x++)
+            sum += row[(size_t)x * fc];
+    }
+    return maa_area_value((double)sum, (double)(x1 - x0) * (y1 - y0), 127.5);
+}
+
+#endif
