@@ -936,3 +936,9 @@ size_t cam_frame_bytes(const cam_source *s)
     pthread_mutex_unlock(&m->lock);
     return most;
 }
+
+size_t cam_image_bytes_max(const cam_source *s)
+{
+    /* Demosaicing makes three samples of each Bayer byte. */
+    return cam_frame_bytes(s) * (s->cfg.pixel_format >= CAM_PIX_BAYER_RG8 ? 3 : 1);
+}

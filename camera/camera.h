@@ -125,6 +125,9 @@ typedef struct {
  * image; a camera: its payload size as cam_open configured it), so that a
  * consumer can size its frame buffers before cam_start. */
 size_t cam_frame_bytes(const cam_source *s);
+/* The largest 8-bit image cam_frame_to_image makes of those frames, in
+ * bytes (a Bayer frame demosaics to three samples a pixel). */
+size_t cam_image_bytes_max(const cam_source *s);
 
 /* Safe from any thread. */
 void cam_get_stats(const cam_source *s, cam_stats *out);

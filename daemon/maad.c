@@ -227,21 +227,6 @@ static int start(maad *d, char *err, size_t errlen)
 {
     const maad_config *c = &d->cfg;
     const maa_model_info *mi = maa_model_get_info(d->model);
-    maa_engine_opts eo = {.backend = (maa_backend_kind)c->engine.backend,
-                          .precision = (maa_precision)c->engine.precision,
-                          .max_batch = c->engine.batch_max,
-                          .threads = c->engine.threads,
-                          .device = c->engine.device};
-    if (maa_inspector_create(d->model, &eo, &d->inspector, err, errlen) != MAA_OK)
-        return MAA_ERR;
-    maa_engine *e = maa_inspector_engine(d->inspector);
-    char how[320];
-    maa_engine_describe(e, how, sizeof how);
-    maad_log(&d->log, MAAD_LOG_INFO, "model %s (S %d, C %d), backend %s, precision %s, batch %d%s%s",
-             c->model.path, mi->image_size, mi->channels,
-             maa_backend_name(maa_engine_backend(e)),
-             maa_precision_name(maa_engine_precision(e)), c->engine.batch_max, *how ? ": " : "",
-             how);
 
     /* Bound before the camera opens, so subscribers have that long to
      * connect before the first verdict. */
@@ -263,6 +248,27 @@ static int start(maad *d, char *err, size_t errlen)
         snprintf(err, errlen, "camera: cannot tell the size of its frames (payload size 0)");
         return MAA_ERR;
     }
+    /* Created once the camera's frame size is known: a backend that
+     * preprocesses on its device sizes its frame buffers for it. */
+    maa_engine_opts eo = {.backend = (maa_backend_kind)c->engine.backend,
+                          .precision = (maa_precision)c->engine.precision,
+                          .max_batch = c->engine.batch_max,
+                          .threads = c->engine.threads,
+                          .device = c->engine.device,
+                          .frame_bytes = cam_image_bytes_max(d->camera)};
+    if (maa_inspector_create(d->model, &eo, &d->inspector, err, errlen) != MAA_OK)
+        return MAA_ERR;
+    maa_engine *e = maa_inspector_engine(d->inspector);
+    char how[320], frames[96] = "";
+    maa_engine_describe(e, how, sizeof how);
+    if (maa_inspector_frame_bytes(d->inspector))
+        snprintf(frames, sizeof frames, "; frames up to %.1f MB preprocessed on the device",
+                 maa_inspector_frame_bytes(d->inspector) / 1e6);
+    maad_log(&d->log, MAAD_LOG_INFO, "model %s (S %d, C %d), backend %s, precision %s, batch %d%s%s%s",
+             c->model.path, mi->image_size, mi->channels,
+             maa_backend_name(maa_engine_backend(e)),
+             maa_precision_name(maa_engine_precision(e)), c->engine.batch_max, *how ? ": " : "",
+             how, frames);
     if (maad_ring_create((uint32_t)c->engine.ring_slots, slot_bytes, NULL, NULL, NULL,
                          &d->ring, err, errlen) != MAA_OK)
         return MAA_ERR;

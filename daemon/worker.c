@@ -10,9 +10,10 @@
  * The worker copies each frame out of the ring and releases the slot at
  * once, so the ring's whole depth absorbs a slow batch, and maad_ring_wait
  * can sleep while a batch is still filling.  A frame that the inspector
- * takes as it is (cuda backend, 8-bit at the model size: preprocessing and
- * mask on the GPU) is kept as 8-bit; any other is preprocessed on arrival,
- * while the batch fills, and fails alone if it cannot be. */
+ * takes as it is (cuda backend, 8-bit frames up to the engine's frame_bytes:
+ * resize, preprocessing and mask on the GPU) is kept as 8-bit; any other is
+ * preprocessed on arrival, while the batch fills, and fails alone if it
+ * cannot be. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -59,7 +60,8 @@ struct maad_worker {
     /* Worker thread only from here on. */
     maa_calibration cal;
     float *x;                   /* batch_max x C x S x S: preprocessed frames */
-    uint8_t *frames;            /* batch_max x S x S x 4: frames kept as 8-bit */
+    uint8_t *frames;            /* batch_max x frame_cap: frames kept as 8-bit */
+    size_t frame_cap;           /* maa_inspector_frame_bytes */
     maa_image *img;             /* batch_max: those frames */
     maa_result *res;
     entry *batch;
@@ -316,7 +318,7 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
         snprintf(e->reason, sizeof e->reason, "frame error: %s", why);
     } else if (maa_inspector_takes_frame(w->o.inspector, &img)) {
         /* img may point into the slot, released before the batch is judged. */
-        uint8_t *buf = w->frames + (size_t)w->nx * side * side * 4;
+        uint8_t *buf = w->frames + (size_t)w->nx * w->frame_cap;
         memcpy(buf, img.data, (size_t)img.width * img.height * img.channels);
         img.data = buf;
         w->img[w->nx] = img;
@@ -500,7 +502,8 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     w->cal = o->cal;
     const size_t side = (size_t)o->image_size;
     w->x = malloc((size_t)o->batch_max * o->channels * side * side * sizeof(float));
-    w->frames = malloc((size_t)o->batch_max * side * side * 4);
+    w->frame_cap = maa_inspector_frame_bytes(o->inspector);
+    w->frames = malloc((size_t)o->batch_max * (w->frame_cap ? w->frame_cap : 1));
     w->img = calloc((size_t)o->batch_max, sizeof *w->img);
     w->res = calloc((size_t)o->batch_max, sizeof *w->res);
     w->batch = calloc((size_t)o->batch_max, sizeof *w->batch);

@@ -266,6 +266,8 @@ static void fake_roundtrip(cam_pixfmt fmt)
     CHECK(rc == MAA_OK, "%s", err);
     if (rc == MAA_OK) {
         CHECK(cam_frame_bytes(s) == r.ref_size, "frame bytes %zu", cam_frame_bytes(s));
+        CHECK(cam_image_bytes_max(s) == (size_t)W * H * (fmt == CAM_PIX_MONO8 ? 1 : 3),
+              "image bytes %zu", cam_image_bytes_max(s));
         CHECK(cam_start(s, err, sizeof err) == MAA_OK, "%s", err);
         int got = wait_count(&r, 0, 10, 5000);
         cam_stop(s);
@@ -318,6 +320,9 @@ static void test_fake_bayer(void)
     int rc = cam_open(&cfg, on_event, &r, &s, err, sizeof err);
     CHECK(rc == MAA_OK, "%s", err);
     if (rc == MAA_OK) {
+        /* One byte a pixel on the wire, three once demosaiced. */
+        CHECK(cam_frame_bytes(s) == W * H && cam_image_bytes_max(s) == W * H * 3,
+              "frame bytes %zu, image bytes %zu", cam_frame_bytes(s), cam_image_bytes_max(s));
         CHECK(cam_start(s, err, sizeof err) == MAA_OK, "%s", err);
         CHECK(wait_count(&r, 0, 1, 5000) >= 1, "no frame in 5 s: %s", r.last_error);
         cam_stop(s);
@@ -511,6 +516,7 @@ static void test_replay(void)
         if (rc != MAA_OK)
             continue;
         CHECK(cam_frame_bytes(s) == (size_t)W * H, "frame bytes %zu", cam_frame_bytes(s));
+        CHECK(cam_image_bytes_max(s) == (size_t)W * H, "image bytes %zu", cam_image_bytes_max(s));
         /* Contents are checked per frame below: keep every frame's data. */
         CHECK(cam_start(s, err, sizeof err) == MAA_OK, "%s", err);
         int want = loop ? 7 : 3;
