@@ -1,12 +1,16 @@
 /* check.h — the tiny test harness every tests/test_*.c uses.
  * A test is a function; CHECK marks the running test failed (and carries on,
  * so one run shows every broken assertion); SKIP ends it as skipped.  main()
- * ends with CHECK_SUMMARY(), which prints "N passed, N failed[, N skipped]". */
+ * ends with CHECK_SUMMARY(), which prints "N passed, N failed[, N skipped]".
+ * CHECK_ONLY=text in the environment runs only the tests whose names hold
+ * it (scripts/gpu-check.sh picks the device cases of a suite so). */
 #ifndef MAA_CHECK_H
 #define MAA_CHECK_H
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static int check_pass, check_fail, check_skip, check_cur_failed, check_cur_skipped;
 
@@ -33,8 +37,16 @@ static int check_pass, check_fail, check_skip, check_cur_failed, check_cur_skipp
         return;                                                              \
     } while (0)
 
+static inline int check_selected(const char *name)
+{
+    const char *only = getenv("CHECK_ONLY");
+    return !only || !*only || strstr(name, only);
+}
+
 #define RUN(fn)                                                              \
     do {                                                                     \
+        if (!check_selected(#fn))                                            \
+            break;                                                           \
         check_cur_failed = check_cur_skipped = 0;                            \
         fn();                                                                \
         if (check_cur_skipped && !check_cur_failed) {                        \

@@ -4,7 +4,8 @@
  * verdict.  What is checked is the contract of SPEC §7: one verdict per
  * captured frame, seq gap-free, frames in capture order, uninspected with the
  * right reason for camera errors and ring overflow; batching by size; a
- * calibration swapped between batches; the final counts. */
+ * calibration swapped between batches; the final counts.  On a CUDA device,
+ * also the worker's 8-bit frame path (test_device_frames). */
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 #define S 64
 #define W 80
 #define H 60
+#define BW 160  /* test_device_frames: larger than S x S x 4 bytes */
+#define BH 120
 #define PFNC_MONO8 0x01080001u
 
 static maa_model *model;
@@ -79,19 +82,21 @@ static int recv_message(void *sub, char *json, size_t len)
     return verdict;
 }
 
-/* batch_max, timeout, delay, ring slots; threshold of the calibration. */
+/* batch_max, timeout, delay, ring slots; threshold of the calibration;
+ * the engine: eo, or the ref backend for batches up to engine_batch. */
 static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_ms,
-                         int slots, double threshold, int engine_batch)
+                         int slots, double threshold, int engine_batch,
+                         const maa_engine_opts *eo)
 {
     static int n;
     memset(r, 0, sizeof *r);
     snprintf(r->endpoint, sizeof r->endpoint, "ipc://%s/pub%d", dir, n++);
     char err[MAA_ERRLEN];
-    maa_engine_opts eo = {.backend = MAA_BACKEND_REF, .max_batch = engine_batch, .threads = 1};
+    maa_engine_opts ref = {.backend = MAA_BACKEND_REF, .max_batch = engine_batch, .threads = 1};
     maad_pub_opts po = {.endpoint = r->endpoint, .camera = "t", .sndhwm = 100000,
                         .mask_format = MAAD_MASK_PNG, .heartbeat_ms = 50};
-    if (maa_inspector_create(model, &eo, &r->in, err, sizeof err) ||
-        maad_ring_create((uint32_t)slots, W * H, NULL, NULL, NULL, &r->ring, err, sizeof err) ||
+    if (maa_inspector_create(model, eo ? eo : &ref, &r->in, err, sizeof err) ||
+        maad_ring_create((uint32_t)slots, BW * BH, NULL, NULL, NULL, &r->ring, err, sizeof err) ||
         maad_pub_create(&po, &r->pub, err, sizeof err)) {
         fprintf(stderr, "rig: %s\n", err);
         return -1;
@@ -132,7 +137,7 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
 static int rig_up(rig *r, int batch_max, double timeout_ms, double delay_ms,
                   int slots, double threshold)
 {
-    return rig_up_engine(r, batch_max, timeout_ms, delay_ms, slots, threshold, batch_max);
+    return rig_up_engine(r, batch_max, timeout_ms, delay_ms, slots, threshold, batch_max, NULL);
 }
 
 /* Next verdict (heartbeats skipped); 0 on timeout. */
@@ -176,12 +181,23 @@ static void rig_down(rig *r, maad_worker_stats *st)
     maa_inspector_free(r->in);
 }
 
+/* Frame id's pixels, w x h Mono8. */
+static void pixels(uint64_t id, int w, int h, uint8_t *px)
+{
+    for (int i = 0; i < w * h; i++)
+        px[i] = (uint8_t)(i * 7 + id * 13 + (i / w) * (id % 5));
+}
+
+static void frame_sized(rig *r, uint64_t id, int w, int h)
+{
+    static uint8_t px[BW * BH];
+    pixels(id, w, h, px);
+    maad_worker_frame(r->w, id, maad_now_ns(), w, h, PFNC_MONO8, px, (size_t)w * h);
+}
+
 static void frame(rig *r, uint64_t id)
 {
-    static uint8_t px[W * H];
-    for (int i = 0; i < W * H; i++)
-        px[i] = (uint8_t)(i * 7 + id * 13);
-    maad_worker_frame(r->w, id, maad_now_ns(), W, H, PFNC_MONO8, px, sizeof px);
+    frame_sized(r, id, W, H);
 }
 
 /* Frames, camera errors and a frame the converter refuses, in one order:
@@ -352,7 +368,7 @@ static void test_heartbeats_while_busy(void)
 static void test_engine_error(void)
 {
     rig r;
-    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1)) {
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL)) {
         CHECK(0, "rig");
         return;
     }
@@ -442,6 +458,67 @@ static void test_unencodable_reason(void)
     rig_down(&r, &st);
 }
 
+/* On a CUDA device (SKIP elsewhere): frames larger than the model, which
+ * the worker keeps as 8-bit for the device to shrink and judge, and one
+ * smaller than the model, which it preprocesses as it comes and which
+ * sends its whole batch down the host path.  Every published score equals
+ * maa_inspect's on the host-preprocessed frame, and the last batch went to
+ * the device (it leaves no reconstruction on the host). */
+static void test_device_frames(void)
+{
+    char why[MAA_ERRLEN];
+    if (maa_backend_available(MAA_BACKEND_CUDA, why, sizeof why) != MAA_OK)
+        SKIP("%s", why);
+    const maa_engine_opts eo = {.backend = MAA_BACKEND_CUDA, .precision = MAA_PREC_F32,
+                                .max_batch = 4, .frame_bytes = BW * BH};
+    rig r;
+    if (rig_up_engine(&r, 4, 60000, 0, 64, 1e30, 4, &eo)) {
+        CHECK(0, "rig");
+        return;
+    }
+    CHECK(maa_inspector_frame_bytes(r.in) == BW * BH, "frame bytes %zu",
+          maa_inspector_frame_bytes(r.in));
+    /* 1..4: a mixed batch (2 is 80 x 60); 5..12: two batches of 8-bit frames. */
+    const int n = 12;
+    for (int id = 1; id <= n; id++)
+        frame_sized(&r, (uint64_t)id, id == 2 ? W : BW, id == 2 ? H : BH);
+    maad_worker_stats st;
+    maad_worker_stop(r.w, &st);
+    maad_worker_free(r.w);
+    r.w = NULL;
+    CHECK(maa_inspector_recon(r.in, 0) == NULL, "the last batch was judged on the host");
+    maa_inspector *host = NULL;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maa_inspector_create(model, &eo, &host, err, sizeof err) == MAA_OK, "%s", err);
+    static uint8_t px[BW * BH];
+    float x[S * S];
+    msg m;
+    int got = 0, off = 0;
+    double worst = 0;
+    while (host && got < n && next_verdict(&r, &m)) {
+        const int id = got + 1, w = id == 2 ? W : BW, h = id == 2 ? H : BH;
+        pixels((uint64_t)id, w, h, px);
+        maa_image img = {w, h, 1, 8, px};
+        maa_result want;
+        if (maa_preprocess(&img, S, 1, x, err, sizeof err) ||
+            maa_inspect(host, NULL, 1, x, &want, err, sizeof err)) {
+            CHECK(0, "%s", err);
+            break;
+        }
+        const double rel = fabs(m.score - want.score) / fmax(fabs(want.score), 1e-30);
+        worst = fmax(worst, rel);
+        off += m.frame_id != id || strcmp(m.verdict, "pass") || !(rel <= 1e-6);
+        got++;
+    }
+    printf("  %d verdicts; scores against the host path: worst relative %.1e\n", got, worst);
+    CHECK(got == n, "got %d verdicts of %d", got, n);
+    CHECK(off == 0, "%d verdicts out of order, not passes or with another score", off);
+    CHECK(st.batches == 3 && st.pass == (uint64_t)n, "batches %llu, passes %llu",
+          (unsigned long long)st.batches, (unsigned long long)st.pass);
+    maa_inspector_free(host);
+    rig_down(&r, &st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/test_worker.XXXXXX");
@@ -463,6 +540,7 @@ int main(void)
     RUN(test_engine_error);
     RUN(test_calibration_swap);
     RUN(test_unencodable_reason);
+    RUN(test_device_frames);
     maa_model_free(model);
     unlink(path);
     char cmd[160];
