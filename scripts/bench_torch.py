@@ -11,11 +11,13 @@ defect mask on the host), in three ways:
 The FMD is computed on the host in float64 (numpy), as maad does; maad
 additionally labels the mask's regions, which this side skips.
 
-  bench_torch.py --make-frames PATH SIZE CHANNELS COUNT
-  bench_torch.py MODEL FRAMES SECONDS BATCH [BATCH ...]
+  bench_torch.py --make-frames PATH SIZE|WxH CHANNELS COUNT
+  bench_torch.py MODEL FRAMES SECONDS BATCH [BATCH ...] [--frame WxH] [--modes M,...]
 
-Prints lines "RESULT torch-<mode> batch <n>: <ms> ms/batch <fps> frames/s
-score <mean>".  Needs scripts/maa_net.py and scripts/maa_io.py (the PyTorch
+Frames are S x S unless --frame gives their size: larger frames are shrunk
+on the GPU by F.interpolate(mode='area'), SPEC §1's resize.  --modes picks
+some of the three ways.  Prints lines "RESULT torch-<mode>[-WxH] batch <n>:
+<ms> ms/batch <fps> frames/s score <mean>".  Needs scripts/maa_net.py and scripts/maa_io.py (the PyTorch
 network whose state_dict names are the SPEC tensor names).
 """
 import os
@@ -29,16 +31,23 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 THRESHOLD, PIXEL_THRESHOLD, WINDOW = 1.0, 1e-3, 7
 
 
+def geometry(text):
+    """ "256" or "1920x1200" -> (width, height)."""
+    w, _, h = text.partition("x")
+    return int(w), int(h or w)
+
+
 def make_frames(path, size, channels, count):
     """Smooth random textures with a few bright spots, as 8-bit frames."""
     rng = np.random.default_rng(7)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    out = np.empty((count, size, size, channels), np.uint8)
+    w, h = geometry(size)
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    out = np.empty((count, h, w, channels), np.uint8)
     for i in range(count):
         for c in range(channels):
             f = rng.uniform(2, 9, 2)
             v = 0.5 + 0.3 * np.sin(2 * np.pi * (f[0] * xx + f[1] * yy + rng.uniform()))
-            v += 0.1 * rng.standard_normal((size, size))
+            v += 0.1 * rng.standard_normal((h, w))
             out[i, :, :, c] = np.clip(v * 255, 0, 255).astype(np.uint8)
     out.tofile(path)
 
@@ -60,8 +69,15 @@ def fmd(fx, fr):
 
 def main(argv):
     if argv and argv[0] == "--make-frames":
-        make_frames(argv[1], int(argv[2]), int(argv[3]), int(argv[4]))
+        make_frames(argv[1], argv[2], int(argv[3]), int(argv[4]))
         return 0
+    frame, wanted = None, None
+    while len(argv) >= 2 and argv[-2] in ("--frame", "--modes"):
+        if argv[-2] == "--frame":
+            frame = geometry(argv[-1])
+        else:
+            wanted = argv[-1].split(",")
+        argv = argv[:-2]
     if len(argv) < 4:
         print(__doc__, file=sys.stderr)
         return 2
@@ -80,12 +96,17 @@ def main(argv):
     torch.backends.cudnn.allow_tf32 = False
     base = maa_io.load_model(model_path)
     S, C = base.config["image_size"], base.config["channels"]
-    frames = np.fromfile(frames_path, np.uint8).reshape(-1, S, S, C)
+    W, H = frame or (S, S)
+    frames = np.fromfile(frames_path, np.uint8).reshape(-1, H, W, C)
+    suffix = f"-{W}x{H}" if (W, H) != (S, S) else ""
     dev = torch.device("cuda")
 
     def pipeline(model, half, cl):
         def step(u8):
-            x = u8.permute(0, 3, 1, 2).float() / 127.5 - 1
+            x = u8.permute(0, 3, 1, 2).float()
+            if (W, H) != (S, S):
+                x = F.interpolate(x, size=(S, S), mode="area")
+            x = x / 127.5 - 1
             xin = x.half() if half else x
             if cl:
                 xin = xin.contiguous(memory_format=torch.channels_last)
@@ -100,16 +121,19 @@ def main(argv):
         return step
 
     modes = []
-    m32 = maa_io.load_model(model_path).to(dev).eval()
-    modes.append(("eager-f32", pipeline(m32, False, False), False))
+    if not wanted or "eager-f32" in wanted:
+        m32 = maa_io.load_model(model_path).to(dev).eval()
+        modes.append(("eager-f32", pipeline(m32, False, False), False))
     m16 = base.to(dev).half().to(memory_format=torch.channels_last).eval()
-    modes.append(("f16-cl", pipeline(m16, True, True), False))
-    modes.append(("f16-graph", pipeline(m16, True, True), True))
+    if not wanted or "f16-cl" in wanted:
+        modes.append(("f16-cl", pipeline(m16, True, True), False))
+    if not wanted or "f16-graph" in wanted:
+        modes.append(("f16-graph", pipeline(m16, True, True), True))
 
     for name, step, graphed in modes:
         for n in batches:
-            host = torch.empty((n, S, S, C), dtype=torch.uint8).pin_memory()
-            static = torch.empty((n, S, S, C), dtype=torch.uint8, device=dev)
+            host = torch.empty((n, H, W, C), dtype=torch.uint8).pin_memory()
+            static = torch.empty((n, H, W, C), dtype=torch.uint8, device=dev)
             nxt = 0
 
             def load():
@@ -151,7 +175,7 @@ def main(argv):
                         if count >= 5 and time.perf_counter() - t0 >= seconds:
                             break
                 ms = (time.perf_counter() - t0) * 1e3 / count
-            print(f"RESULT torch-{name} batch {n}: {ms:.3f} ms/batch "
+            print(f"RESULT torch-{name}{suffix} batch {n}: {ms:.3f} ms/batch "
                   f"{n * 1e3 / ms:.1f} frames/s score {total / (count * n):.6g}", flush=True)
     return 0
 

@@ -10,7 +10,8 @@
 # over a gigabyte: gpu-check.sh finds the GPU machine's (CUDA or PyTorch's).
 set -eu
 cd "$(dirname "$0")/.."
-PROGS="build/tests/test_cuda build/tests/test_cudnn_plan build/tests/helper_golden build/bench_cuda"
+PROGS="build/tests/test_cuda build/tests/test_cudnn_plan build/tests/test_worker build/tests/helper_golden
+       build/bench_cuda"
 make -j"$(nproc)" $PROGS >/dev/null
 [ -n "$(nm -C build/tests/test_cuda | grep -m1 cudnnCreate)" ] ||
     { echo "gpu-bundle: this build has no cuda backend (no nvcc in \$CUDA?)" >&2; exit 1; }

@@ -3,7 +3,8 @@
 # (CUDA + cuDNN in $CUDA, default /usr/local/cuda): builds what it can of
 # the cuda backend, runs its tests (and compute-sanitizer memcheck on a short
 # run when present), then benchmarks maad against PyTorch on the same GPU,
-# same model file and frames, S=256, batches 1, 4 and 32.  Installs nothing
+# same model file and frames, S=256, batches 1, 4 and 32, then on camera
+# frames of 1920x1200 that both shrink to 256 on the GPU.  Installs nothing
 # unless the Debian packages are missing and the network is reachable; where
 # it cannot build (the lent GPU machine has CUDA, cuDNN and PyTorch but none
 # of maad's Debian dependencies and no network), it runs the programs of
@@ -42,10 +43,11 @@ fi
 built=0
 if [ -z "$missing" ]; then
     if make -j"$(nproc)" CUDA="$CUDA" build/tests/test_cuda build/tests/test_cudnn_plan \
-            build/tests/helper_golden build/bench_cuda >"$LOG/build.log" 2>&1; then
+            build/tests/test_worker build/tests/helper_golden build/bench_cuda \
+            >"$LOG/build.log" 2>&1; then
         built=1
-        echo "built build/tests/test_cuda build/tests/test_cudnn_plan build/tests/helper_golden" \
-             "build/bench_cuda"
+        echo "built build/tests/test_cuda build/tests/test_cudnn_plan build/tests/test_worker" \
+             "build/tests/helper_golden build/bench_cuda"
     else
         tail -n 30 "$LOG/build.log"
         echo "build failed (full log: $LOG/build.log)"
@@ -129,6 +131,11 @@ if [ "$built" = 1 ]; then
     timeout -k 10 300 build/tests/test_cuda 2>&1 | tee "$LOG/test_cuda.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     echo "test_cuda: $((SECONDS - t0)) s"
+    # The daemon's worker on the device path: 8-bit frames kept, shrunk and
+    # judged on the GPU, published with the host path's scores.
+    CHECK_ONLY=test_device_frames timeout -k 10 60 build/tests/test_worker 2>&1 |
+        tee "$LOG/test_worker.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     # The device's own description, for tests/data/h200-deviceprop.json.
     build/tests/test_cudnn_plan --dump-device "$LOG/deviceprop.json" &&
         echo "cuDNN device properties: $LOG/deviceprop.json"
@@ -180,8 +187,25 @@ fi
 [ "$have_model" = 1 ] && timeout -k 10 150 "$PY" scripts/bench_torch.py "$MODEL" "$FRAMES" "$SECS" 1 4 32 2>&1 |
     tee -a "$LOG/results.txt" || true
 
+# Camera frames larger than the model: maad shrinking them on the device
+# (maa_engine_opts.frame_bytes) and on the host (maa_preprocess, as without
+# it), and PyTorch's fastest way with F.interpolate(mode='area') on the GPU.
+note "benchmark: 1920x1200 RGB camera frames shrunk to S=256, batch 4, ${SECS}s per row"
+GEOM=1920x1200 CAMFRAMES=$LOG/frames-1920x1200.u8
+: >"$LOG/results-frames.txt"
+if [ "$have_model" = 1 ] && "$PY" scripts/bench_torch.py --make-frames "$CAMFRAMES" $GEOM 3 24; then
+    for where in $([ "$built" = 1 ] && echo device host); do
+        MAA_CUDA_FUSED=0 timeout -k 10 60 build/bench_cuda "$MODEL" "$CAMFRAMES" cuda f16 4 "$SECS" \
+            $GEOM $where 2>&1 | tee -a "$LOG/results-frames.txt" || true
+    done
+    timeout -k 10 90 "$PY" scripts/bench_torch.py "$MODEL" "$CAMFRAMES" "$SECS" 4 --frame $GEOM \
+        --modes f16-graph 2>&1 | tee -a "$LOG/results-frames.txt" || true
+    rm -f "$CAMFRAMES"
+fi
+
 # Table: one row per (pipeline, batch); the ratios are frames/s over PyTorch
 # eager f32's and over the fastest PyTorch variant's at that batch.
+table() {
 awk '
 /^RESULT/ {
     name = $2; n = $4; sub(":", "", n); ms = $5; fps = $7
@@ -190,15 +214,18 @@ awk '
     if (name ~ /^torch/ && fps > best[n]) best[n] = fps
 }
 END {
-    printf "\n%-18s %5s %10s %10s %9s %9s\n", "pipeline", "batch", "ms/batch", "frames/s",
+    printf "\n%-26s %5s %10s %10s %9s %9s\n", "pipeline", "batch", "ms/batch", "frames/s",
            "vs eager", "vs best"
     for (i = 1; i <= k; i++) {
         split(rows[i], p, " ")
         r = base[p[2]] ? sprintf("%.2fx", FPS[rows[i]] / base[p[2]]) : "-"
         b = best[p[2]] ? sprintf("%.2fx", FPS[rows[i]] / best[p[2]]) : "-"
-        printf "%-18s %5s %10.3f %10.1f %9s %9s\n", p[1], p[2], MS[rows[i]], FPS[rows[i]], r, b
+        printf "%-26s %5s %10.3f %10.1f %9s %9s\n", p[1], p[2], MS[rows[i]], FPS[rows[i]], r, b
     }
-}' "$LOG/results.txt" | tee "$LOG/table.txt"
+}' "$1"
+}
+table "$LOG/results.txt" | tee "$LOG/table.txt"
+table "$LOG/results-frames.txt" | tee "$LOG/table-frames.txt"
 grep -q '^RESULT' "$LOG/results.txt" || status=1
 "$PY" scripts/plot_gpu_bench.py "$LOG/results.txt" "$LOG/bench.png" 2>&1 | tail -n 1
 echo "gpu-check: ${SECONDS} s, exit $status"

@@ -6,15 +6,19 @@
  * (scripts/bench_torch.py) on the same model file and frames.  Not a test:
  * tests/run.sh runs only test_* programs.
  *
- *   bench_cuda MODEL FRAMES BACKEND PRECISION BATCH SECONDS
- *       FRAMES: raw file of S*S*C-byte frames (interleaved, rows of S)
+ *   bench_cuda MODEL FRAMES BACKEND PRECISION BATCH SECONDS [WxH [device|host]]
+ *       FRAMES: raw file of W*H*C-byte frames (interleaved rows; W = H = S
+ *       unless given).  Frames larger than the model are shrunk on the
+ *       device (maa_engine_opts.frame_bytes), or with "host" by
+ *       maa_preprocess on the host, as an engine without frame_bytes does.
  *   bench_cuda --write-model PATH SIZE
  *       writes a model with the default widths and the deterministic test
  *       weights of tests/testmodel.h
  *
  * Prints three lines:
- *   RESULT maad-<precision>[-fused] batch <n>: <ms> ms/batch <fps> frames/s score <mean> ...
- *       (-fused: MAA_CUDA_FUSED is set; ENGINE says what the engine made of it)
+ *   RESULT maad-<precision>[-fused][-WxH-<device|host>] batch <n>: <ms> ms/batch
+ *       <fps> frames/s score <mean> ... (-fused: MAA_CUDA_FUSED is set; ENGINE
+ *       says what the engine made of it)
  *   STAGES ...: the engine alone (timed again afterwards on the same inputs),
  *       the device memory the inspector took (cuda only), its create time
  *   ENGINE ...: what maa_engine_describe says.
@@ -65,8 +69,9 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "--write-model"))
         return write_default(argv[2], atoi(argv[3]));
-    if (argc != 7) {
-        fprintf(stderr, "usage: bench_cuda MODEL FRAMES BACKEND PRECISION BATCH SECONDS\n"
+    if (argc < 7 || argc > 9) {
+        fprintf(stderr, "usage: bench_cuda MODEL FRAMES BACKEND PRECISION BATCH SECONDS "
+                        "[WxH [device|host]]\n"
                         "       bench_cuda --write-model PATH SIZE\n");
         return 2;
     }
@@ -85,7 +90,17 @@ int main(int argc, char **argv)
     }
     const maa_model_info *info = maa_model_get_info(m);
     const int S = info->image_size, C = info->channels, n = opts.max_batch;
-    const size_t frame = (size_t)S * S * C, img = frame;
+    int W = S, H = S;
+    const char *where = argc == 9 ? argv[8] : "device";
+    if ((argc >= 8 && (sscanf(argv[7], "%dx%d", &W, &H) != 2 || W < S || H < S)) ||
+        (strcmp(where, "device") && strcmp(where, "host"))) {
+        fprintf(stderr, "bench_cuda: frames WxH of at least %dx%d, placed device or host\n", S,
+                S);
+        return 2;
+    }
+    const size_t frame = (size_t)W * H * C, img = (size_t)S * S * C;
+    if (!strcmp(where, "device"))
+        opts.frame_bytes = frame;
     FILE *f = fopen(argv[2], "rb");
     if (!f) {
         perror(argv[2]);
@@ -95,7 +110,7 @@ int main(int argc, char **argv)
     long nframes = ftell(f) / (long)frame;
     rewind(f);
     if (nframes < 1) {
-        fprintf(stderr, "bench_cuda: %s holds no %dx%dx%d frame\n", argv[2], S, S, C);
+        fprintf(stderr, "bench_cuda: %s holds no %dx%dx%d frame\n", argv[2], W, H, C);
         return 1;
     }
     uint8_t *frames = malloc(nframes * frame);
@@ -114,14 +129,16 @@ int main(int argc, char **argv)
     }
     const double create_s = now() - tc;
     const size_t used1 = device_used();
-    char how[320], label[32];
+    char how[320], label[64], geometry[32] = "";
     maa_engine_describe(maa_inspector_engine(in), how, sizeof how);
     /* Labelled by what was asked, so that a run whose graphs were dropped
      * does not pass for the plain f16 row (its ENGINE line says why). */
     const char *fz = getenv("MAA_CUDA_FUSED");
-    snprintf(label, sizeof label, "maad-%s%s",
+    if (W != S || H != S)
+        snprintf(geometry, sizeof geometry, "-%dx%d-%s", W, H, where);
+    snprintf(label, sizeof label, "maad-%s%s%s",
              maa_precision_name(maa_engine_precision(maa_inspector_engine(in))),
-             fz && *fz && strcmp(fz, "0") ? "-fused" : "");
+             fz && *fz && strcmp(fz, "0") ? "-fused" : "", geometry);
     /* The calibration a line would have: maa calibrate's statistics over
      * the frames (all of them good parts), so that, as on a line, most
      * frames show no mask pixel and need no region labelling. */
@@ -129,7 +146,7 @@ int main(int argc, char **argv)
     maa_result *res = malloc((n > nframes ? n : nframes) * sizeof *res);
     double *scores = malloc(nframes * sizeof *scores), *peaks = malloc(nframes * sizeof *peaks);
     for (long i = 0; i < nframes; i++)
-        ims[i] = (maa_image){S, S, C, 8, frames + i * frame};
+        ims[i] = (maa_image){W, H, C, 8, frames + i * frame};
     for (long i = 0; i < nframes; i += n) {
         int k = nframes - i < n ? (int)(nframes - i) : n;
         if (maa_inspect_frames(in, NULL, k, ims + i, res, err, sizeof err)) {
@@ -196,13 +213,15 @@ int main(int argc, char **argv)
     /* The device part of the frame path alone: frames in, maps and masks out,
      * no FMD or region labelling on the host. */
     double td = -1;
-    if (maa_engine_can_inspect(e)) {
+    if (maa_inspector_takes_frame(in, &batch[0])) {
         const uint8_t **ptr = malloc(n * sizeof *ptr);
         float *peak = malloc(n * sizeof *peak);
         uint8_t *mask = malloc((size_t)n * S * S);
         for (int i = 0; i < n; i++)
             ptr[i] = batch[i].data;
-        maa_device_batch db = {n, C, ptr, 7, cal.pixel_threshold, fx, fr, peak, mask};
+        maa_device_batch db = {.n = n, .width = W, .height = H, .channels = C, .frames = ptr,
+                               .window = 7, .t_pix = cal.pixel_threshold, .fx = fx, .fr = fr,
+                               .peak = peak, .mask = mask};
         td = now();
         for (long b = 0; b < batches; b++)
             if (maa_engine_inspect(e, &db, err, sizeof err)) {
