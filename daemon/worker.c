@@ -11,9 +11,9 @@
  * once, so the ring's whole depth absorbs a slow batch, and maad_ring_wait
  * can sleep while a batch is still filling.  A frame that the inspector
  * takes as it is (cuda backend, 8-bit frames up to the engine's frame_bytes:
- * resize, preprocessing and mask on the GPU) is kept as 8-bit; any other is
- * preprocessed on arrival, while the batch fills, and fails alone if it
- * cannot be. */
+ * resize, preprocessing and mask on the GPU) is kept as 8-bit, converted
+ * straight into the engine's pinned frame buffer; any other is preprocessed
+ * on arrival, while the batch fills, and fails alone if it cannot be. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -60,9 +60,8 @@ struct maad_worker {
     /* Worker thread only from here on. */
     maa_calibration cal;
     float *x;                   /* batch_max x C x S x S: preprocessed frames */
-    uint8_t *frames;            /* batch_max x frame_cap: frames kept as 8-bit */
     size_t frame_cap;           /* maa_inspector_frame_bytes */
-    maa_image *img;             /* batch_max: those frames */
+    maa_image *img;             /* batch_max: frames kept as 8-bit, in the engine's buffers */
     maa_result *res;
     entry *batch;
     int nbatch, nx, nraw;
@@ -314,13 +313,20 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
     const size_t side = (size_t)w->o.image_size, plane = (size_t)w->o.channels * side * side;
     maa_image img;
     char why[MAA_ERRLEN];
-    if (w->o.to_image(s, &img, w->scratch, w->scratch_bytes, why, sizeof why) != MAA_OK) {
+    /* Into the engine's buffer for this place in the batch where there is
+     * one: a frame it takes is then not copied again.  One too large for it
+     * converts into the scratch buffer. */
+    uint8_t *fb = maa_inspector_frame_buffer(w->o.inspector, w->nx);
+    int rc = fb ? w->o.to_image(s, &img, fb, w->frame_cap, why, sizeof why) : MAA_ERR;
+    if (rc != MAA_OK)
+        rc = w->o.to_image(s, &img, w->scratch, w->scratch_bytes, why, sizeof why);
+    if (rc != MAA_OK) {
         snprintf(e->reason, sizeof e->reason, "frame error: %s", why);
     } else if (maa_inspector_takes_frame(w->o.inspector, &img)) {
         /* img may point into the slot, released before the batch is judged. */
-        uint8_t *buf = w->frames + (size_t)w->nx * w->frame_cap;
-        memcpy(buf, img.data, (size_t)img.width * img.height * img.channels);
-        img.data = buf;
+        if (img.data != fb)
+            memcpy(fb, img.data, (size_t)img.width * img.height * img.channels);
+        img.data = fb;
         w->img[w->nx] = img;
         e->raw = 1;
         w->nraw++;
@@ -503,14 +509,13 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     const size_t side = (size_t)o->image_size;
     w->x = malloc((size_t)o->batch_max * o->channels * side * side * sizeof(float));
     w->frame_cap = maa_inspector_frame_bytes(o->inspector);
-    w->frames = malloc((size_t)o->batch_max * (w->frame_cap ? w->frame_cap : 1));
     w->img = calloc((size_t)o->batch_max, sizeof *w->img);
     w->res = calloc((size_t)o->batch_max, sizeof *w->res);
     w->batch = calloc((size_t)o->batch_max, sizeof *w->batch);
     /* A demosaiced Bayer frame takes three times its slot. */
     w->scratch_bytes = 3 * maad_ring_slot_bytes(o->ring);
     w->scratch = malloc(w->scratch_bytes);
-    if (!w->x || !w->frames || !w->img || !w->res || !w->batch || !w->scratch) {
+    if (!w->x || !w->img || !w->res || !w->batch || !w->scratch) {
         maad_worker_free(w);
         snprintf(err, err ? errlen : 0, "worker: out of memory for a batch of %d",
                  o->batch_max);
@@ -561,7 +566,6 @@ void maad_worker_free(maad_worker *w)
     if (!w)
         return;
     free(w->x);
-    free(w->frames);
     free(w->img);
     free(w->scratch);
     free(w->res);

@@ -40,6 +40,9 @@ typedef struct {
                    size_t errlen);
     /* Optional: how the backend runs the network, for maa_engine_describe. */
     void (*describe)(const void *ctx, char *buf, size_t len);
+    /* With inspect: the staging memory of frame i, maa_frame_capacity bytes
+     * (see maa_inspector_frame_buffer). */
+    uint8_t *(*frame_buffer)(void *ctx, int i);
 } maa_backend_ops;
 
 extern const maa_backend_ops maa_backend_ref;
@@ -85,6 +88,8 @@ int maa_engine_inspect(maa_engine *e, const maa_device_batch *b, char *err, size
 /* The bytes of one frame that the backend's inspect takes; 0 when it has
  * none. */
 size_t maa_engine_frame_bytes(const maa_engine *e);
+/* The backend's frame_buffer; NULL without one or for i out of range. */
+uint8_t *maa_engine_frame_buffer(maa_engine *e, int i);
 
 /* What a backend with inspect sizes its frame buffers for: opts->frame_bytes,
  * and never less than an S x S frame of four samples. */

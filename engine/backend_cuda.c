@@ -117,7 +117,7 @@ typedef struct {
     cudaGraphExec_t *exec;   /* per batch size: float images in, recon and maps out */
     /* The frame path (cuda_inspect): 8-bit frames in, maps, masks, peaks out. */
     uint8_t *d_u8, *h_u8, *d_mask, *h_mask;
-    size_t frame_cap;        /* bytes per frame in d_u8 and h_u8 */
+    size_t frame_cap;        /* bytes per frame in d_u8 and h_u8: frame i at i * frame_cap */
     float *d_e, *d_e2, *d_he, *d_he2, *d_peak, *h_peak;
     maa_cuda_params *d_par, *h_par;
     cudaGraphExec_t *exec8;  /* per batch size */
@@ -774,7 +774,8 @@ static int issue8(cuda_ctx *c, int n, char *err, size_t errlen)
     const size_t s2 = (size_t)S * S;
     void *r = elem(c, c->images, (size_t)p * c->img), *f;
     CUDA(cudaMemsetAsync, c->d_peak, 0, n * sizeof(float), c->st);
-    CUDA(maa_cuda_import8, c->d_u8, c->d_par, c->d_x, c->images, shape(c, n, C, S, S), c->st);
+    CUDA(maa_cuda_import8, c->d_u8, c->frame_cap, c->d_par, c->d_x, c->images,
+         shape(c, n, C, S, S), c->st);
     if (generator(c, p, c->images, r, err, errlen) || markov(c, p, &f, err, errlen) ||
         export_maps(c, f, n, p, err, errlen))
         return MAA_ERR;
@@ -1219,12 +1220,27 @@ static int cuda_inspect(void *ctx, const maa_device_batch *b, char *err, size_t 
         maa_seterr(err, errlen, "cuda backend: mask window %d is not odd", b->window);
         return MAA_ERR;
     }
+    /* A frame written into its own buffer (cuda_frame_buffer) is sent from
+     * there; one in another frame's buffer could be overwritten before it
+     * is copied. */
+    const uintptr_t lo = (uintptr_t)c->h_u8, hi = lo + c->max_batch * c->frame_cap;
+    for (int i = 0; i < n; i++) {
+        uint8_t *own = c->h_u8 + i * c->frame_cap;
+        const uintptr_t at = (uintptr_t)b->frames[i];
+        if (b->frames[i] == own)
+            continue;
+        if (at >= lo && at < hi) {
+            maa_seterr(err, errlen, "cuda backend: frame %d of the batch lies in frame buffer "
+                       "%d; frame i belongs in buffer i", i, (int)((at - lo) / c->frame_cap));
+            return MAA_ERR;
+        }
+        memcpy(own, b->frames[i], frame);
+    }
     CUDA(cudaSetDevice, c->device);
-    for (int i = 0; i < n; i++)
-        memcpy(c->h_u8 + i * frame, b->frames[i], frame);
     *c->h_par = (maa_cuda_params){b->width, b->height, ch, b->window, b->t_pix};
     CUDA(cudaMemcpyAsync, c->d_par, c->h_par, sizeof *c->h_par, cudaMemcpyHostToDevice, c->st);
-    CUDA(cudaMemcpyAsync, c->d_u8, c->h_u8, n * frame, cudaMemcpyHostToDevice, c->st);
+    CUDA(cudaMemcpy2DAsync, c->d_u8, c->frame_cap, c->h_u8, c->frame_cap, frame, n,
+         cudaMemcpyHostToDevice, c->st);
     CUDA(cudaGraphLaunch, c->exec8[n - 1], c->st);
     CUDA(cudaStreamSynchronize, c->st);
     memcpy(b->fx, c->h_f, n * c->mm * sizeof(float));
@@ -1232,6 +1248,12 @@ static int cuda_inspect(void *ctx, const maa_device_batch *b, char *err, size_t 
     memcpy(b->peak, c->h_peak, n * sizeof(float));
     memcpy(b->mask, c->h_mask, n * s2);
     return MAA_OK;
+}
+
+static uint8_t *cuda_frame_buffer(void *ctx, int i)
+{
+    cuda_ctx *c = ctx;
+    return c->h_u8 + (size_t)i * c->frame_cap;
 }
 
 static void cuda_describe(const void *ctx, char *buf, size_t len)
@@ -1273,4 +1295,5 @@ const maa_backend_ops maa_backend_cuda = {
     .destroy = cuda_destroy,
     .inspect = cuda_inspect,
     .describe = cuda_describe,
+    .frame_buffer = cuda_frame_buffer,
 };

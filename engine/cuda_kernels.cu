@@ -99,16 +99,15 @@ __global__ void lstm_k(const T *gates, const float *hconv, const float *c0, T *o
 
 /* i runs over x in NCHW order. */
 template <typename T>
-__global__ void import8_k(const uint8_t *u8, const maa_cuda_params *p, float *x, T *images,
-                          maa_cuda_shape s)
+__global__ void import8_k(const uint8_t *u8, size_t pitch, const maa_cuda_params *p, float *x,
+                          T *images, maa_cuda_shape s)
 {
     const int fw = p->width, fh = p->height, fc = p->channels;
-    const size_t frame = (size_t)fw * fh * fc;
     GRID_STRIDE(i, count(s)) {
         int ox = (int)(i % s.w), oy = (int)((i / s.w) % s.h),
             c = (int)((i / ((size_t)s.w * s.h)) % s.c);
         size_t n = i / ((size_t)s.w * s.h * s.c);
-        float f = maa_area_pixel8(u8 + n * frame, fw, fh, fc, fc == 1 ? 0 : c, s.w, ox, oy);
+        float f = maa_area_pixel8(u8 + n * pitch, fw, fh, fc, fc == 1 ? 0 : c, s.w, ox, oy);
         x[i] = f;
         store(images, offset(i, s), f);
     }
@@ -235,13 +234,14 @@ extern "C" cudaError_t maa_cuda_lstm(const void *gates, const float *hconv, cons
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t maa_cuda_import8(const uint8_t *u8, const maa_cuda_params *p, float *x,
-                                        void *images, maa_cuda_shape s, cudaStream_t st)
+extern "C" cudaError_t maa_cuda_import8(const uint8_t *u8, size_t pitch,
+                                        const maa_cuda_params *p, float *x, void *images,
+                                        maa_cuda_shape s, cudaStream_t st)
 {
     if (s.half)
-        import8_k<<<blocks(count(s)), 256, 0, st>>>(u8, p, x, (__half *)images, s);
+        import8_k<<<blocks(count(s)), 256, 0, st>>>(u8, pitch, p, x, (__half *)images, s);
     else
-        import8_k<<<blocks(count(s)), 256, 0, st>>>(u8, p, x, (float *)images, s);
+        import8_k<<<blocks(count(s)), 256, 0, st>>>(u8, pitch, p, x, (float *)images, s);
     return cudaGetLastError();
 }
 

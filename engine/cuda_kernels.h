@@ -53,13 +53,13 @@ cudaError_t maa_cuda_lstm(const void *gates, const float *hconv,
                           const float *c0, void *out, maa_cuda_shape s,
                           cudaStream_t st);
 /* SPEC §1 on the device, as maa_preprocess for 8-bit frames no smaller than
- * the model: u8 holds s.n frames of p->width x p->height pixels packed one
- * after the other, p->channels interleaved samples each (a gray frame fills
- * every channel); each is area-shrunk to s.h x s.w (engine/area.h; at the
- * model size a bin is one pixel) and normalised into x as float NCHW, and
- * into images the same in the activation layout s. */
-cudaError_t maa_cuda_import8(const uint8_t *u8, const maa_cuda_params *p, float *x,
-                             void *images, maa_cuda_shape s, cudaStream_t st);
+ * the model: u8 holds s.n frames of p->width x p->height pixels, pitch bytes
+ * apart, p->channels interleaved samples each (a gray frame fills every
+ * channel); each is area-shrunk to s.h x s.w (engine/area.h; at the model
+ * size a bin is one pixel) and normalised into x as float NCHW, and into
+ * images the same in the activation layout s. */
+cudaError_t maa_cuda_import8(const uint8_t *u8, size_t pitch, const maa_cuda_params *p,
+                             float *x, void *images, maa_cuda_shape s, cudaStream_t st);
 /* SPEC §6, as maa_varmap and the threshold of maa_regions compute it, in
  * three passes over s.n images of s.h x s.w: e = mean over the s.c channels
  * of |x - r| (x float NCHW, r in layout s) and e*e; the window means along

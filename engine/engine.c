@@ -133,6 +133,13 @@ void maa_engine_describe(const maa_engine *e, char *buf, size_t len)
 
 size_t maa_engine_frame_bytes(const maa_engine *e) { return e->frame_bytes; }
 
+uint8_t *maa_engine_frame_buffer(maa_engine *e, int i)
+{
+    if (!e->ops->frame_buffer || i < 0 || i >= e->max_batch)
+        return NULL;
+    return e->ops->frame_buffer(e->ctx, i);
+}
+
 int maa_engine_inspect(maa_engine *e, const maa_device_batch *b, char *err, size_t errlen)
 {
     if (!e->ops->inspect) {

@@ -244,6 +244,12 @@ int maa_inspector_takes_frame(const maa_inspector *in, const maa_image *img);
 /* The largest frame, in bytes, that maa_inspect_frames may take whole (see
  * maa_engine_opts.frame_bytes); 0 when the backend takes none. */
 size_t maa_inspector_frame_bytes(const maa_inspector *in);
+/* Where frame i (0 <= i < max batch) of the next maa_inspect_frames may be
+ * written: maa_inspector_frame_bytes bytes of the backend's own staging
+ * memory (pinned on cuda), so that a frame converted straight into it is
+ * not copied again on the host.  Frame i of a batch belongs in buffer i; a
+ * frame elsewhere is copied there.  NULL when the backend takes no frames. */
+uint8_t *maa_inspector_frame_buffer(maa_inspector *in, int i);
 /* The last batch's intermediates for image i, valid until the next call.
  * recon and varmap are NULL after a batch that maa_inspect_frames judged on
  * the device, and after a failed call. */

@@ -169,6 +169,11 @@ size_t maa_inspector_frame_bytes(const maa_inspector *in)
     return maa_engine_frame_bytes(in->engine);
 }
 
+uint8_t *maa_inspector_frame_buffer(maa_inspector *in, int i)
+{
+    return maa_engine_frame_buffer(in->engine, i);
+}
+
 /* Whether the batch can go to the backend's inspect: frames it takes, all
  * of one geometry and channel count. */
 static int device_batch_ok(const maa_inspector *in, int n, const maa_image *frames)

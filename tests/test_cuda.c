@@ -387,8 +387,17 @@ static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, in
     }
     /* Two thresholds: half the smallest peak (every frame has a mask, a few
      * hundred pixels), then the smallest peak itself (m > T_pix is strict:
-     * that frame has no pixel, so no labelling at all). */
+     * that frame has no pixel, so no labelling at all).  The second pass
+     * gives the device path its frames in the engine's own buffers. */
     for (int pass = 0; ok && pass < 2; pass++) {
+        uint8_t *fb0 = maa_inspector_frame_buffer(in, 0);
+        CHECK((fb0 != NULL) == (kind == MAA_BACKEND_CUDA), "frame buffer %p", (void *)fb0);
+        if (pass && fb0 && maa_inspector_takes_frame(in, &ims[0]))
+            for (int i = 0; i < n; i++) {
+                uint8_t *fb = maa_inspector_frame_buffer(in, i);
+                memcpy(fb, ims[i].data, (size_t)w * h * ch);
+                ims[i].data = fb;
+            }
         const double lo = fmin(peak[0], fmin(peak[1], peak[2]));
         cal.pixel_threshold = pass ? lo : 0.5 * lo;
         cal.threshold = score[1];
@@ -469,6 +478,26 @@ static void test_frames_on_device(void)
         frames_vs_host(MAA_BACKEND_CUDA, prec, 3, 130, 97, 130 * 97 * 3 - 1);
         frames_vs_host(MAA_BACKEND_CUDA, prec, 1, 80, 60, 1 << 20);
     }
+    /* A frame in another frame's buffer is refused, not sent half
+     * overwritten. */
+    maa_model *m = load(&small, "frames.safetensors");
+    maa_engine_opts opts = {.backend = MAA_BACKEND_CUDA, .max_batch = 2};
+    maa_inspector *in = NULL;
+    char err[MAA_ERRLEN] = "";
+    CHECK(m && maa_inspector_create(m, &opts, &in, err, sizeof err) == MAA_OK, "%s", err);
+    if (in) {
+        uint8_t *px = frames8(1, 64, 64, 3), *fb1 = maa_inspector_frame_buffer(in, 1);
+        memcpy(fb1, px, 64 * 64 * 3);
+        maa_image img = {64, 64, 3, 8, fb1};
+        maa_result res;
+        CHECK(maa_inspect_frames(in, NULL, 1, &img, &res, err, sizeof err) == MAA_ERR &&
+              strstr(err, "frame 0 of the batch lies in frame buffer 1"), "%s", err);
+        img.data = px;
+        CHECK(maa_inspect_frames(in, NULL, 1, &img, &res, err, sizeof err) == MAA_OK, "%s", err);
+        free(px);
+    }
+    maa_inspector_free(in);
+    maa_model_free(m);
 }
 
 /* The f16 path against f32 on the default network, on the frame path: every

@@ -26,15 +26,25 @@
 static maa_model *model;
 static char dir[64];
 
-static int mono_image(const maad_slot *s, maa_image *img, void *scratch,
-                      size_t scratch_bytes, char *err, size_t errlen)
+/* The worker's to_image: odd frame ids are copied into the buffer given,
+ * as the camera module's conversion does; even ones are handed over where
+ * they lie, in the ring slot, which the worker releases before judging. */
+static int mono_image(const maad_slot *s, maa_image *img, void *buf, size_t buf_bytes,
+                      char *err, size_t errlen)
 {
-    (void)scratch, (void)scratch_bytes;
     if (s->pixfmt != PFNC_MONO8 || s->size != (size_t)s->width * s->height) {
         snprintf(err, errlen, "not a Mono8 frame");
         return MAA_ERR;
     }
-    *img = (maa_image){s->width, s->height, 1, 8, s->pixels};
+    void *px = s->pixels;
+    if (s->frame_id % 2) {
+        if (buf_bytes < s->size) {
+            snprintf(err, errlen, "buffer of %zu bytes for %zu", buf_bytes, s->size);
+            return MAA_ERR;
+        }
+        px = memcpy(buf, s->pixels, s->size);
+    }
+    *img = (maa_image){s->width, s->height, 1, 8, px};
     return MAA_OK;
 }
 
