@@ -123,6 +123,9 @@ static const key keys[] = {
     DBL(engine, batch_timeout_ms, 0, 10000, "0",
         "Longest wait to fill a batch; 0 = one frame period."),
     INT(engine, ring_slots, 2, 4096, "64", F_POW2, "Frames the capture ring holds."),
+    INT(engine, max_failed_batches, 0, 1000000, "10", 0,
+        "Batches the engine fails in a row before maad stops with exit status 1, "
+        "for systemd to restart it; 0 = never."),
     DBL(engine, test_delay_ms, 0, 60000, "0",
         "Test only: every batch takes this much longer (ring overflow)."),
 

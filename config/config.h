@@ -93,6 +93,7 @@ typedef struct {
     int batch_max;
     double batch_timeout_ms;         /* 0 = one frame period */
     int ring_slots;                  /* a power of two */
+    int max_failed_batches;          /* 0 = never give up */
     double test_delay_ms;            /* test only */
 } maad_engine_config;
 

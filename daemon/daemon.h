@@ -231,10 +231,12 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, uint64_t frame_id,
  * It also sends the heartbeats, the periodic summary (log line and sd_notify
  * STATUS) and the watchdog pings. */
 
-/* A ring slot as an image maa_preprocess reads; scratch (scratch_bytes, the
- * ring's slot size times 3) may hold converted pixels, e.g. demosaiced Bayer. */
-typedef int (*maad_image_fn)(const maad_slot *s, maa_image *img, void *scratch,
-                             size_t scratch_bytes, char *err, size_t errlen);
+/* A ring slot as an image maa_preprocess reads; buf (buf_bytes: the engine's
+ * frame buffer, maa_inspector_frame_bytes, or the worker's scratch, the
+ * ring's slot size times 3) may hold converted pixels, e.g. demosaiced Bayer;
+ * img may also point into the slot. */
+typedef int (*maad_image_fn)(const maad_slot *s, maa_image *img, void *buf,
+                             size_t buf_bytes, char *err, size_t errlen);
 
 typedef struct {
     maad_ring *ring;            /* the worker is its only consumer */
@@ -249,6 +251,12 @@ typedef struct {
     int heartbeat_ms;           /* the publisher's; the worker ticks 4x as often */
     int summary_interval_s;     /* summary log line and STATUS; 0: none */
     const maad_logger *log;
+    /* After max_failed_batches batches in a row that the engine failed (0:
+     * never), on_failing(user, the last failure) once, on the worker thread;
+     * the worker goes on publishing every frame meanwhile. */
+    int max_failed_batches;
+    void (*on_failing)(void *user, int batches, const char *why);
+    void *user;
 } maad_worker_opts;
 
 typedef struct {

@@ -6,13 +6,16 @@
  * threads: the camera module's capture thread hands frames to the ring
  * (worker.c, never blocking), the worker judges and publishes them, and this
  * thread waits for signals: SIGHUP reloads the calibration, SIGTERM/SIGINT
- * stop the camera and let the worker publish everything in flight. */
+ * stop the camera and let the worker publish everything in flight.  An
+ * engine failing batch after batch stops it the same way, exit status 1. */
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "camera/camera.h"
 #include "config/config.h"
@@ -32,6 +35,7 @@ typedef struct {
     maad_pub *pub;
     maad_worker *worker;
     cam_source *camera;
+    atomic_int engine_failing;  /* set by the worker: exit with status 1 */
 } maad;
 
 static void usage(FILE *f)
@@ -221,6 +225,18 @@ static void camera_config(const maad_config *c, cam_config *cc)
     cc->replay_loop = c->replay.loop;
 }
 
+/* On the worker thread: the engine has failed batch after batch.  The main
+ * thread stops as for SIGTERM (every frame in flight still gets its
+ * verdict) and exits with status 1, so that systemd restarts maad. */
+static void engine_failing(void *user, int batches, const char *why)
+{
+    maad *d = user;
+    maad_log(&d->log, MAAD_LOG_ERR, "engine failed %d batches in a row (last: %s): stopping "
+             "with exit status 1 for a restart (engine.max_failed_batches)", batches, why);
+    atomic_store(&d->engine_failing, 1);
+    kill(getpid(), SIGTERM);
+}
+
 /* ---- start, run, stop -------------------------------------------------------- */
 
 static int start(maad *d, char *err, size_t errlen)
@@ -283,7 +299,9 @@ static int start(maad *d, char *err, size_t errlen)
                                                            : 1000.0 / rate,
         .test_delay_ms = c->engine.test_delay_ms,
         .heartbeat_ms = c->publish.heartbeat_ms,
-        .summary_interval_s = c->log.summary_interval_s, .log = &d->log};
+        .summary_interval_s = c->log.summary_interval_s, .log = &d->log,
+        .max_failed_batches = c->engine.max_failed_batches, .on_failing = engine_failing,
+        .user = d};
     if (maad_worker_start(&wo, &d->worker, err, errlen) != MAA_OK)
         return MAA_ERR;
     /* Subscribers that were waiting for us (a PLC bridge reconnecting
@@ -389,7 +407,7 @@ static int run(maad *d)
     maad_worker_stats_line(&st, line, sizeof line);
     maad_log(&d->log, MAAD_LOG_NOTICE, "%s", line);
     teardown(d);
-    return 0;
+    return atomic_load(&d->engine_failing) ? 1 : 0;
 }
 
 int main(int argc, char **argv)

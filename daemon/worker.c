@@ -66,6 +66,7 @@ struct maad_worker {
     entry *batch;
     int nbatch, nx, nraw;
     uint64_t deadline_ns;       /* monotonic: judge the batch by then */
+    int failed_run;             /* batches the engine failed in a row */
     void *scratch;              /* to_image's */
     size_t scratch_bytes;
     maad_worker_stats st;
@@ -271,9 +272,17 @@ static void judge(maad_worker *w)
         rc = judge_images(w);
         atomic_store_explicit(&w->busy_since_ns, 0, memory_order_relaxed);
         w->st.batches++;
+        w->failed_run = rc == MAA_OK ? 0 : w->failed_run + 1;
         if (rc != MAA_OK)
             maad_log(w->o.log, MAAD_LOG_ERR, "engine error on a batch of %d: %s",
                      w->nx, w->err);
+        /* An engine that fails every batch (a GPU fallen off the bus, a
+         * corrupted CUDA context) would otherwise leave the line with
+         * uninspected parts for good; a restart may recover it, and a unit
+         * that keeps failing to start shows in systemctl. */
+        if (w->o.max_failed_batches > 0 && w->failed_run == w->o.max_failed_batches &&
+            w->o.on_failing)
+            w->o.on_failing(w->o.user, w->failed_run, w->err);
     }
     char reason[MAA_ERRLEN + 16] = "";
     if (rc != MAA_OK)

@@ -8,6 +8,7 @@
  * also the worker's 8-bit frame path (test_device_frames). */
 #include <jansson.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -92,8 +93,21 @@ static int recv_message(void *sub, char *json, size_t len)
     return verdict;
 }
 
+static atomic_int failing_calls, failing_batches;
+static char failing_why[MAA_ERRLEN];
+
+/* The worker's on_failing: counted, the last reason kept. */
+static void on_failing(void *user, int batches, const char *why)
+{
+    (void)user;
+    snprintf(failing_why, sizeof failing_why, "%s", why);
+    atomic_store(&failing_batches, batches);
+    atomic_fetch_add(&failing_calls, 1);
+}
+
 /* batch_max, timeout, delay, ring slots; threshold of the calibration;
- * the engine: eo, or the ref backend for batches up to engine_batch. */
+ * the engine: eo, or the ref backend for batches up to engine_batch.  The
+ * worker calls on_failing after 3 failed batches in a row. */
 static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_ms,
                          int slots, double threshold, int engine_batch,
                          const maa_engine_opts *eo)
@@ -126,7 +140,8 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
                            .image_size = S, .channels = 1, .cal = cal,
                            .to_image = mono_image, .batch_max = batch_max,
                            .batch_timeout_ms = timeout_ms, .test_delay_ms = delay_ms,
-                           .heartbeat_ms = 50, .log = &r->log};
+                           .heartbeat_ms = 50, .log = &r->log,
+                           .max_failed_batches = 3, .on_failing = on_failing};
     if (maad_worker_start(&wo, &r->w, err, sizeof err)) {
         fprintf(stderr, "rig: %s\n", err);
         return -1;
@@ -401,6 +416,52 @@ static void test_engine_error(void)
     rig_down(&r, &st);
 }
 
+/* on_failing comes once the engine has failed max_failed_batches (3)
+ * batches in a row, not for failures a success came between, and once
+ * only; every frame still gets its verdict.  The engine fails each batch of
+ * two frames (built for one); a camera error closes a batch of one, which
+ * it judges. */
+static void test_failing_engine(void)
+{
+    rig r;
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL)) {
+        CHECK(0, "rig");
+        return;
+    }
+    atomic_store(&failing_calls, 0);
+    /* fail, fail, success, fail, fail */
+    for (int id = 1; id <= 4; id++)
+        frame(&r, (uint64_t)id);
+    frame(&r, 5);
+    maad_worker_camera_error(r.w, 6, maad_now_ns(), "camera error: timeout");
+    for (int id = 7; id <= 10; id++)
+        frame(&r, (uint64_t)id);
+    msg m;
+    int got = 0, uninspected = 0;
+    while (got < 10 && next_verdict(&r, &m))
+        uninspected += !strcmp(m.verdict, "uninspected"), got++;
+    CHECK(got == 10 && uninspected == 9, "%d verdicts, %d uninspected", got, uninspected);
+    CHECK(atomic_load(&failing_calls) == 0, "on_failing after %d failures in a row",
+          atomic_load(&failing_batches));
+    /* the third in a row, then a fourth */
+    for (int id = 11; id <= 14; id++)
+        frame(&r, (uint64_t)id);
+    maad_worker_stats st;
+    maad_worker_stop(r.w, &st);
+    maad_worker_free(r.w);
+    r.w = NULL;
+    while (got < 14 && next_verdict(&r, &m))
+        got++;
+    CHECK(got == 14, "%d verdicts of 14", got);
+    CHECK(atomic_load(&failing_calls) == 1 && atomic_load(&failing_batches) == 3,
+          "on_failing called %d times, last after %d batches", atomic_load(&failing_calls),
+          atomic_load(&failing_batches));
+    CHECK(strstr(failing_why, "engine built for 1..1"), "reason: %s", failing_why);
+    CHECK(st.engine_errors == 12 && st.pass == 1, "engine errors %llu, passes %llu",
+          (unsigned long long)st.engine_errors, (unsigned long long)st.pass);
+    rig_down(&r, &st);
+}
+
 /* A calibration set while frames flow applies from a batch boundary on:
  * the verdicts are passes, then only rejects. */
 static void test_calibration_swap(void)
@@ -548,6 +609,7 @@ int main(void)
     RUN(test_overflow);
     RUN(test_heartbeats_while_busy);
     RUN(test_engine_error);
+    RUN(test_failing_engine);
     RUN(test_calibration_swap);
     RUN(test_unencodable_reason);
     RUN(test_device_frames);

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# e2e_maad_engine_failure — an engine that fails every batch (a model whose
+# weights overflow float32, so every Markov map is NaN and no FMD exists):
+# after engine.max_failed_batches (3) failed batches in a row maad stops by
+# itself, still publishing a verdict for every frame it captured
+# (uninspected, "engine error: ..."), says why, and exits with status 1, so
+# that systemd's Restart=on-failure starts it afresh.
+. "$(dirname "$0")/../scripts/e2e-lib.sh"
+e2e_isolate "$@"
+e2e_need_build
+cd "$E2E_TMP"
+
+e2e_fixture || { fail "fixture (model, images, calibration)"; e2e_summary; exit 1; }
+# The same model with every convolution's weights times 1e10, and the good
+# calibration re-addressed to it (no calibration of this model can be made).
+"$PY" - "$E2E_ROOT/scripts" <<'EOF' || { fail "broken model"; e2e_summary; exit 1; }
+import hashlib, re, sys
+sys.path.insert(0, sys.argv[1])
+import maa_io
+t, meta, _ = maa_io.read_safetensors("model.safetensors")
+for k, v in t.items():
+    if v.ndim == 4:
+        t[k] = v * 1e10
+maa_io.write_safetensors("broken.safetensors", t, meta)
+sha = hashlib.sha256(open("broken.safetensors", "rb").read()).hexdigest()
+cal = open("cal.yaml").read()
+open("broken.yaml", "w").write(re.sub(r"(model_sha256:\s*)\S+", r"\g<1>" + sha, cal))
+EOF
+cat >maad.yaml <<EOC
+camera:
+  name: broken
+  source: replay
+replay:
+  dir: good
+  fps: 50
+  loop: true
+model:
+  path: broken.safetensors
+  calibration: broken.yaml
+engine:
+  backend: ref
+  batch_max: 1
+  max_failed_batches: 3
+publish:
+  endpoint: tcp://127.0.0.1:5604
+EOC
+e2e_subscribe tcp://127.0.0.1:5604 verdicts.jsonl
+if ! e2e_maad maad.yaml maad.log; then
+    fail "maad start" "$(cat maad.log)"
+    e2e_summary
+    exit 1
+fi
+# It stops without being told to: wait for it, SIGKILL after 20 s.
+n=200
+while kill -0 "$E2E_MAAD" 2>/dev/null && [ "$n" -gt 0 ]; do
+    sleep 0.1
+    n=$((n - 1))
+done
+e2e_stop "$E2E_MAAD" 1
+rc=$?
+e2e_stop "$E2E_SUB" 10
+[ "$n" -gt 0 ] && ok "maad stopped by itself" || fail "maad still ran after 20 s"
+[ "$rc" -eq 1 ] && ok "exit status 1" || fail "exit status $rc" "$(tail -3 maad.log)"
+grep -q 'engine failed 3 batches in a row (last: fmd: f(x) has a non-finite value' maad.log &&
+    ok "the log says why" || fail "no 'engine failed 3 batches in a row' line" "$(tail -5 maad.log)"
+if e2e_final maad.log; then
+    echo "  $(grep -m1 'final:' maad.log | sed 's/.*final: //')"
+    check "one verdict per captured frame, seq gap-free" e2e_verdicts verdicts.jsonl "$F_captured"
+    [ "$F_engine_errors" -ge 3 ] && [ "$F_uninspected" -eq "$F_captured" ] &&
+        ok "every frame uninspected as an engine error ($F_engine_errors)" ||
+        fail "engine errors $F_engine_errors, uninspected $F_uninspected of $F_captured"
+    check "every verdict carries the engine's reason" "$PY" - verdicts.jsonl <<'PYEOF'
+import json, sys
+v = [json.loads(l) for l in open(sys.argv[1])]
+bad = [m for m in v if m["verdict"] != "uninspected" or
+       not m["reason"].startswith("engine error: fmd: f(x) has a non-finite value")]
+print(bad[:1])
+sys.exit(1 if bad or not v else 0)
+PYEOF
+else
+    fail "no final stats line" "$(tail -3 maad.log)"
+fi
+e2e_summary
