@@ -331,7 +331,7 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
         rc = w->o.to_image(s, &img, w->scratch, w->scratch_bytes, why, sizeof why);
     if (rc != MAA_OK) {
         snprintf(e->reason, sizeof e->reason, "frame error: %s", why);
-    } else if (maa_inspector_takes_frame(w->o.inspector, &img)) {
+    } else if (fb && maa_inspector_takes_frame(w->o.inspector, &img)) {
         /* img may point into the slot, released before the batch is judged. */
         if (img.data != fb)
             memcpy(fb, img.data, (size_t)img.width * img.height * img.channels);

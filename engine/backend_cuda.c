@@ -1221,20 +1221,22 @@ static int cuda_inspect(void *ctx, const maa_device_batch *b, char *err, size_t 
         return MAA_ERR;
     }
     /* A frame written into its own buffer (cuda_frame_buffer) is sent from
-     * there; one in another frame's buffer could be overwritten before it
-     * is copied. */
+     * there; one elsewhere in the buffers could be overwritten before it is
+     * copied, so the batch is refused before anything is copied. */
     const uintptr_t lo = (uintptr_t)c->h_u8, hi = lo + c->max_batch * c->frame_cap;
     for (int i = 0; i < n; i++) {
-        uint8_t *own = c->h_u8 + i * c->frame_cap;
         const uintptr_t at = (uintptr_t)b->frames[i];
-        if (b->frames[i] == own)
-            continue;
-        if (at >= lo && at < hi) {
-            maa_seterr(err, errlen, "cuda backend: frame %d of the batch lies in frame buffer "
-                       "%d; frame i belongs in buffer i", i, (int)((at - lo) / c->frame_cap));
+        if (at >= lo && at < hi && at != lo + i * c->frame_cap) {
+            maa_seterr(err, errlen, "cuda backend: frame %d of the batch lies at byte %zu of "
+                       "frame buffer %d; frame i belongs at the start of buffer i", i,
+                       (size_t)((at - lo) % c->frame_cap), (int)((at - lo) / c->frame_cap));
             return MAA_ERR;
         }
-        memcpy(own, b->frames[i], frame);
+    }
+    for (int i = 0; i < n; i++) {
+        uint8_t *own = c->h_u8 + i * c->frame_cap;
+        if (b->frames[i] != own)
+            memcpy(own, b->frames[i], frame);
     }
     CUDA(cudaSetDevice, c->device);
     *c->h_par = (maa_cuda_params){b->width, b->height, ch, b->window, b->t_pix};

@@ -75,7 +75,8 @@ typedef struct {
     /* The largest 8-bit frame (width * height * samples per pixel) that
      * maa_inspect_frames hands whole to a backend that preprocesses on its
      * device (cuda: resize included); larger frames are preprocessed on the
-     * host.  0: frames at the model size only.  It sizes two buffers per
+     * host.  Never less than S * S * 4, what 0 gives: the model size in any
+     * channel count, and frames a little larger.  It sizes two buffers per
      * batch slot, one pinned on the host and one on the device. */
     size_t frame_bytes;
 } maa_engine_opts;
@@ -241,14 +242,17 @@ int maa_inspect_frames(maa_inspector *in, const maa_calibration *cal, int n,
  * the host.  Other frames it preprocesses on the host when judging; a caller
  * that collects a batch over time may rather preprocess them as they come. */
 int maa_inspector_takes_frame(const maa_inspector *in, const maa_image *img);
-/* The largest frame, in bytes, that maa_inspect_frames may take whole (see
- * maa_engine_opts.frame_bytes); 0 when the backend takes none. */
+/* The largest frame, in bytes, that maa_inspect_frames may take whole: the
+ * larger of maa_engine_opts.frame_bytes and S * S * 4; 0 when the backend
+ * takes none. */
 size_t maa_inspector_frame_bytes(const maa_inspector *in);
 /* Where frame i (0 <= i < max batch) of the next maa_inspect_frames may be
  * written: maa_inspector_frame_bytes bytes of the backend's own staging
  * memory (pinned on cuda), so that a frame converted straight into it is
- * not copied again on the host.  Frame i of a batch belongs in buffer i; a
- * frame elsewhere is copied there.  NULL when the backend takes no frames. */
+ * not copied again on the host.  Frame i of a batch belongs at the start of
+ * buffer i: a frame lying anywhere else in these buffers fails the batch
+ * (copying it could overwrite it first); one outside them is copied in.
+ * NULL when the backend takes no frames, or for i out of range. */
 uint8_t *maa_inspector_frame_buffer(maa_inspector *in, int i);
 /* The last batch's intermediates for image i, valid until the next call.
  * recon and varmap are NULL after a batch that maa_inspect_frames judged on

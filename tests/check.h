@@ -3,7 +3,8 @@
  * so one run shows every broken assertion); SKIP ends it as skipped.  main()
  * ends with CHECK_SUMMARY(), which prints "N passed, N failed[, N skipped]".
  * CHECK_ONLY=text in the environment runs only the tests whose names hold
- * it (scripts/gpu-check.sh picks the device cases of a suite so). */
+ * it (scripts/gpu-check.sh picks the device cases of a suite so); one that
+ * runs none fails. */
 #ifndef MAA_CHECK_H
 #define MAA_CHECK_H
 
@@ -62,8 +63,19 @@ static inline int check_selected(const char *name)
         fflush(stdout);                                                      \
     } while (0)
 
+/* A CHECK_ONLY that selects nothing (a typo, a renamed test) is a failure,
+ * not an empty success. */
+static inline void check_nothing_run(void)
+{
+    if (check_pass + check_fail + check_skip == 0 && !check_selected("")) {
+        printf("FAIL CHECK_ONLY=%s matches no test\n", getenv("CHECK_ONLY"));
+        check_fail++;
+    }
+}
+
 #define CHECK_SUMMARY()                                                      \
-    (check_skip ? printf("%d passed, %d failed, %d skipped\n", check_pass,   \
+    (check_nothing_run(),                                                    \
+     check_skip ? printf("%d passed, %d failed, %d skipped\n", check_pass,   \
                          check_fail, check_skip)                             \
                 : printf("%d passed, %d failed\n", check_pass, check_fail),  \
      check_fail ? 1 : 0)

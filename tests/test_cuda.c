@@ -491,7 +491,7 @@ static void test_frames_on_device(void)
         maa_image img = {64, 64, 3, 8, fb1};
         maa_result res;
         CHECK(maa_inspect_frames(in, NULL, 1, &img, &res, err, sizeof err) == MAA_ERR &&
-              strstr(err, "frame 0 of the batch lies in frame buffer 1"), "%s", err);
+              strstr(err, "frame 0 of the batch lies at byte 0 of frame buffer 1"), "%s", err);
         img.data = px;
         CHECK(maa_inspect_frames(in, NULL, 1, &img, &res, err, sizeof err) == MAA_OK, "%s", err);
         free(px);
