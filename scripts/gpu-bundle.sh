@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu-bundle.sh — packs the GPU test and benchmark programs, built here, with
-# the Debian libraries they link (oneDNN, OpenBLAS/LAPACKE, GLib, jansson,
+# the Debian libraries they link (oneDNN, OpenBLAS/LAPACKE, GLib, jansson, ZeroMQ,
 # the CUDA runtime) into build/gpu-bundle.tar.xz, for a GPU machine that has
 # CUDA, cuDNN and PyTorch but none of maad's Debian build dependencies and no
 # network to install them (the lent H200 of this project).  scripts/gpu-check.sh
