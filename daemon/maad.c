@@ -272,19 +272,25 @@ static int start(maad *d, char *err, size_t errlen)
                           .threads = c->engine.threads,
                           .device = c->engine.device,
                           .frame_bytes = cam_image_bytes_max(d->camera)};
+    /* cuda: a cuDNN search per layer and graph captures per batch size,
+     * seconds that the operator sees here rather than wonders about. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (maa_inspector_create(d->model, &eo, &d->inspector, err, errlen) != MAA_OK)
         return MAA_ERR;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double create_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
     maa_engine *e = maa_inspector_engine(d->inspector);
     char how[320], frames[96] = "";
     maa_engine_describe(e, how, sizeof how);
     if (maa_inspector_frame_bytes(d->inspector))
         snprintf(frames, sizeof frames, "; frames up to %.1f MB preprocessed on the device",
                  maa_inspector_frame_bytes(d->inspector) / 1e6);
-    maad_log(&d->log, MAAD_LOG_INFO, "model %s (S %d, C %d), backend %s, precision %s, batch %d%s%s%s",
-             c->model.path, mi->image_size, mi->channels,
+    maad_log(&d->log, MAAD_LOG_INFO, "model %s (S %d, C %d), backend %s, precision %s, batch %d, "
+             "engine made in %.1f s%s%s%s", c->model.path, mi->image_size, mi->channels,
              maa_backend_name(maa_engine_backend(e)),
-             maa_precision_name(maa_engine_precision(e)), c->engine.batch_max, *how ? ": " : "",
-             how, frames);
+             maa_precision_name(maa_engine_precision(e)), c->engine.batch_max, create_s,
+             *how ? ": " : "", how, frames);
     if (maad_ring_create((uint32_t)c->engine.ring_slots, slot_bytes, NULL, NULL, NULL,
                          &d->ring, err, errlen) != MAA_OK)
         return MAA_ERR;
