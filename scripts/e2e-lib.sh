@@ -285,3 +285,13 @@ e2e_maad()
     E2E_MAAD=$E2E_BG
     e2e_wait_for "$2" 'ready: camera' 30 "$E2E_MAAD"
 }
+
+# e2e_maad_up CONFIG LOG: e2e_maad, or the test ends here, failed, with
+# maad's log.
+e2e_maad_up()
+{
+    e2e_maad "$1" "$2" && return 0
+    fail "maad start" "$(cat "$2")"
+    e2e_summary
+    exit 1
+}

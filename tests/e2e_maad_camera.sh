@@ -28,11 +28,7 @@ publish:
   endpoint: tcp://127.0.0.1:5604
 EOC
 e2e_subscribe tcp://127.0.0.1:5604 verdicts.jsonl
-if ! e2e_maad maad.yaml maad.log; then
-    fail "maad start" "$(cat maad.log)"
-    e2e_summary
-    exit 1
-fi
+e2e_maad_up maad.yaml maad.log
 e2e_wait_file verdicts.jsonl.ready 10 || fail "no heartbeat"
 sleep 3
 e2e_stop "$E2E_CAM" 10

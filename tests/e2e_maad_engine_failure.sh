@@ -45,11 +45,7 @@ publish:
   endpoint: tcp://127.0.0.1:5604
 EOC
 e2e_subscribe tcp://127.0.0.1:5604 verdicts.jsonl
-if ! e2e_maad maad.yaml maad.log; then
-    fail "maad start" "$(cat maad.log)"
-    e2e_summary
-    exit 1
-fi
+e2e_maad_up maad.yaml maad.log
 # It stops without being told to: wait for it, SIGKILL after 20 s.
 n=200
 while kill -0 "$E2E_MAAD" 2>/dev/null && [ "$n" -gt 0 ]; do

@@ -38,11 +38,7 @@ EOC
 }
 write_config 3
 e2e_subscribe tcp://127.0.0.1:5601 verdicts.jsonl
-if ! e2e_maad maad.yaml maad.log; then
-    fail "maad start" "$(cat maad.log)"
-    e2e_summary
-    exit 1
-fi
+e2e_maad_up maad.yaml maad.log
 e2e_wait_file verdicts.jsonl.ready 10 && ok "subscriber gets heartbeats" || fail "no heartbeat"
 
 sleep $((secs / 2))

@@ -35,11 +35,7 @@ EOC
     fail "maa infer" "$(cat infer.err)"
 
 e2e_subscribe tcp://127.0.0.1:5602 verdicts.jsonl
-if ! e2e_maad maad.yaml maad.log; then
-    fail "maad start" "$(cat maad.log)"
-    e2e_summary
-    exit 1
-fi
+e2e_maad_up maad.yaml maad.log
 e2e_wait_file verdicts.jsonl.ready 10 || fail "no heartbeat"
 k=300
 while [ "$(wc -l <verdicts.jsonl)" -lt "$n" ] && [ "$k" -gt 0 ]; do

@@ -193,12 +193,19 @@ static int next_verdict(rig *r, msg *m)
     }
 }
 
+/* The worker stopped (everything in flight published) and freed; the rest
+ * of the rig stays up for reading the verdicts. */
+static void rig_stop(rig *r, maad_worker_stats *st)
+{
+    maad_worker_stop(r->w, st);
+    maad_worker_free(r->w);
+    r->w = NULL;
+}
+
 static void rig_down(rig *r, maad_worker_stats *st)
 {
-    if (r->w) {
-        maad_worker_stop(r->w, st);
-        maad_worker_free(r->w);
-    }
+    if (r->w)
+        rig_stop(r, st);
     zmq_close(r->sub);
     zmq_ctx_term(r->ctx);
     maad_pub_free(r->pub);
@@ -244,9 +251,7 @@ static void test_order_and_kinds(void)
             frame(&r, (uint64_t)id);
     }
     maad_worker_stats st;
-    maad_worker_stop(r.w, &st);
-    maad_worker_free(r.w);
-    r.w = NULL;
+    rig_stop(&r, &st);
     msg m;
     int got = 0, bad_order = 0, bad_kind = 0;
     while (got < n && next_verdict(&r, &m)) {
@@ -291,9 +296,7 @@ static void test_batches(void)
     frame(&r, 11);
     frame(&r, 12);
     maad_worker_stats st;
-    maad_worker_stop(r.w, &st);
-    maad_worker_free(r.w);
-    r.w = NULL;
+    rig_stop(&r, &st);
     CHECK(st.batches == 4, "batches %llu", (unsigned long long)st.batches);
     CHECK(st.pass == 11 && st.uninspected == 1);
     rig_down(&r, &st);
@@ -329,9 +332,7 @@ static void test_overflow(void)
     for (int id = 1; id <= n; id++)
         frame(&r, (uint64_t)id);
     maad_worker_stats st;
-    maad_worker_stop(r.w, &st);
-    maad_worker_free(r.w);
-    r.w = NULL;
+    rig_stop(&r, &st);
     msg m;
     int got = 0, bad_order = 0, overflow = 0, pass = 0;
     while (got < n && next_verdict(&r, &m)) {
@@ -400,9 +401,7 @@ static void test_engine_error(void)
     for (int id = 1; id <= 3; id++)
         frame(&r, (uint64_t)id);
     maad_worker_stats st;
-    maad_worker_stop(r.w, &st);
-    maad_worker_free(r.w);
-    r.w = NULL;
+    rig_stop(&r, &st);
     msg m[3];
     int got = 0;
     while (got < 3 && next_verdict(&r, &m[got]))
@@ -447,9 +446,7 @@ static void test_failing_engine(void)
     for (int id = 11; id <= 14; id++)
         frame(&r, (uint64_t)id);
     maad_worker_stats st;
-    maad_worker_stop(r.w, &st);
-    maad_worker_free(r.w);
-    r.w = NULL;
+    rig_stop(&r, &st);
     while (got < 14 && next_verdict(&r, &m))
         got++;
     CHECK(got == 14, "%d verdicts of 14", got);
@@ -513,9 +510,7 @@ static void test_unencodable_reason(void)
     maad_worker_camera_error(r.w, 2, maad_now_ns(), "camera error: Pr\xc3");
     frame(&r, 3);
     maad_worker_stats st;
-    maad_worker_stop(r.w, &st);
-    maad_worker_free(r.w);
-    r.w = NULL;
+    rig_stop(&r, &st);
     msg m[3];
     int got = 0;
     while (got < 3 && next_verdict(&r, &m[got]))
@@ -554,9 +549,7 @@ static void test_device_frames(void)
     for (int id = 1; id <= n; id++)
         frame_sized(&r, (uint64_t)id, id == 2 ? W : BW, id == 2 ? H : BH);
     maad_worker_stats st;
-    maad_worker_stop(r.w, &st);
-    maad_worker_free(r.w);
-    r.w = NULL;
+    rig_stop(&r, &st);
     CHECK(maa_inspector_recon(r.in, 0) == NULL, "the last batch was judged on the host");
     maa_inspector *host = NULL;
     char err[MAA_ERRLEN] = "";
