@@ -52,8 +52,10 @@ TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
 # bench_cuda times the inspection pipeline for scripts/gpu-check.sh, bench_cpu
 # the cpu backend for scripts/bench-cpu, bench_fmd the score against the
 # literal formula (docs/scoring.md), bench_preprocess the resize of camera
-# frames against the literal bin means (docs/engine.md); not tests.
-BENCH := $(B)/bench_cuda $(B)/bench_cpu $(B)/bench_fmd $(B)/bench_preprocess
+# frames against the literal bin means (docs/engine.md), bench_publish a
+# verdict's cost with its PNG mask (docs/protocol.md); not tests.
+BENCH := $(B)/bench_cuda $(B)/bench_cpu $(B)/bench_fmd $(B)/bench_preprocess \
+         $(B)/bench_publish
 
 all: $(PROGS) $(TEST_PROGS) $(BENCH)
 
@@ -100,6 +102,8 @@ $(B)/bench_cpu: $(B)/tests/bench_cpu.o $(LIBS)
 $(B)/bench_fmd: $(B)/tests/bench_fmd.o $(LIBS)
 	$(LINK)
 $(B)/bench_preprocess: $(B)/tests/bench_preprocess.o $(LIBS)
+	$(LINK)
+$(B)/bench_publish: $(B)/tests/bench_publish.o $(LIBS)
 	$(LINK)
 
 # The frame ring again under ThreadSanitizer (fewer items: TSan is slow).

@@ -228,6 +228,9 @@ static void test_verdicts(void)
     maad_pub_free(p);
 }
 
+/* PNG masks decode to the mask sent: empty ones (the publisher encodes an
+ * empty mask once per side and reuses it), marked ones and ones with a
+ * single pixel, interleaved, at two sides. */
 static void test_png_mask(void)
 {
     if (no_netns)
@@ -237,28 +240,44 @@ static void test_png_mask(void)
         return;
     void *sub = sub_open(EP, "maad.cam0");
     CHECK(sync_sub(p, sub), "no heartbeat reached the subscriber");
-    uint8_t mask[S * S];
-    make_mask(mask, 3);
-    char err[MAA_ERRLEN];
-    maad_verdict v = {.frame_id = 7, .verdict = MAAD_REJECT, .score = 9,
-                      .threshold = 1, .model_size = S, .mask = mask};
-    CHECK(maad_pub_verdict(p, &v, err, sizeof err) == MAA_OK, "%s", err);
-    msg m;
-    CHECK(next_verdict(sub, &m));
-    CHECK(strcmp(jstr(json_object_get(m.json, "mask"), "format"), "png") == 0);
-    CHECK(m.parts == 3 && m.len > 8 && memcmp(m.data, "\x89PNG", 4) == 0);
-    if (m.parts == 3) {
-        spng_ctx *c = spng_ctx_new(0);
-        spng_set_png_buffer(c, m.data, m.len);
-        struct spng_ihdr ih;
-        uint8_t out[S * S];
-        CHECK(spng_get_ihdr(c, &ih) == 0 && ih.width == S && ih.height == S &&
-              ih.color_type == SPNG_COLOR_TYPE_GRAYSCALE && ih.bit_depth == 8);
-        CHECK(spng_decode_image(c, out, sizeof out, SPNG_FMT_G8, 0) == 0);
-        CHECK(memcmp(out, mask, sizeof out) == 0, "decoded mask differs");
-        spng_ctx_free(c);
+    enum { BIG = 24 };
+    static const struct {
+        int side, salt;  /* salt -1: empty; -2: one pixel, the 10th */
+    } cases[] = {{S, -1}, {S, 3}, {S, -1}, {BIG, -1}, {BIG, 1},
+                 {S, -1}, {BIG, -2}, {BIG, -1}, {S, -2}};
+    uint8_t mask[BIG * BIG], out[BIG * BIG];
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const int side = cases[k].side;
+        memset(mask, 0, sizeof mask);
+        for (int i = 0; cases[k].salt >= 0 && i < side * side; i++)
+            mask[i] = ((i * 7 + cases[k].salt) % 5 == 0) ? 255 : 0;
+        if (cases[k].salt == -2)
+            mask[9] = 255;
+        char err[MAA_ERRLEN];
+        maad_verdict v = {.frame_id = 7 + k, .verdict = MAAD_REJECT, .score = 9,
+                          .threshold = 1, .model_size = side, .mask = mask};
+        CHECK(maad_pub_verdict(p, &v, err, sizeof err) == MAA_OK, "%s", err);
+        msg m;
+        if (!next_verdict(sub, &m)) {
+            CHECK(0, "case %zu: no verdict", k);
+            break;
+        }
+        CHECK(strcmp(jstr(json_object_get(m.json, "mask"), "format"), "png") == 0);
+        CHECK(m.parts == 3 && m.len > 8 && memcmp(m.data, "\x89PNG", 4) == 0);
+        if (m.parts == 3) {
+            spng_ctx *c = spng_ctx_new(0);
+            spng_set_png_buffer(c, m.data, m.len);
+            struct spng_ihdr ih;
+            CHECK(spng_get_ihdr(c, &ih) == 0 && (int)ih.width == side &&
+                  (int)ih.height == side && ih.color_type == SPNG_COLOR_TYPE_GRAYSCALE &&
+                  ih.bit_depth == 8, "case %zu: header", k);
+            CHECK(spng_decode_image(c, out, (size_t)side * side, SPNG_FMT_G8, 0) == 0);
+            CHECK(memcmp(out, mask, (size_t)side * side) == 0, "case %zu: decoded mask differs",
+                  k);
+            spng_ctx_free(c);
+        }
+        msg_free(&m);
     }
-    msg_free(&m);
     zmq_close(sub);
     maad_pub_free(p);
 }
