@@ -1,13 +1,14 @@
 /* cuda_kernels.cu — the elementwise kernels of the cuda backend (see
  * cuda_kernels.h).  Each is a grid-stride loop over elements, templated on
- * the storage type; the arithmetic is float (double where the host's
- * engine/image.c and engine/mask.c sum in double, so that the frame path
- * gives the host path's numbers).  They are memory-bound and run once per
- * layer at most, so clarity wins over vector loads. */
+ * the storage type; the arithmetic is float.  The frame path's resize,
+ * window means and variance are engine/pixel.h's, the functions the host's
+ * engine/image.c and engine/mask.c use, so that it gives the host path's
+ * numbers.  They are memory-bound and run once per layer at most, so
+ * clarity wins over vector loads. */
 #include <cuda_fp16.h>
 
-#include "engine/area.h"
 #include "engine/cuda_kernels.h"
+#include "engine/pixel.h"
 
 namespace {
 
@@ -127,19 +128,8 @@ __global__ void residual_k(const float *x, const T *r, maa_cuda_shape s, float *
         }
         float v = acc / s.c;
         e[i] = v;
-        e2[i] = __fmul_rn(v, v);
+        e2[i] = maa_fmul(v, v);
     }
-}
-
-/* Mean over the part of the window inside the line, summed in double as
- * engine/mask.c's box_mean does, stride apart. */
-__device__ inline float box(const float *line, int i, int len, size_t stride, int half)
-{
-    int lo = i - half < 0 ? 0 : i - half, hi = i + half >= len ? len - 1 : i + half;
-    double sum = 0;
-    for (int k = lo; k <= hi; k++)
-        sum += line[(size_t)k * stride];
-    return (float)(sum / (hi - lo + 1));
 }
 
 __global__ void box_rows_k(const float *e, const float *e2, const maa_cuda_params *p, int n,
@@ -149,8 +139,8 @@ __global__ void box_rows_k(const float *e, const float *e2, const maa_cuda_param
     GRID_STRIDE(i, (size_t)n * h * w) {
         size_t row = i - i % w;
         int x = (int)(i % w);
-        he[i] = box(e + row, x, w, 1, half);
-        he2[i] = box(e2 + row, x, w, 1, half);
+        he[i] = maa_box_mean(e + row, x, w, 1, half);
+        he2[i] = maa_box_mean(e2 + row, x, w, 1, half);
     }
 }
 
@@ -164,11 +154,8 @@ __global__ void box_cols_mask_k(const float *he, const float *he2, const maa_cud
         size_t img = i / hw, x = i % w;
         int y = (int)((i % hw) / w);
         const size_t col = img * hw + x;
-        float mean = box(he + col, y, h, w, half), sq = box(he2 + col, y, h, w, half);
-        double v = (double)sq - (double)__fmul_rn(mean, mean);
-        if (v < 0)
-            v = 0;
-        float m = (float)(v * v);
+        const float m = maa_var_square(maa_box_mean(he2 + col, y, h, w, half),
+                                       maa_box_mean(he + col, y, h, w, half));
         mask[i] = (double)m > t ? 255 : 0;
         /* m >= 0: its bits order as the values do. */
         atomicMax((int *)&peak[img], __float_as_int(m));

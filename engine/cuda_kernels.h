@@ -55,7 +55,7 @@ cudaError_t maa_cuda_lstm(const void *gates, const float *hconv,
 /* SPEC §1 on the device, as maa_preprocess for 8-bit frames no smaller than
  * the model: u8 holds s.n frames of p->width x p->height pixels, pitch bytes
  * apart, p->channels interleaved samples each (a gray frame fills every
- * channel); each is area-shrunk to s.h x s.w (engine/area.h; at the model
+ * channel); each is area-shrunk to s.h x s.w (engine/pixel.h; at the model
  * size a bin is one pixel) and normalised into x as float NCHW, and into
  * images the same in the activation layout s. */
 cudaError_t maa_cuda_import8(const uint8_t *u8, size_t pitch, const maa_cuda_params *p,

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/area.h"
 #include "engine/backend.h"
+#include "engine/pixel.h"
 
 #define MAX_SIDE 32768
 /* 2^27 pixels (e.g. 16384 x 8192): a header can claim 32768 x 32768 in a few

@@ -3,21 +3,13 @@
 #include <math.h>
 
 #include "engine/backend.h"
+#include "engine/pixel.h"
 
-/* Sum over the w-wide window centred on each element of a line of n values
- * (stride apart), divided by the number of window elements inside the line:
- * that is the border rule of SPEC §6 for one axis, and since the window
- * inside the image is a rectangle, applying it per axis gives the 2-D mean. */
+/* maa_box_mean of every element of a line of n values, stride apart. */
 static void box_mean(const float *in, float *out, int n, int stride, int half)
 {
-    for (int i = 0; i < n; i++) {
-        int lo = i - half < 0 ? 0 : i - half;
-        int hi = i + half >= n ? n - 1 : i + half;
-        double s = 0;
-        for (int k = lo; k <= hi; k++)
-            s += in[(size_t)k * stride];
-        out[(size_t)i * stride] = (float)(s / (hi - lo + 1));
-    }
+    for (int i = 0; i < n; i++)
+        out[(size_t)i * stride] = maa_box_mean(in, i, n, (size_t)stride, half);
 }
 
 void maa_varmap(const float *x, const float *r, int c, int s, int window,
@@ -37,7 +29,7 @@ void maa_varmap(const float *x, const float *r, int c, int s, int window,
     for (int y = 0; y < s; y++) {
         float *row = e + (size_t)y * s, *sq = m + (size_t)y * s;
         for (int xx = 0; xx < s; xx++)
-            sq[xx] = row[xx] * row[xx];
+            sq[xx] = maa_fmul(row[xx], row[xx]);
         box_mean(row, he + (size_t)y * s, s, 1, half);
         box_mean(sq, he2 + (size_t)y * s, s, 1, half);
     }
@@ -46,14 +38,8 @@ void maa_varmap(const float *x, const float *r, int c, int s, int window,
         box_mean(he + xx, e + xx, s, s, half);
         box_mean(he2 + xx, m + xx, s, s, half);
     }
-    for (size_t p = 0; p < ss; p++) {
-        /* e*e rounded to float like the stored e^2 terms, so a flat residual
-         * gives exactly 0 */
-        double v = (double)m[p] - (double)(e[p] * e[p]);
-        if (v < 0)
-            v = 0;
-        m[p] = (float)(v * v);
-    }
+    for (size_t p = 0; p < ss; p++)
+        m[p] = maa_var_square(m[p], e[p]);
 }
 
 /* Region bookkeeping in the mask itself while labelling: 255 = above the

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/area.h"
 #include "engine/engine.h"
+#include "engine/pixel.h"
 #include "tests/check.h"
 #include "tests/preprocess_literal.h"
 
@@ -523,7 +523,7 @@ static void test_area_shrink_vs_literal(void)
     }
 }
 
-/* engine/area.h's maa_area_pixel8, the per-element arithmetic of the cuda
+/* engine/pixel.h's maa_area_pixel8, the per-element arithmetic of the cuda
  * frame kernel (compiled here by the C compiler), equals maa_preprocess bit
  * for bit on 8-bit frames: the device's tensors are the host's, which is
  * what lets test_cuda ask for identical masks. */
