@@ -169,7 +169,9 @@ int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold,
 int maad_pub_tick(maad_pub *p, uint64_t now_ns, const maad_stat *extra,
                   int nextra);
 void maad_pub_get_stats(maad_pub *p, maad_pub_stats *s);
+/* CLOCK_REALTIME, for the messages' times; CLOCK_MONOTONIC, for durations. */
 uint64_t maad_now_ns(void);
+uint64_t maad_mono_ns(void);
 
 /* ---- systemd notification (notify.c) --------------------------------------
  * Thin sd_notify wrappers; each is a no-op when NOTIFY_SOCKET is unset.
@@ -252,8 +254,8 @@ typedef struct {
     int summary_interval_s;     /* summary log line and STATUS; 0: none */
     const maad_logger *log;
     /* After max_failed_batches batches in a row that the engine failed (0:
-     * never), on_failing(user, the last failure) once, on the worker thread;
-     * the worker goes on publishing every frame meanwhile. */
+     * never), on_failing(user, that count, the last failure's reason) once,
+     * on the worker thread; the worker goes on publishing every frame. */
     int max_failed_batches;
     void (*on_failing)(void *user, int batches, const char *why);
     void *user;

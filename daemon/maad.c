@@ -274,12 +274,10 @@ static int start(maad *d, char *err, size_t errlen)
                           .frame_bytes = cam_image_bytes_max(d->camera)};
     /* cuda: a cuDNN search per layer and graph captures per batch size,
      * seconds that the operator sees here rather than wonders about. */
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const uint64_t t0 = maad_mono_ns();
     if (maa_inspector_create(d->model, &eo, &d->inspector, err, errlen) != MAA_OK)
         return MAA_ERR;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    const double create_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    const double create_s = (maad_mono_ns() - t0) / 1e9;
     maa_engine *e = maa_inspector_engine(d->inspector);
     char how[320], frames[96] = "";
     maa_engine_describe(e, how, sizeof how);

@@ -76,13 +76,6 @@ struct maad_worker {
     char err[MAA_ERRLEN];
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void sleep_ms(double ms)
 {
     struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
@@ -266,7 +259,7 @@ static void judge(maad_worker *w)
     take_calibration(w);
     int rc = MAA_OK;
     if (w->nx) {
-        atomic_store_explicit(&w->busy_since_ns, mono_ns(), memory_order_relaxed);
+        atomic_store_explicit(&w->busy_since_ns, maad_mono_ns(), memory_order_relaxed);
         if (w->o.test_delay_ms > 0)
             sleep_ms(w->o.test_delay_ms);
         rc = judge_images(w);
@@ -347,7 +340,7 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
         e->xi = w->nx++;
     }
     if (w->nbatch++ == 0)
-        w->deadline_ns = mono_ns() + timeout_ns;
+        w->deadline_ns = maad_mono_ns() + timeout_ns;
     if (w->nbatch == w->o.batch_max)
         judge(w);
 }
@@ -429,7 +422,7 @@ static int tick_period_ms(const maad_worker *w)
 
 static void housekeeping(maad_worker *w)
 {
-    uint64_t now = mono_ns();
+    uint64_t now = maad_mono_ns();
     int sent = tick(w);
     /* Pinging only from this loop, after a heartbeat went out, means a
      * worker stuck in the engine or a dead publisher stops the pings and
@@ -460,7 +453,7 @@ static void *keepalive(void *arg)
     while (!atomic_load_explicit(&w->keepalive_stop, memory_order_relaxed)) {
         sleep_ms(tick_period_ms(w));
         uint64_t since = atomic_load_explicit(&w->busy_since_ns, memory_order_relaxed);
-        if (since && mono_ns() - since <= BUSY_LIMIT_NS)
+        if (since && maad_mono_ns() - since <= BUSY_LIMIT_NS)
             tick(w);
     }
     return NULL;
@@ -474,7 +467,7 @@ static void *run(void *arg)
     for (;;) {
         int wait_ms = idle_ms;
         if (w->nbatch) {
-            uint64_t now = mono_ns();
+            uint64_t now = maad_mono_ns();
             uint64_t left = w->deadline_ns > now ? w->deadline_ns - now : 0;
             int left_ms = (int)((left + 999999) / 1000000);
             if (left_ms < wait_ms)
@@ -488,7 +481,7 @@ static void *run(void *arg)
             maad_ring_release(w->o.ring, 1);
             housekeeping(w);
         }
-        if (w->nbatch && (finishing || mono_ns() >= w->deadline_ns))
+        if (w->nbatch && (finishing || maad_mono_ns() >= w->deadline_ns))
             judge(w);
         housekeeping(w);
         if (finishing && n == 0 && !w->nbatch)
@@ -532,7 +525,7 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     }
     pthread_mutex_init(&w->cal_lock, NULL);
     w->wd_usec = maad_notify_watchdog_usec();
-    w->sum_t_ns = mono_ns();
+    w->sum_t_ns = maad_mono_ns();
     w->sum_next_ns = w->sum_t_ns + (uint64_t)o->summary_interval_s * 1000000000u;
     int e = pthread_create(&w->keepalive, NULL, keepalive, w);
     if (e) {

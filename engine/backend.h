@@ -82,8 +82,8 @@ static inline int maa_net_res(int k)
 {
     return k < 3 ? MAA_NET_RES_A + 2 * k : MAA_NET_RES_B + 2 * (k - 3);
 }
-/* The backend's inspect for this engine: MAA_ERR with err left empty when
- * the backend has none (engine/engine.c). */
+/* The backend's inspect for this engine (an error for a backend without
+ * one: maa_engine_frame_bytes is 0 there). */
 int maa_engine_inspect(maa_engine *e, const maa_device_batch *b, char *err, size_t errlen);
 /* The bytes of one frame that the backend's inspect takes; 0 when it has
  * none. */

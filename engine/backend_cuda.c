@@ -790,9 +790,9 @@ static int issue8(cuda_ctx *c, int n, char *err, size_t errlen)
     return MAA_OK;
 }
 
-/* Runs batch size n once for real (loading cuDNN's kernels and probing the
- * fused calls, neither of which may happen during capture), then captures
- * it into c->exec[n - 1]. */
+/* Runs fn for a batch of n once for real (loading cuDNN's kernels and
+ * probing the fused calls and plans, none of which may happen during
+ * capture), then captures it into *exec. */
 static int capture_one(cuda_ctx *c, int n, int (*fn)(cuda_ctx *, int, char *, size_t),
                        cudaGraphExec_t *exec, char *err, size_t errlen)
 {

@@ -6,7 +6,7 @@
  * where conv is a forward convolution or, for a transposed layer, cuDNN's
  * backward-data convolution; bias and res are optional.  Half data in NHWC
  * with float accumulation and float epilogue arithmetic; the legacy API
- * cannot fuse these epilogues (docs/cuda-backend.md, "Fused plans").
+ * cannot fuse these epilogues (docs/cuda-backend.md, "Fused graphs").
  *
  * A plan is built for one batch size, for the device of a cuDNN handle or
  * for a device-properties descriptor (cuDNN >= 9.8).  The latter needs no

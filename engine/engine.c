@@ -143,8 +143,8 @@ uint8_t *maa_engine_frame_buffer(maa_engine *e, int i)
 int maa_engine_inspect(maa_engine *e, const maa_device_batch *b, char *err, size_t errlen)
 {
     if (!e->ops->inspect) {
-        if (err && errlen)
-            err[0] = 0;
+        maa_seterr(err, errlen, "backend %s judges no 8-bit frames on a device",
+                   e->ops->name);
         return MAA_ERR;
     }
     if (b->n < 1 || b->n > e->max_batch) {
