@@ -8,16 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "engine/engine.h"
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
+#include "tests/bench.h"
 
 int main(int argc, char **argv)
 {
@@ -49,24 +42,24 @@ int main(int argc, char **argv)
         return 1;
     }
     fclose(f);
-    double t0 = now_ms();
+    double t0 = bench_now() * 1e3;
     maa_engine *e;
     if (maa_engine_create(m, &o, &e, err, sizeof err)) {
         fprintf(stderr, "bench_cpu: %s\n", err);
         return 1;
     }
-    double create_ms = now_ms() - t0;
+    double create_ms = bench_now() * 1e3 - t0;
     printf("{\"backend\": \"%s\", \"precision\": \"%s\", \"batch\": %d, \"threads\": %d, "
            "\"create_ms\": %.1f, \"run_ms\": [",
            maa_backend_name(maa_engine_backend(e)), maa_precision_name(maa_engine_precision(e)), n,
            o.threads, create_ms);
     for (int i = 0; i < warm + iters; i++) {
-        t0 = now_ms();
+        t0 = bench_now() * 1e3;
         if (maa_engine_run(e, n, x, r, fx, fr, err, sizeof err)) {
             fprintf(stderr, "bench_cpu: %s\n", err);
             return 1;
         }
-        double dt = now_ms() - t0;
+        double dt = bench_now() * 1e3 - t0;
         if (i >= warm)
             printf("%s%.2f", i > warm ? ", " : "", dt);
     }

@@ -28,9 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine/backend.h"
+#include "tests/bench.h"
 #include "tests/testmodel.h"
 #ifdef MAA_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -45,13 +45,6 @@ static size_t device_used(void)
         return total - free_b;
 #endif
     return 0;
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 static int write_default(const char *path, int size)
@@ -122,12 +115,12 @@ int main(int argc, char **argv)
 
     maa_inspector *in;
     const size_t used0 = device_used();
-    const double tc = now();
+    const double tc = bench_now();
     if (maa_inspector_create(m, &opts, &in, err, sizeof err)) {
         fprintf(stderr, "bench_cuda: %s\n", err);
         return 1;
     }
-    const double create_s = now() - tc;
+    const double create_s = bench_now() - tc;
     const size_t used1 = device_used();
     char how[320], label[64], geometry[32] = "";
     maa_engine_describe(maa_inspector_engine(in), how, sizeof how);
@@ -172,7 +165,7 @@ int main(int argc, char **argv)
     double t0 = 0, score = 0;
     for (int warm = 3;; warm--) {
         if (warm == 0)
-            t0 = now();
+            t0 = bench_now();
         for (int i = 0; i < n; i++, next = (next + 1) % nframes)
             batch[i] = ims[next];
         if (maa_inspect_frames(in, &cal, n, batch, res, err, sizeof err)) {
@@ -186,10 +179,10 @@ int main(int argc, char **argv)
             score += res[i].score;
             rejects += res[i].verdict == MAA_REJECT;
         }
-        if (batches >= 5 && now() - t0 >= seconds)
+        if (batches >= 5 && bench_now() - t0 >= seconds)
             break;
     }
-    double ms = (now() - t0) * 1e3 / batches;
+    double ms = (bench_now() - t0) * 1e3 / batches;
     printf("RESULT %s batch %d: %.3f ms/batch %.1f frames/s score %.6g (%ld batches, "
            "%ld rejects)\n", label, n, ms, n * 1e3 / ms, score / (batches * n), batches, rejects);
     /* The engine alone (float path: preprocessed images in, reconstruction
@@ -203,13 +196,13 @@ int main(int argc, char **argv)
             return 1;
         }
     maa_engine *e = maa_inspector_engine(in);
-    double te = now();
+    double te = bench_now();
     for (long b = 0; b < batches; b++)
         if (maa_engine_run(e, n, x, recon, fx, fr, err, sizeof err)) {
             fprintf(stderr, "bench_cuda: %s\n", err);
             return 1;
         }
-    te = now() - te;
+    te = bench_now() - te;
     /* The device part of the frame path alone: frames in, maps and masks out,
      * no FMD or region labelling on the host. */
     double td = -1;
@@ -222,13 +215,13 @@ int main(int argc, char **argv)
         maa_device_batch db = {.n = n, .width = W, .height = H, .channels = C, .frames = ptr,
                                .window = 7, .t_pix = cal.pixel_threshold, .fx = fx, .fr = fr,
                                .peak = peak, .mask = mask};
-        td = now();
+        td = bench_now();
         for (long b = 0; b < batches; b++)
             if (maa_engine_inspect(e, &db, err, sizeof err)) {
                 fprintf(stderr, "bench_cuda: %s\n", err);
                 return 1;
             }
-        td = (now() - td) * 1e3 / batches;
+        td = (bench_now() - td) * 1e3 / batches;
         free(ptr);
         free(peak);
         free(mask);

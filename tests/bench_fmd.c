@@ -11,26 +11,17 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "engine/engine.h"
+#include "tests/bench.h"
 #include "tests/fmd_literal.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv)
 {
-    const int M = argc > 1 ? atoi(argv[1]) : 29;
-    const double seconds = argc > 2 ? atof(argv[2]) : 1.0;
-    if (M < 2 || M > 256 || !(seconds > 0)) {
-        fprintf(stderr, "usage: bench_fmd [M (2..256) [SECONDS]]\n");
+    int M;
+    double seconds;
+    if (bench_args(argc, argv, "M", 29, 2, 256, &M, &seconds))
         return 2;
-    }
     enum { SETS = 16 };
     const size_t mm = (size_t)M * M;
     float *fx = malloc(SETS * mm * sizeof *fx), *fr = malloc(SETS * mm * sizeof *fr);
@@ -53,7 +44,7 @@ int main(int argc, char **argv)
     double us[2];
     for (int form = 0; form < 2; form++) {
         long calls = 0;
-        double t0 = now(), t;
+        double t0 = bench_now(), t;
         do {
             for (int k = 0; k < SETS; k++, calls++) {
                 if (form == 0)
@@ -62,7 +53,7 @@ int main(int argc, char **argv)
                     d = fmd_literal(fx + k * mm, fr + k * mm, M, M);
                 sink += d;
             }
-            t = now() - t0;
+            t = bench_now() - t0;
         } while (t < seconds);
         us[form] = t * 1e6 / calls;
     }

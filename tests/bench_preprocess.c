@@ -11,26 +11,17 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "engine/engine.h"
+#include "tests/bench.h"
 #include "tests/preprocess_literal.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv)
 {
-    const int S = argc > 1 ? atoi(argv[1]) : 256;
-    const double seconds = argc > 2 ? atof(argv[2]) : 1.0;
-    if (S < 8 || S > 640 || !(seconds > 0)) {
-        fprintf(stderr, "usage: bench_preprocess [S (8..640) [SECONDS]]\n");
+    int S;
+    double seconds;
+    if (bench_args(argc, argv, "S", 256, 8, 640, &S, &seconds))
         return 2;
-    }
     static const struct {
         int w, h, ch;
         const char *what;
@@ -55,7 +46,7 @@ int main(int argc, char **argv)
         double t[2];
         for (int m = 0; m < 2; m++) {
             long reps = 0;
-            double t0 = now();
+            double t0 = bench_now();
             do {
                 if (m == 0 && maa_preprocess(&img, S, c, a, err, sizeof err)) {
                     fprintf(stderr, "bench_preprocess: %s\n", err);
@@ -64,8 +55,8 @@ int main(int argc, char **argv)
                 if (m == 1)
                     preprocess_literal(&img, S, c, b);
                 reps++;
-            } while (now() - t0 < seconds);
-            t[m] = (now() - t0) * 1e3 / reps;
+            } while (bench_now() - t0 < seconds);
+            t[m] = (bench_now() - t0) * 1e3 / reps;
         }
         double worst = 0;
         for (size_t i = 0; i < o; i++)

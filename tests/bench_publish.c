@@ -10,17 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "daemon/daemon.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "tests/bench.h"
 
 /* Microseconds per call of publish(mask) over about `seconds`. */
 static double per_call(maad_pub *p, const uint8_t *mask, int s, int encode_only,
@@ -30,7 +23,7 @@ static double per_call(maad_pub *p, const uint8_t *mask, int s, int encode_only,
     maad_verdict v = {.frame_id = 1, .verdict = MAAD_PASS, .score = 1, .threshold = 2,
                       .model_size = s, .mask = mask};
     long n = 0;
-    const double t0 = now();
+    const double t0 = bench_now();
     double t = t0;
     for (; t - t0 < seconds; n++) {
         if (encode_only) {
@@ -46,19 +39,17 @@ static double per_call(maad_pub *p, const uint8_t *mask, int s, int encode_only,
             exit(1);
         }
         if (n % 16 == 0)
-            t = now();
+            t = bench_now();
     }
-    return (now() - t0) * 1e6 / n;
+    return (bench_now() - t0) * 1e6 / n;
 }
 
 int main(int argc, char **argv)
 {
-    const int s = argc > 1 ? atoi(argv[1]) : 256;
-    const double seconds = argc > 2 ? atof(argv[2]) : 1.0;
-    if (s < 8 || s > 4096 || !(seconds > 0)) {
-        fprintf(stderr, "usage: bench_publish [S [SECONDS]]\n");
+    int s;
+    double seconds;
+    if (bench_args(argc, argv, "S", 256, 8, 4096, &s, &seconds))
         return 2;
-    }
     char ep[96], err[MAA_ERRLEN];
     snprintf(ep, sizeof ep, "ipc:///tmp/bench_publish.%d", (int)getpid());
     maad_pub_opts o = {.endpoint = ep, .camera = "bench", .sndhwm = 1000,
