@@ -553,6 +553,7 @@ static void test_f16_verdicts(void)
         printf("  S=256 f16 vs f32 scores: worst relative error %.3f%%, %d of %d frames away "
                "from T judged alike\n", 100 * worst, judged, N);
         CHECK(worst <= 0.02, "f16 score off by %.2f%%", 100 * worst);
+        CHECK(judged > 0, "every score within 2%% of T: no verdict was compared");
     }
     free(px);
     maa_model_free(m);

@@ -107,7 +107,8 @@ static void on_failing(void *user, int batches, const char *why)
 
 /* batch_max, timeout, delay, ring slots; threshold of the calibration;
  * the engine: eo, or the ref backend for batches up to engine_batch.  The
- * worker calls on_failing after 3 failed batches in a row. */
+ * worker calls on_failing after 3 failed batches in a row.  A rig that
+ * cannot be set up fails the running test; -1 then. */
 static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_ms,
                          int slots, double threshold, int engine_batch,
                          const maa_engine_opts *eo)
@@ -122,7 +123,7 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
     if (maa_inspector_create(model, eo ? eo : &ref, &r->in, err, sizeof err) ||
         maad_ring_create((uint32_t)slots, BW * BH, NULL, NULL, NULL, &r->ring, err, sizeof err) ||
         maad_pub_create(&po, &r->pub, err, sizeof err)) {
-        fprintf(stderr, "rig: %s\n", err);
+        CHECK(0, "rig: %s", err);
         return -1;
     }
     maad_log_init(&r->log, "t", MAAD_LOG_WARNING);
@@ -143,7 +144,7 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
                            .heartbeat_ms = 50, .log = &r->log,
                            .max_failed_batches = 3, .on_failing = on_failing};
     if (maad_worker_start(&wo, &r->w, err, sizeof err)) {
-        fprintf(stderr, "rig: %s\n", err);
+        CHECK(0, "rig: %s", err);
         return -1;
     }
     /* The worker's first heartbeat proves the subscription is in place
@@ -152,10 +153,11 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
     for (int tries = 0; tries < 100; tries++) {
         int k = recv_message(r->sub, buf, sizeof buf);
         if (k < 0)
-            return -1;
+            break;
         if (k == 0)
             return 0;
     }
+    CHECK(0, "rig: no heartbeat from the worker");
     return -1;
 }
 
@@ -237,10 +239,8 @@ static void frame(rig *r, uint64_t id)
 static void test_order_and_kinds(void)
 {
     rig r;
-    if (rig_up(&r, 4, 10000, 0, 64, 1e30)) {
-        CHECK(0, "rig");
+    if (rig_up(&r, 4, 10000, 0, 64, 1e30))
         return;
-    }
     const int n = 30;
     for (int id = 1; id <= n; id++) {
         if (id % 7 == 0)
@@ -286,10 +286,8 @@ static void test_order_and_kinds(void)
 static void test_batches(void)
 {
     rig r;
-    if (rig_up(&r, 4, 60000, 0, 64, 1e30)) {
-        CHECK(0, "rig");
+    if (rig_up(&r, 4, 60000, 0, 64, 1e30))
         return;
-    }
     for (int id = 1; id <= 9; id++)
         frame(&r, (uint64_t)id);
     maad_worker_camera_error(r.w, 10, maad_now_ns(), "camera error: incomplete frame");
@@ -306,10 +304,8 @@ static void test_batches(void)
 static void test_timeout(void)
 {
     rig r;
-    if (rig_up(&r, 4, 20, 0, 64, 1e30)) {
-        CHECK(0, "rig");
+    if (rig_up(&r, 4, 20, 0, 64, 1e30))
         return;
-    }
     frame(&r, 1);
     msg m;
     CHECK(next_verdict(&r, &m) && m.frame_id == 1 && !strcmp(m.verdict, "pass"));
@@ -324,10 +320,8 @@ static void test_timeout(void)
 static void test_overflow(void)
 {
     rig r;
-    if (rig_up(&r, 1, 10, 100, 4, 1e30)) {
-        CHECK(0, "rig");
+    if (rig_up(&r, 1, 10, 100, 4, 1e30))
         return;
-    }
     const int n = 60;
     for (int id = 1; id <= n; id++)
         frame(&r, (uint64_t)id);
@@ -361,10 +355,8 @@ static void test_overflow(void)
 static void test_heartbeats_while_busy(void)
 {
     rig r;
-    if (rig_up(&r, 1, 10, 1500, 8, 1e30)) {
-        CHECK(0, "rig");
+    if (rig_up(&r, 1, 10, 1500, 8, 1e30))
         return;
-    }
     frame(&r, 1);
     static char buf[1 << 16];
     int heartbeats = 0, verdict = 0, bad_seq = 0;
@@ -394,10 +386,8 @@ static void test_heartbeats_while_busy(void)
 static void test_engine_error(void)
 {
     rig r;
-    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL)) {
-        CHECK(0, "rig");
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL))
         return;
-    }
     for (int id = 1; id <= 3; id++)
         frame(&r, (uint64_t)id);
     maad_worker_stats st;
@@ -423,10 +413,8 @@ static void test_engine_error(void)
 static void test_failing_engine(void)
 {
     rig r;
-    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL)) {
-        CHECK(0, "rig");
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL))
         return;
-    }
     atomic_store(&failing_calls, 0);
     /* fail, fail, success, fail, fail */
     for (int id = 1; id <= 4; id++)
@@ -464,10 +452,8 @@ static void test_failing_engine(void)
 static void test_calibration_swap(void)
 {
     rig r;
-    if (rig_up(&r, 2, 10, 0, 64, 1e30)) {
-        CHECK(0, "rig");
+    if (rig_up(&r, 2, 10, 0, 64, 1e30))
         return;
-    }
     for (int id = 1; id <= 6; id++)
         frame(&r, (uint64_t)id);
     msg m;
@@ -502,10 +488,8 @@ static void test_calibration_swap(void)
 static void test_unencodable_reason(void)
 {
     rig r;
-    if (rig_up(&r, 4, 10000, 0, 64, 1e30)) {
-        CHECK(0, "rig");
+    if (rig_up(&r, 4, 10000, 0, 64, 1e30))
         return;
-    }
     frame(&r, 1);
     maad_worker_camera_error(r.w, 2, maad_now_ns(), "camera error: Pr\xc3");
     frame(&r, 3);
@@ -538,10 +522,8 @@ static void test_device_frames(void)
     const maa_engine_opts eo = {.backend = MAA_BACKEND_CUDA, .precision = MAA_PREC_F32,
                                 .max_batch = 4, .frame_bytes = BW * BH};
     rig r;
-    if (rig_up_engine(&r, 4, 60000, 0, 64, 1e30, 4, &eo)) {
-        CHECK(0, "rig");
+    if (rig_up_engine(&r, 4, 60000, 0, 64, 1e30, 4, &eo))
         return;
-    }
     CHECK(maa_inspector_frame_bytes(r.in) == BW * BH, "frame bytes %zu",
           maa_inspector_frame_bytes(r.in));
     /* 1..4: a mixed batch (2 is 80 x 60); 5..12: two batches of 8-bit frames. */
