@@ -5,7 +5,7 @@
 # a smaller model that fits a time budget.  Not part of `make test`.
 #
 #   scripts/bench-quality.sh [OUTDIR]
-#   env: VIEW (groove), ITERS, SIZE, GBASE, DBASE, BATCH, PIXEL_L1, DEVICE
+#   env: VIEW (groove), ITERS, SIZE, GBASE, DBASE, BATCH, PIXEL_L1, AUGMENT, DEVICE
 set -eu
 cd "$(dirname "$0")/.."
 out=${1:-build/quality}
@@ -16,15 +16,15 @@ if [ "$device" = cuda ]; then
 else
     : "${SIZE:=64}" "${GBASE:=8}" "${DBASE:=16}" "${BATCH:=16}" "${ITERS:=3000}"
 fi
-: "${VIEW:=groove}" "${PIXEL_L1:=1}"
+: "${VIEW:=groove}" "${PIXEL_L1:=1}" "${AUGMENT:=d4}"
 mkdir -p "$out"
 make --no-print-directory all >/dev/null
 echo "== data: gen_synth.py --view $VIEW (defaults: 200 train good, 50 test good, 10 per defect type, 256 px)"
 [ -d "$out/data" ] || $PY scripts/gen_synth.py --out "$out/data" --view "$VIEW" --seed 0 >/dev/null
-echo "== train: S=$SIZE g_base=$GBASE d_base=$DBASE batch=$BATCH iters=$ITERS pixel_l1=$PIXEL_L1 on $device"
+echo "== train: S=$SIZE g_base=$GBASE d_base=$DBASE batch=$BATCH iters=$ITERS pixel_l1=$PIXEL_L1 augment=$AUGMENT on $device"
 start=$(date +%s)
 $PY scripts/train.py --data "$out/data" --out "$out/model.safetensors" --size "$SIZE" \
-    --g-base "$GBASE" --d-base "$DBASE" --batch "$BATCH" --iters "$ITERS" --pixel-l1 "$PIXEL_L1" \
+    --g-base "$GBASE" --d-base "$DBASE" --batch "$BATCH" --iters "$ITERS" --pixel-l1 "$PIXEL_L1" --augment "$AUGMENT" \
     --device "$device" --workdir "$out/train" --ckpt-every 500 2>"$out/train.log"
 echo "   training took $(( $(date +%s) - start )) s"
 echo "== calibrate on train/good, gamma 3"

@@ -4,7 +4,8 @@ model file (SPEC §3).  See docs/training.md.
 
   train.py --data ROOT --out MODEL.safetensors [--size 256] [--channels 3]
            [--g-base 16] [--d-base 64] [--iters N | --epochs E] [--batch 32]
-           [--lambda-adv 1] [--pixel-l1 0] [--lr 1e-4] [--device auto]
+           [--lambda-adv 1] [--pixel-l1 0] [--augment d4] [--lr 1e-4]
+           [--device auto]
            [--seed 0] [--resume CKPT] [--ckpt-every 500] [--workdir DIR]
 
 ROOT is an MVTec-AD style folder; only ROOT/train/good is used.  The good
@@ -72,18 +73,28 @@ def load_good_set(root, S, C):
                                       for f in files]))
 
 
-def augment(x, gen):
-    """Per image: a random multiple of 90 degrees, a random horizontal flip,
-    and a brightness shift in [-BRIGHTNESS, BRIGHTNESS]."""
+AUGMENTS = ("d4", "brightness", "none")
+
+
+def augment(x, gen, kind):
+    """Per image, for kind "d4": a random multiple of 90 degrees and a random
+    horizontal flip (together the 8 symmetries of the square), then for "d4"
+    and "brightness" a brightness shift in [-BRIGHTNESS, BRIGHTNESS].  The
+    random draws are the same whatever the kind, so that only the images
+    change between runs that differ in kind alone."""
     n = x.shape[0]
     rot = torch.randint(0, 4, (n,), generator=gen).tolist()
     flip = torch.randint(0, 2, (n,), generator=gen).tolist()
     shift = (torch.rand(n, generator=gen) * 2 - 1) * BRIGHTNESS
-    out = []
-    for i in range(n):
-        xi = torch.rot90(x[i], rot[i], (1, 2))
-        out.append(torch.flip(xi, (2,)) if flip[i] else xi)
-    return (torch.stack(out) + shift.view(n, 1, 1, 1)).clamp_(-1, 1)
+    if kind == "none":
+        return x
+    if kind == "d4":
+        out = []
+        for i in range(n):
+            xi = torch.rot90(x[i], rot[i], (1, 2))
+            out.append(torch.flip(xi, (2,)) if flip[i] else xi)
+        x = torch.stack(out)
+    return (x + shift.view(n, 1, 1, 1)).clamp(-1, 1)
 
 
 def model_from_checkpoint(path):
@@ -213,6 +224,10 @@ def parse_args(argv):
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lambda-adv", type=float, default=1.0)
     p.add_argument("--pixel-l1", type=float, default=0.0)
+    p.add_argument("--augment", choices=AUGMENTS, default="d4",
+                   help="d4: 90-degree turns, flips and brightness (parts "
+                   "without a preferred orientation); brightness: brightness "
+                   "only (parts always presented the same way); none")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
@@ -244,7 +259,8 @@ def train(a):
     cfg = ck["config"] if ck else dict(image_size=a.size, channels=a.channels,
                                        g_base=a.g_base, d_base=a.d_base)
     hp = ck["hparams"] if ck else dict(batch=a.batch, lambda_adv=a.lambda_adv,
-                                       pixel_l1=a.pixel_l1, lr=a.lr, seed=a.seed)
+                                       pixel_l1=a.pixel_l1, augment=a.augment, lr=a.lr,
+                                       seed=a.seed)
     torch.manual_seed(hp["seed"])
     gen = torch.Generator().manual_seed(hp["seed"])
     data = load_good_set(a.data, cfg["image_size"], cfg["channels"])
@@ -310,8 +326,8 @@ def train(a):
         for it in range(start + 1, total + 1):
             ia = torch.randint(0, len(split_a), (B,), generator=gen)
             ib = torch.randint(0, len(split_b), (B,), generator=gen)
-            xa = augment(set_a[ia], gen).to(dev)
-            xb = augment(set_b[ib], gen).to(dev)
+            xa = augment(set_a[ia], gen, hp["augment"]).to(dev)
+            xb = augment(set_b[ib], gen, hp["augment"]).to(dev)
 
             fake, (h, c) = model.g(xa, state)
             state = (h.detach(), c.detach())

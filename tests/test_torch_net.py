@@ -22,6 +22,7 @@ import golden  # noqa: E402
 import maa_io  # noqa: E402
 import maa_net  # noqa: E402
 import maa_ref  # noqa: E402
+import train  # noqa: E402
 
 PY = sys.executable
 passed = failed = 0
@@ -314,6 +315,32 @@ def png_bytes(img):
             chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def test_augment(tmp):
+    x = torch.rand(6, 3, 8, 8) * 1.8 - 0.9  # away from the clamp at +-1
+    out, states = {}, {}
+    for kind in train.AUGMENTS:
+        gen = torch.Generator().manual_seed(7)
+        out[kind] = train.augment(x, gen, kind)
+        states[kind] = gen.get_state()
+    check(all(torch.equal(states[k], states["d4"]) for k in train.AUGMENTS),
+          "every --augment kind draws the same random numbers")
+    check(torch.equal(out["none"], x), "--augment none leaves the images as they are")
+    shift = (out["brightness"] - x).flatten(1)
+    check(float((shift.max(1).values - shift.min(1).values).max()) < 1e-6 and
+          float(shift.abs().max()) <= train.BRIGHTNESS + 1e-6 and
+          float(shift.abs().max()) > 0,
+          "--augment brightness adds one shift per image, within +-BRIGHTNESS")
+    turned = 0
+    for i in range(x.shape[0]):
+        plain = x[i] + shift[i, 0]
+        poses = [torch.rot90(plain, k, (1, 2)) for k in range(4)]
+        poses += [torch.flip(p, (2,)) for p in poses]
+        match = [j for j, p in enumerate(poses) if torch.allclose(out["d4"][i], p, atol=1e-6)]
+        check(len(match) >= 1, f"--augment d4 image {i} is a turn/flip of its shifted input")
+        turned += bool(match) and match[0] != 0
+    check(turned > 0, "--augment d4 turns or flips some of the images")
+
+
 def test_train(tmp):
     good = os.path.join(tmp, "ds", "train", "good")
     os.makedirs(good)
@@ -329,7 +356,8 @@ def test_train(tmp):
     with open(os.path.join(good, "notes.txt"), "w") as f:
         f.write("not an image\n")
     base = ["--data", os.path.join(tmp, "ds"), "--size", "32", "--g-base", "2",
-            "--d-base", "4", "--batch", "2", "--seed", "4", "--device", "cpu"]
+            "--d-base", "4", "--batch", "2", "--seed", "4", "--device", "cpu",
+            "--augment", "brightness"]
     out1, w1 = os.path.join(tmp, "a.safetensors"), os.path.join(tmp, "wa")
     r = run([os.path.join(SCRIPTS, "train.py")] + base +
             ["--out", out1, "--workdir", w1, "--iters", "4"])
@@ -363,7 +391,8 @@ def test_train(tmp):
           "resumed loss.csv holds iterations 1..4")
     _, t2, _ = maa_io.read_model(out2)
     diff = max(float(np.abs(t[k] - t2[k]).max()) for k in t)
-    check(diff < 1e-5, f"2 + resumed 2 iterations = 4 straight (max diff {diff:.1e})")
+    check(diff < 1e-5, f"2 + resumed 2 iterations (with the checkpoint's --augment) = 4 "
+          f"straight (max diff {diff:.1e})")
     r = run([os.path.join(SCRIPTS, "train.py")] + base +
             ["--out", out2, "--workdir", w2, "--iters", "3",
              "--resume", os.path.join(w2, "ckpt.pt")])
@@ -377,7 +406,7 @@ def test_train(tmp):
 def main():
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     tests = [test_names, test_markov_size, test_batch_independent, test_roundtrip,
-             test_fmd_ref, test_golden, test_indep, test_train]
+             test_fmd_ref, test_golden, test_indep, test_augment, test_train]
     with tempfile.TemporaryDirectory() as tmp:
         for t in tests:
             d = os.path.join(tmp, t.__name__)
