@@ -11,7 +11,7 @@
 out=$(mkdir -p "${1:-build/sustained}" && cd "${1:-build/sustained}" && pwd)
 e2e_isolate "$@"
 e2e_need_build
-cd "$E2E_TMP"
+cd "$E2E_TMP" || exit 1
 run=${SECONDS_RUN:-600} fps=${FPS:-33}
 size=${SIZE:-128} gb=${GBASE:-8} db=${DBASE:-16}
 backend=${BACKEND:-cpu} batch=${BATCH:-4}

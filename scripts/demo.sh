@@ -42,7 +42,7 @@ else
 fi
 trap e2e_cleanup EXIT
 E2E_KEEP=${DEMO_DIR:-}
-cd "$E2E_TMP"
+cd "$E2E_TMP" || exit 1
 
 step "synthetic surface set (64 x 64, gray)"
 "$PY" "$E2E_ROOT/scripts/gen_synth.py" --out data --size 64 --channels 1 \
@@ -56,8 +56,8 @@ step "training a tiny model on CPU ($iters iterations)"
 [ -s model.safetensors ] || die "train.py wrote no model"
 
 backend=ref
-"$MAA" infer --model model.safetensors --backend cpu data/test/good/$(ls data/test/good | head -n 1) \
-    >/dev/null 2>&1 && backend=cpu
+probe=(data/test/good/*)
+"$MAA" infer --model model.safetensors --backend cpu "${probe[0]}" >/dev/null 2>&1 && backend=cpu
 step "calibration on the defect-free training parts (backend $backend)"
 "$MAA" calibrate --model model.safetensors --images data/train/good --out calibration.yaml \
     --backend "$backend" --gamma 3 --plot calibration.png 2>&1 | sed 's/^/  /' ||

@@ -18,7 +18,7 @@
 #     golden cases, memcheck, f32 rows) start only while the run is within
 #     it; the benchmark of the targets and the tests always run.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 CUDA=${CUDA:-/usr/local/cuda}
 PY=${PYTHON:-python3}
 SECS=${BENCH_SECONDS:-2}
