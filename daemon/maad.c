@@ -254,6 +254,9 @@ static int start(maad *d, char *err, size_t errlen)
         return MAA_ERR;
     uint64_t bound_ns = maad_now_ns();
 
+    /* Each step named in `systemctl status` while the unit is still
+     * "activating": the engine's can take a while (below). */
+    maad_notify_status("starting: opening camera %s", c->camera.name);
     cam_config cc;
     camera_config(c, &cc);
     if (cam_open(&cc, on_camera, d, &d->camera, err, errlen) != MAA_OK)
@@ -274,6 +277,8 @@ static int start(maad *d, char *err, size_t errlen)
                           .frame_bytes = cam_image_bytes_max(d->camera)};
     /* cuda: a cuDNN search per layer and graph captures per batch size,
      * seconds that the operator sees here rather than wonders about. */
+    maad_notify_status("starting: making the engine (backend %s, batch %d)",
+                       maa_backend_name(eo.backend), eo.max_batch);
     const uint64_t t0 = maad_mono_ns();
     if (maa_inspector_create(d->model, &eo, &d->inspector, err, errlen) != MAA_OK)
         return MAA_ERR;
@@ -390,6 +395,7 @@ static int run(maad *d)
         return 1;
     }
     maad_notify_ready();
+    maad_notify_status("inspecting camera %s", d->cfg.camera.name);
     maad_log(&d->log, MAAD_LOG_NOTICE, "ready: camera %s, publishing on %s",
              d->cfg.camera.name, d->cfg.publish.endpoint);
 

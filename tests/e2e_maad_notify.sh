@@ -50,6 +50,13 @@ NOTIFY_SOCKET=$E2E_TMP/notify.sock WATCHDOG_USEC=1000000 \
     e2e_bg maad.log bash -c 'export WATCHDOG_PID=$$; exec "$0" --config maad.yaml' "$MAAD"
 maad=$E2E_BG
 e2e_wait_for notify.log '^READY=1$' 30 "$maad" && ok "READY=1" || fail "no READY=1" "$(cat maad.log)"
+# While the unit is activating, `systemctl status` names each start-up step
+# (the worker's pings and summaries may come in between).
+e2e_wait_for notify.log '^STATUS=inspecting camera notified$' 10
+grep -E '^(READY=1|STATUS=starting: |STATUS=inspecting )' notify.log | tr '\n' '|' |
+    grep -qxF 'STATUS=starting: opening camera notified|STATUS=starting: making the engine (backend ref, batch 4)|READY=1|STATUS=inspecting camera notified|' &&
+    ok "STATUS= names each start-up step, then inspecting" ||
+    fail "start-up STATUS" "$(grep -v '^WATCHDOG=' notify.log | head -n 6)"
 e2e_wait_for notify.log '^STATUS=fps [0-9.]+, passes [0-9]+, rejects [0-9]+, uninspected [0-9]+, drops [0-9]+, latency p50 [0-9.]+ ms p99 [0-9.]+ ms$' 10 &&
     ok "STATUS= summary" || fail "no STATUS" "$(cat notify.log)"
 e2e_wait_for notify.log '^WATCHDOG=1$' 10 && ok "WATCHDOG=1 pings" || fail "no WATCHDOG=1"
