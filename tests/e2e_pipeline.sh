@@ -40,6 +40,34 @@ assert 0 <= r["image_auroc"] <= 1 and 0 <= r["pixel_auroc"] <= 1
 assert len(r["per_type"]) == 6, r["per_type"].keys()   # good + 5 defect types
 assert r["n_good"] == 10 and r["n_defective"] == 15
 PYEOF
+check "eval: Table III distances (L1, Markov+L1) as PyTorch computes them, and their AUROCs" \
+    $PY - "$tmp/report.json" "$tmp/m.safetensors" <<'PYEOF'
+import json, sys
+sys.path.insert(0, "scripts")
+import numpy as np, torch
+import maa_io, train
+r = json.load(open(sys.argv[1]))
+model = maa_io.load_model(sys.argv[2]).double()
+cfg = model.config
+imgs = r["images"]
+x = torch.from_numpy(np.stack([train.load_image(i["image"], cfg["image_size"], cfg["channels"])
+                               for i in imgs])).double()
+with torch.no_grad():
+    rec, fx, fr = model(x)
+l1 = (x - rec).abs().flatten(1).mean(1).numpy()
+ml1 = (fx - fr).abs().flatten(1).mean(1).numpy()
+got_l1 = np.array([i["l1"] for i in imgs])
+got_ml1 = np.array([i["markov_l1"] for i in imgs])
+assert np.allclose(got_l1, l1, rtol=1e-4, atol=1e-6), abs(got_l1 - l1).max()
+assert np.allclose(got_ml1, ml1, rtol=1e-4, atol=1e-6), abs(got_ml1 - ml1).max()
+lab = np.array([i["defective"] for i in imgs])
+def auroc(v):  # P(defective scores above good), ties half
+    d, g = v[lab == 1], v[lab == 0]
+    return ((d[:, None] > g[None]).sum() + 0.5 * (d[:, None] == g[None]).sum()) / (len(d) * len(g))
+by = r["image_auroc_by_distance"]
+assert abs(by["l1"] - auroc(got_l1)) < 1e-9 and abs(by["markov_l1"] - auroc(got_ml1)) < 1e-9, by
+assert by["fmd"] == r["image_auroc"], by
+PYEOF
 check "eval: plots" test -s "$tmp/plots/roc.png" -a -s "$tmp/plots/scores.png" -a -s "$tmp/plots/worst.png"
 
 $MAA infer --model "$tmp/m.safetensors" --calibration "$tmp/c.yaml" "$tmp"/data/test/*/*.png \
