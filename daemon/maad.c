@@ -254,8 +254,8 @@ static int start(maad *d, char *err, size_t errlen)
         return MAA_ERR;
     uint64_t bound_ns = maad_now_ns();
 
-    /* Each step named in `systemctl status` while the unit is still
-     * "activating": the engine's can take a while (below). */
+    /* `systemctl status` names each step while the unit is still
+     * "activating": making the engine can take a while (below). */
     maad_notify_status("starting: opening camera %s", c->camera.name);
     cam_config cc;
     camera_config(c, &cc);
