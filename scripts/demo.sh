@@ -101,7 +101,7 @@ e2e_stop "$E2E_SUB" 10
 
 step "summary"
 grep -E 'summary:|final:' maad.log | sed 's/^/  /'
-"$PY" - verdicts.jsonl "$t0" "$t1" <<'EOF'
+"$PY" - verdicts.jsonl "$t0" "$t1" "$(ls line | wc -l)" "$(ls line | grep -vc -- '-good\.')" <<'EOF'
 import json, sys
 v = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 secs = float(sys.argv[3]) - float(sys.argv[2])
@@ -112,6 +112,11 @@ print("  frames %d, passes %d, rejects %d, uninspected %d" %
       (len(v), kinds["pass"], kinds["reject"], kinds["uninspected"]))
 print("  %.1f frames/s over %.1f s, latency p50 %.1f ms, p99 %.1f ms" %
       (len(v) / secs, secs, q(0.5), q(0.99)))
+n, bad = int(sys.argv[4]), int(sys.argv[5])
+print("  the camera looped over %d parts, %d of them defective (%.0f%%). A model trained\n"
+      "  for two minutes on a CPU shows the line at work, not the detector's quality:\n"
+      "  expect few rejects or none (docs/quality.md measures longer training)." %
+      (n, bad, 100.0 * bad / n if n else 0))
 EOF
 if [ -n "$E2E_KEEP" ]; then
     echo "  files kept in $E2E_TMP"
