@@ -221,12 +221,14 @@ e2e_stop()
 
 # e2e_final LOG: the numbers of maad's final stats line as shell variables
 # F_captured, F_published, F_pass, F_reject, F_uninspected, F_overflow,
-# F_camera_errors, F_engine_errors, F_publish_drops; fails without the line.
+# F_camera_errors, F_engine_errors, F_publish_drops, and the line printed
+# for the test's output; fails without the line.
 e2e_final()
 {
     local line
     line=$(grep -E 'final: captured [0-9]+' "$1" | tail -n 1)
     [ -n "$line" ] || return 1
+    echo "  ${line#*final: }"
     eval "$(sed -E 's/.*final: captured ([0-9]+), published ([0-9]+) \(pass ([0-9]+), reject ([0-9]+), uninspected ([0-9]+)\), overflow ([0-9]+), camera errors ([0-9]+), engine errors ([0-9]+), publish drops ([0-9]+).*/F_captured=\1 F_published=\2 F_pass=\3 F_reject=\4 F_uninspected=\5 F_overflow=\6 F_camera_errors=\7 F_engine_errors=\8 F_publish_drops=\9/' <<<"$line")"
 }
 

@@ -53,7 +53,6 @@ e2e_stop "$E2E_SUB" 10
 [ "$rc" -eq 0 ] && ok "maad exits 0" || fail "maad exit $rc" "$(tail -3 maad.log)"
 
 if e2e_final maad.log; then
-    echo "  $(grep -m1 'final:' maad.log | sed 's/.*final: //')"
     check "one verdict per captured frame or camera event, seq gap-free" \
         e2e_verdicts verdicts.jsonl "$F_captured" restarts
     [ "$F_camera_errors" -gt 0 ] && ok "camera errors counted ($F_camera_errors)" ||

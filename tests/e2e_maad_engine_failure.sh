@@ -60,7 +60,6 @@ e2e_stop "$E2E_SUB" 10
 grep -q 'engine failed 3 batches in a row (last: fmd: f(x) has a non-finite value' maad.log &&
     ok "the log says why" || fail "no 'engine failed 3 batches in a row' line" "$(tail -5 maad.log)"
 if e2e_final maad.log; then
-    echo "  $(grep -m1 'final:' maad.log | sed 's/.*final: //')"
     check "one verdict per captured frame, seq gap-free" e2e_verdicts verdicts.jsonl "$F_captured"
     [ "$F_engine_errors" -ge 3 ] && [ "$F_uninspected" -eq "$F_captured" ] &&
         ok "every frame uninspected as an engine error ($F_engine_errors)" ||

@@ -55,7 +55,6 @@ e2e_stop "$E2E_SUB" 10
 
 if e2e_final maad.log; then
     ok "final stats line"
-    echo "  $(grep -m1 'final:' maad.log | sed 's/.*final: //')"
     check "every captured frame has one verdict, seq gap-free" e2e_verdicts verdicts.jsonl "$F_captured"
     [ "$F_published" -eq "$F_captured" ] && ok "published = captured" ||
         fail "published $F_published of $F_captured"

@@ -81,7 +81,6 @@ grep -n '' notify.log | grep -E 'READY=1|STOPPING=1' | head -2 | tr '\n' ' ' |
     fail "notification order" "$(cat notify.log)"
 
 if e2e_final maad.log; then
-    echo "  $(grep -m1 'final:' maad.log | sed 's/.*final: //')"
     check "every captured frame published, seq gap-free" e2e_verdicts verdicts.jsonl "$F_captured"
     [ "$F_uninspected" -eq 0 ] && ok "nothing uninspected" || fail "$F_uninspected uninspected"
     late=$("$PY" -c "

@@ -40,7 +40,6 @@ e2e_stop "$E2E_SUB" 10
 [ "$rc" -eq 0 ] && ok "maad exits 0" || fail "maad exit $rc" "$(tail -3 maad.log)"
 
 if e2e_final maad.log; then
-    echo "  $(grep -m1 'final:' maad.log | sed 's/.*final: //')"
     check "one verdict per captured frame, seq gap-free" e2e_verdicts verdicts.jsonl "$F_captured"
     [ "$F_overflow" -gt 0 ] && ok "the ring overflowed ($F_overflow frames)" ||
         fail "no overflow: the test did not test it"
