@@ -4,22 +4,32 @@ model file (SPEC §3).  See docs/training.md.
 
   train.py --data ROOT --out MODEL.safetensors [--size 256] [--channels 3]
            [--g-base 16] [--d-base 64] [--iters N | --epochs E] [--batch 32]
-           [--lambda-adv 1] [--pixel-l1 0] [--augment d4] [--lr 1e-4]
-           [--device auto]
+           [--lambda-adv 1] [--pixel-l1 10] [--augment d4] [--lr 1e-4]
+           [--lr-d LR] [--holdout 0.2] [--check-every 100] [--device auto]
            [--seed 0] [--resume CKPT] [--ckpt-every 500] [--workdir DIR]
 
-ROOT is an MVTec-AD style folder; only ROOT/train/good is used.  The good
-set is split at random into halves A and B; G reconstructs A, the
-discriminator sees B (real) and G(A) (fake):
+ROOT is an MVTec-AD style folder; only ROOT/train/good is used.  A fraction
+of it (--holdout) is set aside, never trained on, for `maa calibrate`; the
+names and SHA-256 of both parts go to MODEL.split.json.  The rest is split
+at random into halves A and B; G reconstructs A, the discriminator sees B
+(real) and G(A) (fake):
   D:  BCE(f(x_b), 1) + BCE(f(G(x_a)), 0)
   G:  L_con + lambda * L_adv (+ w_pix * |x_a - G(x_a)|_1)
       L_con = mean |f(x_b) - f(G(x_a))|,  L_adv = BCE(f(G(x_a)), 1)
 f is the d.5 patch map (logits).  The ConvLSTM state is carried from one
 iteration to the next (detached); the model file stores its mean over the
-batch as g.mem.h0 / g.mem.c0.
+batch as g.mem.h0 / g.mem.c0.  --pixel-l1 0 is the paper's literal loss.
+
+Every --check-every iterations the inference model of the moment
+reconstructs the held-out images; a collapse (the discriminator winning
+outright while the consistency loss climbs, or the held-out reconstruction
+error rising well above its best) is flagged in the progress line and at
+the end, and the run exits with status 3 (the model is still written, for
+inspection).
 """
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -39,6 +49,7 @@ import maa_ref  # noqa: E402
 
 IMAGE_EXT = (".png", ".bmp", ".ppm", ".pgm", ".pnm")
 CSV_FIELDS = ["iter", "loss_d", "loss_g", "l_con", "l_adv", "l_pix", "seconds"]
+CHECK_FIELDS = ["iter", "loss_d_mean", "l_con_mean", "heldout_l1", "collapse"]
 BRIGHTNESS = 0.05  # +- additive jitter in [-1, 1] units
 
 
@@ -62,15 +73,61 @@ def load_image(path, S, C):
         raise TrainError(f"{path}: {e}") from None
 
 
-def load_good_set(root, S, C):
-    d = os.path.join(root, "train", "good")
+def good_dir(root):
+    return os.path.join(root, "train", "good")
+
+
+def list_good(root):
+    d = good_dir(root)
     if not os.path.isdir(d):
         raise TrainError(f"{d}: no such folder (need ROOT/train/good)")
-    files = sorted(f for f in os.listdir(d) if f.lower().endswith(IMAGE_EXT))
-    if len(files) < 2:
-        raise TrainError(f"{d}: {len(files)} images, need at least 2")
+    return sorted(f for f in os.listdir(d) if f.lower().endswith(IMAGE_EXT))
+
+
+def load_images(root, files, S, C):
+    d = good_dir(root)
     return torch.from_numpy(np.stack([load_image(os.path.join(d, f), S, C)
                                       for f in files]))
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_split(path, root, files, held, trained, hp):
+    """MODEL.split.json: which images of ROOT/train/good the model was
+    trained on and which were held out for calibration, by name and by
+    content (SHA-256), so that `maa calibrate` can use exactly the held-out
+    ones and notice trained ones under any name."""
+    d = os.path.abspath(good_dir(root))
+    doc = {"format": "maa-split", "version": 1, "images": d,
+           "holdout_fraction": hp["holdout"], "seed": hp["seed"],
+           "held_out": [{"file": files[i], "sha256": file_sha256(os.path.join(d, files[i]))}
+                        for i in held],
+           "trained": [{"file": files[i], "sha256": file_sha256(os.path.join(d, files[i]))}
+                       for i in trained]}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def split_path(out):
+    return os.path.splitext(out)[0] + ".split.json"
+
+
+def choose_holdout(n, fraction, gen):
+    """Indices held out (sorted) and the rest, drawn once from the seed.  At
+    least two images stay for training (one for A, one for B)."""
+    k = int(round(fraction * n)) if fraction > 0 else 0
+    k = min(k, n - 2)
+    perm = torch.randperm(n, generator=gen)
+    return perm[:k].sort().values, perm[k:].sort().values
 
 
 AUGMENTS = ("d4", "brightness", "none")
@@ -95,6 +152,84 @@ def augment(x, gen, kind):
             out.append(torch.flip(xi, (2,)) if flip[i] else xi)
         x = torch.stack(out)
     return (x + shift.view(n, 1, 1, 1)).clamp(-1, 1)
+
+
+# Collapse criteria, measured per check interval (docs/training.md).  The
+# discriminator "wins" when its mean loss is below D_WIN (BCE of two terms:
+# 0.05 means it tells real from fake with ~99% confidence on every patch);
+# the consistency loss "climbs" when its interval mean exceeds CLIMB times
+# the lowest interval mean so far; the held-out reconstruction error "rises"
+# when it exceeds RISE times its best.  A flag must hold at PERSIST checks
+# in a row, so that one noisy interval does not cry wolf.
+D_WIN = 0.05
+CLIMB = 1.5
+RISE = 1.5
+PERSIST = 2
+
+
+class CollapseWatch:
+    """Keeps the per-interval means and the held-out error and says, at each
+    check, whether the training looks collapsed and why."""
+
+    def __init__(self, state=None):
+        s = state or {}
+        self.con_min = s.get("con_min", math.inf)
+        self.l1_best = s.get("l1_best", math.inf)
+        self.streak = s.get("streak", 0)
+        self.events = s.get("events", [])
+        self.sum_d = self.sum_con = 0.0
+        self.count = 0
+
+    def state(self):
+        return {"con_min": self.con_min, "l1_best": self.l1_best,
+                "streak": self.streak, "events": self.events}
+
+    def add(self, loss_d, l_con):
+        self.sum_d += loss_d
+        self.sum_con += l_con
+        self.count += 1
+
+    def check(self, it, heldout_l1):
+        """Returns (row for checks.csv, reason or None)."""
+        d = self.sum_d / max(self.count, 1)
+        con = self.sum_con / max(self.count, 1)
+        self.sum_d = self.sum_con = 0.0
+        self.count = 0
+        why = []
+        if d < D_WIN and con > CLIMB * self.con_min:
+            why.append(f"discriminator loss {d:.3g} < {D_WIN} while the consistency "
+                       f"loss climbed to {con:.3g} ({con / self.con_min:.1f}x its low)")
+        if heldout_l1 > RISE * self.l1_best:
+            why.append(f"held-out reconstruction error {heldout_l1:.3g} is "
+                       f"{heldout_l1 / self.l1_best:.1f}x its best ({self.l1_best:.3g})")
+        self.con_min = min(self.con_min, con)
+        self.l1_best = min(self.l1_best, heldout_l1)
+        self.streak = self.streak + 1 if why else 0
+        reason = "; ".join(why) if self.streak >= PERSIST else None
+        if reason:
+            self.events.append({"iter": it, "reason": reason})
+        return ({"iter": it, "loss_d_mean": d, "l_con_mean": con,
+                 "heldout_l1": heldout_l1, "collapse": int(reason is not None)}, reason)
+
+
+def heldout_l1(model, state, images, dev, batch):
+    """Mean |x - G(x)| of the inference model of the moment (eval-mode BN,
+    the memory as the model file would store it) over the held-out images."""
+    g = model.g
+    was = g.training
+    g.eval()
+    h0, c0 = g.mem.h0.clone(), g.mem.c0.clone()
+    with torch.no_grad():
+        g.mem.h0.copy_(state[0].mean(0))
+        g.mem.c0.copy_(state[1].mean(0))
+        total = 0.0
+        for i in range(0, images.shape[0], batch):
+            x = images[i:i + batch].to(dev)
+            total += float((x - g(x)[0]).abs().mean((1, 2, 3)).sum())
+        g.mem.h0.copy_(h0)
+        g.mem.c0.copy_(c0)
+    g.train(was)
+    return total / images.shape[0]
 
 
 def model_from_checkpoint(path):
@@ -127,7 +262,7 @@ def torch_load(path):
 
 def save_checkpoint(path, ck):
     ck = dict(ck)
-    meta = {k: ck.pop(k) for k in ("config", "hparams", "total", "iter")}
+    meta = {k: ck.pop(k) for k in ("config", "hparams", "total", "iter", "files", "watch")}
     for k in ("opt_g", "opt_d"):
         sd = ck.pop(k)
         ck[k + "_state"] = sd["state"]
@@ -148,6 +283,16 @@ class Progress:
         self.t0 = time.time()
         self.last = 0.0
         self.tty = sys.stderr.isatty()
+        self.heldout = None
+        self.collapsed = None
+
+    def flag(self, reason):
+        """A collapse found at a check: said at once on its own line, then
+        kept in every progress line while it lasts."""
+        if reason and not self.collapsed:
+            sys.stderr.write(("\n" if self.tty else "") +
+                             f"train: COLLAPSE: {reason}\n")
+        self.collapsed = reason
 
     def update(self, it, losses, force=False):
         now = time.time()
@@ -162,8 +307,10 @@ class Progress:
         bar = "=" * fill + (">" if fill < width else "") + " " * (width - fill - 1)
         line = (f"iter {it}/{self.total} [{bar[:width]}] D {losses['loss_d']:.4f} "
                 f"G {losses['loss_g']:.4f} (con {losses['l_con']:.4f} "
-                f"adv {losses['l_adv']:.4f}) {rate:.2f} it/s "
-                f"ETA {_hms(eta)}")
+                f"adv {losses['l_adv']:.4f})"
+                + (f" held-out L1 {self.heldout:.4f}" if self.heldout is not None else "")
+                + (" COLLAPSED" if self.collapsed else "")
+                + f" {rate:.2f} it/s ETA {_hms(eta)}")
         sys.stderr.write(("\r" + line + "\033[K") if self.tty else line + "\n")
         sys.stderr.flush()
 
@@ -177,7 +324,7 @@ def _hms(s):
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
-def plot_losses(csv_path, png_path):
+def plot_losses(csv_path, checks_path, png_path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -186,6 +333,14 @@ def plot_losses(csv_path, png_path):
         return
     it = np.array([r["iter"] for r in rows], float)
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    checks = read_csv(checks_path)
+    if checks:
+        ci = [r["iter"] for r in checks]
+        ax.plot(ci, [r["heldout_l1"] for r in checks], "k.-", label="held-out L1")
+        bad = [r for r in checks if r["collapse"]]
+        if bad:
+            ax.plot([r["iter"] for r in bad], [r["heldout_l1"] for r in bad], "rx",
+                    markersize=10, label="collapse")
     k = max(1, len(rows) // 100)
     for key in ("loss_d", "loss_g", "l_con", "l_adv", "l_pix"):
         v = np.array([r[key] for r in rows], float)
@@ -223,19 +378,31 @@ def parse_args(argv):
     n.add_argument("--epochs", type=float, help="passes over set A")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lambda-adv", type=float, default=1.0)
-    p.add_argument("--pixel-l1", type=float, default=0.0)
+    p.add_argument("--pixel-l1", type=float, default=10.0,
+                   help="weight of mean|x - G(x)| in the G loss (0: the paper's "
+                   "literal loss)")
     p.add_argument("--augment", choices=AUGMENTS, default="d4",
                    help="d4: 90-degree turns, flips and brightness (parts "
                    "without a preferred orientation); brightness: brightness "
                    "only (parts always presented the same way); none")
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-d", type=float, help="discriminator learning rate "
+                   "(default: --lr)")
+    p.add_argument("--holdout", type=float, default=0.2,
+                   help="fraction of train/good never trained on, for "
+                   "calibration (default 0.2; 0: none)")
+    p.add_argument("--check-every", type=int, default=100,
+                   help="collapse check period in iterations (0: never)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", help="checkpoint to continue from")
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--workdir", help="checkpoint, loss.csv, loss.png "
                    "(default: OUT without extension + .train)")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if not 0 <= a.holdout < 1:
+        p.error(f"--holdout {a.holdout}: need a fraction in [0, 1)")
+    return a
 
 
 def pick_device(name):
@@ -253,6 +420,7 @@ def train(a):
     os.makedirs(workdir, exist_ok=True)
     ckpt_path = os.path.join(workdir, "ckpt.pt")
     csv_path = os.path.join(workdir, "loss.csv")
+    checks_path = os.path.join(workdir, "checks.csv")
     png_path = os.path.join(workdir, "loss.png")
 
     ck = torch_load(a.resume) if a.resume else None
@@ -260,21 +428,40 @@ def train(a):
                                        g_base=a.g_base, d_base=a.d_base)
     hp = ck["hparams"] if ck else dict(batch=a.batch, lambda_adv=a.lambda_adv,
                                        pixel_l1=a.pixel_l1, augment=a.augment, lr=a.lr,
-                                       seed=a.seed)
+                                       lr_d=a.lr if a.lr_d is None else a.lr_d,
+                                       holdout=a.holdout, seed=a.seed)
+    # Checkpoints from before the held-out set and the separate D rate.
+    hp.setdefault("lr_d", hp["lr"])
+    hp.setdefault("holdout", 0.0)
     torch.manual_seed(hp["seed"])
     gen = torch.Generator().manual_seed(hp["seed"])
-    data = load_good_set(a.data, cfg["image_size"], cfg["channels"])
+    files = list_good(a.data)
+    if len(files) < 2 + (1 if hp["holdout"] > 0 else 0):
+        raise TrainError(f"{good_dir(a.data)}: {len(files)} images, need at least "
+                         f"{2 + (1 if hp['holdout'] > 0 else 0)}")
     model = maa_net.MAA(**cfg)
     maa_net.init_paper(model, gen)
     if ck:
+        if ck.get("files", files) != files:
+            raise TrainError(f"{good_dir(a.data)}: not the images {a.resume} was "
+                             f"trained on (the file names differ)")
+        held, kept = ck.get("held", torch.zeros(0, dtype=torch.long)), ck["kept"] \
+            if "kept" in ck else torch.arange(len(files))
         split_a, split_b = ck["split_a"], ck["split_b"]
-        if int(max(split_a.max(), split_b.max())) >= data.shape[0]:
-            raise TrainError(f"{a.resume}: split does not fit the {data.shape[0]} images")
+        if int(max(split_a.max(), split_b.max())) >= len(kept):
+            raise TrainError(f"{a.resume}: split does not fit the {len(files)} images")
     else:
-        perm = torch.randperm(data.shape[0], generator=gen)
-        na = (data.shape[0] + 1) // 2
+        held, kept = choose_holdout(len(files), hp["holdout"], gen)
+        perm = torch.randperm(len(kept), generator=gen)
+        na = (len(kept) + 1) // 2
         split_a, split_b = perm[:na], perm[na:]
+    data = load_images(a.data, [files[i] for i in kept.tolist()], cfg["image_size"],
+                       cfg["channels"])
     set_a, set_b = data[split_a], data[split_b]
+    # The collapse check reconstructs the held-out images (never trained on);
+    # without any, a fixed sample of A stands in.
+    watch_set = (load_images(a.data, [files[i] for i in held.tolist()], cfg["image_size"],
+                             cfg["channels"]) if len(held) else set_a)[:64]
     B = hp["batch"]
     if a.iters is not None:
         total = a.iters
@@ -287,7 +474,7 @@ def train(a):
 
     model.to(dev).train()
     opt_g = torch.optim.Adam(model.g.parameters(), hp["lr"], betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(model.d.parameters(), hp["lr"], betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(model.d.parameters(), hp["lr_d"], betas=(0.5, 0.999))
     if ck:
         model.load_state_dict(ck["model"])
         opt_g.load_state_dict(ck["opt_g"])
@@ -296,33 +483,40 @@ def train(a):
         gen.set_state(ck["gen"])
         start = ck["iter"]
         rows = [r for r in read_csv(csv_path) if r["iter"] <= start]
+        check_rows = [r for r in read_csv(checks_path) if r["iter"] <= start]
+        watch = CollapseWatch(ck.get("watch"))
     else:
         state = tuple(t.clone() for t in model.g.initial_state(B))
-        start, rows = 0, []
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, CSV_FIELDS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (int(v) if k == "iter" else v) for k, v in r.items()})
+        start, rows, check_rows = 0, [], []
+        watch = CollapseWatch()
+    rewrite_csv(csv_path, CSV_FIELDS, rows)
+    rewrite_csv(checks_path, CHECK_FIELDS, check_rows)
 
     def checkpoint(it):
         save_checkpoint(ckpt_path, {
             "config": cfg, "hparams": hp, "total": total, "iter": it,
+            "files": files, "watch": watch.state(),
             "model": model.state_dict(), "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(), "h": state[0], "c": state[1],
-            "gen": gen.get_state(), "split_a": split_a, "split_b": split_b})
-        plot_losses(csv_path, png_path)
+            "gen": gen.get_state(), "split_a": split_a, "split_b": split_b,
+            "held": held, "kept": kept})
+        plot_losses(csv_path, checks_path, png_path)
 
-    print(f"train: {data.shape[0]} good images ({len(split_a)} A, {len(split_b)} B), "
+    print(f"train: {len(files)} good images ({len(held)} held out for calibration, "
+          f"{len(split_a)} A, {len(split_b)} B), "
           f"S={cfg['image_size']} C={cfg['channels']} g_base={cfg['g_base']} "
-          f"d_base={cfg['d_base']}, batch {B}, iters {start}->{total}, "
-          f"device {dev}", file=sys.stderr)
+          f"d_base={cfg['d_base']}, batch {B}, pixel L1 {hp['pixel_l1']:g}, "
+          f"iters {start}->{total}, device {dev}", file=sys.stderr)
+    if 0 < len(held) < 20:
+        print(f"train: warning: only {len(held)} images held out; `maa calibrate` "
+              f"needs at least 20 (raise --holdout or add good images)", file=sys.stderr)
     ones = zeros = None
     prog = Progress(start, total)
     # The seconds column counts training time across resumes.
     t0 = time.time() - (rows[-1]["seconds"] if rows else 0.0)
-    with open(csv_path, "a", newline="") as fcsv:
+    with open(csv_path, "a", newline="") as fcsv, open(checks_path, "a", newline="") as fchk:
         wcsv = csv.DictWriter(fcsv, CSV_FIELDS)
+        wchk = csv.DictWriter(fchk, CHECK_FIELDS)
         for it in range(start + 1, total + 1):
             ia = torch.randint(0, len(split_a), (B,), generator=gen)
             ib = torch.randint(0, len(split_b), (B,), generator=gen)
@@ -363,8 +557,16 @@ def train(a):
                       "l_con": l_con.item(), "l_adv": l_adv.item(),
                       "l_pix": l_pix.item(), "seconds": round(time.time() - t0, 3)}
             if not all(math.isfinite(v) for v in losses.values()):
-                raise TrainError(f"iteration {it}: loss is not finite {losses}")
+                raise TrainError(f"iteration {it}: loss is not finite {losses}; the "
+                                 f"training diverged (lower --lr / --lr-d)")
             wcsv.writerow(losses)
+            watch.add(losses["loss_d"], losses["l_con"])
+            if a.check_every > 0 and (it % a.check_every == 0 or it == total):
+                row, reason = watch.check(it, heldout_l1(model, state, watch_set, dev, B))
+                wchk.writerow(row)
+                fchk.flush()
+                prog.flag(reason)
+                prog.heldout = row["heldout_l1"]
             prog.update(it, losses, force=(it == total))
             if a.ckpt_every > 0 and it % a.ckpt_every == 0 and it != total:
                 fcsv.flush()
@@ -373,9 +575,41 @@ def train(a):
     checkpoint(total)
     final = model_from_checkpoint(ckpt_path)
     maa_io.save_model(final, a.out, "F32")
-    print(f"train: wrote {a.out} (checkpoint {ckpt_path}, losses {csv_path}, "
-          f"{png_path})", file=sys.stderr)
+    write_split(split_path(a.out), a.data, files, held.tolist(), kept.tolist(), hp)
+    summary = {"config": cfg, "hparams": hp, "iters": total,
+               "seconds": round(time.time() - t0, 1), "held_out": len(held),
+               "final_heldout_l1": check_rows_last(checks_path),
+               "collapse": watch.events}
+    with open(os.path.join(workdir, "train.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+        f.write("\n")
+    print(f"train: wrote {a.out} and {split_path(a.out)} (checkpoint {ckpt_path}, "
+          f"losses {csv_path}, {png_path})", file=sys.stderr)
+    if watch.events:
+        first = watch.events[0]
+        print(f"train: WARNING: the training collapsed (first at iteration "
+              f"{first['iter']}: {first['reason']}; {len(watch.events)} checks flagged, "
+              f"see {checks_path} and {png_path}).  The model was written for "
+              f"inspection but will not tell defective parts from good ones.  "
+              f"Try a larger --pixel-l1, a lower --lr-d, or more good images.",
+              file=sys.stderr)
+        return 3
     return 0
+
+
+def check_rows_last(path):
+    rows = read_csv(path)
+    return rows[-1]["heldout_l1"] if rows else None
+
+
+def rewrite_csv(path, fields, rows):
+    """The CSV with its header and the rows kept (those up to a resumed
+    iteration)."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (int(v) if k in ("iter", "collapse") else v) for k, v in r.items()})
 
 
 def main(argv=None):
