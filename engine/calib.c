@@ -136,6 +136,23 @@ double maa_pixel_threshold(const double *peaks, int n, double q)
     return t;
 }
 
+static const char *const rule_names[] = {"either", "score", "mask"};
+
+int maa_rule_parse(const char *name, maa_rule *out)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, rule_names[i]) == 0) {
+            *out = (maa_rule)i;
+            return MAA_OK;
+        }
+    return MAA_ERR;
+}
+
+const char *maa_rule_name(maa_rule rule)
+{
+    return (unsigned)rule < 3 ? rule_names[rule] : "?";
+}
+
 void maa_calibration_set_gamma(maa_calibration *c, double gamma)
 {
     c->gamma = gamma;
@@ -240,10 +257,10 @@ int maa_calibration_save(const char *path, const maa_calibration *c,
         return MAA_ERR;
     }
     fprintf(f,
-            "# maad calibration: statistics of the Fréchet Markov Distance of\n"
-            "# defect-free parts (SPEC §5) and the defect-mask threshold\n"
-            "# (SPEC §6), valid only for the model file with this SHA-256.\n"
-            "# A part is rejected when its score > threshold = mu + gamma * sigma.\n"
+            "# maad calibration for the model file with this SHA-256 (docs/contract.md).\n"
+            "# Evidence of a defect: score > threshold = mu + gamma * sigma, or a mask\n"
+            "# region of at least min_region_area pixels above pixel_threshold; maad's\n"
+            "# model.rule says which evidence rejects (default: either).\n"
             "model_sha256: %s\n"
             "n: %d\n"
             "mu: %.17g\n"

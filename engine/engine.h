@@ -136,7 +136,23 @@ int maa_regions(const float *m, int s, double t_pix, int min_area,
                 uint8_t *mask, int *labels, maa_region *regions,
                 int max_regions, int *nregions, int *total);
 
+/* The mask's image-level score: the largest t for which m > t still keeps a
+ * region of at least min_area pixels, i.e. the value at which the first
+ * region of that size appears as the threshold falls.  A region remains
+ * after T_pix exactly when this score is > T_pix (so with min_area 1 it is
+ * the peak of m).  scratch: 3*S*S ints. */
+double maa_region_score(const float *m, int s, int min_area, int *scratch);
+
 /* ---- calibration (SPEC §5, §6) ------------------------------------------- */
+
+/* Which evidence rejects a part (docs/scoring.md): the score (FMD > T, the
+ * paper's rule), the mask (a region of at least min_region_area pixels
+ * above T_pix), or either of them (the default). */
+typedef enum { MAA_RULE_EITHER = 0, MAA_RULE_SCORE, MAA_RULE_MASK } maa_rule;
+
+/* "either", "score", "mask" <-> rule. */
+int maa_rule_parse(const char *name, maa_rule *out);
+const char *maa_rule_name(maa_rule rule);
 
 typedef struct {
     char model_sha256[65];
@@ -149,14 +165,18 @@ typedef struct {
     int mask_window;                     /* w */
     int min_region_area;
     double score_min, score_max;
+    /* Not in the file: the rule is the operator's choice (config key
+     * decision.rule, or --rule), both thresholds serve every rule.  Fit and
+     * load set MAA_RULE_EITHER. */
+    maa_rule rule;
 } maa_calibration;
 
 /* Fit mu, sigma (sample sd), n, threshold and the normality test from the
  * scores of good images (n >= 20). */
 int maa_calibration_fit(const double *scores, int n, double gamma,
                         maa_calibration *c, char *err, size_t errlen);
-/* T_pix such that at most floor(q*n) of the good images have any m pixel
- * above it; peaks[i] = max over image i of m. */
+/* T_pix such that at most floor(q*n) of the good images keep a region after
+ * it; peaks[i] = maa_region_score of image i's m. */
 double maa_pixel_threshold(const double *peaks, int n, double q);
 /* Change gamma (and so the threshold) of a fitted calibration. */
 void maa_calibration_set_gamma(maa_calibration *c, double gamma);
@@ -210,14 +230,23 @@ double maa_aupro(const float *scores, const int *region, size_t n, int nregions,
 
 typedef enum { MAA_UNJUDGED = 0, MAA_PASS, MAA_REJECT } maa_verdict;
 
+/* Bits of maa_result.evidence: which evidence exceeds its threshold,
+ * whatever the rule. */
+enum { MAA_EVIDENCE_SCORE = 1, MAA_EVIDENCE_MASK = 2 };
+
 typedef struct {
     double score;       /* FMD */
-    double mask_peak;   /* max of m: what calibration of T_pix needs */
-    maa_verdict verdict;   /* MAA_UNJUDGED without a calibration */
+    double mask_peak;   /* max of m */
+    int evidence;       /* MAA_EVIDENCE_* bits; 0 without a calibration */
+    maa_verdict verdict;   /* by cal->rule; MAA_UNJUDGED without a calibration */
     int nregions;          /* regions stored (<= MAA_MAX_REGIONS) */
     int regions_total;     /* regions found */
     maa_region regions[MAA_MAX_REGIONS];
 } maa_result;
+
+/* Why a judged result got its verdict under rule, for people: the evidence
+ * that rejected it, or for a pass the evidence the rule ignored. */
+const char *maa_reason(const maa_result *r, maa_rule rule);
 
 typedef struct maa_inspector maa_inspector;
 
@@ -226,7 +255,9 @@ int maa_inspector_create(const maa_model *m, const maa_engine_opts *opts,
 void maa_inspector_free(maa_inspector *in);
 maa_engine *maa_inspector_engine(maa_inspector *in);
 /* Judge n preprocessed images.  cal may be NULL (score only; mask window 7,
- * no regions).  Verdict: reject when score > cal->threshold (SPEC §5). */
+ * no regions).  Evidence: score > cal->threshold, and a mask region left
+ * after T_pix and the minimum area; the verdict rejects on the evidence
+ * cal->rule names. */
 int maa_inspect(maa_inspector *in, const maa_calibration *cal, int n,
                 const float *x, maa_result *res, char *err, size_t errlen);
 /* Judge n frames: maa_preprocess of each, then maa_inspect, with the same

@@ -87,6 +87,42 @@ void maa_inspector_free(maa_inspector *in)
 
 maa_engine *maa_inspector_engine(maa_inspector *in) { return in->engine; }
 
+/* The evidence of a judged frame and the verdict its rule gives. */
+static void decide(const maa_calibration *cal, maa_result *r)
+{
+    if (!cal) {
+        r->verdict = MAA_UNJUDGED;
+        return;
+    }
+    r->evidence = (r->score > cal->threshold ? MAA_EVIDENCE_SCORE : 0) |
+                  (r->regions_total > 0 ? MAA_EVIDENCE_MASK : 0);
+    int counts = cal->rule == MAA_RULE_SCORE  ? MAA_EVIDENCE_SCORE
+                 : cal->rule == MAA_RULE_MASK ? MAA_EVIDENCE_MASK
+                                              : MAA_EVIDENCE_SCORE | MAA_EVIDENCE_MASK;
+    r->verdict = r->evidence & counts ? MAA_REJECT : MAA_PASS;
+}
+
+const char *maa_reason(const maa_result *r, maa_rule rule)
+{
+    const int score = r->evidence & MAA_EVIDENCE_SCORE, mask = r->evidence & MAA_EVIDENCE_MASK;
+    if (r->verdict == MAA_REJECT) {
+        if (rule == MAA_RULE_SCORE || (score && !mask))
+            return "score above threshold";
+        if (rule == MAA_RULE_MASK || !score)
+            return "defect region in the mask";
+        return "score above threshold and defect region in the mask";
+    }
+    if (rule == MAA_RULE_SCORE && mask)
+        return "score at or below threshold (rule score ignores the mask region)";
+    if (rule == MAA_RULE_MASK && score)
+        return "no defect region in the mask (rule mask ignores the score above threshold)";
+    if (rule == MAA_RULE_SCORE)
+        return "score at or below threshold";
+    if (rule == MAA_RULE_MASK)
+        return "no defect region in the mask";
+    return "score at or below threshold, no defect region in the mask";
+}
+
 /* Frame i of the batch in the engine's outputs: score, verdict, and on the
  * host path (x given) the variance map and its peak; then mask and regions. */
 static int judge_one(maa_inspector *in, const maa_calibration *cal, const float *x, int i,
@@ -97,7 +133,6 @@ static int judge_one(maa_inspector *in, const maa_calibration *cal, const float 
     memset(r, 0, sizeof *r);
     if (maa_fmd(in->fx + i * m2, in->fr + i * m2, M, M, &r->score, err, errlen))
         return MAA_ERR;
-    r->verdict = !cal ? MAA_UNJUDGED : r->score > cal->threshold ? MAA_REJECT : MAA_PASS;
     uint8_t *mask = in->mask + i * s2;
     int *labels = in->labels + i * s2;
     if (!x) {
@@ -106,6 +141,7 @@ static int judge_one(maa_inspector *in, const maa_calibration *cal, const float 
         if (cal && r->mask_peak > cal->pixel_threshold)
             maa_mask_regions(mask, S, cal->min_region_area, labels, r->regions, MAA_MAX_REGIONS,
                              &r->nregions, &r->regions_total);
+        decide(cal, r);
         return MAA_OK;
     }
     float *m = in->varmap + i * s2;
@@ -121,6 +157,7 @@ static int judge_one(maa_inspector *in, const maa_calibration *cal, const float 
     else
         maa_regions(m, S, cal->pixel_threshold, cal->min_region_area, mask, labels, r->regions,
                     MAA_MAX_REGIONS, &r->nregions, &r->regions_total);
+    decide(cal, r);
     return MAA_OK;
 }
 

@@ -1,6 +1,7 @@
 /* mask.c — the defect mask (SPEC §6): local variance of the residual,
  * squared, thresholded, split into 8-connected regions. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "engine/backend.h"
 #include "engine/pixel.h"
@@ -129,4 +130,70 @@ void maa_mask_regions(uint8_t *mask, int s, int min_area, int *labels, maa_regio
         *nregions = stored;
     if (total)
         *total = kept;
+}
+
+/* Pixels by value, largest first (qsort_r: judging runs on many threads). */
+static int by_value_desc(const void *a, const void *b, void *values)
+{
+    const float *v = values;
+    float x = v[*(const int *)a], y = v[*(const int *)b];
+    return (x < y) - (x > y);
+}
+
+static int find_root(int *parent, int p)
+{
+    while (parent[p] != p) {
+        parent[p] = parent[parent[p]];
+        p = parent[p];
+    }
+    return p;
+}
+
+double maa_region_score(const float *m, int s, int min_area, int *scratch)
+{
+    const int ss = s * s;
+    if (min_area < 1)
+        min_area = 1;
+    if (ss < min_area)
+        return 0;
+    /* Pixels join the picture from the largest value down, each merged with
+     * its 8 neighbours already in (union-find with sizes).  The value at
+     * which some component first holds min_area pixels is the score: every
+     * pixel above it was in and no component was that large, so a threshold
+     * at or above it keeps no region, and any threshold below it keeps that
+     * component. */
+    int *order = scratch, *parent = scratch + ss, *size = scratch + 2 * ss;
+    for (int p = 0; p < ss; p++) {
+        order[p] = p;
+        parent[p] = -1;
+    }
+    qsort_r(order, (size_t)ss, sizeof *order, by_value_desc, (void *)m);
+    for (int i = 0; i < ss; i++) {
+        int p = order[i], py = p / s, px = p % s;
+        parent[p] = p;
+        size[p] = 1;
+        int root = p;
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++) {
+                int qx = px + dx, qy = py + dy;
+                if ((dx == 0 && dy == 0) || qx < 0 || qy < 0 || qx >= s || qy >= s)
+                    continue;
+                int q = qy * s + qx;
+                if (parent[q] < 0)
+                    continue;
+                int rq = find_root(parent, q);
+                if (rq == root)
+                    continue;
+                if (size[rq] > size[root]) {
+                    int t = rq;
+                    rq = root;
+                    root = t;
+                }
+                parent[rq] = root;
+                size[root] += size[rq];
+            }
+        if (size[root] >= min_area)
+            return m[p];
+    }
+    return 0;
 }

@@ -427,10 +427,14 @@ static void frames_vs_host(maa_backend_kind kind, maa_precision prec, int ch, in
             }
             on += on_i;
             blank += on_i == 0 && rd[i].regions_total == 0;
-            maa_verdict want = score[i] > cal.threshold ? MAA_REJECT : MAA_PASS;
-            CHECK(rd[i].verdict == want && rd[i].regions_total == total[i],
-                  "frame %d: verdict %d/%d, regions %d/%d", i, rd[i].verdict, want,
-                  rd[i].regions_total, total[i]);
+            /* The default rule, either: the score above T or a region kept. */
+            int evidence = (score[i] > cal.threshold ? MAA_EVIDENCE_SCORE : 0) |
+                           (total[i] > 0 ? MAA_EVIDENCE_MASK : 0);
+            maa_verdict want = evidence ? MAA_REJECT : MAA_PASS;
+            CHECK(rd[i].verdict == want && rd[i].evidence == evidence &&
+                      rd[i].regions_total == total[i],
+                  "frame %d: verdict %d/%d, evidence %d/%d, regions %d/%d", i, rd[i].verdict,
+                  want, rd[i].evidence, evidence, rd[i].regions_total, total[i]);
         }
         printf("  %s %s, %d-channel %dx%d frames (%s path), T_pix %s: score %.1e, peak %.1e "
                "relative; %zu of %zu mask pixels differ (%zu on, %d frame(s) blank)\n",

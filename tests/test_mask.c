@@ -175,6 +175,44 @@ static void test_diagonal_is_connected(void)
           "%d regions, area %d", total, rg[0].area);
 }
 
+/* The region score against its definition: on random maps (with ties),
+ * maa_regions at threshold t keeps a region of min_area exactly when
+ * t < score, checked at the score, just below it, and at every value of
+ * the map. */
+static void test_region_score(void)
+{
+    static int rscratch[3 * S * S];
+    maa_region rg[4];
+    int nreg, total, bad = 0;
+    unsigned seed = 12345;
+    for (int trial = 0; trial < 60; trial++) {
+        for (int i = 0; i < S * S; i++) {
+            seed = seed * 1103515245u + 12345u;
+            /* Few levels, so that ties and plateaus are common. */
+            m[i] = (float)((seed >> 16) % (trial % 2 ? 7 : 1000)) / 8.0f;
+        }
+        int area = 1 + trial % 23;
+        double t = maa_region_score(m, S, area, rscratch);
+        maa_regions(m, S, t, area, mask, labels, rg, 4, &nreg, &total);
+        bad += total != 0;
+        maa_regions(m, S, nextafter(t, -INFINITY), area, mask, labels, rg, 4, &nreg, &total);
+        bad += total == 0;
+        for (int i = 0; i < S * S; i += 7) {
+            maa_regions(m, S, m[i], area, mask, labels, rg, 4, &nreg, &total);
+            bad += (total > 0) != (m[i] < t);
+        }
+    }
+    CHECK(bad == 0, "%d disagreements with maa_regions", bad);
+    /* min_area 1: the peak. */
+    memset(m, 0, sizeof m);
+    m[37] = 3.5f;
+    m[38] = 2.0f;
+    CHECK(maa_region_score(m, S, 1, rscratch) == 3.5, "peak");
+    CHECK(maa_region_score(m, S, 2, rscratch) == 2.0, "second pixel of the pair");
+    CHECK(maa_region_score(m, S, 3, rscratch) == 0, "a third pixel only at 0");
+    CHECK(maa_region_score(m, S, S * S + 1, rscratch) == 0, "larger than the image");
+}
+
 int main(void)
 {
     RUN(test_constant_residual_is_zero);
@@ -182,5 +220,6 @@ int main(void)
     RUN(test_brute_force);
     RUN(test_regions);
     RUN(test_diagonal_is_connected);
+    RUN(test_region_score);
     return CHECK_SUMMARY();
 }
