@@ -1,6 +1,8 @@
 /* maa-calibrate.c — `maa calibrate`: the statistical model of good parts
  * (SPEC §5) and the pixel threshold of the mask (SPEC §6). */
 #include <getopt.h>
+#include <glib.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,12 +11,17 @@
 #include "daemon/maa.h"
 
 static const char usage[] =
-    "usage: maa calibrate --model M --images DIR --out C.yaml [options] [engine options]\n"
-    "Scores every image of DIR (defect-free parts, at least 20) and writes the\n"
-    "calibration: mu, sigma, T = mu + gamma*sigma, a normality test, and the pixel\n"
-    "threshold of the defect mask.\n\n" MAA_CLI_ENGINE_HELP
+    "usage: maa calibrate --model M [--images DIR] --out C.yaml [options] [engine options]\n"
+    "Scores defect-free parts (at least 20) the model was not trained on and writes\n"
+    "the calibration: mu, sigma, T = mu + gamma*sigma, a normality test, and the pixel\n"
+    "threshold of the defect mask.  Without --images, the images train.py held out\n"
+    "(listed in M's split file, M.split.json) are used; with --images, every image\n"
+    "of DIR, and a warning names those the split file says the model was trained on.\n\n"
+    MAA_CLI_ENGINE_HELP
+    "  --images DIR       calibrate on every image of DIR instead of the held-out ones\n"
+    "  --split F          the split file (default: M without extension + .split.json)\n"
     "  --gamma G          sensitivity: T = mu + G*sigma (default 3; 0 = the paper's)\n"
-    "  --mask-fraction Q  at most this fraction of good images may show a mask pixel\n"
+    "  --mask-fraction Q  at most this fraction of good images may keep a mask region\n"
     "                     (default 0.01)\n"
     "  --window W         local-variance window of the mask, odd (default 7)\n"
     "  --min-area A       regions smaller than A model pixels are dropped (default 16)\n"
@@ -59,6 +66,147 @@ static int check_images(char **files, int n)
     return MAA_OK;
 }
 
+/* The split file train.py writes beside a model: which images of its
+ * train/good folder it held out, and (by content) which it trained on. */
+typedef struct {
+    json_t *doc;
+    const char *dir;
+    json_t *held, *trained;  /* arrays of {"file", "sha256"} */
+} split_file;
+
+static void split_free(split_file *sp)
+{
+    json_decref(sp->doc);
+    memset(sp, 0, sizeof *sp);
+}
+
+/* 0: loaded; 1: no such file (not an error unless it was asked for);
+ * -1: unreadable or malformed (printed). */
+static int split_load(const char *path, split_file *sp)
+{
+    memset(sp, 0, sizeof *sp);
+    if (!g_file_test(path, G_FILE_TEST_EXISTS))
+        return 1;
+    json_error_t je;
+    sp->doc = json_load_file(path, 0, &je);
+    if (!sp->doc) {
+        fprintf(stderr, "maa calibrate: %s: not a split file: %s (line %d)\n", path, je.text,
+                je.line);
+        return -1;
+    }
+    const char *format = json_string_value(json_object_get(sp->doc, "format"));
+    sp->dir = json_string_value(json_object_get(sp->doc, "images"));
+    sp->held = json_object_get(sp->doc, "held_out");
+    sp->trained = json_object_get(sp->doc, "trained");
+    const char *bad = !format || strcmp(format, "maa-split") ? "format is not \"maa-split\""
+                      : !sp->dir                             ? "no \"images\" folder"
+                      : !json_is_array(sp->held)             ? "no \"held_out\" list"
+                      : !json_is_array(sp->trained)          ? "no \"trained\" list"
+                                                             : NULL;
+    for (size_t i = 0; !bad && i < json_array_size(sp->held) + json_array_size(sp->trained); i++) {
+        size_t nh = json_array_size(sp->held);
+        json_t *e = i < nh ? json_array_get(sp->held, i) : json_array_get(sp->trained, i - nh);
+        const char *f = json_string_value(json_object_get(e, "file"));
+        const char *h = json_string_value(json_object_get(e, "sha256"));
+        if (!f || !*f || strchr(f, '/') || !h || strlen(h) != 64)
+            bad = "an entry without a plain \"file\" name and a \"sha256\"";
+    }
+    if (bad) {
+        fprintf(stderr, "maa calibrate: %s: %s\n", path, bad);
+        split_free(sp);
+        return -1;
+    }
+    return 0;
+}
+
+/* SHA-256 of a file's bytes (lowercase hex, g_free it); NULL, printed, when
+ * it cannot be read. */
+static char *file_sha256(const char *path)
+{
+    gchar *buf;
+    gsize len;
+    GError *ge = NULL;
+    if (!g_file_get_contents(path, &buf, &len, &ge)) {
+        fprintf(stderr, "maa calibrate: %s\n", ge->message);
+        g_error_free(ge);
+        return NULL;
+    }
+    char *hex = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)buf, len);
+    g_free(buf);
+    return hex;
+}
+
+static const char *split_find(json_t *list, const char *sha)
+{
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *e = json_array_get(list, i);
+        if (strcmp(json_string_value(json_object_get(e, "sha256")), sha) == 0)
+            return json_string_value(json_object_get(e, "file"));
+    }
+    return NULL;
+}
+
+/* The held-out images of the split, checked to be the very files the split
+ * recorded: a changed image would calibrate on something else. */
+static char **held_out_files(const char *split_path, const split_file *sp, int *n)
+{
+    *n = 0;
+    size_t nh = json_array_size(sp->held);
+    char **files = calloc(nh ? nh : 1, sizeof *files);
+    if (!files) {
+        fprintf(stderr, "maa calibrate: out of memory\n");
+        return NULL;
+    }
+    for (size_t i = 0; i < nh; i++) {
+        json_t *e = json_array_get(sp->held, i);
+        if (asprintf(&files[i], "%s/%s", sp->dir,
+                     json_string_value(json_object_get(e, "file"))) < 0) {
+            files[i] = NULL;
+            maa_cli_free_list(files, (int)i);
+            fprintf(stderr, "maa calibrate: out of memory\n");
+            return NULL;
+        }
+        char *sha = file_sha256(files[i]);
+        int same = sha && strcmp(sha, json_string_value(json_object_get(e, "sha256"))) == 0;
+        if (sha && !same)
+            fprintf(stderr, "maa calibrate: %s is not the image %s held out (its content "
+                    "changed); give the images with --images\n", files[i], split_path);
+        g_free(sha);
+        if (!same) {
+            maa_cli_free_list(files, (int)i + 1);
+            return NULL;
+        }
+    }
+    *n = (int)nh;
+    return files;
+}
+
+/* Warns about the images the model was trained on: their scores are lower
+ * than a new good part's, so thresholds fitted on them reject good parts. */
+static int warn_trained(char **files, int n, const split_file *sp, const char *split_path)
+{
+    int trained = 0;
+    const char *example = NULL;
+    for (int i = 0; i < n; i++) {
+        char *sha = file_sha256(files[i]);
+        if (!sha)
+            return MAA_ERR;
+        if (split_find(sp->trained, sha)) {
+            trained++;
+            example = example ? example : files[i];
+        }
+        g_free(sha);
+    }
+    if (trained)
+        fprintf(stderr, "maa calibrate: warning: %d of the %d images (e.g. %s) were used to "
+                "train this model (%s).  A model scores its training images lower than new "
+                "good parts, so the thresholds will come out too low and good parts will "
+                "be rejected.  Calibrate on images it never saw: leave out --images to use "
+                "the %zu it held out.\n", trained, n, example, split_path,
+                json_array_size(sp->held));
+    return MAA_OK;
+}
+
 static char *default_plot(const char *out)
 {
     size_t n = strlen(out);
@@ -78,10 +226,11 @@ int maa_cmd_calibrate(int argc, char **argv)
     static const struct option opts[] = {
         MAA_CLI_ENGINE_OPTIONS, {"images", 1, 0, 'i'}, {"out", 1, 0, 'o'},
         {"gamma", 1, 0, 'g'}, {"mask-fraction", 1, 0, 'q'}, {"window", 1, 0, 'w'},
-        {"min-area", 1, 0, 'a'}, {"plot", 1, 0, 'p'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"min-area", 1, 0, 'a'}, {"plot", 1, 0, 'p'}, {"split", 1, 0, 's'},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     maa_cli_engine ce;
     maa_cli_engine_init(&ce);
-    const char *dir = NULL, *out = NULL, *plot = NULL;
+    const char *dir = NULL, *out = NULL, *plot = NULL, *split_arg = NULL;
     double gamma = 3, q = 0.01, window = 7, min_area = 16;
     int c;
     optind = 1;
@@ -95,6 +244,7 @@ int maa_cmd_calibrate(int argc, char **argv)
         case 'i': dir = optarg; break;
         case 'o': out = optarg; break;
         case 'p': plot = optarg; break;
+        case 's': split_arg = optarg; break;
         case 'g': if (parse_num("gamma", optarg, -10, 100, &gamma)) return 2; break;
         case 'q': if (parse_num("mask-fraction", optarg, 0, 1, &q)) return 2; break;
         case 'w':
@@ -109,25 +259,55 @@ int maa_cmd_calibrate(int argc, char **argv)
         default: fputs(usage, stderr); return 2;
         }
     }
-    if (!dir || !out || optind != argc) {
-        fprintf(stderr, "maa calibrate: --images and --out are required\n%s", usage);
+    if (!ce.model || !out || optind != argc) {
+        fprintf(stderr, "maa calibrate: --model and --out are required\n%s", usage);
         return 2;
     }
+    char *split_path = split_arg ? strdup(split_arg) : NULL;
+    if (!split_path) {
+        const char *dot = strrchr(ce.model, '.'), *slash = strrchr(ce.model, '/');
+        size_t stem = dot && (!slash || dot > slash) ? (size_t)(dot - ce.model) : strlen(ce.model);
+        if (asprintf(&split_path, "%.*s.split.json", (int)stem, ce.model) < 0)
+            split_path = NULL;
+    }
+    split_file sp;
+    int have = split_path ? split_load(split_path, &sp) : -1;
+    if (have < 0 || (have == 1 && (split_arg || !dir))) {
+        if (have == 1)
+            fprintf(stderr, "maa calibrate: %s: no such split file%s\n", split_path,
+                    dir ? "" : "; give the defect-free images with --images DIR");
+        free(split_path);
+        return have < 0 ? 1 : 2;
+    }
     int n;
-    char **files = maa_cli_list_images(dir, &n);
-    if (!files)
-        return 1;
-    if (n < 20) {
-        fprintf(stderr, "maa calibrate: %s holds %d images; calibration needs at least 20 good images\n",
-                dir, n);
+    char **files = dir ? maa_cli_list_images(dir, &n) : held_out_files(split_path, &sp, &n);
+    if (files && dir && have == 0 && warn_trained(files, n, &sp, split_path)) {
         maa_cli_free_list(files, n);
+        files = NULL;
+    }
+    char source[4200];
+    snprintf(source, sizeof source, dir ? "%s" : "the held-out images of %s",
+             dir ? dir : split_path);
+    if (!files || n < 20) {
+        if (files)
+            fprintf(stderr, "maa calibrate: %s holds %d images; calibration needs at least 20 "
+                    "good images%s\n", dir ? dir : "the split's held-out set", n,
+                    dir ? "" : " (train with a larger --holdout, or give --images)");
+        maa_cli_free_list(files, n);
+        if (have == 0)
+            split_free(&sp);
+        free(split_path);
         return 1;
     }
+    if (have == 0)
+        split_free(&sp);
+    free(split_path);
     int status = 1;
     maa_model *m = NULL;
     maa_inspector *in = NULL;
     float *x = NULL;
     double *scores = NULL, *peaks = NULL;
+    int *scratch = NULL;
     maa_result *res = NULL;
     char *plot_path = NULL;
     char err[MAA_ERRLEN];
@@ -144,7 +324,8 @@ int maa_cmd_calibrate(int argc, char **argv)
     scores = malloc((size_t)n * sizeof *scores);
     peaks = malloc((size_t)n * sizeof *peaks);
     res = malloc((size_t)B * sizeof *res);
-    if (!x || !scores || !peaks || !res) {
+    scratch = malloc(3 * (size_t)info->image_size * info->image_size * sizeof *scratch);
+    if (!x || !scores || !peaks || !res || !scratch) {
         fprintf(stderr, "maa calibrate: out of memory\n");
         goto out;
     }
@@ -158,9 +339,12 @@ int maa_cmd_calibrate(int argc, char **argv)
             fprintf(stderr, "maa calibrate: %s\n", err);
             goto out;
         }
+        /* T_pix is fitted to the region rule itself: with the minimum area,
+         * an image keeps a region exactly when its region score > T_pix. */
         for (int j = 0; j < k; j++) {
             scores[i + j] = res[j].score;
-            peaks[i + j] = res[j].mask_peak;
+            peaks[i + j] = maa_region_score(maa_inspector_varmap(in, j), info->image_size,
+                                            (int)min_area, scratch);
         }
         maa_cli_progress("maa calibrate: scoring", i + k, n);
     }
@@ -183,20 +367,22 @@ int maa_cmd_calibrate(int argc, char **argv)
         above += scores[i] > cal.threshold;
         masked += peaks[i] > cal.pixel_threshold;
     }
-    printf("calibration of %s on %d good images of %s\n", maa_model_path(m), n, dir);
+    printf("calibration of %s on %d good images (%s)\n", maa_model_path(m), n, source);
     printf("  score    mu %.6g  sigma %.6g  min %.6g  max %.6g\n", cal.mu, cal.sigma,
            cal.score_min, cal.score_max);
     printf("  threshold T = mu + %g * sigma = %.6g  (%d of %d calibration images above T)\n",
            gamma, cal.threshold, above, n);
     printf("  normality %s: statistic %.4g, p = %.4g\n", cal.normality_test, cal.normality_stat,
            cal.normality_p);
-    printf("  mask     window %d, T_pix %.6g (%d of %d good images show a mask pixel), "
-           "min area %d px\n", cal.mask_window, cal.pixel_threshold, masked, n, cal.min_region_area);
+    printf("  mask     window %d, min area %d px, T_pix %.6g (%d of %d calibration images keep "
+           "a region)\n", cal.mask_window, cal.min_region_area, cal.pixel_threshold, masked, n);
     printf("  written  %s\n", out);
     if (cal.normality_p < 0.05)
         fprintf(stderr, "maa calibrate: warning: the scores do not look normal (p = %.3g < 0.05); "
                         "T = mu + gamma*sigma may not give the expected false-reject rate — check the "
-                        "histogram, and that the images are all good parts of one product\n",
+                        "histogram, and that the images are all good parts of one product; then "
+                        "measure the false-reject rate on other good parts with maa eval and "
+                        "raise --gamma if it is too high\n",
                 cal.normality_p);
     plot_path = plot ? strdup(plot) : default_plot(out);
     if (plot_path && maa_cli_plot_scores(plot_path, scores, n, &cal) == MAA_OK)
@@ -207,6 +393,7 @@ out:
     free(x);
     free(scores);
     free(peaks);
+    free(scratch);
     free(res);
     maa_inspector_free(in);
     maa_model_free(m);
