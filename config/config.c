@@ -51,6 +51,7 @@ static const char *const trigger_names[] = {"free", "software", "hardware", NULL
 static const char *const backend_names[] = {"auto", "ref", "cpu", "cuda", NULL};
 static const char *const precision_names[] = {"default", "f32", "f16", "bf16", NULL};
 static const char *const mask_names[] = {"png", "raw", "none", NULL};
+static const char *const rule_names[] = {"either", "score", "mask", NULL};
 static const char *const level_names[] = {"debug", "info", "notice", "warning", NULL};
 
 /* Enum fields are stored through an int. */
@@ -60,6 +61,7 @@ _Static_assert(sizeof(maad_trigger) == sizeof(int), "enum size");
 _Static_assert(sizeof(maad_backend) == sizeof(int), "enum size");
 _Static_assert(sizeof(maad_precision) == sizeof(int), "enum size");
 _Static_assert(sizeof(maad_cfg_mask_format) == sizeof(int), "enum size");
+_Static_assert(sizeof(maad_rule) == sizeof(int), "enum size");
 _Static_assert(sizeof(maad_cfg_log_level) == sizeof(int), "enum size");
 
 #define OFF(s, k) offsetof(maad_config, s.k)
@@ -108,8 +110,11 @@ static const key keys[] = {
     BOOL(replay, loop, "false", "Start again from the first image after the last."),
 
     STR(model, path, NULL, "model.safetensors", F_REQUIRED | F_PATH, "The model file."),
-    STR(model, calibration, NULL, "calibration.json", F_REQUIRED | F_PATH,
-        "The calibration file made for that model."),
+    STR(model, calibration, NULL, "calibration.yaml", F_REQUIRED | F_PATH,
+        "The calibration file made for that model (maa calibrate)."),
+    ENUM(model, rule, rule_names, "either",
+         "Which evidence rejects a part: either = the score above T or a defect-mask "
+         "region; score = the score alone (the paper's rule); mask = a mask region alone."),
     {"model", "gamma", T_DOUBLE, OFF(model, gamma), 0, -10, 100, NULL, NULL, "3", F_OPTIONAL,
      OFF(model, has_gamma), "Sensitivity of T = mu + gamma*sigma; absent = the calibration's."},
 

@@ -78,9 +78,13 @@ typedef struct {
     bool loop;
 } maad_replay_config;
 
+/* Value for value the engine's maa_rule. */
+typedef enum { MAAD_RULE_EITHER = 0, MAAD_RULE_SCORE, MAAD_RULE_MASK } maad_rule;
+
 typedef struct {
     char path[MAAD_PATH_SIZE];
     char calibration[MAAD_PATH_SIZE];
+    maad_rule rule;                  /* which evidence rejects a part */
     double gamma;                    /* meaningful only when has_gamma */
     bool has_gamma;                  /* false: use the calibration's gamma */
 } maad_model_config;

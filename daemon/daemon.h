@@ -121,6 +121,12 @@ typedef struct {
     const char *reason;         /* NULL: a default for the verdict */
     double score;               /* ignored (null) when uninspected */
     double threshold;
+    /* The decision (ignored, null, when uninspected): the rule, which
+     * evidence exceeded its threshold (MAA_EVIDENCE_* bits), and the mask's
+     * peak beside the pixel threshold. */
+    maa_rule rule;
+    int evidence;
+    double mask_peak, mask_threshold;
     /* Defects, in model pixels of an S x S image made from a camera frame of
      * cam_width x cam_height (SPEC §1: resized per axis). */
     const maa_region *regions;
@@ -217,10 +223,9 @@ void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)
 void maad_vlog(const maad_logger *lg, maad_log_level l, const char *fmt,
                va_list ap);
 /* One verdict: pass at debug, reject at notice, uninspected at warning, with
- * MAAD_SEQ, MAAD_VERDICT, MAAD_SCORE (absent when uninspected) fields. */
-void maad_log_verdict(const maad_logger *lg, uint64_t seq, uint64_t frame_id,
-                      maad_outcome v, double score, double threshold,
-                      const char *reason);
+ * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_REASON, MAAD_THRESHOLD fields,
+ * and when judged MAAD_SCORE, MAAD_MASK_PEAK and MAAD_PIXEL_THRESHOLD. */
+void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v);
 
 /* ---- capture hand-off and the inspection worker (worker.c) ---------------
  * The capture thread hands every camera event to maad_worker_frame or

@@ -78,14 +78,16 @@ void maad_log_init(maad_logger *lg, const char *camera, maad_log_level level)
 }
 
 /* fields: "NAME=value" strings already formatted, nfields of them. */
+#define MAX_FIELDS 8
+
 static void emit(const maad_logger *lg, maad_log_level l, const char *msg,
-                 char fields[][96], int nfields)
+                 char fields[][MAA_ERRLEN + 32], int nfields)
 {
     if (lg->journal) {
         char prio[16], cam[96];
         size_t mlen = strlen(msg) + 9;
         char *m = malloc(mlen);
-        struct iovec iov[8];
+        struct iovec iov[3 + MAX_FIELDS];
         int n = 0;
         if (m) {
             snprintf(m, mlen, "MESSAGE=%s", msg);
@@ -96,7 +98,7 @@ static void emit(const maad_logger *lg, maad_log_level l, const char *msg,
                 snprintf(cam, sizeof cam, "MAAD_CAMERA=%s", lg->camera);
                 iov[n++] = (struct iovec){cam, strlen(cam)};
             }
-            for (int i = 0; i < nfields && n < 8; i++)
+            for (int i = 0; i < nfields && i < MAX_FIELDS; i++)
                 iov[n++] = (struct iovec){fields[i], strlen(fields[i])};
             int rc = sd_journal_sendv(iov, n);
             free(m);
@@ -126,34 +128,40 @@ void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)
     va_end(ap);
 }
 
-void maad_log_verdict(const maad_logger *lg, uint64_t seq, uint64_t frame_id,
-                      maad_outcome v, double score, double threshold,
-                      const char *reason)
+void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v)
 {
     /* A pass per frame at line rate would flood the journal: debug only. */
-    maad_log_level l = v == MAAD_PASS     ? MAAD_LOG_DEBUG
-                       : v == MAAD_REJECT ? MAAD_LOG_NOTICE
-                                          : MAAD_LOG_WARNING;
+    maad_log_level l = v->verdict == MAAD_PASS     ? MAAD_LOG_DEBUG
+                       : v->verdict == MAAD_REJECT ? MAAD_LOG_NOTICE
+                                                   : MAAD_LOG_WARNING;
     if (l > lg->level)
         return;
-    char f[5][96], msg[512];
+    char f[MAX_FIELDS][MAA_ERRLEN + 32], msg[MAA_ERRLEN + 256];
+    const size_t fl = sizeof f[0];
     int n = 0;
-    snprintf(f[n++], 96, "MAAD_SEQ=%llu", (unsigned long long)seq);
-    snprintf(f[n++], 96, "MAAD_FRAME_ID=%llu", (unsigned long long)frame_id);
-    snprintf(f[n++], 96, "MAAD_VERDICT=%s", maad_outcome_name(v));
-    int judged = v != MAAD_UNINSPECTED && isfinite(score);
+    const char *reason = v->reason;
+    snprintf(f[n++], fl, "MAAD_SEQ=%llu", (unsigned long long)seq);
+    snprintf(f[n++], fl, "MAAD_FRAME_ID=%llu", (unsigned long long)v->frame_id);
+    snprintf(f[n++], fl, "MAAD_VERDICT=%s", maad_outcome_name(v->verdict));
+    if (reason)
+        snprintf(f[n++], fl, "MAAD_REASON=%s", reason);
+    int judged = v->verdict != MAAD_UNINSPECTED && isfinite(v->score);
+    if (judged) {
+        snprintf(f[n++], fl, "MAAD_SCORE=%.6g", v->score);
+        snprintf(f[n++], fl, "MAAD_MASK_PEAK=%.6g", v->mask_peak);
+        snprintf(f[n++], fl, "MAAD_PIXEL_THRESHOLD=%.6g", v->mask_threshold);
+    }
+    snprintf(f[n++], fl, "MAAD_THRESHOLD=%.6g", v->threshold);
     if (judged)
-        snprintf(f[n++], 96, "MAAD_SCORE=%.6g", score);
-    snprintf(f[n++], 96, "MAAD_THRESHOLD=%.6g", threshold);
-    if (judged)
-        snprintf(msg, sizeof msg, "seq %llu frame %llu: %s, score %.4g, "
-                 "threshold %.4g%s%s", (unsigned long long)seq,
-                 (unsigned long long)frame_id, maad_outcome_name(v), score,
-                 threshold, reason ? ": " : "", reason ? reason : "");
+        snprintf(msg, sizeof msg, "seq %llu frame %llu: %s, score %.4g, threshold %.4g, "
+                 "mask peak %.4g, pixel threshold %.4g%s%s", (unsigned long long)seq,
+                 (unsigned long long)v->frame_id, maad_outcome_name(v->verdict), v->score,
+                 v->threshold, v->mask_peak, v->mask_threshold, reason ? ": " : "",
+                 reason ? reason : "");
     else
         snprintf(msg, sizeof msg, "seq %llu frame %llu: %s%s%s",
-                 (unsigned long long)seq, (unsigned long long)frame_id,
-                 maad_outcome_name(v), reason ? ": " : "",
+                 (unsigned long long)seq, (unsigned long long)v->frame_id,
+                 maad_outcome_name(v->verdict), reason ? ": " : "",
                  reason ? reason : "");
     emit(lg, l, msg, f, n);
 }

@@ -72,8 +72,13 @@ static maad_mask_format mask_format(maad_cfg_mask_format f)
     return MAAD_MASK_NONE;
 }
 
+_Static_assert((int)MAA_RULE_EITHER == (int)MAAD_RULE_EITHER &&
+                   (int)MAA_RULE_SCORE == (int)MAAD_RULE_SCORE &&
+                   (int)MAA_RULE_MASK == (int)MAAD_RULE_MASK,
+               "config rule values are the engine's");
+
 /* The calibration file of cfg, bound to the model, with the configuration's
- * overrides (model.gamma, mask.min_region_area) applied. */
+ * choices (model.rule, model.gamma, mask.min_region_area) applied. */
 static int load_calibration(const maad_config *cfg, const maa_model *m,
                             maa_calibration *cal, char *err, size_t errlen)
 {
@@ -83,6 +88,7 @@ static int load_calibration(const maad_config *cfg, const maa_model *m,
         snprintf(err, errlen, "model.calibration: %s", why);
         return MAA_ERR;
     }
+    cal->rule = (maa_rule)cfg->model.rule;
     if (cfg->model.has_gamma)
         maa_calibration_set_gamma(cal, cfg->model.gamma);
     if (cfg->mask.min_region_area >= 0)
@@ -133,9 +139,9 @@ static int check_config(maad *d)
     printf("# model: S %d, C %d, g_base %d, d_base %d, sha256 %s\n", mi->image_size,
            mi->channels, mi->g_base, mi->d_base, maa_model_sha256(d->model));
     printf("# calibration: n %d, mu %.6g, sigma %.6g, gamma %.6g, threshold %.6g, "
-           "pixel threshold %.6g, min region area %d\n",
+           "pixel threshold %.6g, min region area %d; rule %s\n",
            d->cal.n, d->cal.mu, d->cal.sigma, d->cal.gamma, d->cal.threshold,
-           d->cal.pixel_threshold, d->cal.min_region_area);
+           d->cal.pixel_threshold, d->cal.min_region_area, maa_rule_name(d->cal.rule));
     printf("# configuration OK\n");
     return 0;
 }
@@ -348,8 +354,9 @@ static void reload(maad *d)
     d->cal = cal;
     maad_worker_set_calibration(d->worker, &cal);
     maad_log(&d->log, MAAD_LOG_NOTICE, "SIGHUP: calibration %s reloaded: threshold %.6g "
-             "(mu %.6g, sigma %.6g, gamma %.6g); it applies from the next batch",
-             cfg.model.calibration, cal.threshold, cal.mu, cal.sigma, cal.gamma);
+             "(mu %.6g, sigma %.6g, gamma %.6g), pixel threshold %.6g, rule %s; it applies "
+             "from the next batch", cfg.model.calibration, cal.threshold, cal.mu, cal.sigma,
+             cal.gamma, cal.pixel_threshold, maa_rule_name(cal.rule));
 }
 
 static void teardown(maad *d)

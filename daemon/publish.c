@@ -18,7 +18,7 @@
 
 #include "daemon/daemon.h"
 
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 /* Reals with 15 significant digits: exact for any decimal a person wrote
  * (a threshold of 287.5 reads 287.5, not 287.50000000000000). */
 
@@ -280,8 +280,13 @@ static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t 
     int mw = mf == MAAD_MASK_NONE ? 0 : s;
 
     int judged = v->verdict != MAAD_UNINSPECTED;
+    json_t *evidence = json_array();
+    if (judged && (v->evidence & MAA_EVIDENCE_SCORE))
+        json_array_append_new(evidence, json_string("score"));
+    if (judged && (v->evidence & MAA_EVIDENCE_MASK))
+        json_array_append_new(evidence, json_string("mask"));
     json_t *o = json_pack(
-        "{s:i,s:s,s:I,s:o,s:I,s:I,s:s,s:s,s:o,s:o,s:o,s:{s:s,s:i,s:i}}",
+        "{s:i,s:s,s:I,s:o,s:I,s:I,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:{s:s,s:i,s:i}}",
         "v", PROTOCOL_VERSION, "camera", p->camera, "seq", (json_int_t)seq,
         "frame_id", v->frame_id == MAAD_FRAME_ID_UNKNOWN
                         ? json_null() : json_integer((json_int_t)v->frame_id),
@@ -290,6 +295,10 @@ static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t 
         "verdict", maad_outcome_name(v->verdict), "reason", reason,
         "score", judged ? number_or_null(v->score) : json_null(),
         "threshold", number_or_null(v->threshold),
+        "rule", judged ? json_string(maa_rule_name(v->rule)) : json_null(),
+        "evidence", evidence,
+        "mask_peak", judged ? number_or_null(v->mask_peak) : json_null(),
+        "mask_threshold", judged ? number_or_null(v->mask_threshold) : json_null(),
         "defects", defects,
         "mask", "format", maad_mask_format_name(mf), "width", mw, "height", mw);
     char *json = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;

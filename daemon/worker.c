@@ -180,8 +180,7 @@ static void publish(maad_worker *w, const maad_verdict *v)
         maad_pub_verdict(w->o.pub, &u, NULL, 0);
     }
     note_latency(w, v->t_capture_ns);
-    maad_log_verdict(w->o.log, seq, v->frame_id, v->verdict, v->score,
-                     v->threshold, v->reason);
+    maad_log_verdict(w->o.log, seq, v);
 }
 
 static void publish_uninspected(maad_worker *w, uint64_t frame_id,
@@ -292,7 +291,10 @@ static void judge(maad_worker *w)
         maad_verdict v = {
             .frame_id = e->frame_id, .t_capture_ns = e->t_capture_ns,
             .verdict = r->verdict == MAA_REJECT ? MAAD_REJECT : MAAD_PASS,
+            .reason = maa_reason(r, w->cal.rule),
             .score = r->score, .threshold = w->cal.threshold,
+            .rule = w->cal.rule, .evidence = r->evidence,
+            .mask_peak = r->mask_peak, .mask_threshold = w->cal.pixel_threshold,
             .regions = r->regions, .nregions = r->nregions,
             .model_size = w->o.image_size,
             .cam_width = e->width, .cam_height = e->height,

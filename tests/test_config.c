@@ -312,6 +312,7 @@ static const char full_yaml[] =
     "model:\n"
     "  path: /opt/maad/model.safetensors\n"
     "  calibration: /opt/maad/calib.json\n"
+    "  rule: mask\n"
     "  gamma: -2.5\n"
     "engine:\n"
     "  backend: cuda\n"
@@ -360,6 +361,7 @@ static const char full_dump[] =
     "replay.loop = true\n"
     "model.path = \"/opt/maad/model.safetensors\"\n"
     "model.calibration = \"/opt/maad/calib.json\"\n"
+    "model.rule = mask\n"
     "model.gamma = -2.5\n"
     "engine.backend = cuda\n"
     "engine.precision = bf16\n"
@@ -389,7 +391,7 @@ static void test_full_file(void)
     free(d);
     CHECK(c.camera.source == MAAD_SOURCE_REPLAY && c.camera.pixel_format == MAAD_PIX_BAYER_GB8);
     CHECK(c.camera.trigger == MAAD_TRIGGER_HARDWARE && !c.camera.packet_socket);
-    CHECK(c.model.has_gamma && c.model.gamma == -2.5);
+    CHECK(c.model.has_gamma && c.model.gamma == -2.5 && c.model.rule == MAAD_RULE_MASK);
     CHECK(c.engine.backend == MAAD_BACKEND_CUDA && c.engine.precision == MAAD_PREC_BF16);
     CHECK(c.mask.format == MAAD_CFG_MASK_NONE && c.log.level == MAAD_CFG_LOG_DEBUG);
     CHECK(strcmp(c.camera.device_id, "Basler-0815 \"front\"") == 0, "%s", c.camera.device_id);

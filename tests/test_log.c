@@ -52,9 +52,16 @@ static void some_records(const maad_logger *lg)
 
 static void verdicts(const maad_logger *lg)
 {
-    maad_log_verdict(lg, 7, 70, MAAD_PASS, 1.0, 2.0, NULL);
-    maad_log_verdict(lg, 8, 80, MAAD_REJECT, 3.5, 2.0, "score above threshold");
-    maad_log_verdict(lg, 9, 90, MAAD_UNINSPECTED, NAN, 2.0, "ring overflow");
+    maad_verdict pass = {.frame_id = 70, .verdict = MAAD_PASS, .score = 1.0, .threshold = 2.0,
+                         .mask_peak = 0.25, .mask_threshold = 0.5};
+    maad_verdict reject = {.frame_id = 80, .verdict = MAAD_REJECT, .score = 1.5, .threshold = 2.0,
+                           .reason = "defect region in the mask", .evidence = MAA_EVIDENCE_MASK,
+                           .mask_peak = 0.75, .mask_threshold = 0.5};
+    maad_verdict lost = {.frame_id = 90, .verdict = MAAD_UNINSPECTED, .score = NAN,
+                         .threshold = 2.0, .reason = "ring overflow"};
+    maad_log_verdict(lg, 7, &pass);
+    maad_log_verdict(lg, 8, &reject);
+    maad_log_verdict(lg, 9, &lost);
 }
 
 static void test_stderr_format_and_filter(void)
@@ -78,8 +85,8 @@ static void test_stderr_format_and_filter(void)
     maad_log_init(&lg, "cam0", MAAD_LOG_INFO);
     capture(verdicts, &lg);
     CHECK(!strstr(captured, "seq 7"), "a pass is debug: [%s]", captured);
-    CHECK(strstr(captured, ": notice: seq 8 frame 80: reject, score 3.5, "
-                           "threshold 2: score above threshold\n"),
+    CHECK(strstr(captured, ": notice: seq 8 frame 80: reject, score 1.5, threshold 2, "
+                           "mask peak 0.75, pixel threshold 0.5: defect region in the mask\n"),
           "got [%s]", captured);
     CHECK(strstr(captured, ": warning: seq 9 frame 90: uninspected: ring overflow\n"),
           "got [%s]", captured);

@@ -155,6 +155,9 @@ static void test_verdicts(void)
                           .verdict = (maad_outcome)(i % 3),
                           .reason = i % 3 == 2 ? "engine error: test" : NULL,
                           .score = 1.5 + i, .threshold = 100.25,
+                          .rule = i % 3 == 1 ? MAA_RULE_MASK : MAA_RULE_EITHER,
+                          .evidence = i % 3 == 1 ? MAA_EVIDENCE_SCORE | MAA_EVIDENCE_MASK : 0,
+                          .mask_peak = 0.125 * i, .mask_threshold = 7.5,
                           .regions = reg, .nregions = i % 3 == 1 ? 2 : 0,
                           .model_size = S, .cam_width = 64, .cam_height = 48,
                           .mask = i % 3 == 2 ? NULL : mask};
@@ -175,9 +178,24 @@ static void test_verdicts(void)
             seq0 = jint(o, "seq");
         CHECK(jint(o, "seq") == seq0 + i, "seq %lld, expected %lld",
               jint(o, "seq"), seq0 + i);
-        CHECK(jint(o, "v") == 1);
+        CHECK(jint(o, "v") == 2);
         CHECK(strcmp(jstr(o, "camera"), "cam0") == 0);
         CHECK(jint(o, "frame_id") == 1000 + i);
+        json_t *rule = json_object_get(o, "rule"), *ev = json_object_get(o, "evidence");
+        json_t *peak = json_object_get(o, "mask_peak"), *tpix = json_object_get(o, "mask_threshold");
+        if (i % 3 == 2) {
+            CHECK(json_is_null(rule) && json_is_null(peak) && json_is_null(tpix),
+                  "an uninspected frame has no decision");
+            CHECK(json_is_array(ev) && json_array_size(ev) == 0);
+        } else {
+            CHECK(strcmp(json_string_value(rule), i % 3 ? "mask" : "either") == 0);
+            CHECK(json_is_array(ev) && json_array_size(ev) == (i % 3 ? 2u : 0u));
+            if (i % 3 == 1 && json_array_size(ev) == 2)
+                CHECK(!strcmp(json_string_value(json_array_get(ev, 0)), "score") &&
+                      !strcmp(json_string_value(json_array_get(ev, 1)), "mask"));
+            CHECK_NEAR(json_number_value(peak), 0.125 * i, 1e-12);
+            CHECK_NEAR(json_number_value(tpix), 7.5, 1e-12);
+        }
         CHECK(jint(o, "t_capture_ns") == 5000000000ll + i);
         CHECK(jint(o, "t_publish_ns") > 1600000000ll * 1000000000ll);
         const char *want[] = {"pass", "reject", "uninspected"};
@@ -358,7 +376,7 @@ static void test_heartbeat(void)
             CHECK(strcmp(m.topic, "maad.cam0.heartbeat") == 0, "%s", m.topic);
             CHECK(m.parts == 2);
             json_t *o2 = m.json, *st = json_object_get(o2, "stats");
-            CHECK(jint(o2, "v") == 1 && strcmp(jstr(o2, "camera"), "cam0") == 0);
+            CHECK(jint(o2, "v") == 2 && strcmp(jstr(o2, "camera"), "cam0") == 0);
             CHECK(jint(o2, "t_ns") > 1600000000ll * 1000000000ll);
             CHECK(jint(o2, "seq_next") >= 1);
             CHECK(jint(st, "reject") == 1 && jint(st, "ring_overflow") == 12);
