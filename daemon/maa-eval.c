@@ -15,13 +15,18 @@
 #include "daemon/maa.h"
 
 static const char usage[] =
-    "usage: maa eval --model M --calibration C --data ROOT [--json REPORT] [--plots DIR]\n"
-    "       [engine options]\n"
-    "Judges every image of ROOT/test/<type>/ and reports image AUROC, accuracy,\n"
-    "precision, recall and F1 of defective parts at T and at gamma = 0, overall and\n"
-    "per defect type, and pixel AUROC and AUPRO (FPR <= 0.3) where masks exist; and,\n"
-    "as the paper's Table III, the image AUROC of two simpler distances for comparison.\n\n"
+    "usage: maa eval --model M --calibration C --data ROOT [--rule R] [--json REPORT]\n"
+    "       [--plots DIR] [engine options]\n"
+    "Judges every image of ROOT/test/<type>/ and reports, for each decision rule\n"
+    "(either, score, mask), the image AUROC of what it ranks by, the recall of\n"
+    "defective parts and the share of good parts rejected at the calibrated\n"
+    "thresholds; the score's accuracy, precision, recall and F1 at T and at\n"
+    "gamma = 0, overall and per defect type (the paper's Table II); pixel AUROC and\n"
+    "AUPRO (FPR <= 0.3) where masks exist; and, as the paper's Table III, the image\n"
+    "AUROC of two simpler distances for comparison.\n\n"
     MAA_CLI_ENGINE_HELP
+    "  --rule R           the rule of the per-image verdicts and worst cases:\n"
+    "                     either (default), score or mask\n"
     "  --json REPORT      write the report as JSON\n"
     "  --plots DIR        ROC curve, score distributions and the worst cases as PNG\n";
 
@@ -32,8 +37,29 @@ typedef struct {
     int defective;
     double score;
     double l1, markov_l1; /* the paper's Table III distances, beside FMD */
+    double mask_score;    /* maa_region_score: a region is kept when > T_pix */
+    int evidence;         /* MAA_EVIDENCE_* at the calibrated thresholds */
     int has_gt;
 } sample;
+
+/* What a rule ranks parts by, with 1 at its decision boundary: the score
+ * over T, the mask's region score over T_pix, or the larger of the two.  A
+ * part is rejected exactly when this exceeds 1 (for T, T_pix > 0). */
+static double rank_value(const sample *s, const maa_calibration *cal, maa_rule rule)
+{
+    double by_score = s->score / cal->threshold, by_mask = s->mask_score / cal->pixel_threshold;
+    return rule == MAA_RULE_SCORE ? by_score
+           : rule == MAA_RULE_MASK ? by_mask
+                                   : fmax(by_score, by_mask);
+}
+
+static int rejects(const sample *s, maa_rule rule)
+{
+    int counts = rule == MAA_RULE_SCORE  ? MAA_EVIDENCE_SCORE
+                 : rule == MAA_RULE_MASK ? MAA_EVIDENCE_MASK
+                                         : MAA_EVIDENCE_SCORE | MAA_EVIDENCE_MASK;
+    return (s->evidence & counts) != 0;
+}
 
 /* Mean |a - b| over n values, in double. */
 static double mean_abs_diff(const float *a, const float *b, size_t n)
@@ -171,10 +197,12 @@ int maa_cmd_eval(int argc, char **argv)
 {
     static const struct option opts[] = {MAA_CLI_ENGINE_OPTIONS, {"data", 1, 0, 'd'},
                                          {"json", 1, 0, 'j'}, {"plots", 1, 0, 'p'},
+                                         {"rule", 1, 0, 'r'},
                                          {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     maa_cli_engine ce;
     maa_cli_engine_init(&ce);
     const char *root = NULL, *json_path = NULL, *plots = NULL;
+    maa_rule rule = MAA_RULE_EITHER;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -187,6 +215,12 @@ int maa_cmd_eval(int argc, char **argv)
         case 'd': root = optarg; break;
         case 'j': json_path = optarg; break;
         case 'p': plots = optarg; break;
+        case 'r':
+            if (maa_rule_parse(optarg, &rule)) {
+                fprintf(stderr, "maa eval: --rule \"%s\": need either, score or mask\n", optarg);
+                return 2;
+            }
+            break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -240,6 +274,7 @@ int maa_cmd_eval(int argc, char **argv)
     }
     if (maa_cli_load(&ce, &m, &cal, NULL))
         goto out;
+    cal.rule = rule;
     if (maa_inspector_create(m, &ce.engine, &in, err, sizeof err)) {
         fprintf(stderr, "maa eval: %s\n", err);
         goto out;
@@ -255,7 +290,7 @@ int maa_cmd_eval(int argc, char **argv)
     region = malloc((size_t)ns * s2 * sizeof *region);
     tmp = malloc(s2 * sizeof *tmp);
     gt = malloc(s2);
-    stack = malloc(s2 * sizeof *stack);
+    stack = malloc(3 * s2 * sizeof *stack); /* also maa_region_score's scratch */
     if (!x || !res || !paths || !pix || !region || !tmp || !gt || !stack) {
         fprintf(stderr, "maa eval: out of memory for %d images\n", ns);
         goto out;
@@ -275,6 +310,9 @@ int maa_cmd_eval(int argc, char **argv)
             s->l1 = mean_abs_diff(x + (size_t)j * img, maa_inspector_recon(in, j), img);
             s->markov_l1 = mean_abs_diff(maa_inspector_markov(in, j, 0),
                                          maa_inspector_markov(in, j, 1), mk);
+            s->evidence = res[j].evidence;
+            s->mask_score = maa_region_score(maa_inspector_varmap(in, j), S,
+                                             cal.min_region_area, stack);
             /* Pixel metrics use the images whose truth is known: good parts
              * (no defect pixel) and defective parts with a mask file. */
             s->has_gt = !s->defective || load_gt(root, s, S, tmp, gt) == MAA_OK;
@@ -313,6 +351,32 @@ int maa_cmd_eval(int argc, char **argv)
     double aupro = maa_aupro(pix, region, (size_t)npix_images * s2, next_region - 1, 0.3);
     free(pl);
 
+    /* Each rule at the calibrated thresholds: AUROC of what it ranks by,
+     * recall of defective parts, share of good parts rejected. */
+    static const char *const ranks_by[] = {"max(FMD / T, mask score / T_pix)", "FMD",
+                                           "mask score"};
+    json_t *rules = json_object();
+    double rule_auroc[3], rule_recall[3], rule_frr[3];
+    for (int r = 0; r < 3; r++) {
+        int rej_bad = 0, rej_good = 0;
+        for (int i = 0; i < ns; i++) {
+            sc[i] = (float)rank_value(&ss[i], &cal, (maa_rule)r);
+            if (rejects(&ss[i], (maa_rule)r))
+                ss[i].defective ? rej_bad++ : rej_good++;
+        }
+        rule_auroc[r] = maa_auroc(sc, lab, (size_t)ns);
+        rule_recall[r] = ratio(rej_bad, ns - ngood);
+        rule_frr[r] = ratio(rej_good, ngood);
+        json_object_set_new(rules, maa_rule_name((maa_rule)r),
+                            json_pack("{s:s,s:o,s:o,s:o,s:i,s:i}", "ranks_by", ranks_by[r],
+                                      "image_auroc", num(rule_auroc[r]), "recall",
+                                      num(rule_recall[r]), "false_reject_rate",
+                                      num(rule_frr[r]), "defective_rejected", rej_bad,
+                                      "good_rejected", rej_good));
+    }
+    for (int i = 0; i < ns; i++)
+        sc[i] = (float)ss[i].score;
+
     const double t0 = cal.mu; /* gamma = 0: the paper's setting */
     counts at_t = {0}, at_0 = {0};
     for (int i = 0; i < ns; i++) {
@@ -332,6 +396,10 @@ int maa_cmd_eval(int argc, char **argv)
     json_object_set_new(report, "precision", num(prec));
     json_object_set_new(report, "recall", num(rec));
     json_object_set_new(report, "f1", num(f1));
+    json_object_set_new(report, "rule", json_string(maa_rule_name(rule)));
+    json_object_set_new(report, "rules", rules);
+    json_object_set_new(report, "pixel_threshold", json_real(cal.pixel_threshold));
+    json_object_set_new(report, "min_region_area", json_integer(cal.min_region_area));
     json_object_set_new(report, "gamma", json_real(cal.gamma));
     json_object_set_new(report, "threshold", json_real(cal.threshold));
     json_object_set_new(report, "at_threshold", rt);
@@ -340,11 +408,21 @@ int maa_cmd_eval(int argc, char **argv)
     json_object_set_new(report, "n_defective", json_integer(ns - ngood));
 
     printf("maa eval: %s on %s (%d good, %d defective)\n", maa_model_path(m), root, ngood, ns - ngood);
-    printf("  image AUROC %.4f   pixel AUROC %.4f   AUPRO(0.3) %.4f\n", auroc, pixel_auroc, aupro);
+    printf("  decision at the calibrated thresholds (T = %.6g, T_pix = %.6g, min area %d px):\n",
+           cal.threshold, cal.pixel_threshold, cal.min_region_area);
+    printf("  %-7s %-34s %7s %7s %14s\n", "rule", "ranks parts by", "AUROC", "recall",
+           "good rejected");
+    for (int r = 0; r < 3; r++)
+        printf("  %-7s %-34s %7.4f %7.4f %7.2f%%%s\n", maa_rule_name((maa_rule)r), ranks_by[r],
+               rule_auroc[r], rule_recall[r], 100 * rule_frr[r],
+               r == (int)rule ? "   <- verdicts below" : "");
+    printf("\n  score (FMD): image AUROC %.4f   mask: pixel AUROC %.4f   AUPRO(0.3) %.4f\n", auroc,
+           pixel_auroc, aupro);
     printf("  image AUROC by distance (paper Table III): L1 %.4f   Markov+L1 %.4f   FMD %.4f\n"
            "    (L1: mean |x - G(x)|; Markov+L1: mean |f(x) - f(G(x))|; the verdict uses FMD)\n",
            auroc_l1, auroc_markov_l1, auroc);
-    printf("\n  %-12s %5s %7s | %-31s | %-31s\n", "", "", "", "at T (gamma as calibrated)",
+    printf("\n  the score alone (the paper's Table II):\n");
+    printf("  %-12s %5s %7s | %-31s | %-31s\n", "", "", "", "at T (gamma as calibrated)",
            "at gamma = 0 (T = mu)");
     printf("  %-12s %5s %7s | %7s %7s %7s %7s | %7s %7s %7s %7s\n", "type", "n", "AUROC", "acc",
            "prec", "recall", "F1", "acc", "prec", "recall", "F1");
@@ -352,12 +430,13 @@ int maa_cmd_eval(int argc, char **argv)
            auroc, acc, prec, rec, f1, acc0, prec0, rec0, f10);
     json_t *per = json_object();
     for (int t = 0; t < ntypes; t++) {
-        int n = 0;
+        int n = 0, by_rule = 0;
         counts ct = {0}, c0 = {0};
         for (int i = 0; i < ns; i++) {
             if (strcmp(ss[i].type, types[t]))
                 continue;
             n++;
+            by_rule += rejects(&ss[i], rule);
             tally(&ct, ss[i].defective, ss[i].score > cal.threshold);
             tally(&c0, ss[i].defective, ss[i].score > t0);
         }
@@ -369,9 +448,11 @@ int maa_cmd_eval(int argc, char **argv)
         double a = strcmp(types[t], "good") ? maa_auroc(sc, lab, (size_t)k) : NAN;
         double ta, tp, tr, tf, za, zp, zr, zf;
         json_t *jt = rates(&ct, &ta, &tp, &tr, &tf), *j0 = rates(&c0, &za, &zp, &zr, &zf);
-        json_object_set_new(per, types[t], json_pack("{s:i,s:o,s:o,s:o,s:o,s:o}", "n", n, "auroc",
-                                                     num(a), "recall", num(tr), "recall_gamma0",
-                                                     num(zr), "at_threshold", jt, "gamma0", j0));
+        json_object_set_new(per, types[t], json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:o}", "n", n,
+                                                     "auroc", num(a), "recall", num(tr),
+                                                     "recall_gamma0", num(zr), "rejected_by_rule",
+                                                     num(ratio(by_rule, n)), "at_threshold", jt,
+                                                     "gamma0", j0));
         int good = !strcmp(types[t], "good");
         if (good) { /* for good parts: the share passed */
             tr = ratio(ct.tn, ct.tn + ct.fp);
@@ -384,29 +465,41 @@ int maa_cmd_eval(int argc, char **argv)
     json_object_set_new(report, "per_type", per);
     printf("  (per type: AUROC of that type against the good parts; recall of a defect type,\n"
            "   for good parts the share passed)\n");
+    printf("\n  rejected by rule %s, per type:", maa_rule_name(rule));
+    for (int t = 0; t < ntypes; t++)
+        printf(" %s %.2f", types[t],
+               json_real_value(json_object_get(json_object_get(per, types[t]), "rejected_by_rule")));
+    printf("\n");
 
     json_t *jimgs = json_array();
-    for (int i = 0; i < ns; i++)
-        json_array_append_new(jimgs, json_pack("{s:s,s:s,s:b,s:f,s:f,s:f,s:s}", "image",
+    for (int i = 0; i < ns; i++) {
+        json_t *ev = json_array();
+        if (ss[i].evidence & MAA_EVIDENCE_SCORE)
+            json_array_append_new(ev, json_string("score"));
+        if (ss[i].evidence & MAA_EVIDENCE_MASK)
+            json_array_append_new(ev, json_string("mask"));
+        json_array_append_new(jimgs, json_pack("{s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:o,s:s}", "image",
                                                ss[i].path, "type", ss[i].type, "defective",
                                                ss[i].defective, "score", ss[i].score, "l1",
-                                               ss[i].l1, "markov_l1", ss[i].markov_l1, "verdict",
-                                               ss[i].score > cal.threshold ? "reject" : "pass"));
+                                               ss[i].l1, "markov_l1", ss[i].markov_l1,
+                                               "mask_score", ss[i].mask_score, "evidence", ev,
+                                               "verdict", rejects(&ss[i], rule) ? "reject" : "pass"));
+    }
     json_object_set_new(report, "images", jimgs);
     free(sc);
     free(lab);
 
     if (plots) {
-        /* The worst cases: the defective parts scored lowest and the good
-         * parts scored highest, relative to T. */
+        /* The worst cases: the defective parts ranked lowest and the good
+         * parts ranked highest, relative to the rule's decision boundary. */
         int order[WORST], nw = 0;
         int *used = calloc((size_t)ns, sizeof *used);
         for (; used && nw < WORST && nw < ns; nw++) {
             int best = -1;
             double worst = -INFINITY;
             for (int i = 0; i < ns; i++) {
-                double badness = ss[i].defective ? cal.threshold - ss[i].score
-                                                 : ss[i].score - cal.threshold;
+                double v = rank_value(&ss[i], &cal, rule);
+                double badness = ss[i].defective ? 1 - v : v - 1;
                 if (!used[i] && badness > worst)
                     worst = badness, best = i;
             }

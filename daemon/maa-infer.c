@@ -11,10 +11,14 @@
 #include "daemon/maa.h"
 
 static const char infer_usage[] =
-    "usage: maa infer --model M [--calibration C] [--masks DIR] [engine options] IMAGE...\n"
-    "Prints one JSON object per image and line: image, score, and with a calibration\n"
-    "verdict, threshold and regions.  Unreadable images are reported on stderr, the\n"
-    "others are still judged, and the exit status is then 1.\n\n" MAA_CLI_ENGINE_HELP
+    "usage: maa infer --model M [--calibration C [--rule R]] [--masks DIR] [engine options]\n"
+    "       IMAGE...\n"
+    "Prints one JSON object per image and line: image, score and mask_peak, and with a\n"
+    "calibration the verdict with its rule, reason and evidence, threshold,\n"
+    "mask_threshold and defects (as the daemon's verdicts name them).  Unreadable\n"
+    "images are reported on stderr, the others are still judged, and the exit status\n"
+    "is then 1.\n\n" MAA_CLI_ENGINE_HELP
+    "  --rule R           which evidence rejects: either (default), score, mask\n"
     "  --masks DIR        write DIR/<image name>_mask.png (S x S, 0/255)\n";
 
 static void print_result(const char *image, const maa_result *r, const maa_calibration *cal)
@@ -25,15 +29,24 @@ static void print_result(const char *image, const maa_result *r, const maa_calib
     json_object_set_new(o, "mask_peak", json_real(r->mask_peak));
     if (cal) {
         json_object_set_new(o, "verdict", json_string(r->verdict == MAA_REJECT ? "reject" : "pass"));
+        json_object_set_new(o, "rule", json_string(maa_rule_name(cal->rule)));
+        json_object_set_new(o, "reason", json_string(maa_reason(r, cal->rule)));
+        json_t *ev = json_array();
+        if (r->evidence & MAA_EVIDENCE_SCORE)
+            json_array_append_new(ev, json_string("score"));
+        if (r->evidence & MAA_EVIDENCE_MASK)
+            json_array_append_new(ev, json_string("mask"));
+        json_object_set_new(o, "evidence", ev);
         json_object_set_new(o, "threshold", json_real(cal->threshold));
+        json_object_set_new(o, "mask_threshold", json_real(cal->pixel_threshold));
         json_t *regions = json_array();
         for (int k = 0; k < r->nregions; k++) {
             const maa_region *g = &r->regions[k];
             json_array_append_new(regions, json_pack("{s:i,s:i,s:i,s:i,s:i}", "x", g->x, "y", g->y,
                                                      "w", g->w, "h", g->h, "area", g->area));
         }
-        json_object_set_new(o, "regions", regions);
-        json_object_set_new(o, "regions_total", json_integer(r->regions_total));
+        json_object_set_new(o, "defects", regions);
+        json_object_set_new(o, "defects_total", json_integer(r->regions_total));
     }
     char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
     puts(s);
@@ -89,10 +102,12 @@ static int write_mask(const char *dir, const char *image, const uint8_t *mask, i
 int maa_cmd_infer(int argc, char **argv)
 {
     static const struct option opts[] = {MAA_CLI_ENGINE_OPTIONS, {"masks", 1, 0, 'k'},
-                                         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+                                         {"rule", 1, 0, 'r'}, {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     maa_cli_engine ce;
     maa_cli_engine_init(&ce);
     const char *masks = NULL;
+    maa_rule rule = MAA_RULE_EITHER;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -103,7 +118,12 @@ int maa_cmd_infer(int argc, char **argv)
             continue;
         if (c == 'k')
             masks = optarg;
-        else if (c == 'h') {
+        else if (c == 'r') {
+            if (maa_rule_parse(optarg, &rule)) {
+                fprintf(stderr, "maa infer: --rule \"%s\": need either, score or mask\n", optarg);
+                return 2;
+            }
+        } else if (c == 'h') {
             fputs(infer_usage, stdout);
             return 0;
         } else {
@@ -126,6 +146,7 @@ int maa_cmd_infer(int argc, char **argv)
     int have_cal;
     if (maa_cli_load(&ce, &m, &cal, &have_cal))
         return 2;
+    cal.rule = rule;
     char err[MAA_ERRLEN];
     maa_inspector *in;
     if (maa_inspector_create(m, &ce.engine, &in, err, sizeof err)) {

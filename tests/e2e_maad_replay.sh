@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # e2e_maad_replay — the replay source over a small labelled synthetic set
 # (every third image with a scratch) gives, frame by frame, the score,
-# verdict and defect regions that `maa infer` gives for the same files, and
+# verdict, rule, evidence, reason and defect regions that `maa infer` gives
+# for the same files, each verdict agrees with the evidence it carries, and
 # the regions' camera-pixel boxes are the model-pixel boxes scaled to the
 # frame (128 x 96 frames, S = 64).
 . "$(dirname "$0")/../scripts/e2e-lib.sh"
@@ -62,7 +63,15 @@ for i, (a, b) in enumerate(zip(inf, ver)):
         "%s: score %r vs maad %r" % (a["image"], a["score"], b["score"])
     assert a["verdict"] == b["verdict"], "%s: verdict %s vs %s" % (a["image"], a["verdict"], b["verdict"])
     assert abs(a["threshold"] - b["threshold"]) <= 1e-12 * abs(a["threshold"])
-    ra = [(r["x"], r["y"], r["w"], r["h"], r["area"]) for r in a["regions"]]
+    for k in ("rule", "evidence", "reason"):
+        assert a[k] == b[k], "%s: %s %s vs maad %s" % (a["image"], k, a[k], b[k])
+    assert math.isclose(a["mask_peak"], b["mask_peak"], rel_tol=1e-9, abs_tol=1e-12)
+    assert a["mask_threshold"] == b["mask_threshold"]
+    # The verdict against what the message itself publishes.
+    want = ("score" in b["evidence"]) == (b["score"] > b["threshold"]) and \
+        ("mask" in b["evidence"]) == bool(b["defects"])
+    assert want and (b["verdict"] == "reject") == bool(b["evidence"]), b
+    ra = [(r["x"], r["y"], r["w"], r["h"], r["area"]) for r in a["defects"]]
     rb = [(r["x"], r["y"], r["w"], r["h"], r["area"]) for r in b["defects"]]
     assert ra == rb, "%s: regions %s vs %s" % (a["image"], ra, rb)
     for r in b["defects"]:

@@ -187,11 +187,17 @@ with tempfile.TemporaryDirectory(prefix="maa-cli-") as tmp:
     r = maa("infer", "--model", model, "--calibration", cal, "--backend", "ref", "--masks",
             os.path.join(tmp, "masks"), *good)
     lines = [json.loads(x) for x in r.stdout.splitlines()]
-    check("infer with calibration: verdict, threshold, regions",
-          lines and all(x["verdict"] in ("pass", "reject") and "threshold" in x and "regions" in x
+    check("infer with calibration: verdict, threshold, defects",
+          lines and all(x["verdict"] in ("pass", "reject") and "threshold" in x and "defects" in x
                         for x in lines), r.stdout + r.stderr)
-    check("infer with calibration: verdict is score > threshold",
-          all((x["verdict"] == "reject") == (x["score"] > x["threshold"]) for x in lines), r.stdout)
+    check("infer with calibration (rule either): reject exactly when score > threshold "
+          "or a defect region is kept, and the evidence says which",
+          all(x["rule"] == "either" and
+              (x["verdict"] == "reject") == (x["score"] > x["threshold"] or x["defects_total"] > 0)
+              and ("score" in x["evidence"]) == (x["score"] > x["threshold"])
+              and ("mask" in x["evidence"]) == (x["defects_total"] > 0)
+              and (x["defects_total"] == 0 or x["mask_peak"] > x["mask_threshold"])
+              for x in lines), r.stdout)
     check("infer --masks writes <name>_mask.png per image",
           sorted(os.listdir(os.path.join(tmp, "masks"))) == sorted(
               os.path.splitext(os.path.basename(p))[0] + "_mask.png" for p in good), r.stderr)
