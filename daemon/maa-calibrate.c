@@ -70,13 +70,14 @@ static int check_images(char **files, int n)
  * train/good folder it held out, and (by content) which it trained on. */
 typedef struct {
     json_t *doc;
-    const char *dir;
+    char *dir;               /* "images", a relative one taken from the file's folder */
     json_t *held, *trained;  /* arrays of {"file", "sha256"} */
 } split_file;
 
 static void split_free(split_file *sp)
 {
     json_decref(sp->doc);
+    g_free(sp->dir);
     memset(sp, 0, sizeof *sp);
 }
 
@@ -95,7 +96,13 @@ static int split_load(const char *path, split_file *sp)
         return -1;
     }
     const char *format = json_string_value(json_object_get(sp->doc, "format"));
-    sp->dir = json_string_value(json_object_get(sp->doc, "images"));
+    const char *images = json_string_value(json_object_get(sp->doc, "images"));
+    if (images) {
+        gchar *base = g_path_get_dirname(path);
+        sp->dir = g_path_is_absolute(images) ? g_strdup(images)
+                                             : g_build_filename(base, images, NULL);
+        g_free(base);
+    }
     sp->held = json_object_get(sp->doc, "held_out");
     sp->trained = json_object_get(sp->doc, "trained");
     const char *bad = !format || strcmp(format, "maa-split") ? "format is not \"maa-split\""
