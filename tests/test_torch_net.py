@@ -458,7 +458,7 @@ def test_holdout(tmp):
 
 def test_collapse(tmp):
     """The collapse check fires on a run forced to collapse (a discriminator
-    learning rate 100 times too high) and stays quiet on a healthy one."""
+    learning rate 20 times the default) and stays quiet on a healthy one."""
     d = os.path.join(tmp, "d")
     gen_set(d, 60, 1)
     common = [os.path.join(SCRIPTS, "train.py"), "--data", d, "--iters", "60",
@@ -477,6 +477,24 @@ def test_collapse(tmp):
           "a healthy run of the same size: no collapse warning" + why(r))
 
 
+def test_recipe(tmp):
+    """The default recipe, --paper's literal loss, and explicit options
+    winning over either, as the run records them."""
+    d = os.path.join(tmp, "d")
+    gen_set(d, 10, 2)
+    want = {(): (5e-4, 0.1, 0.1, 10.0), ("--paper",): (1e-4, 1.0, 1.0, 0.0),
+            ("--paper", "--pixel-l1", "3"): (1e-4, 1.0, 1.0, 3.0)}
+    for i, (extra, vals) in enumerate(want.items()):
+        out = os.path.join(tmp, f"m{i}.safetensors")
+        r = run([os.path.join(SCRIPTS, "train.py"), "--data", d, "--out", out, "--iters", "1",
+                 "--holdout", "0"] + TINY + list(extra))
+        hp = json.load(open(os.path.join(tmp, f"m{i}.train", "train.json")))["hparams"] \
+            if r.returncode == 0 else {}
+        got = tuple(hp.get(k) for k in ("lr", "lambda_adv", "lambda_con", "pixel_l1"))
+        check(got == vals, f"train.py {' '.join(extra) or '(defaults)'}: lr, lambda_adv, "
+              f"lambda_con, pixel_l1 = {got}" + why(r))
+
+
 def csv_rows(path):
     import csv
     with open(path, newline="") as f:
@@ -487,7 +505,7 @@ def main():
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     tests = [test_names, test_markov_size, test_batch_independent, test_roundtrip,
              test_fmd_ref, test_golden, test_indep, test_augment, test_train, test_holdout,
-             test_collapse]
+             test_collapse, test_recipe]
     with tempfile.TemporaryDirectory() as tmp:
         for t in tests:
             d = os.path.join(tmp, t.__name__)
