@@ -255,6 +255,10 @@ typedef struct {
     int batch_max;              /* 1..64 */
     double batch_timeout_ms;    /* > 0 */
     double test_delay_ms;       /* added to every batch (tests only) */
+    /* Tests only: called on the worker thread, with user, while each batch
+     * is in the engine (after test_delay_ms): a calibration set from here
+     * arrives as maad's SIGHUP does during a slow batch.  NULL: none. */
+    void (*test_in_engine)(void *user);
     int heartbeat_ms;           /* the publisher's; the worker ticks 4x as often */
     int summary_interval_s;     /* summary log line and STATUS; 0: none */
     const maad_logger *log;

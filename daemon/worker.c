@@ -255,12 +255,17 @@ static void judge(maad_worker *w)
 {
     if (!w->nbatch)
         return;
+    /* Before the engine, and not again until the batch is published: each
+     * verdict carries the threshold and rule it was judged under, also when
+     * a SIGHUP lands while the batch is in the engine. */
     take_calibration(w);
     int rc = MAA_OK;
     if (w->nx) {
         atomic_store_explicit(&w->busy_since_ns, maad_mono_ns(), memory_order_relaxed);
         if (w->o.test_delay_ms > 0)
             sleep_ms(w->o.test_delay_ms);
+        if (w->o.test_in_engine)
+            w->o.test_in_engine(w->o.user);
         rc = judge_images(w);
         atomic_store_explicit(&w->busy_since_ns, 0, memory_order_relaxed);
         w->st.batches++;

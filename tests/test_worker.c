@@ -4,7 +4,9 @@
  * verdict.  What is checked is the contract of SPEC §7: one verdict per
  * captured frame, seq gap-free, frames in capture order, uninspected with the
  * right reason for camera errors and ring overflow; batching by size; a
- * calibration swapped between batches; the final counts.  On a CUDA device,
+ * calibration swapped between batches and while a batch is in the engine;
+ * the final counts.  Every verdict read is also checked against the score,
+ * threshold, rule and evidence it carries (next_verdict).  On a CUDA device,
  * also the worker's 8-bit frame path (test_device_frames). */
 #include <jansson.h>
 #include <math.h>
@@ -49,22 +51,24 @@ static int mono_image(const maad_slot *s, maa_image *img, void *buf, size_t buf_
     return MAA_OK;
 }
 
-typedef struct {
+typedef struct rig rig;
+struct rig {
     void *ctx, *sub;
     maad_ring *ring;
     maad_pub *pub;
     maa_inspector *in;
     maad_logger log;
     maad_worker *w;
+    void (*in_engine)(rig *r);  /* the worker's test_in_engine; NULL: none */
     char endpoint[128];
-} rig;
+};
 
 typedef struct {
     long long seq;
     long long frame_id;
     char verdict[16];
     char reason[96];
-    double score;
+    double score, threshold;
 } msg;
 
 /* One whole message from the SUB socket: its JSON part into json (NUL
@@ -105,16 +109,24 @@ static void on_failing(void *user, int batches, const char *why)
     atomic_fetch_add(&failing_calls, 1);
 }
 
+static void rig_in_engine(void *user)
+{
+    rig *r = user;
+    r->in_engine(r);
+}
+
 /* batch_max, timeout, delay, ring slots; threshold of the calibration;
- * the engine: eo, or the ref backend for batches up to engine_batch.  The
- * worker calls on_failing after 3 failed batches in a row.  A rig that
- * cannot be set up fails the running test; -1 then. */
+ * the engine: eo, or the ref backend for batches up to engine_batch;
+ * in_engine (or NULL) called with each batch in the engine.  The worker
+ * calls on_failing after 3 failed batches in a row.  A rig that cannot be
+ * set up fails the running test; -1 then. */
 static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_ms,
                          int slots, double threshold, int engine_batch,
-                         const maa_engine_opts *eo)
+                         const maa_engine_opts *eo, void (*in_engine)(rig *r))
 {
     static int n;
     memset(r, 0, sizeof *r);
+    r->in_engine = in_engine;
     snprintf(r->endpoint, sizeof r->endpoint, "ipc://%s/pub%d", dir, n++);
     char err[MAA_ERRLEN];
     maa_engine_opts ref = {.backend = MAA_BACKEND_REF, .max_batch = engine_batch, .threads = 1};
@@ -141,8 +153,9 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
                            .image_size = S, .channels = 1, .cal = cal,
                            .to_image = mono_image, .batch_max = batch_max,
                            .batch_timeout_ms = timeout_ms, .test_delay_ms = delay_ms,
+                           .test_in_engine = in_engine ? rig_in_engine : NULL,
                            .heartbeat_ms = 50, .log = &r->log,
-                           .max_failed_batches = 3, .on_failing = on_failing};
+                           .max_failed_batches = 3, .on_failing = on_failing, .user = r};
     if (maad_worker_start(&wo, &r->w, err, sizeof err)) {
         CHECK(0, "rig: %s", err);
         return -1;
@@ -164,10 +177,59 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
 static int rig_up(rig *r, int batch_max, double timeout_ms, double delay_ms,
                   int slots, double threshold)
 {
-    return rig_up_engine(r, batch_max, timeout_ms, delay_ms, slots, threshold, batch_max, NULL);
+    return rig_up_engine(r, batch_max, timeout_ms, delay_ms, slots, threshold, batch_max, NULL,
+                         NULL);
 }
 
-/* Next verdict (heartbeats skipped); 0 on timeout. */
+/* Whether a verdict agrees with what it carries (docs/protocol.md): judged,
+ * it has "score" evidence exactly when score > threshold and "mask" evidence
+ * exactly when it lists a defect, and is a reject exactly when its evidence
+ * holds what its rule counts; uninspected, it has no score, rule or
+ * evidence.  A verdict judged under one calibration and published with
+ * another fails here.  Else why, into why. */
+static int verdict_agrees(json_t *o, char *why, size_t n)
+{
+    const char *verdict = json_string_value(json_object_get(o, "verdict"));
+    const char *rule = json_string_value(json_object_get(o, "rule"));
+    json_t *score = json_object_get(o, "score"), *ev = json_object_get(o, "evidence"),
+           *thr = json_object_get(o, "threshold");
+    if (!verdict || !json_is_array(ev) || !json_is_number(thr)) {
+        snprintf(why, n, "no verdict, evidence or threshold");
+        return 0;
+    }
+    if (!strcmp(verdict, "uninspected")) {
+        snprintf(why, n, "uninspected with a score, rule or evidence");
+        return json_is_null(score) && !rule && json_array_size(ev) == 0;
+    }
+    if (!json_is_number(score) || !rule) {
+        snprintf(why, n, "%s without a score or rule", verdict);
+        return 0;
+    }
+    int has_score = 0, has_mask = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(ev, i, e) {
+        const char *k = json_string_value(e);
+        has_score |= k && !strcmp(k, "score");
+        has_mask |= k && !strcmp(k, "mask");
+    }
+    const int defects = json_array_size(json_object_get(o, "defects")) > 0;
+    const int counts = !strcmp(rule, "score")  ? has_score
+                       : !strcmp(rule, "mask") ? has_mask
+                                               : has_score || has_mask;
+    const double s = json_number_value(score), t = json_number_value(thr);
+    snprintf(why, n, "%s under rule %s with score %.15g, threshold %.15g, evidence [%s%s%s], %s",
+             verdict, rule, s, t, has_score ? "score" : "", has_score && has_mask ? "," : "",
+             has_mask ? "mask" : "", defects ? "defects" : "no defect");
+    /* Both numbers are published to 15 digits: equal ones may have been
+     * either way round. */
+    return (s == t || has_score == (s > t)) && has_mask == defects &&
+           !strcmp(verdict, counts ? "reject" : "pass");
+}
+
+/* Next verdict (heartbeats skipped); 0 on timeout.  Each one must agree
+ * with what it carries (verdict_agrees): one that does not fails the
+ * running test. */
 static int next_verdict(rig *r, msg *m)
 {
     static char buf[1 << 16];
@@ -180,6 +242,9 @@ static int next_verdict(rig *r, msg *m)
         json_t *o = json_loads(buf, 0, NULL);
         if (!o)
             return 0;
+        char why[256];
+        CHECK(verdict_agrees(o, why, sizeof why), "seq %lld: %s",
+              json_integer_value(json_object_get(o, "seq")), why);
         memset(m, 0, sizeof *m);
         m->seq = json_integer_value(json_object_get(o, "seq"));
         json_t *id = json_object_get(o, "frame_id");
@@ -190,6 +255,7 @@ static int next_verdict(rig *r, msg *m)
                  json_string_value(json_object_get(o, "reason")));
         json_t *sc = json_object_get(o, "score");
         m->score = json_is_number(sc) ? json_number_value(sc) : NAN;
+        m->threshold = json_number_value(json_object_get(o, "threshold"));
         json_decref(o);
         return 1;
     }
@@ -386,7 +452,7 @@ static void test_heartbeats_while_busy(void)
 static void test_engine_error(void)
 {
     rig r;
-    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL))
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL, NULL))
         return;
     for (int id = 1; id <= 3; id++)
         frame(&r, (uint64_t)id);
@@ -413,7 +479,7 @@ static void test_engine_error(void)
 static void test_failing_engine(void)
 {
     rig r;
-    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL))
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL, NULL))
         return;
     atomic_store(&failing_calls, 0);
     /* fail, fail, success, fail, fail */
@@ -482,6 +548,51 @@ static void test_calibration_swap(void)
     CHECK(st.calibrations == 1);
 }
 
+static atomic_int engine_batches;
+
+/* test_calibration_in_engine's test_in_engine: with the second batch in
+ * the engine, a calibration that rejects every frame. */
+static void swap_in_engine(rig *r)
+{
+    if (atomic_fetch_add(&engine_batches, 1) != 1)
+        return;
+    maa_calibration cal = {.n = 20, .sigma = 1, .gamma = 0, .threshold = -1,
+                           .pixel_threshold = 1e30, .mask_window = 7, .min_region_area = 1};
+    maad_worker_set_calibration(r->w, &cal);
+}
+
+/* A calibration set while a batch is in the engine (maad's SIGHUP during a
+ * slow batch) applies from the next batch on: the batch in flight is
+ * published with the threshold it was judged under, its frames passes
+ * under 1e30, and the next batch's rejects under -1.  Judged with the old
+ * threshold and published with the new, the in-flight batch's passes would
+ * carry scores above their threshold (next_verdict fails them). */
+static void test_calibration_in_engine(void)
+{
+    rig r;
+    atomic_store(&engine_batches, 0);
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 2, NULL, swap_in_engine))
+        return;
+    for (int id = 1; id <= 6; id++)
+        frame(&r, (uint64_t)id);
+    maad_worker_stats st;
+    rig_stop(&r, &st);
+    msg m;
+    int got = 0;
+    while (got < 6 && next_verdict(&r, &m)) {
+        const int old = m.frame_id <= 4;
+        CHECK(m.seq == got && m.frame_id == got + 1 &&
+                  !strcmp(m.verdict, old ? "pass" : "reject") && m.threshold == (old ? 1e30 : -1),
+              "verdict %d: frame %lld %s with threshold %g", got, m.frame_id, m.verdict,
+              m.threshold);
+        got++;
+    }
+    CHECK(got == 6, "got %d verdicts of 6", got);
+    CHECK(st.batches == 3 && st.calibrations == 1, "batches %llu, calibrations %llu",
+          (unsigned long long)st.batches, (unsigned long long)st.calibrations);
+    rig_down(&r, &st);
+}
+
 /* A reason JSON cannot carry (not UTF-8, as a truncated multi-byte name
  * can leave it): the frame still gets exactly one verdict, and seq stays
  * gap-free as sent. */
@@ -522,7 +633,7 @@ static void test_device_frames(void)
     const maa_engine_opts eo = {.backend = MAA_BACKEND_CUDA, .precision = MAA_PREC_F32,
                                 .max_batch = 4, .frame_bytes = BW * BH};
     rig r;
-    if (rig_up_engine(&r, 4, 60000, 0, 64, 1e30, 4, &eo))
+    if (rig_up_engine(&r, 4, 60000, 0, 64, 1e30, 4, &eo, NULL))
         return;
     CHECK(maa_inspector_frame_bytes(r.in) == BW * BH, "frame bytes %zu",
           maa_inspector_frame_bytes(r.in));
@@ -586,6 +697,7 @@ int main(void)
     RUN(test_engine_error);
     RUN(test_failing_engine);
     RUN(test_calibration_swap);
+    RUN(test_calibration_in_engine);
     RUN(test_unencodable_reason);
     RUN(test_device_frames);
     maa_model_free(model);
