@@ -448,7 +448,7 @@ static void test_heartbeats_while_busy(void)
 
 /* An engine that fails a batch (here: a batch larger than the engine was
  * made for) makes that batch's frames uninspected with the engine's reason,
- * counted; the next batch is judged. */
+ * counted, in their place; the next batch is judged. */
 static void test_engine_error(void)
 {
     rig r;
@@ -463,6 +463,9 @@ static void test_engine_error(void)
     while (got < 3 && next_verdict(&r, &m[got]))
         got++;
     CHECK(got == 3);
+    for (int i = 0; i < got; i++)
+        CHECK(m[i].seq == i && m[i].frame_id == i + 1, "verdict %d: seq %lld frame %lld", i,
+              m[i].seq, m[i].frame_id);
     for (int i = 0; i < 2 && i < got; i++)
         CHECK(!strcmp(m[i].verdict, "uninspected") && !strncmp(m[i].reason, "engine error: ", 14),
               "frame %lld: %s (%s)", m[i].frame_id, m[i].verdict, m[i].reason);
@@ -473,9 +476,9 @@ static void test_engine_error(void)
 
 /* on_failing comes once the engine has failed max_failed_batches (3)
  * batches in a row, not for failures a success came between, and once
- * only; every frame still gets its verdict.  The engine fails each batch of
- * two frames (built for one); a camera error closes a batch of one, which
- * it judges. */
+ * only; every frame still gets its verdict, in capture order.  The engine
+ * fails each batch of two frames (built for one); a camera error closes a
+ * batch of one, which it judges. */
 static void test_failing_engine(void)
 {
     rig r;
@@ -490,9 +493,12 @@ static void test_failing_engine(void)
     for (int id = 7; id <= 10; id++)
         frame(&r, (uint64_t)id);
     msg m;
-    int got = 0, uninspected = 0;
-    while (got < 10 && next_verdict(&r, &m))
-        uninspected += !strcmp(m.verdict, "uninspected"), got++;
+    int got = 0, uninspected = 0, bad_order = 0;
+    while (got < 10 && next_verdict(&r, &m)) {
+        bad_order += m.seq != got || m.frame_id != got + 1;
+        uninspected += !strcmp(m.verdict, "uninspected");
+        got++;
+    }
     CHECK(got == 10 && uninspected == 9, "%d verdicts, %d uninspected", got, uninspected);
     CHECK(atomic_load(&failing_calls) == 0, "on_failing after %d failures in a row",
           atomic_load(&failing_batches));
@@ -501,9 +507,12 @@ static void test_failing_engine(void)
         frame(&r, (uint64_t)id);
     maad_worker_stats st;
     rig_stop(&r, &st);
-    while (got < 14 && next_verdict(&r, &m))
+    while (got < 14 && next_verdict(&r, &m)) {
+        bad_order += m.seq != got || m.frame_id != got + 1;
         got++;
+    }
     CHECK(got == 14, "%d verdicts of 14", got);
+    CHECK(bad_order == 0, "%d verdicts out of seq or frame order", bad_order);
     CHECK(atomic_load(&failing_calls) == 1 && atomic_load(&failing_batches) == 3,
           "on_failing called %d times, last after %d batches", atomic_load(&failing_calls),
           atomic_load(&failing_batches));
