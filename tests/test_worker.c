@@ -413,34 +413,46 @@ static void test_overflow(void)
     rig_down(&r, &st);
 }
 
-/* A batch that keeps the worker in the engine for 1.5 s, 30 heartbeat
+/* A batch that keeps the worker in the engine for 2 s, 40 heartbeat
  * periods: heartbeats keep coming meanwhile (SPEC §7: at least one a
  * second; the worker's keep-alive thread sends them), each with seq_next
- * still the batch's first seq, then the verdict.  Without the keep-alive
- * thread at most one or two arrive in that time. */
+ * still the batch's first seq, then the verdict.  On the worker's own clock
+ * (the frame's capture time, each heartbeat's t_ns, the verdict's
+ * t_publish_ns) no gap is longer than SPEC §7's second: the 50 ms period
+ * and 950 ms for a loaded machine's scheduler.  Without the keep-alive
+ * thread the gap is the whole 2 s. */
 static void test_heartbeats_while_busy(void)
 {
     rig r;
-    if (rig_up(&r, 1, 10, 1500, 8, 1e30))
+    if (rig_up(&r, 1, 10, 2000, 8, 1e30))
         return;
+    const long long t_frame = (long long)maad_now_ns();
     frame(&r, 1);
     static char buf[1 << 16];
     int heartbeats = 0, verdict = 0, bad_seq = 0;
+    long long last = t_frame, gap = 0;
     while (!verdict) {
         int k = recv_message(r.sub, buf, sizeof buf);
         if (k < 0)
             break;
         verdict = k == 1;
+        json_t *o = json_loads(buf, 0, NULL);
+        long long t = json_integer_value(json_object_get(o, verdict ? "t_publish_ns" : "t_ns"));
         if (k == 0) {
-            json_t *o = json_loads(buf, 0, NULL);
-            heartbeats++;
+            heartbeats += t > t_frame;
             bad_seq += !o || json_integer_value(json_object_get(o, "seq_next")) != 0;
-            json_decref(o);
+        }
+        json_decref(o);
+        /* Heartbeats sent before the frame came are no part of it. */
+        if (t > last) {
+            gap = t - last > gap ? t - last : gap;
+            last = t;
         }
     }
-    printf("  %d heartbeats while the engine ran for 1.5 s (period 50 ms)\n", heartbeats);
+    printf("  %d heartbeats while the engine ran for 2 s (period 50 ms), longest gap %.0f ms\n",
+           heartbeats, gap / 1e6);
     CHECK(verdict, "no verdict");
-    CHECK(heartbeats >= 10, "%d heartbeats", heartbeats);
+    CHECK(gap <= 1000000000, "a gap of %.0f ms without a heartbeat", gap / 1e6);
     CHECK(bad_seq == 0, "%d heartbeats with seq_next other than 0", bad_seq);
     maad_worker_stats st;
     rig_down(&r, &st);
