@@ -260,6 +260,43 @@ sys.exit(1 if errs else 0)
 EOF
 }
 
+# e2e_judged OUT: every verdict in OUT agrees with what it carries
+# (docs/protocol.md).  Judged: "score" evidence exactly when score >
+# threshold, "mask" evidence exactly when defects is not empty (and then
+# mask_peak > mask_threshold), reject exactly when the evidence holds what
+# its rule counts.  Uninspected: no score, rule or evidence.  A verdict
+# judged under one calibration and published with another fails here.
+# Prints the first verdict that does not agree; fails on no verdict at all.
+e2e_judged()
+{
+    "$PY" - "$1" <<'EOF'
+import json, sys
+counts = {"either": {"score", "mask"}, "score": {"score"}, "mask": {"mask"}}
+msgs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+if not msgs:
+    sys.exit("no verdict to check")
+for m in msgs:
+    ev, s, t = set(m["evidence"]), m["score"], m["threshold"]
+    if m["verdict"] == "uninspected":
+        ok = s is None and m["rule"] is None and not ev
+    else:
+        # score and threshold are published to 15 digits: equal ones may
+        # have been either way round.
+        ok = (m["verdict"] in ("pass", "reject") and m["rule"] in counts and
+              s is not None and (s == t or ("score" in ev) == (s > t)) and
+              ("mask" in ev) == bool(m["defects"]) and
+              ("mask" not in ev or m["mask_peak"] >= m["mask_threshold"]) and
+              ev <= {"score", "mask"} and
+              (m["verdict"] == "reject") == bool(ev & counts[m["rule"]]))
+    if not ok:
+        print("verdict disagrees with what it carries:", json.dumps(
+            {k: m.get(k) for k in ("seq", "frame_id", "verdict", "reason", "rule", "evidence",
+                                   "score", "threshold", "mask_peak", "mask_threshold")}),
+              "defects", len(m["defects"]))
+        sys.exit(1)
+EOF
+}
+
 # e2e_fixture: in the current directory, model.safetensors (S=64, mono),
 # good/ (20 defect-free images) and cal.yaml (its calibration, gamma 3).
 e2e_fixture()

@@ -60,6 +60,8 @@ if e2e_final maad.log; then
 else
     fail "no final stats line" "$(tail -5 maad.log)"
 fi
+check "every verdict agrees with the score, threshold and evidence it carries" \
+    e2e_judged verdicts.jsonl
 check "passes, then camera-error uninspected verdicts, then passes again" \
     "$PY" - verdicts.jsonl <<'PYEOF'
 import json, sys

@@ -75,4 +75,6 @@ PYEOF
 else
     fail "no final stats line" "$(tail -3 maad.log)"
 fi
+check "every verdict agrees with the score, threshold and evidence it carries" \
+    e2e_judged verdicts.jsonl
 e2e_summary

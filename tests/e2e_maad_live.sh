@@ -67,6 +67,8 @@ if e2e_final maad.log; then
 else
     fail "no final stats line" "$(tail -5 maad.log)"
 fi
+check "every verdict agrees with the score, threshold and evidence it carries" \
+    e2e_judged verdicts.jsonl
 grep -q 'SIGHUP: calibration .* reloaded' maad.log && ok "SIGHUP reloads the calibration" ||
     fail "SIGHUP reload not logged" "$(grep -i sighup maad.log)"
 check "passes before the reload, then only rejects" "$PY" - verdicts.jsonl <<'PYEOF'

@@ -91,4 +91,6 @@ print(sum(json.loads(l)['t_publish_ns'] > $t_term for l in open('verdicts.jsonl'
 else
     fail "no final stats line" "$(tail -5 maad.log)"
 fi
+check "every verdict agrees with the score, threshold and evidence it carries" \
+    e2e_judged verdicts.jsonl
 e2e_summary
