@@ -2,15 +2,17 @@
  * PyTorch (scripts/golden.py) or by the independent implementation
  * (tests/indep_model.py).  Driven by tests/test_golden.py.
  *
- *   helper_golden MANIFEST [--backend B] [--maps TOL] [--fmd TOL]
- *                 [--fmd-stored TOL] [--mask] [--variants]
+ *   helper_golden MANIFEST [--backend B] [--maps TOL] [--markov TOL]
+ *                 [--fmd TOL] [--fmd-stored TOL] [--mask] [--variants]
  *
- * --maps: max abs error of r, f(x), f(r); --fmd: relative error of the
+ * --maps: max abs error of r, f(x), f(r); --markov: another bound for the
+ * Markov maps f(x), f(r) (default: --maps's); --fmd: relative error of the
  * engine's FMD against the float64 reference; --fmd-stored: relative error
  * of maa_fmd on the reference's own float32 maps (the FMD code alone);
  * --mask: maa_varmap against m; --variants: the F16 model variants too.
- * Every case also checks that a batch equals its images run one by one,
- * bit for bit. */
+ * Each error is printed whether or not it is bounded (tests/test_golden.py
+ * sets its bounds from them).  Every case also checks that a batch equals
+ * its images run one by one, bit for bit. */
 #include <jansson.h>
 #include <libgen.h>
 #include <math.h>
@@ -23,7 +25,7 @@
 
 static char dir[4096];
 static const char *backend = "ref";
-static double tol_maps = -1, tol_fmd = -1, tol_fmd_stored = -1;
+static double tol_maps = -1, tol_markov = -1, tol_fmd = -1, tol_fmd_stored = -1;
 static int check_mask, check_variants;
 static json_t *manifest;
 
@@ -95,12 +97,14 @@ static void check_case(const char *model_file, json_t *arrays, json_t *fmds, jso
         goto out;
     }
     CHECK(maa_engine_run(e, N, x, r, fx, fr, err, sizeof err) == MAA_OK, "%s", err);
-    if (tol_maps >= 0) {
-        double er = max_abs(r, r_ref, N * img), ex = max_abs(fx, fx_ref, N * mk),
-               ef = max_abs(fr, fr_ref, N * mk);
-        printf("  %s %s: max abs error r %.3g  f(x) %.3g  f(r) %.3g\n", label, backend, er, ex, ef);
-        CHECK(er <= tol_maps && ex <= tol_maps && ef <= tol_maps, "%s: maps off (tol %g)", label, tol_maps);
-    }
+    double er = max_abs(r, r_ref, N * img), ex = max_abs(fx, fx_ref, N * mk),
+           ef = max_abs(fr, fr_ref, N * mk);
+    printf("  %s %s: max abs error r %.3g  f(x) %.3g  f(r) %.3g\n", label, backend, er, ex, ef);
+    if (tol_maps >= 0)
+        CHECK(er <= tol_maps, "%s: r off by %.3g (tol %g)", label, er, tol_maps);
+    if (tol_markov >= 0)
+        CHECK(ex <= tol_markov && ef <= tol_markov, "%s: f(x), f(r) off by %.3g, %.3g (tol %g)",
+              label, ex, ef, tol_markov);
     for (int i = 0; i < N; i++) {
         double ref = json_real_value(json_array_get(fmds, (size_t)i)), got;
         CHECK(maa_fmd(fx + i * mk, fr + i * mk, M, M, &got, err, sizeof err) == MAA_OK, "%s", err);
@@ -113,6 +117,8 @@ static void check_case(const char *model_file, json_t *arrays, json_t *fmds, jso
             double want = json_real_value(json_array_get(fmds_stored, (size_t)i)), own;
             maa_fmd(fx_ref + i * mk, fr_ref + i * mk, M, M, &own, err, sizeof err);
             double r2 = fabs(own - want) / fmax(fabs(want), 1e-300);
+            printf("  %s image %d: maa_fmd on the reference's maps: relative error %.3g\n", label, i,
+                   r2);
             CHECK(r2 <= tol_fmd_stored, "%s image %d: maa_fmd on the reference maps: %.10g vs %.10g (%.3g)",
                   label, i, own, want, r2);
         }
@@ -141,6 +147,11 @@ static void check_case(const char *model_file, json_t *arrays, json_t *fmds, jso
             for (int k = 0; k < S * S; k++)
                 peak = fmax(peak, m_ref[i * S * S + k]);
             double d = max_abs(mm, m_ref + (size_t)i * S * S, (size_t)S * S);
+            printf("  %s image %d: mask map max abs error %.3g (peak %.3g)\n", label, i, d, peak);
+            /* The same float32 computation on every backend, from the
+             * reference's own x and r: measured within 3.6e-6 of the peak
+             * (golden small, 2026-12); 1e-5 leaves compilers and libm
+             * room. */
             CHECK(d <= 1e-5 * peak + 1e-12, "%s image %d: mask map max abs error %.3g (peak %.3g)", label,
                   i, d, peak);
         }
@@ -185,6 +196,8 @@ int main(int argc, char **argv)
             backend = argv[++i];
         else if (!strcmp(argv[i], "--maps") && i + 1 < argc)
             tol_maps = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--markov") && i + 1 < argc)
+            tol_markov = atof(argv[++i]);
         else if (!strcmp(argv[i], "--fmd") && i + 1 < argc)
             tol_fmd = atof(argv[++i]);
         else if (!strcmp(argv[i], "--fmd-stored") && i + 1 < argc)
@@ -198,6 +211,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (tol_markov < 0)
+        tol_markov = tol_maps;
     json_error_t jerr;
     manifest = json_load_file(argv[1], 0, &jerr);
     if (!manifest) {
