@@ -151,6 +151,20 @@ e2e_wait_for()
     return 1
 }
 
+# e2e_wait_count FILE PATTERN N SECONDS: until FILE has at least N lines
+# matching PATTERN.
+e2e_wait_count()
+{
+    local n=$(($4 * 10)) c
+    while :; do
+        c=$(grep -cE "$2" "$1" 2>/dev/null)
+        [ "${c:-0}" -ge "$3" ] && return 0
+        [ "$n" -gt 0 ] || return 1
+        sleep 0.1
+        n=$((n - 1))
+    done
+}
+
 # e2e_wait_file FILE SECONDS: until FILE exists.
 e2e_wait_file()
 {
@@ -217,6 +231,18 @@ e2e_stop()
         return 137
     fi
     wait "$pid"
+}
+
+# e2e_stop_sub OUT LOG: after maad (its log LOG) has exited, waits (up to
+# 10 s) until the subscriber has written as many verdicts to OUT as maad's
+# final stats line says it published, then stops it: a subscriber stopped
+# at once may not have read the last ones yet.
+e2e_stop_sub()
+{
+    local want
+    want=$(sed -nE 's/.*final: captured [0-9]+, published ([0-9]+) .*/\1/p' "$2" | tail -n 1)
+    [ -n "$want" ] && e2e_wait_count "$1" . "$want" 10
+    e2e_stop "$E2E_SUB" 10
 }
 
 # e2e_final LOG: the numbers of maad's final stats line as shell variables

@@ -30,9 +30,12 @@ EOC
 e2e_subscribe tcp://127.0.0.1:5604 verdicts.jsonl
 e2e_maad_up maad.yaml maad.log
 e2e_wait_file verdicts.jsonl.ready 10 || fail "no heartbeat"
-sleep 3
+# The last check wants 25 passes before the camera goes.
+e2e_wait_count verdicts.jsonl '"verdict":"pass"' 25 30 || fail "fewer than 25 passes in 30 s"
 e2e_stop "$E2E_CAM" 10
-sleep 3
+# Gone until maad has tried to reconnect and failed.
+e2e_wait_for verdicts.jsonl 'reconnect attempt [0-9]+ failed' 20 ||
+    fail "no failed reconnect attempt in 20 s" "$(tail -3 maad.log)"
 e2e_fakecam good 25 RST fakecam2.log || fail "second maa fakecam" "$(cat fakecam2.log.out)"
 # Judged frames again after the restart: wait for them (up to 20 s).
 k=200
@@ -49,7 +52,7 @@ done
 e2e_stop "$E2E_MAAD"
 rc=$?
 e2e_stop "$E2E_CAM" 10
-e2e_stop "$E2E_SUB" 10
+e2e_stop_sub verdicts.jsonl maad.log
 [ "$rc" -eq 0 ] && ok "maad exits 0" || fail "maad exit $rc" "$(tail -3 maad.log)"
 
 if e2e_final maad.log; then

@@ -54,7 +54,7 @@ while kill -0 "$E2E_MAAD" 2>/dev/null && [ "$n" -gt 0 ]; do
 done
 e2e_stop "$E2E_MAAD" 1
 rc=$?
-e2e_stop "$E2E_SUB" 10
+e2e_stop_sub verdicts.jsonl maad.log
 [ "$n" -gt 0 ] && ok "maad stopped by itself" || fail "maad still ran after 20 s"
 [ "$rc" -eq 1 ] && ok "exit status 1" || fail "exit status $rc" "$(tail -3 maad.log)"
 grep -q 'engine failed 3 batches in a row (last: fmd: f(x) has a non-finite value' maad.log &&

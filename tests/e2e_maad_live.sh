@@ -50,8 +50,7 @@ e2e_stop "$E2E_MAAD"
 rc=$?
 [ "$rc" -eq 0 ] && ok "maad exits 0 on SIGTERM" || fail "maad exit status $rc" "$(tail -5 maad.log)"
 e2e_stop "$E2E_CAM" 10
-sleep 0.5
-e2e_stop "$E2E_SUB" 10
+e2e_stop_sub verdicts.jsonl maad.log
 
 if e2e_final maad.log; then
     ok "final stats line"

@@ -69,11 +69,13 @@ e2e_wait_for maad.log 'SIGHUP: calibration not reloaded, keeping threshold' 10 &
     ok "a broken calibration is refused on SIGHUP, the old one kept" ||
     fail "bad calibration on SIGHUP" "$(grep -i sighup maad.log)"
 cp cal.good cal.yaml
-sleep 2
+n=$(grep -c . verdicts.jsonl)
+e2e_wait_count verdicts.jsonl . $((n + 8)) 20 && ok "verdicts go on after the refused reload" ||
+    fail "no verdict for 20 s after the refused reload"
 t_term=$(date +%s%N)
 e2e_stop "$maad"
 rc=$?
-e2e_stop "$E2E_SUB" 10
+e2e_stop_sub verdicts.jsonl maad.log
 [ "$rc" -eq 0 ] && ok "exit 0 on SIGTERM" || fail "exit $rc" "$(tail -3 maad.log)"
 e2e_wait_for notify.log '^STOPPING=1$' 5 && ok "STOPPING=1" || fail "no STOPPING=1"
 grep -n '' notify.log | grep -E 'READY=1|STOPPING=1' | head -2 | tr '\n' ' ' |

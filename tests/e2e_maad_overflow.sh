@@ -32,11 +32,14 @@ EOC
 e2e_subscribe tcp://127.0.0.1:5603 verdicts.jsonl
 e2e_maad_up maad.yaml maad.log
 e2e_wait_file verdicts.jsonl.ready 10 || fail "no heartbeat"
-sleep 6
+# Until the ring has overflowed a few times and frames were judged between.
+e2e_wait_count verdicts.jsonl '"reason":"ring overflow"' 50 60 &&
+    e2e_wait_count verdicts.jsonl '"verdict":"pass"' 10 60 ||
+    fail "fewer than 50 overflow verdicts or 10 passes in 60 s"
 e2e_stop "$E2E_MAAD"
 rc=$?
 e2e_stop "$E2E_CAM" 10
-e2e_stop "$E2E_SUB" 10
+e2e_stop_sub verdicts.jsonl maad.log
 [ "$rc" -eq 0 ] && ok "maad exits 0" || fail "maad exit $rc" "$(tail -3 maad.log)"
 
 if e2e_final maad.log; then

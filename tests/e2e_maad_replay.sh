@@ -45,7 +45,7 @@ while [ "$(wc -l <verdicts.jsonl)" -lt "$n" ] && [ "$k" -gt 0 ]; do
 done
 e2e_stop "$E2E_MAAD"
 rc=$?
-e2e_stop "$E2E_SUB" 10
+e2e_stop_sub verdicts.jsonl maad.log
 [ "$rc" -eq 0 ] && ok "maad exits 0" || fail "maad exit $rc" "$(tail -3 maad.log)"
 e2e_final maad.log && check "one verdict per replayed image" e2e_verdicts verdicts.jsonl "$n"
 
