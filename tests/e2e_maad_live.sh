@@ -4,7 +4,9 @@
 # exactly one verdict, seq gap-free, nothing dropped, and the subscriber's
 # count equals maad's final stats line.  Half-way, model.gamma is changed and
 # SIGHUP reloads the calibration: the verdicts switch to rejects without a
-# frame lost.  E2E_SECONDS shortens or lengthens the run (default 30).
+# frame lost.  E2E_SECONDS shortens or lengthens the run (default 30).  The
+# rate a machine sustains is a benchmark's (scripts/bench-sustained.sh), not
+# this test's.
 . "$(dirname "$0")/../scripts/e2e-lib.sh"
 e2e_isolate "$@"
 e2e_need_build
@@ -60,9 +62,6 @@ if e2e_final maad.log; then
     [ "$F_uninspected" -eq 0 ] && [ "$F_overflow" -eq 0 ] && [ "$F_publish_drops" -eq 0 ] &&
         ok "no frame dropped or uninspected" ||
         fail "drops" "uninspected $F_uninspected, overflow $F_overflow, publish drops $F_publish_drops"
-    want=$((secs * 33 * 8 / 10))
-    [ "$F_captured" -ge "$want" ] && ok "captured $F_captured frames (>= $want)" ||
-        fail "captured only $F_captured frames (wanted >= $want)"
 else
     fail "no final stats line" "$(tail -5 maad.log)"
 fi
