@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -93,6 +94,41 @@ class Daemon:
         self.ctx.term()
 
 
+class Lines:
+    """A process's stdout, read by a thread as it comes, so that a test can
+    wait for a line (with a deadline) instead of sleeping."""
+
+    def __init__(self, stream):
+        self.lines, self.eof = [], False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._read, args=(stream,),
+                                       daemon=True)
+        self.thread.start()
+
+    def _read(self, stream):
+        for line in stream:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def wait(self, prefix, timeout):
+        """True once a line starting with prefix has come."""
+        def seen():
+            return any(l.startswith(prefix) for l in self.lines)
+        with self.cond:
+            self.cond.wait_for(lambda: seen() or self.eof, timeout)
+            return seen()
+
+    def all(self):
+        """Every line, once the stream has ended."""
+        self.thread.join(10)
+        with self.cond:
+            return list(self.lines)
+
+
 def watch(*args):
     return subprocess.Popen([MAA, "watch", EP] + list(args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -123,6 +159,7 @@ def test_json_count():
 def test_gaps_restart_heartbeat():
     d = Daemon()
     w = watch()
+    out = Lines(w.stdout)
     try:
         check(d.wait_subscriber(), "watcher subscribed")
         d.heartbeat()
@@ -134,16 +171,23 @@ def test_gaps_restart_heartbeat():
         d.heartbeat()                 # seq_next 10: 8 and 9 lost
         d.verdict("reject", seq=0)    # a restarted daemon
         d.heartbeat()
-        time.sleep(2.8)               # heartbeats stop
+        # Heartbeats stop until the watcher says so (after 2 s), then one
+        # comes again.
+        check(out.wait("# cam0: no heartbeat for", 20),
+              "no 'no heartbeat' note in 20 s")
         d.heartbeat()
-        time.sleep(0.5)
+        check(out.wait("# cam0: heartbeat back after", 10),
+              "no 'heartbeat back' note in 10 s")
         w.send_signal(signal.SIGTERM)
-        out, err = w.communicate(timeout=10)
+        w.wait(timeout=10)
+        err = w.stderr.read()
     finally:
+        if w.poll() is None:
+            w.kill()
         d.close()
     check(w.returncode == 0, "exit %s: %s" % (w.returncode, err))
-    lines = [l for l in out.splitlines() if not l.startswith("#")]
-    notes = [l for l in out.splitlines() if l.startswith("#")]
+    lines = [l for l in out.all() if not l.startswith("#")]
+    notes = [l for l in out.all() if l.startswith("#")]
     check(len(lines) == 7, "7 verdict lines: %r" % lines)
     check(any("cam0 seq 5 frame 1005 pass" in l and "score 1.25/2.5" in l
               and "defects 0" in l and "latency 3.0 ms" in l for l in lines),
