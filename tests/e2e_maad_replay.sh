@@ -47,7 +47,13 @@ e2e_stop "$E2E_MAAD"
 rc=$?
 e2e_stop_sub verdicts.jsonl maad.log
 [ "$rc" -eq 0 ] && ok "maad exits 0" || fail "maad exit $rc" "$(tail -3 maad.log)"
-e2e_final maad.log && check "one verdict per replayed image" e2e_verdicts verdicts.jsonl "$n"
+if e2e_final maad.log; then
+    [ "$F_captured" -eq "$n" ] && ok "maad captured the $n images" ||
+        fail "maad captured $F_captured of $n images"
+    check "one verdict per replayed image" e2e_verdicts verdicts.jsonl "$n"
+else
+    fail "no final stats line" "$(tail -5 maad.log)"
+fi
 
 check "scores, verdicts and regions equal maa infer's; camera boxes scaled" \
     "$PY" - infer.jsonl verdicts.jsonl <<'PYEOF'

@@ -223,7 +223,7 @@ def test_timeout_and_usage():
 
 
 def main():
-    global skipped
+    global skipped, failed
     if not os.environ.get("MAAD_TEST_NETNS"):
         os.environ["MAAD_TEST_NETNS"] = "1"
         if subprocess.run(["unshare", "-n", "true"],
@@ -233,14 +233,15 @@ def main():
                                   sys.executable, os.path.abspath(__file__)])
         print("  SKIP: unshare -n is not permitted here")
         skipped = 3
+    # A program missing is a broken build, not a test to skip.
     elif not os.access(MAA, os.X_OK):
-        print("  SKIP: %s is not built" % MAA)
-        skipped = 3
+        print("FAIL build: %s is not built: run make" % MAA)
+        failed += 1
     elif subprocess.run([MAA, "watch", "--help"], capture_output=True,
                         timeout=10).returncode != 0:
-        print("  SKIP: %s has no watch command (maa.c does not dispatch "
+        print("FAIL build: %s has no watch command (maa.c does not dispatch "
               "maa_cmd_watch)" % MAA)
-        skipped = 3
+        failed += 1
     else:
         run(test_json_count)
         run(test_gaps_restart_heartbeat)
