@@ -1,7 +1,8 @@
 /* test_ring.c — the SPSC frame ring: order and completeness across two
  * threads, overflow accounting in capture order, waiting and waking.
  * Also built with -fsanitize=thread as build/tests/test_ring_tsan (fewer
- * items: TSan is ~20x slower). */
+ * items: TSan is ~20x slower), where every report TSan prints fails
+ * test_tsan_reports. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -19,6 +20,27 @@
 #endif
 #ifndef OVERFLOW_ITEMS
 #define OVERFLOW_ITEMS 200000u
+#endif
+
+#ifdef __SANITIZE_THREAD__
+static atomic_int tsan_reports;
+
+/* The ThreadSanitizer runtime calls this weak hook for each report it
+ * prints.  TSan itself only changes the exit status at the end, after
+ * "N passed, 0 failed": counted here, a race is a failed test in the
+ * output. */
+void __tsan_on_report(void *report);
+void __tsan_on_report(void *report)
+{
+    (void)report;
+    atomic_fetch_add(&tsan_reports, 1);
+}
+
+static void test_tsan_reports(void)
+{
+    CHECK(atomic_load(&tsan_reports) == 0, "ThreadSanitizer printed %d reports (above)",
+          atomic_load(&tsan_reports));
+}
 #endif
 
 static void test_create_errors(void)
@@ -314,5 +336,8 @@ int main(void)
     RUN(test_wait_wake);
     RUN(test_spsc_lossless);
     RUN(test_spsc_overflow);
+#ifdef __SANITIZE_THREAD__
+    RUN(test_tsan_reports);
+#endif
     return CHECK_SUMMARY();
 }
