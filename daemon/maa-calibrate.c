@@ -1,5 +1,5 @@
 /* maa-calibrate.c — `maa calibrate`: the statistical model of good parts
- * (SPEC §5) and the pixel threshold of the mask (SPEC §6). */
+ * (contract §5) and the pixel threshold of the mask (contract §6). */
 #include <getopt.h>
 #include <glib.h>
 #include <jansson.h>

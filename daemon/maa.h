@@ -17,7 +17,7 @@ int maa_cmd_fakecam(int argc, char **argv);
     {"model", 1, 0, 'm'}, {"calibration", 1, 0, 'c'}, {"backend", 1, 0, 'B'}, \
     {"precision", 1, 0, 'P'}, {"threads", 1, 0, 'T'}, {"batch", 1, 0, 'N'}
 #define MAA_CLI_ENGINE_HELP                                                   \
-    "  --model M          model file (SPEC §3)\n"                              \
+    "  --model M          model file (contract §3)\n"                              \
     "  --calibration C    calibration file from maa calibrate\n"               \
     "  --backend B        auto|ref|cpu|cuda (default auto)\n"                 \
     "  --precision P      default|f32|f16|bf16\n"                             \
@@ -37,7 +37,7 @@ int maa_cli_engine_option(maa_cli_engine *c, int opt, const char *arg);
  * together; prints the reason and returns MAA_ERR otherwise. */
 int maa_cli_load(const maa_cli_engine *c, maa_model **m, maa_calibration *cal,
                  int *have_cal);
-/* Loads an image and preprocesses it for the model (SPEC §1) into x. */
+/* Loads an image and preprocesses it for the model (contract §1) into x. */
 int maa_cli_read_input(const char *path, const maa_model_info *info, float *x,
                        char *err, size_t errlen);
 /* Reads the k images (k <= the inspector's max batch) into x and judges

@@ -1,4 +1,4 @@
-/* publish.c — verdicts and heartbeats on ZeroMQ (SPEC §7, docs/protocol.md).
+/* publish.c — verdicts and heartbeats on ZeroMQ (contract §8, docs/protocol.md).
  *
  * A PUB socket, not XPUB with XPUB_NODROP: with NODROP one stalled subscriber
  * (an operator's `maa watch` suspended with ^Z) would make every send fail
@@ -117,7 +117,7 @@ int maad_pub_create(const maad_pub_opts *o, maad_pub **out, char *err,
     }
     if (o->heartbeat_ms < 0 || o->heartbeat_ms > 1000) {
         snprintf(err, err ? errlen : 0,
-                 "publish.heartbeat_ms %d: must be 1..1000 (SPEC §7: at least "
+                 "publish.heartbeat_ms %d: must be 1..1000 (contract §8: at least "
                  "one a second)", o->heartbeat_ms);
         return MAA_ERR;
     }

@@ -10,14 +10,14 @@
  * (width x height, at least S x S and at most maa_frame_capacity bytes;
  * `channels` interleaved samples of 1, 3 or 4; a gray frame feeds a C = 3
  * model replicated; alpha is ignored); f(x) and f(r) as maa_engine_run
- * gives them, and per frame the peak of m and the mask m > t_pix of SPEC §6
+ * gives them, and per frame the peak of m and the mask m > t_pix of contract §6
  * (S x S bytes, 0 or 255, before small regions are dropped) come out.  The
- * preprocessing (SPEC §1, area shrink included) and the mask equal
+ * preprocessing (contract §1, area shrink included) and the mask equal
  * maa_preprocess and maa_varmap + threshold on the same numbers. */
 typedef struct maa_device_batch {
     int n, width, height, channels;
     const uint8_t *const *frames;
-    int window;       /* SPEC §6 w, odd */
+    int window;       /* contract §6 w, odd */
     double t_pix;     /* mask threshold; INFINITY for no mask */
     float *fx, *fr;   /* n x M x M */
     float *peak;      /* n */
@@ -51,7 +51,7 @@ extern const maa_backend_ops maa_backend_cpu;
 extern const maa_backend_ops maa_backend_cuda;
 #endif
 
-/* The MAA network of SPEC §2 as a list of convolutions (engine/net.c), in
+/* The MAA network of contract §2 as a list of convolutions (engine/net.c), in
  * execution order, so the loader, every backend and the tests agree on one
  * description.  Residual block k (0..5) is conv1 at maa_net_res(k), conv2 at
  * maa_net_res(k) + 1. */

@@ -1,4 +1,4 @@
-/* backend_cuda.c — the cuda backend: the network of SPEC §2 on cuDNN's
+/* backend_cuda.c — the cuda backend: the network of contract §2 on cuDNN's
  * legacy convolution API, with the few elementwise steps cuDNN lacks in
  * engine/cuda_kernels.cu.  Design, precisions and memory plan are in
  * docs/cuda-backend.md; in short:
@@ -11,7 +11,7 @@
  *     Markov encoder on x and r as one batch of 2n, copy out) is captured in
  *     a CUDA graph that run only launches;
  *   - the frame path (inspect) has a second graph per batch size: 8-bit
- *     frames to tensors, the network, the SPEC §6 variance map and mask on
+ *     frames to tensors, the network, the contract §6 variance map and mask on
  *     the device; only the Markov maps, masks and their peaks come back;
  *   - with MAA_CUDA_FUSED=1 (f16 only, not yet measured on a GPU) each layer
  *     runs as one fused cuDNN graph (engine/cudnn_plan.c) where cuDNN plans

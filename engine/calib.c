@@ -1,5 +1,5 @@
-/* calib.c — the statistical model of good parts (SPEC §5) and the pixel
- * threshold of the mask (SPEC §6), and their file.
+/* calib.c — the statistical model of good parts (contract §5) and the pixel
+ * threshold of the mask (contract §6), and their file.
  *
  * The file is YAML, read with libyaml.  It is written with stdio because
  * libyaml's emitter cannot write comments and the file opens with one that

@@ -26,7 +26,7 @@ typedef struct {
 typedef struct {
     int width, height;  /* of the 8-bit frames: the model size or larger */
     int channels;   /* interleaved samples per pixel of the 8-bit frames: 1, 3, 4 */
-    int window;     /* SPEC §6 w, odd */
+    int window;     /* contract §6 w, odd */
     double t_pix;   /* mask threshold */
 } maa_cuda_params;
 
@@ -52,7 +52,7 @@ cudaError_t maa_cuda_epilogue(void *y, const float *bias, const void *res,
 cudaError_t maa_cuda_lstm(const void *gates, const float *hconv,
                           const float *c0, void *out, maa_cuda_shape s,
                           cudaStream_t st);
-/* SPEC §1 on the device, as maa_preprocess for 8-bit frames no smaller than
+/* contract §1 on the device, as maa_preprocess for 8-bit frames no smaller than
  * the model: u8 holds s.n frames of p->width x p->height pixels, pitch bytes
  * apart, p->channels interleaved samples each (a gray frame fills every
  * channel); each is area-shrunk to s.h x s.w (engine/pixel.h; at the model
@@ -60,7 +60,7 @@ cudaError_t maa_cuda_lstm(const void *gates, const float *hconv,
  * images the same in the activation layout s. */
 cudaError_t maa_cuda_import8(const uint8_t *u8, size_t pitch, const maa_cuda_params *p,
                              float *x, void *images, maa_cuda_shape s, cudaStream_t st);
-/* SPEC §6, as maa_varmap and the threshold of maa_regions compute it, in
+/* contract §6, as maa_varmap and the threshold of maa_regions compute it, in
  * three passes over s.n images of s.h x s.w: e = mean over the s.c channels
  * of |x - r| (x float NCHW, r in layout s) and e*e; the window means along
  * rows; the means along columns, v, m = v*v, mask = m > t_pix (0 or 255) and

@@ -6,7 +6,7 @@
  * Conventions: functions return MAA_OK (0) or MAA_ERR (-1) and, on error,
  * write a one-line reason naming the problem into the caller's buffer
  * (err, errlen; err may be NULL).  Nothing in the engine exits or aborts.
- * Section numbers (SPEC §n) refer to shared/design/SPEC.md. */
+ * Section numbers (contract §n) refer to docs/contract.md. */
 #ifndef MAA_ENGINE_H
 #define MAA_ENGINE_H
 
@@ -16,7 +16,7 @@
 enum { MAA_OK = 0, MAA_ERR = -1 };
 #define MAA_ERRLEN 512
 
-/* ---- model file (SPEC §3) ------------------------------------------------ */
+/* ---- model file (contract §3) -------------------------------------------- */
 
 typedef struct maa_model maa_model;
 
@@ -37,7 +37,7 @@ const maa_model_info *maa_model_get_info(const maa_model *m);
 const char *maa_model_path(const maa_model *m);
 /* SHA-256 of the model file's bytes, 64 lowercase hex digits. */
 const char *maa_model_sha256(const maa_model *m);
-/* "F32", "F16" or "mixed": the storage dtype of the SPEC tensors. */
+/* "F32", "F16" or "mixed": the storage dtype of the contract's tensors. */
 const char *maa_model_dtype(const maa_model *m);
 size_t maa_model_tensor_count(const maa_model *m);
 size_t maa_model_param_count(const maa_model *m);
@@ -45,7 +45,7 @@ size_t maa_model_param_count(const maa_model *m);
 size_t maa_model_meta_count(const maa_model *m);
 const char *maa_model_meta_key(const maa_model *m, size_t i);
 const char *maa_model_meta_value(const maa_model *m, size_t i);
-/* A SPEC tensor by name as float32; NULL when the model has none by that
+/* A contract tensor by name as float32; NULL when the model has none by that
  * name.  ndim/shape may be NULL. */
 const float *maa_model_tensor(const maa_model *m, const char *name, int *ndim,
                               int64_t shape[4]);
@@ -103,21 +103,21 @@ maa_precision maa_engine_precision(const maa_engine *e);
 void maa_engine_describe(const maa_engine *e, char *buf, size_t len);
 
 /* Run n (1..max_batch) images through the generator and the Markov encoder.
- *   x      n x C x S x S, values in [-1, 1] (SPEC §1)
+ *   x      n x C x S x S, values in [-1, 1] (contract §1)
  *   recon  n x C x S x S, r = G(x)
  *   fx, fr n x M x M, f(x) and f(r), M = markov_size
  * Each image's outputs do not depend on the others in the batch. */
 int maa_engine_run(maa_engine *e, int n, const float *x, float *recon,
                    float *fx, float *fr, char *err, size_t errlen);
 
-/* ---- score (SPEC §4) ----------------------------------------------------- */
+/* ---- score (contract §4) ------------------------------------------------- */
 
 /* Fréchet Markov Distance of two rows x cols feature matrices (row-major,
  * rows are the observations), computed in float64. */
 int maa_fmd(const float *fi, const float *fr, int rows, int cols,
             double *out, char *err, size_t errlen);
 
-/* ---- mask (SPEC §6) ------------------------------------------------------ */
+/* ---- mask (contract §6) -------------------------------------------------- */
 
 typedef struct {
     int x, y, w, h; /* bounding box in model pixels */
@@ -143,7 +143,7 @@ int maa_regions(const float *m, int s, double t_pix, int min_area,
  * the peak of m).  scratch: 3*S*S ints. */
 double maa_region_score(const float *m, int s, int min_area, int *scratch);
 
-/* ---- calibration (SPEC §5, §6) ------------------------------------------- */
+/* ---- calibration (contract §5, §6) --------------------------------------- */
 
 /* Which evidence rejects a part (docs/scoring.md): the score (FMD > T, the
  * paper's rule), the mask (a region of at least min_region_area pixels
@@ -188,7 +188,7 @@ int maa_calibration_load(const char *path, maa_calibration *c,
 int maa_calibration_check_model(const maa_calibration *c, const maa_model *m,
                                 char *err, size_t errlen);
 
-/* ---- images (SPEC §1) ---------------------------------------------------- */
+/* ---- images (contract §1) ------------------------------------------------ */
 
 typedef struct {
     int width, height;

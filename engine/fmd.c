@@ -1,6 +1,6 @@
-/* fmd.c — the Fréchet Markov Distance (SPEC §4).
+/* fmd.c — the Fréchet Markov Distance (contract §4).
  *
- * SPEC §4 sums the square roots of the eigenvalues of sqrt(Si) Sr sqrt(Si).
+ * contract §4 sums the square roots of the eigenvalues of sqrt(Si) Sr sqrt(Si).
  * With X the centred rows (so Si = Xi^T Xi / (h-1), Sr likewise), those
  * nonzero eigenvalues are the nonzero eigenvalues of Si Sr, and so of
  * K K^T with K = Xi Xr^T / (h-1), an h x h matrix (h = rows): the sum of

@@ -1,4 +1,4 @@
-/* image.c — image files in and out, and the input transform (SPEC §1).
+/* image.c — image files in and out, and the input transform (contract §1).
  *
  * Formats are recognised by their first bytes, never by the file name: a
  * line's image archive is full of files whose extension lies. */
@@ -496,7 +496,7 @@ int maa_png_write(const char *path, const uint8_t *px, int w, int h, int ch,
     return MAA_OK;
 }
 
-/* ---- preprocessing (SPEC §1) --------------------------------------------- */
+/* ---- preprocessing (contract §1) ----------------------------------------- */
 
 /* One axis of the resize as taps: output i is sum_t w[i*taps + t] *
  * in[first[i] + t].  Shrinking averages the bins [floor(i*in/out),

@@ -1,7 +1,7 @@
 /* inspect.c — one call from preprocessed images to judged parts: the
- * engine's reconstruction and Markov maps, the FMD score (SPEC §4), the
- * decision against the calibrated threshold (SPEC §5) and the defect mask
- * with its regions (SPEC §6).  All buffers are sized for the engine's largest
+ * engine's reconstruction and Markov maps, the FMD score (contract §4), the
+ * decision against the calibrated threshold (contract §5) and the defect mask
+ * with its regions (contract §6).  All buffers are sized for the engine's largest
  * batch at creation (scratch per frame: the frames of a batch are judged in
  * parallel), so judging a batch allocates nothing but the FMD's scratch.
  * maa_inspect_frames hands 8-bit frames, resized or not, to a backend that

@@ -1,4 +1,4 @@
-/* mask.c — the defect mask (SPEC §6): local variance of the residual,
+/* mask.c — the defect mask (contract §6): local variance of the residual,
  * squared, thresholded, split into 8-connected regions. */
 #include <math.h>
 #include <stdlib.h>

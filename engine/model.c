@@ -1,4 +1,4 @@
-/* model.c — the SPEC §3 model file: a safetensors file with the MAA tensors
+/* model.c — the contract §3 model file: a safetensors file with the MAA tensors
  * by name and the network's hyper-parameters in __metadata__.
  *
  * The whole file is read and checked before anything is kept: a model that
@@ -316,7 +316,7 @@ static const entry *find_entry(const entry *es, size_t n, const char *name)
     return NULL;
 }
 
-/* Take one SPEC tensor from the file: dtype and shape checked, widened to
+/* Take one contract tensor from the file: dtype and shape checked, widened to
  * F32. */
 static int take(maa_model *m, const entry *es, size_t n, const uint8_t *data,
                 const char *name, int ndim, const int64_t *shape, char *err, size_t errlen)

@@ -1,4 +1,4 @@
-/* net.c — the MAA network of SPEC §2 (paper Table I) as data. */
+/* net.c — the MAA network of contract §2 (paper Table I) as data. */
 #include <stdio.h>
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /* pixel.h — private to engine/: the per-pixel arithmetic that the host
  * (engine/image.c, engine/mask.c) and the cuda backend's frame-path kernels
  * (engine/cuda_kernels.cu) share, so that both take the same bins and
- * windows and round the same way: SPEC §1's area shrink and SPEC §6's
+ * windows and round the same way: contract §1's area shrink and contract §6's
  * window means and variance.  The device's tensors and masks then equal
  * maa_preprocess's and maa_varmap's bit for bit.  Plain C that nvcc also
  * compiles for the device. */
@@ -65,7 +65,7 @@ MAA_HD static inline float maa_fmul(float a, float b)
 }
 
 /* The mean of line[k * stride] over the window of half-width half around
- * element i, cut to [0, n): SPEC §6's border rule along one axis, summed in
+ * element i, cut to [0, n): contract §6's border rule along one axis, summed in
  * double.  The window inside the image is a rectangle, so the rule applied
  * per axis gives the 2-D mean. */
 MAA_HD static inline float maa_box_mean(const float *line, int i, int n, size_t stride, int half)
@@ -77,7 +77,7 @@ MAA_HD static inline float maa_box_mean(const float *line, int i, int n, size_t 
     return (float)(sum / (hi - lo + 1));
 }
 
-/* m = v * v with v = E_w[e^2] - E_w[e]^2 (SPEC §6), negative rounding
+/* m = v * v with v = E_w[e^2] - E_w[e]^2 (contract §6), negative rounding
  * clamped to 0.  E_w[e]^2 is rounded to float as the stored e^2 terms are,
  * so a flat residual gives exactly 0. */
 MAA_HD static inline float maa_var_square(float mean_sq, float mean)

@@ -1,4 +1,4 @@
-/* ref.c — the reference backend: the network of SPEC §2 written as plainly
+/* ref.c — the reference backend: the network of contract §2 written as plainly
  * as C allows, one image at a time, float32 with the literal operations
  * (BN applied as (x - mean) / sqrt(var + eps) * gamma + beta, the ConvLSTM on
  * the concatenation of z and the stored h0).  It is the oracle the fast

@@ -15,10 +15,10 @@ additionally labels the mask's regions, which this side skips.
   bench_torch.py MODEL FRAMES SECONDS BATCH [BATCH ...] [--frame WxH] [--modes M,...]
 
 Frames are S x S unless --frame gives their size: larger frames are shrunk
-on the GPU by F.interpolate(mode='area'), SPEC §1's resize.  --modes picks
+on the GPU by F.interpolate(mode='area'), contract §1's resize.  --modes picks
 some of the three ways.  Prints lines "RESULT torch-<mode>[-WxH] batch <n>:
 <ms> ms/batch <fps> frames/s score <mean>".  Needs scripts/maa_net.py and scripts/maa_io.py (the PyTorch
-network whose state_dict names are the SPEC tensor names).
+network whose state_dict names are the contract's tensor names).
 """
 import os
 import sys
@@ -53,7 +53,7 @@ def make_frames(path, size, channels, count):
 
 
 def fmd(fx, fr):
-    """SPEC §4 for a batch: fx, fr [n, H', W'] float -> [n] float64."""
+    """contract §4 for a batch: fx, fr [n, H', W'] float -> [n] float64."""
     fi, fr = fx.astype(np.float64), fr.astype(np.float64)
     rows = fi.shape[1]
     mi, mr = fi.mean(1), fr.mean(1)

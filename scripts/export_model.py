@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Export an MAA model file (SPEC §3) from a training checkpoint or a random
+"""Export an MAA model file (contract §3) from a training checkpoint or a random
 initialisation.
 
   export_model.py --ckpt CKPT.pt --out M.safetensors [--dtype f32|f16]

@@ -11,7 +11,7 @@ terms and the memory h0/c0 are all non-trivial):
 --f16 adds the F16 variant to any case (small always has it).
 
 Files written to DIR:
-  model.safetensors        the model, F32 (SPEC §3)
+  model.safetensors        the model, F32 (contract §3)
   model_f16.safetensors    the same weights rounded to F16 (variant only)
   *.f32                    raw little-endian float32, C order, no header;
                            the shape of each is in manifest.json
@@ -41,11 +41,11 @@ manifest.json:
 x is the input (values in [-1, 1], already float32; the network saw exactly
 these values).  r = G(x) from the stored memory, fx = f(x), fr = f(r), all
 computed in float64 from the file's weights (F32 or F16 widened) and then
-rounded to float32 for storage.  fmd is SPEC §4 from the float64 features
+rounded to float32 for storage.  fmd is contract §4 from the float64 features
 (scipy sqrtm, pytorch-fid formula); fmd_stored is the same formula applied
 to the stored float32 fx, fr (what maa_fmd on fx.f32/fr.f32 must give);
-fmd_eig is SPEC §4's eigenvalue form on the float64 features.  e (mean_c
-|x - r|) and m (SPEC §6, window 7) are computed in float64 from the stored
+fmd_eig is contract §4's eigenvalue form on the float64 features.  e (mean_c
+|x - r|) and m (contract §6, window 7) are computed in float64 from the stored
 float32 x and r, so maa_varmap on x.f32/r.f32 must reproduce m.f32.
 """
 import argparse

@@ -1,4 +1,4 @@
-"""The MAA model file (SPEC §3): safetensors, written and read by hand.
+"""The MAA model file (contract §3): safetensors, written and read by hand.
 
 Layout: 8-byte little-endian header length n, n bytes of JSON header
 (padded with spaces to a multiple of 8, as the safetensors library does),
@@ -20,7 +20,7 @@ DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2")}
 
 
 def spec_shapes(S, C, b, a):
-    """Every SPEC §2 tensor name and shape, in table order."""
+    """Every contract §2 tensor name and shape, in table order."""
     out = OrderedDict()
 
     def layer(name, w, bias=False, bn=False):
@@ -155,8 +155,8 @@ def config_from_meta(meta, path="model"):
 
 
 def read_model(path):
-    """Reads and validates a model file against SPEC §2 names and shapes.
-    -> (config, OrderedDict of float32 arrays in SPEC order, dtype name)."""
+    """Reads and validates a model file against contract §2 names and shapes.
+    -> (config, OrderedDict of float32 arrays in contract order, dtype name)."""
     tensors, meta, dtypes = read_safetensors(path)
     cfg = config_from_meta(meta, path)
     want = spec_shapes(cfg["image_size"], cfg["channels"], cfg["g_base"],
@@ -180,7 +180,7 @@ def save_model(model, path, dtype="F32"):
     names = list(spec_shapes(cfg["image_size"], cfg["channels"],
                              cfg["g_base"], cfg["d_base"]))
     if set(names) != set(sd):
-        raise ValueError("state dict does not match the SPEC tensor list: "
+        raise ValueError("state dict does not match the contract's tensor list: "
                          f"{sorted(set(names) ^ set(sd))[:4]}")
     write_safetensors(path, sd, meta_strings(cfg), dtype, order=names)
 

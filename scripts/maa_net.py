@@ -1,7 +1,7 @@
-"""The MAA network (SPEC §2) as PyTorch modules.
+"""The MAA network (contract §2) as PyTorch modules.
 
-state_dict() of MAA holds exactly the SPEC tensor names and shapes, so the
-model file (SPEC §3) is the state dict written as safetensors.  BatchNorm is a
+state_dict() of MAA holds exactly the contract's tensor names and shapes, so the
+model file (contract §3) is the state dict written as safetensors.  BatchNorm is a
 small module of our own rather than nn.BatchNorm2d: the latter always carries
 a `num_batches_tracked` buffer that is not part of the file format.
 
@@ -36,7 +36,7 @@ class BN(nn.Module):
 
 
 class ConvLayer(nn.Module):
-    """A SPEC layer `L`: conv weight L.weight, optional L.bias, optional L.bn.
+    """A contract layer `L`: conv weight L.weight, optional L.bias, optional L.bn.
 
     transposed=True uses the [in, out, kh, kw] layout and output_padding 1."""
 

@@ -1,9 +1,9 @@
 """float64 numpy references for the score, the mask map and preprocessing.
 
-fmd()            SPEC §4, the pytorch-fid formula with scipy.linalg.sqrtm
-fmd_eig()        SPEC §4 as written there (eigenvalues of sqrt(Si) Sr sqrt(Si))
-varmap()         SPEC §6: m = v*v, v the local variance of e = mean_c |x - r|
-preprocess()     SPEC §1: resize to S x S (area when shrinking, bilinear when
+fmd()            contract §4, the pytorch-fid formula with scipy.linalg.sqrtm
+fmd_eig()        contract §4 as written there (eigenvalues of sqrt(Si) Sr sqrt(Si))
+varmap()         contract §6: m = v*v, v the local variance of e = mean_c |x - r|
+preprocess()     contract §1: resize to S x S (area when shrinking, bilinear when
                  enlarging, per axis), scale to [-1, 1], mono -> C channels
 """
 import functools
@@ -49,7 +49,7 @@ def _psd_sqrt(s):
 
 
 def fmd_eig(Fi, Fr):
-    """SPEC §4 literally: Tr sqrt via the eigenvalues of the symmetric PSD
+    """contract §4 literally: Tr sqrt via the eigenvalues of the symmetric PSD
     matrix sqrt(Si) Sr sqrt(Si), negative ones clamped to 0."""
     mu1, s1 = _stats(Fi)
     mu2, s2 = _stats(Fr)

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Train an MAA model on defect-free images (paper Algorithm 1) and write the
-model file (SPEC §3).  See docs/training.md.
+model file (contract §3).  See docs/training.md.
 
   train.py --data ROOT --out MODEL.safetensors [--size 256] [--channels 3]
            [--g-base 16] [--d-base 64] [--iters N | --epochs E] [--batch 32]

@@ -1,4 +1,4 @@
-/* bench_fmd.c — times maa_fmd (SPEC §4 as the singular values of Xi Xr^T)
+/* bench_fmd.c — times maa_fmd (contract §4 as the singular values of Xi Xr^T)
  * against the literal formula it replaced (sqrt(Si) by eigendecomposition,
  * then the eigenvalues of sqrt(Si) Sr sqrt(Si): tests/fmd_literal.h), in one
  * run, on the same maps, one BLAS thread for both (maa_fmd's first call sets

@@ -1,5 +1,5 @@
 /* bench_preprocess.c — times maa_preprocess shrinking camera-sized 8-bit
- * frames to S x S (SPEC §1, area) against the literal bin means of
+ * frames to S x S (contract §1, area) against the literal bin means of
  * tests/preprocess_literal.h, in one run, on the same frames, and prints
  * their ratio and largest difference.  maa_preprocess uses OpenMP's threads
  * (OMP_NUM_THREADS), the literal form one.  The numbers in

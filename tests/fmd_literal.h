@@ -1,4 +1,4 @@
-/* fmd_literal.h — SPEC §4's FMD computed word for word, for tests/test_fmd.c
+/* fmd_literal.h — contract §4's FMD computed word for word, for tests/test_fmd.c
  * (the oracle for maa_fmd's SVD form) and tests/bench_fmd.c (the form it
  * replaced, as the competitor).  Header-only, as tests/testmodel.h. */
 #ifndef MAA_FMD_LITERAL_H
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* SPEC §4 word for word, in double: sqrt(Si) by eigendecomposition, then
+/* contract §4 word for word, in double: sqrt(Si) by eigendecomposition, then
  * the eigenvalues of sqrt(Si) Sr sqrt(Si).  maa_fmd computes the same sum
  * as the singular values of Xi Xr^T / (h-1). */
 static inline double fmd_literal(const float *fi, const float *fr, int h, int n)

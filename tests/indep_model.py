@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """An independent implementation of the MAA network and of the FMD, written
-from SPEC §2-§4 alone (it imports nothing from scripts/), for the C tests to
+from contract §2-§4 alone (it imports nothing from scripts/), for the C tests to
 check the engine against something other than scripts/maa_net.py.
 
   indep_model.py --out DIR [--size 64] [--channels 3] [--g-base 4]
@@ -15,7 +15,7 @@ Writes to DIR:
                       ...}, "fmd": [N numbers]}
 The network runs in float64 on the F16 weights widened, with functional
 calls only (BN in inference form, the ConvLSTM one step from h0, c0); the
-FMD is the eigenvalue form of SPEC §4, computed with numpy.
+FMD is the eigenvalue form of contract §4, computed with numpy.
 """
 import argparse
 import json
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 
 def names_shapes(S, C, b, a):
-    """SPEC §2 tensor names -> shapes, built from the tables."""
+    """contract §2 tensor names -> shapes, built from the tables."""
     t = {}
 
     def bn(prefix, n):
@@ -163,7 +163,7 @@ def markov(x, w, eps, slope):
 
 
 def fmd(a, b):
-    """SPEC §4: rows are observations; Tr sqrt via eigenvalues."""
+    """contract §4: rows are observations; Tr sqrt via eigenvalues."""
     a = a.astype(np.float64)
     b = b.astype(np.float64)
     ma, mb = a.mean(0), b.mean(0)

@@ -1,4 +1,4 @@
-/* preprocess_literal.h — SPEC §1's area shrink computed word for word, for
+/* preprocess_literal.h — contract §1's area shrink computed word for word, for
  * tests/test_image.c (the oracle for maa_preprocess's shrinking path) and
  * tests/bench_preprocess.c (the competitor).  Header-only, as
  * tests/fmd_literal.h. */

@@ -1,5 +1,5 @@
 /* test_calib.c — calibration fit, pixel threshold and the calibration file
- * (SPEC §5, §6). */
+ * (contract §5, §6). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -336,7 +336,7 @@ static void test_no_memory_growth(void)
 }
 
 
-/* maa_inspect_frames against the SPEC's steps done one by one on the host
+/* maa_inspect_frames against the contract's steps done one by one on the host
  * (maa_preprocess, maa_engine_run on the same engine, maa_fmd, maa_varmap,
  * threshold and maa_regions): the device path (cuda, frames of w x h no
  * smaller than the model and within frame_bytes, resized there) and the

@@ -1,4 +1,4 @@
-/* test_fmd.c — the Fréchet Markov Distance (SPEC §4). */
+/* test_fmd.c — the Fréchet Markov Distance (contract §4). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>

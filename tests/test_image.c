@@ -1,4 +1,4 @@
-/* test_image.c — image files and the input transform (SPEC §1).  Every
+/* test_image.c — image files and the input transform (contract §1).  Every
  * fixture is written here: PNGs byte by byte (stored deflate blocks, own
  * CRC and Adler-32) so that the decoder is checked against the format, not
  * against its own encoder; PNM and BMP likewise. */

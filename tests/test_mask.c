@@ -1,4 +1,4 @@
-/* test_mask.c — variance map and defect regions (SPEC §6). */
+/* test_mask.c — variance map and defect regions (contract §6). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

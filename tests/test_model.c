@@ -1,5 +1,5 @@
-/* test_model.c — the SPEC §3 model loader: a valid file in F32 and F16, and
- * one crafted bad file for every refusal the SPEC lists, each checked for a
+/* test_model.c — the contract §3 model loader: a valid file in F32 and F16, and
+ * one crafted bad file for every refusal the contract lists, each checked for a
  * message that names the problem. */
 #include <stdint.h>
 #include <stdio.h>
@@ -86,7 +86,7 @@ static void test_valid_f16_and_extra(void)
         CHECK(fabsf(w[i] - v) <= fabsf(v) / 1024.0f + 1e-7f, "%d: %g vs %g", i, w[i], v);
     }
     CHECK(maa_model_tensor(m, "g.enc.0.bn.num_batches_tracked", NULL, NULL) == NULL,
-          "tensors outside the SPEC are ignored");
+          "tensors outside the contract are ignored");
     maa_model_free(m);
 }
 

@@ -47,7 +47,7 @@ def why(r):
     return "" if r.returncode == 0 else f" (rc {r.returncode}: {r.stderr.strip()[-300:]})"
 
 
-# SPEC §2 written out by hand: (layer, weight shape as a function of
+# contract §2 written out by hand: (layer, weight shape as a function of
 # (C, b, a), bias?, bn?).  BN width is the layer's output channels.
 def spec_list(S, C, b, a):
     rows = [
@@ -89,11 +89,11 @@ def test_names(tmp):
         want = spec_list(*cfg)
         sd = maa_net.MAA(S, C, b, a).state_dict()
         got = {k: tuple(v.shape) for k, v in sd.items()}
-        check(got == want, f"state_dict names and shapes = SPEC for {cfg} "
+        check(got == want, f"state_dict names and shapes = the contract for {cfg} "
               f"(extra {sorted(set(got) - set(want))[:3]}, "
               f"missing {sorted(set(want) - set(got))[:3]})")
         check({k: tuple(v) for k, v in maa_io.spec_shapes(*cfg).items()} == want,
-              f"maa_io.spec_shapes = SPEC for {cfg}")
+              f"maa_io.spec_shapes = the contract for {cfg}")
     n = sum(int(np.prod(s)) for s in spec_list(256, 3, 16, 64).values())
     check(n == 15886453, f"default network holds 15886453 numbers ({n})")
 
@@ -155,7 +155,7 @@ def test_roundtrip(tmp):
         "header: metadata strings, length a multiple of 8")
     nt = set(hdr) - {"__metadata__"}
     check(nt == set(sd) and not any("num_batches" in k for k in nt),
-          "file holds exactly the SPEC tensors")
+          "file holds exactly the contract's tensors")
     spans = sorted(v["data_offsets"] for k, v in hdr.items() if k != "__metadata__")
     check(spans[0][0] == 0 and spans[-1][1] == len(data) - 8 - n and
           all(a[1] == b[0] for a, b in zip(spans, spans[1:])), "data offsets tile the body")

@@ -1,4 +1,4 @@
-/* testmodel.h — writes MAA model files (SPEC §3) with deterministic
+/* testmodel.h — writes MAA model files (contract §3) with deterministic
  * pseudo-random weights from C, optionally spoiled in one chosen way, so that
  * the engine tests need neither PyTorch nor files in the repository.
  * Header-only and private to tests/. */
