@@ -224,7 +224,9 @@ void maad_vlog(const maad_logger *lg, maad_log_level l, const char *fmt,
                va_list ap);
 /* One verdict: pass at debug, reject at notice, uninspected at warning, with
  * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_REASON, MAAD_THRESHOLD fields,
- * and when judged MAAD_SCORE, MAAD_MASK_PEAK and MAAD_PIXEL_THRESHOLD. */
+ * and when judged MAAD_SCORE, MAAD_MASK_PEAK and MAAD_PIXEL_THRESHOLD.  A
+ * verdict of MAAD_FRAME_ID_UNKNOWN reads "frame ?" and has no
+ * MAAD_FRAME_ID. */
 void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v);
 
 /* ---- capture hand-off and the inspection worker (worker.c) ---------------

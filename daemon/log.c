@@ -140,8 +140,14 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v
     const size_t fl = sizeof f[0];
     int n = 0;
     const char *reason = v->reason;
+    /* A camera error belongs to no frame: "frame ?" and no MAAD_FRAME_ID,
+     * as the verdict's frame_id is null, rather than the marker's value. */
+    char frame[24] = "?";
+    if (v->frame_id != MAAD_FRAME_ID_UNKNOWN)
+        snprintf(frame, sizeof frame, "%llu", (unsigned long long)v->frame_id);
     snprintf(f[n++], fl, "MAAD_SEQ=%llu", (unsigned long long)seq);
-    snprintf(f[n++], fl, "MAAD_FRAME_ID=%llu", (unsigned long long)v->frame_id);
+    if (v->frame_id != MAAD_FRAME_ID_UNKNOWN)
+        snprintf(f[n++], fl, "MAAD_FRAME_ID=%s", frame);
     snprintf(f[n++], fl, "MAAD_VERDICT=%s", maad_outcome_name(v->verdict));
     if (reason)
         snprintf(f[n++], fl, "MAAD_REASON=%s", reason);
@@ -153,14 +159,14 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v
     }
     snprintf(f[n++], fl, "MAAD_THRESHOLD=%.6g", v->threshold);
     if (judged)
-        snprintf(msg, sizeof msg, "seq %llu frame %llu: %s, score %.4g, threshold %.4g, "
+        snprintf(msg, sizeof msg, "seq %llu frame %s: %s, score %.4g, threshold %.4g, "
                  "mask peak %.4g, pixel threshold %.4g%s%s", (unsigned long long)seq,
-                 (unsigned long long)v->frame_id, maad_outcome_name(v->verdict), v->score,
+                 frame, maad_outcome_name(v->verdict), v->score,
                  v->threshold, v->mask_peak, v->mask_threshold, reason ? ": " : "",
                  reason ? reason : "");
     else
-        snprintf(msg, sizeof msg, "seq %llu frame %llu: %s%s%s",
-                 (unsigned long long)seq, (unsigned long long)v->frame_id,
+        snprintf(msg, sizeof msg, "seq %llu frame %s: %s%s%s",
+                 (unsigned long long)seq, frame,
                  maad_outcome_name(v->verdict), reason ? ": " : "",
                  reason ? reason : "");
     emit(lg, l, msg, f, n);

@@ -122,6 +122,28 @@ static void test_journal_detection(void)
     unsetenv("INVOCATION_ID");
 }
 
+/* A camera error has no frame id: the line says so rather than print
+ * MAAD_FRAME_ID_UNKNOWN's value. */
+static void unknown_frame(const maad_logger *lg)
+{
+    maad_verdict v = {.frame_id = MAAD_FRAME_ID_UNKNOWN, .verdict = MAAD_UNINSPECTED,
+                      .score = NAN, .threshold = 2.0,
+                      .reason = "camera error: control lost; reconnecting"};
+    maad_log_verdict(lg, 10, &v);
+}
+
+static void test_unknown_frame_id(void)
+{
+    unsetenv("JOURNAL_STREAM");
+    unsetenv("INVOCATION_ID");
+    maad_logger lg;
+    maad_log_init(&lg, "cam0", MAAD_LOG_INFO);
+    capture(unknown_frame, &lg);
+    CHECK(strstr(captured, ": warning: seq 10 frame ?: uninspected: camera error: control "
+                           "lost; reconnecting\n"), "got [%s]", captured);
+    CHECK(!strstr(captured, "18446744073709551615"), "got [%s]", captured);
+}
+
 /* Under systemd without journald (a container) records must still be seen. */
 static void test_journal_fallback(void)
 {
@@ -141,6 +163,7 @@ int main(void)
 {
     RUN(test_levels);
     RUN(test_stderr_format_and_filter);
+    RUN(test_unknown_frame_id);
     RUN(test_journal_detection);
     RUN(test_journal_fallback);
     return CHECK_SUMMARY();
