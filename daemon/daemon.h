@@ -196,8 +196,10 @@ uint64_t maad_notify_watchdog_usec(void);
  * and with journald's socket present, records go to the journal with
  * structured fields (MESSAGE, PRIORITY, MAAD_CAMERA, and for verdicts
  * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_SCORE, MAAD_THRESHOLD);
- * otherwise to stderr as "maad[pid]: <level>: message".  Levels are syslog
- * priorities.  A logger is read-only after init: threads may share one. */
+ * otherwise to stderr as "<time> maad[pid]: <level>: message", the time in
+ * ISO 8601 UTC with milliseconds ("2026-11-28T10:15:30.123Z").  Levels are
+ * syslog priorities.  A logger is read-only after init: threads may share
+ * one. */
 
 typedef enum {
     MAAD_LOG_ERR = 3,

@@ -2,7 +2,7 @@
  *
  * Under systemd the journal gets each record with fields an operator can
  * filter on (journalctl MAAD_VERDICT=reject, MAAD_CAMERA=line1); by hand,
- * stderr gets "maad[pid]: <level>: message".  Without journald's socket (a
+ * stderr gets "2026-11-28T10:15:30.123Z maad[pid]: <level>: message" (UTC).  Without journald's socket (a
  * container) or when the journal refuses a record, stderr gets it, so
  * nothing is lost. */
 #include <math.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SD_JOURNAL_SUPPRESS_LOCATION /* CODE_FILE would always be log.c */
@@ -106,8 +107,16 @@ static void emit(const maad_logger *lg, maad_log_level l, const char *msg,
                 return;
         }
     }
-    fprintf(stderr, "maad[%d]: %s: %s\n", (int)getpid(),
-            maad_log_level_name(l), msg);
+    /* journald stamps its records itself; a file or terminal needs the time
+     * in the line.  UTC, so that lines from hosts in other zones compare. */
+    struct timespec ts;
+    struct tm tm;
+    char when[32];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(stderr, "%s.%03ldZ maad[%d]: %s: %s\n", when, ts.tv_nsec / 1000000,
+            (int)getpid(), maad_log_level_name(l), msg);
 }
 
 void maad_vlog(const maad_logger *lg, maad_log_level l, const char *fmt,

@@ -1,10 +1,13 @@
-/* test_log.c — logger: level names and filter, the plain stderr format, and
- * the choice between journal and stderr from the environment. */
+/* test_log.c — logger: level names and filter, the plain stderr format with
+ * its time stamp, and the choice between journal and stderr from the
+ * environment. */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/daemon.h"
@@ -64,6 +67,32 @@ static void verdicts(const maad_logger *lg)
     maad_log_verdict(lg, 9, &lost);
 }
 
+/* Every line of captured starts with an ISO-8601 UTC time with milliseconds
+ * within a few seconds of now, "2026-11-28T10:15:30.123Z "; those stamps
+ * are cut out of captured, so that the rest compares exactly.  0 when a
+ * line has no such stamp. */
+static int strip_stamps(void)
+{
+    const time_t now = time(NULL);
+    char *in = captured, *out = captured;
+    while (*in) {
+        struct tm tm;
+        memset(&tm, 0, sizeof tm);
+        const char *rest = strptime(in, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!rest || rest - in != 19 || rest[0] != '.' || !isdigit((unsigned char)rest[1]) ||
+            !isdigit((unsigned char)rest[2]) || !isdigit((unsigned char)rest[3]) ||
+            rest[4] != 'Z' || rest[5] != ' ' || labs((long)(timegm(&tm) - now)) > 5)
+            return 0;
+        char *eol = strchr(rest + 6, '\n');
+        size_t n = eol ? (size_t)(eol + 1 - (rest + 6)) : strlen(rest + 6);
+        memmove(out, rest + 6, n);
+        out += n;
+        in = (char *)rest + 6 + n;
+    }
+    *out = '\0';
+    return 1;
+}
+
 static void test_stderr_format_and_filter(void)
 {
     unsetenv("JOURNAL_STREAM");
@@ -72,6 +101,7 @@ static void test_stderr_format_and_filter(void)
     maad_log_init(&lg, "cam0", MAAD_LOG_NOTICE);
     CHECK(lg.journal == 0);
     capture(some_records, &lg);
+    CHECK(strip_stamps(), "a line without its time: [%s]", captured);
     char want[256];
     snprintf(want, sizeof want, "maad[%d]: notice: n 3\nmaad[%d]: warning: w 4\n",
              (int)getpid(), (int)getpid());
