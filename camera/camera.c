@@ -172,7 +172,7 @@ static void emit_error(cam_source *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void emit_error(cam_source *s, const char *fmt, ...)
 {
-    char why[MAA_ERRLEN];
+    char why[CAM_REASON_SIZE];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);

@@ -21,6 +21,10 @@
  * asked for; err says why. */
 enum { CAM_WARN = 1 };
 
+/* An event's reason is shorter than this: an error of MAA_ERRLEN (Aravis's
+ * message, quoted whole) with the module's wording around it. */
+#define CAM_REASON_SIZE (MAA_ERRLEN + 128)
+
 typedef enum {
     CAM_PIX_MONO8 = 0,
     CAM_PIX_RGB8,
@@ -88,7 +92,8 @@ typedef struct {
     const uint8_t *data;
     size_t size;
     uint32_t missed;        /* CAM_MISSED: frame ids never delivered */
-    const char *reason;     /* CAM_INCOMPLETE, CAM_ERROR: one line */
+    const char *reason;     /* CAM_INCOMPLETE, CAM_ERROR: one line, shorter
+                               than CAM_REASON_SIZE */
 } cam_event;
 
 /* Called on the capture thread; must not block.  ev and its data are valid

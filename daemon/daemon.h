@@ -37,6 +37,11 @@ typedef struct {
     uint64_t first_t_ns, last_t_ns; /* their capture times */
 } maad_drops;
 
+/* Room for a verdict's reason, NUL included: an error of MAA_ERRLEN with the
+ * camera module's and the daemon's wording around it (a failed reconnection
+ * quotes Aravis's message whole).  Reasons are cut only beyond it. */
+#define MAAD_REASON_SIZE (MAA_ERRLEN + 256)
+
 typedef struct {
     uint64_t frame_id;      /* the camera's */
     uint64_t t_capture_ns;
@@ -44,7 +49,7 @@ typedef struct {
     uint32_t pixfmt;        /* the camera's pixel format code (PFNC) */
     size_t size;            /* bytes used in pixels */
     maad_slot_kind kind;
-    char reason[128];       /* MAAD_SLOT_ERROR: why, e.g. "camera error: timeout" */
+    char reason[MAAD_REASON_SIZE]; /* MAAD_SLOT_ERROR: why, e.g. "camera error: timeout" */
     maad_drops drops;       /* frames dropped just before this one */
     void *pixels;           /* slot_bytes, allocated at creation */
 } maad_slot;

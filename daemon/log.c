@@ -82,7 +82,7 @@ void maad_log_init(maad_logger *lg, const char *camera, maad_log_level level)
 #define MAX_FIELDS 8
 
 static void emit(const maad_logger *lg, maad_log_level l, const char *msg,
-                 char fields[][MAA_ERRLEN + 32], int nfields)
+                 char fields[][MAAD_REASON_SIZE + 32], int nfields)
 {
     if (lg->journal) {
         char prio[16], cam[96];
@@ -145,7 +145,7 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v
                                                    : MAAD_LOG_WARNING;
     if (l > lg->level)
         return;
-    char f[MAX_FIELDS][MAA_ERRLEN + 32], msg[MAA_ERRLEN + 256];
+    char f[MAX_FIELDS][MAAD_REASON_SIZE + 32], msg[MAAD_REASON_SIZE + 256];
     const size_t fl = sizeof f[0];
     int n = 0;
     const char *reason = v->reason;

@@ -166,20 +166,25 @@ static uint64_t id_before(uint64_t id, uint64_t k)
     return (uint64_t)(((int64_t)id - 1 - (int64_t)(k % 65535) + 65535) % 65535) + 1;
 }
 
+/* An incomplete frame's reason begins so; the camera's reason after it
+ * still fits a verdict's whole. */
+#define INCOMPLETE "camera error: incomplete frame: "
+_Static_assert(sizeof INCOMPLETE - 1 + CAM_REASON_SIZE <= MAAD_REASON_SIZE,
+               "a camera's reason fits a verdict's whole");
+
 /* On the capture thread: every event becomes ring traffic and so, in
  * order, one verdict per frame the camera took. */
 static void on_camera(void *user, const cam_event *ev)
 {
     maad *d = user;
-    char reason[160];
+    char reason[MAAD_REASON_SIZE];
     switch (ev->kind) {
     case CAM_FRAME:
         maad_worker_frame(d->worker, ev->frame_id, ev->t_capture_ns, ev->width,
                           ev->height, (uint32_t)ev->fmt, ev->data, ev->size);
         break;
     case CAM_INCOMPLETE:
-        snprintf(reason, sizeof reason, "camera error: incomplete frame: %s",
-                 ev->reason ? ev->reason : "");
+        snprintf(reason, sizeof reason, INCOMPLETE "%s", ev->reason ? ev->reason : "");
         maad_worker_camera_error(d->worker, ev->frame_id, ev->t_capture_ns, reason);
         break;
     case CAM_MISSED:

@@ -174,6 +174,30 @@ static void test_unknown_frame_id(void)
     CHECK(!strstr(captured, "18446744073709551615"), "got [%s]", captured);
 }
 
+/* A reason as long as a verdict carries (MAAD_REASON_SIZE) is logged whole. */
+static char long_reason[MAAD_REASON_SIZE];
+
+static void long_verdict(const maad_logger *lg)
+{
+    maad_verdict v = {.frame_id = 5, .verdict = MAAD_UNINSPECTED, .score = NAN,
+                      .threshold = 2.0, .reason = long_reason};
+    maad_log_verdict(lg, 11, &v);
+}
+
+static void test_long_reason(void)
+{
+    unsetenv("JOURNAL_STREAM");
+    unsetenv("INVOCATION_ID");
+    memset(long_reason, 'r', sizeof long_reason - 1);
+    memcpy(long_reason + sizeof long_reason - 5, "end", 4);
+    maad_logger lg;
+    maad_log_init(&lg, "cam0", MAAD_LOG_INFO);
+    capture(long_verdict, &lg);
+    char want[sizeof long_reason + 64];
+    snprintf(want, sizeof want, ": warning: seq 11 frame 5: uninspected: %s\n", long_reason);
+    CHECK(strstr(captured, want), "reason cut: %zu bytes logged", strlen(captured));
+}
+
 /* Under systemd without journald (a container) records must still be seen. */
 static void test_journal_fallback(void)
 {
@@ -194,6 +218,7 @@ int main(void)
     RUN(test_levels);
     RUN(test_stderr_format_and_filter);
     RUN(test_unknown_frame_id);
+    RUN(test_long_reason);
     RUN(test_journal_detection);
     RUN(test_journal_fallback);
     return CHECK_SUMMARY();

@@ -640,6 +640,35 @@ static void test_unencodable_reason(void)
     rig_down(&r, &st);
 }
 
+/* A camera error's reason as long as a verdict carries (MAAD_REASON_SIZE:
+ * a failed reconnection quotes Aravis's message) travels whole to the
+ * subscriber, not cut at a ring slot's buffer. */
+static void test_long_reason(void)
+{
+    rig r;
+    if (rig_up(&r, 4, 10000, 0, 64, 1e30))
+        return;
+    char reason[MAAD_REASON_SIZE];
+    int n = snprintf(reason, sizeof reason, "camera error: reconnect attempt 3 failed: camera "
+                     "(first found) not found or not accessible: ");
+    memset(reason + n, 'x', sizeof reason - 1 - (size_t)n);
+    snprintf(reason + sizeof reason - 20, 20, "; next in 400 ms");
+    maad_worker_camera_error(r.w, MAAD_FRAME_ID_UNKNOWN, maad_now_ns(), reason);
+    maad_worker_stats st;
+    rig_stop(&r, &st);
+    static char buf[1 << 16];
+    int k;
+    while ((k = recv_message(r.sub, buf, sizeof buf)) == 0)
+        ;
+    CHECK(k == 1, "no verdict");
+    json_t *o = k == 1 ? json_loads(buf, 0, NULL) : NULL;
+    const char *got = json_string_value(json_object_get(o, "reason"));
+    CHECK(got && !strcmp(got, reason), "reason of %zu bytes published as %zu: ...%s",
+          strlen(reason), got ? strlen(got) : 0, got ? got + (strlen(got) > 40 ? strlen(got) - 40 : 0) : "");
+    json_decref(o);
+    rig_down(&r, &st);
+}
+
 /* On a CUDA device (SKIP elsewhere): frames larger than the model, which
  * the worker keeps as 8-bit for the device to shrink and judge, and one
  * smaller than the model, which it preprocesses as it comes and which
@@ -720,6 +749,7 @@ int main(void)
     RUN(test_calibration_swap);
     RUN(test_calibration_in_engine);
     RUN(test_unencodable_reason);
+    RUN(test_long_reason);
     RUN(test_device_frames);
     maa_model_free(model);
     unlink(path);
