@@ -396,12 +396,13 @@ static void summary(maad_worker *w, uint64_t now)
     double fps = secs > 0 ? (double)(st.captured - w->sum_captured) / secs : 0;
     double p50 = latency_quantile(w, 0.5), p99 = latency_quantile(w, 0.99);
     char line[256];
+    /* overflow and send_dropped: the heartbeat's names for the two losses. */
     snprintf(line, sizeof line,
-             "fps %.1f, passes %llu, rejects %llu, uninspected %llu, drops %llu, "
-             "latency p50 %.1f ms p99 %.1f ms",
+             "fps %.1f, passes %llu, rejects %llu, uninspected %llu, overflow %llu, "
+             "send_dropped %llu, latency p50 %.1f ms p99 %.1f ms",
              fps, (unsigned long long)st.pass, (unsigned long long)st.reject,
              (unsigned long long)st.uninspected, (unsigned long long)st.overflow,
-             p50, p99);
+             (unsigned long long)st.send_dropped, p50, p99);
     maad_log(w->o.log, MAAD_LOG_INFO, "summary: %s", line);
     maad_notify_status("%s", line);
     memset(w->lat, 0, sizeof w->lat);
@@ -587,7 +588,7 @@ void maad_worker_stats_line(const maad_worker_stats *st, char *buf, size_t n)
     snprintf(buf, n,
              "final: captured %llu, published %llu (pass %llu, reject %llu, "
              "uninspected %llu), overflow %llu, camera errors %llu, "
-             "engine errors %llu, publish drops %llu",
+             "engine errors %llu, send_dropped %llu",
              (unsigned long long)st->captured,
              (unsigned long long)(st->pass + st->reject + st->uninspected),
              (unsigned long long)st->pass, (unsigned long long)st->reject,

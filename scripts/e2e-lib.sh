@@ -247,7 +247,7 @@ e2e_stop_sub()
 
 # e2e_final LOG: the numbers of maad's final stats line as shell variables
 # F_captured, F_published, F_pass, F_reject, F_uninspected, F_overflow,
-# F_camera_errors, F_engine_errors, F_publish_drops, and the line printed
+# F_camera_errors, F_engine_errors, F_send_dropped, and the line printed
 # for the test's output; fails without the line.
 e2e_final()
 {
@@ -255,7 +255,7 @@ e2e_final()
     line=$(grep -E 'final: captured [0-9]+' "$1" | tail -n 1)
     [ -n "$line" ] || return 1
     echo "  ${line#*final: }"
-    eval "$(sed -E 's/.*final: captured ([0-9]+), published ([0-9]+) \(pass ([0-9]+), reject ([0-9]+), uninspected ([0-9]+)\), overflow ([0-9]+), camera errors ([0-9]+), engine errors ([0-9]+), publish drops ([0-9]+).*/F_captured=\1 F_published=\2 F_pass=\3 F_reject=\4 F_uninspected=\5 F_overflow=\6 F_camera_errors=\7 F_engine_errors=\8 F_publish_drops=\9/' <<<"$line")"
+    eval "$(sed -E 's/.*final: captured ([0-9]+), published ([0-9]+) \(pass ([0-9]+), reject ([0-9]+), uninspected ([0-9]+)\), overflow ([0-9]+), camera errors ([0-9]+), engine errors ([0-9]+), send_dropped ([0-9]+).*/F_captured=\1 F_published=\2 F_pass=\3 F_reject=\4 F_uninspected=\5 F_overflow=\6 F_camera_errors=\7 F_engine_errors=\8 F_send_dropped=\9/' <<<"$line")"
 }
 
 # e2e_verdicts OUT CAPTURED [restarts]: the subscriber's verdicts are exactly

@@ -59,9 +59,9 @@ if e2e_final maad.log; then
     check "every captured frame has one verdict, seq gap-free" e2e_verdicts verdicts.jsonl "$F_captured"
     [ "$F_published" -eq "$F_captured" ] && ok "published = captured" ||
         fail "published $F_published of $F_captured"
-    [ "$F_uninspected" -eq 0 ] && [ "$F_overflow" -eq 0 ] && [ "$F_publish_drops" -eq 0 ] &&
+    [ "$F_uninspected" -eq 0 ] && [ "$F_overflow" -eq 0 ] && [ "$F_send_dropped" -eq 0 ] &&
         ok "no frame dropped or uninspected" ||
-        fail "drops" "uninspected $F_uninspected, overflow $F_overflow, publish drops $F_publish_drops"
+        fail "drops" "uninspected $F_uninspected, overflow $F_overflow, send_dropped $F_send_dropped"
 else
     fail "no final stats line" "$(tail -5 maad.log)"
 fi

@@ -669,6 +669,20 @@ static void test_long_reason(void)
     rig_down(&r, &st);
 }
 
+/* The final line names each count as the heartbeat's stats do: overflow
+ * for the ring, send_dropped for ZeroMQ. */
+static void test_stats_line(void)
+{
+    maad_worker_stats st = {.captured = 10, .pass = 5, .reject = 1, .uninspected = 4,
+                            .overflow = 2, .camera_errors = 1, .engine_errors = 1,
+                            .send_dropped = 3};
+    char line[512];
+    maad_worker_stats_line(&st, line, sizeof line);
+    CHECK(!strcmp(line, "final: captured 10, published 10 (pass 5, reject 1, uninspected 4), "
+                        "overflow 2, camera errors 1, engine errors 1, send_dropped 3"),
+          "%s", line);
+}
+
 /* On a CUDA device (SKIP elsewhere): frames larger than the model, which
  * the worker keeps as 8-bit for the device to shrink and judge, and one
  * smaller than the model, which it preprocesses as it comes and which
@@ -750,6 +764,7 @@ int main(void)
     RUN(test_calibration_in_engine);
     RUN(test_unencodable_reason);
     RUN(test_long_reason);
+    RUN(test_stats_line);
     RUN(test_device_frames);
     maa_model_free(model);
     unlink(path);
