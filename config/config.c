@@ -95,8 +95,9 @@ static const key keys[] = {
     BOOL(camera, packet_socket, "true",
          "Aravis packet socket receiver; false on loopback (the fake camera)."),
     INT(camera, stream_buffers, 2, 256, "16", 0, "Frame buffers queued to the camera."),
-    INT(camera, timeout_ms, 10, 60000, "1000", 0,
-        "Wait for a frame this long before counting a camera error."),
+    INT(camera, timeout_ms, 0, 60000, "0", 0,
+        "In free run, no frame for this long is a lost camera (reconnect); "
+        "0 = max(1000, 3 frame periods)."),
     INT(camera, reconnect_min_ms, 10, 60000, "500", 0,
         "First delay before reconnecting a lost camera."),
     INT(camera, reconnect_max_ms, 100, 600000, "10000", 0,
@@ -516,6 +517,23 @@ static int check_rules(loader *L, const maad_config *c)
         size_t d = rule_key("replay", "dir"), src = rule_key("camera", "source");
         return fail(L, key_mark(L, L->key_seen[d] ? d : src),
                     "replay.dir is required when camera.source is replay");
+    }
+    /* A free-running camera's frames come a period apart: a shorter timeout
+     * would call every frame a lost camera.  Triggered cameras have no frame
+     * timeout, a replay no camera. */
+    double period_ms = 1000.0 / cam->frame_rate;
+    if (cam->source == MAAD_SOURCE_ARAVIS && cam->trigger == MAAD_TRIGGER_FREE &&
+        cam->timeout_ms > 0 && cam->timeout_ms < period_ms) {
+        char rate[32], period[32];
+        fmt_double(rate, sizeof rate, cam->frame_rate);
+        snprintf(period, sizeof period, "%.1f", period_ms);
+        size_t len = strlen(period);
+        if (len > 2 && strcmp(period + len - 2, ".0") == 0)
+            period[len - 2] = '\0';
+        return fail(L, key_mark(L, rule_key("camera", "timeout_ms")),
+                    "camera.timeout_ms (%d) is shorter than the frame period of "
+                    "camera.frame_rate (%s frames/s: %s ms); make it longer, or 0 to derive "
+                    "it from the frame rate", cam->timeout_ms, rate, period);
     }
     return MAA_OK;
 }

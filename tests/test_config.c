@@ -236,6 +236,29 @@ static void test_cross_key_rules(void)
                  "camera.reconnect_max_ms (200)");
     expect_error("camera:\n  name: cam0\n  source: replay\n" "model: {path: m, calibration: c}\n",
                  "3:3: replay.dir is required when camera.source is replay");
+    /* A frame timeout shorter than the frame period would report every
+     * frame as a lost camera. */
+    expect_error("camera:\n  name: cam0\n  frame_rate: 0.5\n  timeout_ms: 1000\n"
+                 "model: {path: m, calibration: c}\n",
+                 "4:3: camera.timeout_ms (1000) is shorter than the frame period of "
+                 "camera.frame_rate (0.5 frames/s: 2000 ms); make it longer, or 0 to "
+                 "derive it from the frame rate");
+    expect_error("camera:\n  name: cam0\n  timeout_ms: 20\n"
+                 "model: {path: m, calibration: c}\n",
+                 "3:3: camera.timeout_ms (20) is shorter than the frame period of "
+                 "camera.frame_rate (33 frames/s: 30.3 ms); make it longer, or 0 to "
+                 "derive it from the frame rate");
+    /* A triggered camera has no frame timeout, a replay no camera: unused. */
+    static const char hw[] = "camera:\n  name: cam0\n  frame_rate: 0.5\n  timeout_ms: 1000\n"
+                             "  trigger: hardware\nmodel: {path: m, calibration: c}\n";
+    maad_config c;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maad_config_load(write_file("hw.yaml", hw, sizeof hw - 1), &c, err, sizeof err) ==
+              MAA_OK, "%s", err);
+    static const char rp[] = "camera:\n  name: cam0\n  frame_rate: 0.5\n  timeout_ms: 1000\n"
+                             "  source: replay\nreplay: {dir: d}\nmodel: {path: m, calibration: c}\n";
+    CHECK(maad_config_load(write_file("rp.yaml", rp, sizeof rp - 1), &c, err, sizeof err) ==
+              MAA_OK, "%s", err);
     expect_error("camera:\n  name: cam0\n  source: replay\n" "model: {path: m, calibration: c}\n"
                  "replay:\n  dir: \"\"\n",
                  "6:3: replay.dir is required when camera.source is replay");
@@ -272,7 +295,8 @@ static void test_defaults_for_absent_keys(void)
     CHECK(c.camera.source == MAAD_SOURCE_ARAVIS && c.camera.pixel_format == MAAD_PIX_MONO8);
     CHECK(c.camera.width == 0 && c.camera.gain_db == -1 && c.camera.frame_rate == 33);
     CHECK(c.camera.trigger == MAAD_TRIGGER_FREE && strcmp(c.camera.trigger_source, "Line0") == 0);
-    CHECK(c.camera.packet_socket && c.camera.stream_buffers == 16 && c.camera.timeout_ms == 1000);
+    /* timeout_ms 0: the camera module derives it from the frame rate. */
+    CHECK(c.camera.packet_socket && c.camera.stream_buffers == 16 && c.camera.timeout_ms == 0);
     CHECK(c.camera.reconnect_min_ms == 500 && c.camera.reconnect_max_ms == 10000);
     CHECK(c.replay.dir[0] == '\0' && c.replay.fps == 33 && !c.replay.loop);
     CHECK(!c.model.has_gamma);
