@@ -29,10 +29,14 @@ struct cam_source {
 
     pthread_t thread;
     bool running;
+    pthread_t trigger_thread; /* software trigger at trigger_rate */
+    bool triggering;
     atomic_bool stop;
     pthread_mutex_t lock; /* cam/stream pointers (cam_trigger vs reconnect);
-                             replay: with wake, the trigger count */
+                             replay: with wake, the trigger count;
+                             trigger_err */
     pthread_cond_t wake;  /* replay: stop or trigger */
+    char trigger_err[MAA_ERRLEN]; /* the trigger thread's last failure; "" */
 
     _Atomic uint64_t frames, incomplete, missed, errors, reconnects;
     atomic_bool finished;
@@ -213,16 +217,26 @@ static void check_gap(cam_source *s, uint64_t id, uint64_t t_ns)
     s->last_id = id;
 }
 
+/* Sleeps until the CLOCK_MONOTONIC time t_ns, waking early on stop;
+ * returns true when stopping. */
+static bool nap_until(cam_source *s, uint64_t t_ns)
+{
+    for (;;) {
+        if (atomic_load(&s->stop))
+            return true;
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        if (now >= t_ns)
+            return false;
+        uint64_t step = t_ns - now < POLL_US * 1000u ? t_ns - now : POLL_US * 1000u;
+        struct timespec ts = {(time_t)(step / 1000000000u), (long)(step % 1000000000u)};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Sleeps up to ms, waking early on stop; returns true when stopping. */
 static bool nap(cam_source *s, int ms)
 {
-    while (ms > 0 && !atomic_load(&s->stop)) {
-        int step = ms < POLL_US / 1000 ? ms : POLL_US / 1000;
-        struct timespec ts = {0, (long)step * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-    return atomic_load(&s->stop);
+    return nap_until(s, now_ns(CLOCK_MONOTONIC) + (uint64_t)ms * 1000000u);
 }
 
 /* ---- aravis -------------------------------------------------------------- */
@@ -397,15 +411,32 @@ static int arv_stream_start(cam_source *s, char *err, size_t errlen)
     return MAA_OK;
 }
 
-static int free_run_timeout_ms(cam_source *s)
+/* How long without a frame means the camera is lost, in ms; 0: never.
+ * Frames are due at a known rate in free run (the camera's) and with the
+ * source's own software triggers (trigger_rate); a camera waiting for a
+ * hardware trigger, or for the caller's cam_trigger, may be silent. */
+static int silence_timeout_ms(cam_source *s)
 {
-    if (s->cfg.timeout_ms > 0)
-        return s->cfg.timeout_ms;
     double fr = 0;
-    pthread_mutex_lock(&s->lock);
-    if (s->cam)
-        fr = arv_camera_get_frame_rate(s->cam, NULL);
-    pthread_mutex_unlock(&s->lock);
+    switch (s->cfg.trigger) {
+    case CAM_TRIGGER_FREE:
+        if (s->cfg.timeout_ms > 0)
+            return s->cfg.timeout_ms;
+        pthread_mutex_lock(&s->lock);
+        if (s->cam)
+            fr = arv_camera_get_frame_rate(s->cam, NULL);
+        pthread_mutex_unlock(&s->lock);
+        break;
+    case CAM_TRIGGER_SOFTWARE:
+        if (!(s->cfg.trigger_rate > 0))
+            return 0;
+        if (s->cfg.timeout_ms > 0)
+            return s->cfg.timeout_ms;
+        fr = s->cfg.trigger_rate;
+        break;
+    case CAM_TRIGGER_HARDWARE:
+        return 0;
+    }
     int ms = fr > 0 ? (int)(3000.0 / fr) : 0;
     return ms > 1000 ? ms : 1000;
 }
@@ -459,7 +490,7 @@ static void arv_loop(cam_source *s)
 {
     int backoff = s->cfg.reconnect_min_ms;
     unsigned attempt = 0;
-    int timeout_ms = free_run_timeout_ms(s);
+    int timeout_ms = silence_timeout_ms(s);
     uint64_t last_ns = now_ns(CLOCK_MONOTONIC);
     while (!atomic_load(&s->stop)) {
         if (!s->stream) {
@@ -470,7 +501,7 @@ static void arv_loop(cam_source *s)
                 atomic_fetch_add(&s->reconnects, 1);
                 backoff = s->cfg.reconnect_min_ms;
                 attempt = 0;
-                timeout_ms = free_run_timeout_ms(s);
+                timeout_ms = silence_timeout_ms(s);
                 last_ns = now_ns(CLOCK_MONOTONIC);
                 continue;
             }
@@ -491,14 +522,25 @@ static void arv_loop(cam_source *s)
             continue;
         }
         uint64_t idle_ms = (now_ns(CLOCK_MONOTONIC) - last_ns) / 1000000u;
-        if (control_lost(s))
+        if (control_lost(s)) {
             emit_error(s, "camera %s: control lost (no heartbeat reply); reconnecting",
                        camera_name(s));
-        else if (s->cfg.trigger == CAM_TRIGGER_FREE && idle_ms >= (uint64_t)timeout_ms)
+        } else if (timeout_ms <= 0 || idle_ms < (uint64_t)timeout_ms) {
+            continue;
+        } else if (s->cfg.trigger == CAM_TRIGGER_FREE) {
             emit_error(s, "camera %s: no frame for %llu ms in free-run; reconnecting",
                        camera_name(s), (unsigned long long)idle_ms);
-        else
-            continue;
+        } else {
+            /* A camera that refuses the trigger says why here. */
+            char last[MAA_ERRLEN];
+            pthread_mutex_lock(&s->lock);
+            snprintf(last, sizeof last, "%s", s->trigger_err);
+            pthread_mutex_unlock(&s->lock);
+            emit_error(s, "camera %s: no frame for %llu ms with software triggers at %g/s; "
+                       "reconnecting%s%s%s", camera_name(s), (unsigned long long)idle_ms,
+                       s->cfg.trigger_rate, *last ? " (last trigger: " : "", last,
+                       *last ? ")" : "");
+        }
         /* The device is gone: don't wait on its control channel to stop. */
         s->lost = true;
         arv_release(s);
@@ -652,6 +694,16 @@ int cam_open(const cam_config *cfg, cam_event_fn fn, void *user,
         seterr(err, errlen, "camera: pixel format %d is not known", (int)cfg->pixel_format);
         return MAA_ERR;
     }
+    if (!(cfg->trigger_rate >= 0 && cfg->trigger_rate <= 1e6)) {
+        seterr(err, errlen, "camera: trigger_rate %g is not 0..1e6 triggers/s",
+               cfg->trigger_rate);
+        return MAA_ERR;
+    }
+    if (cfg->trigger_rate > 0 && cfg->trigger != CAM_TRIGGER_SOFTWARE) {
+        seterr(err, errlen, "camera: trigger_rate %g is for software-trigger mode only",
+               cfg->trigger_rate);
+        return MAA_ERR;
+    }
     if (cfg->stream_buffers < 1 || cfg->reconnect_min_ms < 1 ||
         cfg->reconnect_max_ms < cfg->reconnect_min_ms) {
         seterr(err, errlen, "camera: stream_buffers %d must be >= 1 and reconnect "
@@ -690,6 +742,31 @@ int cam_open(const cam_config *cfg, cam_event_fn fn, void *user,
     return MAA_OK;
 }
 
+/* The source's own software trigger: cam_trigger every 1/trigger_rate s.
+ * On a thread of its own, because a trigger to an unreachable camera waits
+ * for Aravis's retries (seconds) while the capture thread must go on
+ * popping buffers and noticing the loss.  A failure is kept for the
+ * capture thread, which reports the silence that follows (and the emit
+ * callback runs on the capture thread only). */
+static void *trigger_main(void *arg)
+{
+    cam_source *s = arg;
+    const uint64_t period = (uint64_t)(1e9 / s->cfg.trigger_rate);
+    uint64_t next = now_ns(CLOCK_MONOTONIC);
+    while (!nap_until(s, next)) {
+        char why[MAA_ERRLEN];
+        int rc = cam_trigger(s, why, sizeof why);
+        pthread_mutex_lock(&s->lock);
+        snprintf(s->trigger_err, sizeof s->trigger_err, "%s", rc == MAA_OK ? "" : why);
+        pthread_mutex_unlock(&s->lock);
+        /* After a stall (a trigger that waited), carry on at the rate
+         * instead of catching up with a burst. */
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        next = next + period < now ? now + period : next + period;
+    }
+    return NULL;
+}
+
 static void *capture_main(void *arg)
 {
     cam_source *s = arg;
@@ -725,6 +802,17 @@ int cam_start(cam_source *s, char *err, size_t errlen)
         return MAA_ERR;
     }
     s->running = true;
+    if (s->cfg.trigger == CAM_TRIGGER_SOFTWARE && s->cfg.trigger_rate > 0) {
+        s->trigger_err[0] = '\0';
+        e = pthread_create(&s->trigger_thread, NULL, trigger_main, s);
+        if (e) {
+            cam_stop(s);
+            seterr(err, errlen, "camera: cannot start the software-trigger thread: %s",
+                   strerror(e));
+            return MAA_ERR;
+        }
+        s->triggering = true;
+    }
     if (s->cfg.realtime_priority > 0) {
         struct sched_param sp = {.sched_priority = s->cfg.realtime_priority};
         e = pthread_setschedparam(s->thread, SCHED_FIFO, &sp);
@@ -769,6 +857,9 @@ void cam_stop(cam_source *s)
     atomic_store(&s->stop, true);
     pthread_cond_broadcast(&s->wake);
     pthread_mutex_unlock(&s->lock);
+    if (s->triggering)
+        pthread_join(s->trigger_thread, NULL);
+    s->triggering = false;
     pthread_join(s->thread, NULL);
     s->running = false;
     if (s->cfg.source == CAM_SOURCE_ARAVIS && s->stream) {

@@ -3,8 +3,9 @@
  * in-process fake GigE Vision camera for tests and demos.  This is the
  * module's only public header; no Aravis or GLib type appears here.
  *
- * A source runs one capture thread and hands every frame, incomplete frame,
- * gap in the camera's frame ids and error to a callback.  The module knows
+ * A source runs one capture thread (and a trigger thread for a software
+ * trigger at a rate) and hands every frame, incomplete frame, gap in the
+ * camera's frame ids and error to a callback, on the capture thread.  The module knows
  * nothing of the daemon.  Functions return MAA_OK / MAA_ERR and write a
  * one-line reason into the caller's buffer (err may be NULL).  See
  * docs/camera.md. */
@@ -59,12 +60,15 @@ typedef struct {
     double gain_db;           /* < 0: leave */
     double frame_rate;        /* free-run frames/s; 0: leave */
     cam_trigger_mode trigger;
+    double trigger_rate;      /* software trigger: the source triggers itself
+                                 this often a second; 0: only cam_trigger */
     const char *trigger_source;  /* hardware trigger line; NULL: "Line1" */
     int packet_size;          /* GigE bytes; 0: negotiate */
     bool packet_socket;       /* false on loopback (docs/camera.md) */
     int socket_buffer;        /* GigE receive buffer bytes; 0: 4 payloads */
     int stream_buffers;       /* buffers queued to the stream */
-    int timeout_ms;           /* free-run: no frame this long = camera lost;
+    int timeout_ms;           /* free-run, software trigger at trigger_rate:
+                                 no frame this long = camera lost;
                                  0: max(1000, 3 frame periods) */
     int reconnect_min_ms, reconnect_max_ms;  /* backoff between attempts */
     int realtime_priority;    /* capture thread SCHED_FIFO priority; 0: none */
@@ -110,7 +114,10 @@ int cam_open(const cam_config *cfg, cam_event_fn fn, void *user,
 /* Starts acquisition and the capture thread.  MAA_OK, CAM_WARN (running,
  * but realtime priority was refused: err says why) or MAA_ERR. */
 int cam_start(cam_source *s, char *err, size_t errlen);
-/* Fires one frame in software-trigger mode. */
+/* Fires one frame in software-trigger mode.  With cfg.trigger_rate the
+ * source calls it itself, on a thread of its own, from cam_start to
+ * cam_stop.  May wait seconds (Aravis's retries) for an unreachable
+ * camera. */
 int cam_trigger(cam_source *s, char *err, size_t errlen);
 /* Stops within about 100 ms (longer while an unreachable camera is being
  * released); no callback runs after it returns. */

@@ -87,17 +87,19 @@ static const key keys[] = {
     DBL(camera, exposure_us, 0, 1e7, "0",
         "Exposure time in microseconds; 0 = leave the camera's setting."),
     DBL(camera, gain_db, -1, 100, "-1", "Gain in dB; -1 = leave the camera's setting."),
-    DBL(camera, frame_rate, 0.1, 1000, "33", "Acquisition rate in frames per second."),
+    DBL(camera, frame_rate, 0.1, 1000, "33",
+        "Frames per second: the camera's free-run rate, or maad's software-trigger rate."),
     ENUM(camera, trigger, trigger_names, "free",
-         "free = free run; software or hardware = one frame per trigger."),
+         "free = the camera runs at frame_rate; software = maad triggers it frame_rate "
+         "times a second; hardware = one frame per pulse on trigger_source."),
     STR(camera, trigger_source, "Line0", NULL, 0, "Camera input line used by trigger: hardware."),
     INT(camera, packet_size, 0, 16000, "0", 0, "GigE Vision packet size in bytes; 0 = negotiate."),
     BOOL(camera, packet_socket, "true",
          "Aravis packet socket receiver; false on loopback (the fake camera)."),
     INT(camera, stream_buffers, 2, 256, "16", 0, "Frame buffers queued to the camera."),
     INT(camera, timeout_ms, 0, 60000, "0", 0,
-        "In free run, no frame for this long is a lost camera (reconnect); "
-        "0 = max(1000, 3 frame periods)."),
+        "Free run or software trigger: no frame for this long is a lost camera "
+        "(reconnect); 0 = max(1000, 3 frame periods)."),
     INT(camera, reconnect_min_ms, 10, 60000, "500", 0,
         "First delay before reconnecting a lost camera."),
     INT(camera, reconnect_max_ms, 100, 600000, "10000", 0,
@@ -518,11 +520,12 @@ static int check_rules(loader *L, const maad_config *c)
         return fail(L, key_mark(L, L->key_seen[d] ? d : src),
                     "replay.dir is required when camera.source is replay");
     }
-    /* A free-running camera's frames come a period apart: a shorter timeout
-     * would call every frame a lost camera.  Triggered cameras have no frame
-     * timeout, a replay no camera. */
+    /* Frames come a period apart (the camera's free run, or maad's software
+     * triggers): a shorter timeout would call every frame a lost camera.  A
+     * hardware trigger has no frame timeout (a line may pause), a replay no
+     * camera. */
     double period_ms = 1000.0 / cam->frame_rate;
-    if (cam->source == MAAD_SOURCE_ARAVIS && cam->trigger == MAAD_TRIGGER_FREE &&
+    if (cam->source == MAAD_SOURCE_ARAVIS && cam->trigger != MAAD_TRIGGER_HARDWARE &&
         cam->timeout_ms > 0 && cam->timeout_ms < period_ms) {
         char rate[32], period[32];
         fmt_double(rate, sizeof rate, cam->frame_rate);

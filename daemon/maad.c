@@ -223,6 +223,11 @@ static void camera_config(const maad_config *c, cam_config *cc)
     cc->gain_db = c->camera.gain_db;
     cc->frame_rate = c->camera.frame_rate;
     cc->trigger = (cam_trigger_mode)c->camera.trigger;
+    /* trigger: software means maad triggers at the configured rate; with
+     * nothing calling cam_trigger, no frame would ever come. */
+    if (c->camera.trigger == MAAD_TRIGGER_SOFTWARE)
+        cc->trigger_rate = c->camera.source == MAAD_SOURCE_REPLAY ? c->replay.fps
+                                                                  : c->camera.frame_rate;
     cc->trigger_source = c->camera.trigger_source;
     cc->packet_size = c->camera.packet_size;
     cc->packet_socket = c->camera.packet_socket;

@@ -452,6 +452,85 @@ static void reconnect(cam_trigger_mode trigger)
 static void test_reconnect_free_run(void) { reconnect(CAM_TRIGGER_FREE); }
 static void test_reconnect_software_trigger(void) { reconnect(CAM_TRIGGER_SOFTWARE); }
 
+/* Software trigger at a rate: the source fires TriggerSoftware itself and
+ * frames arrive with no cam_trigger call; without a rate none do, so they
+ * are the triggers' (the fake camera waits for its trigger).  A replay
+ * triggers itself the same way; a rate without software trigger is
+ * refused. */
+static void test_software_trigger_rate(void)
+{
+    static uint8_t px[32 * 32];
+    char dir[] = "/tmp/test_camera_XXXXXX", path[64], err[MAA_ERRLEN];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/a.png", dir);
+    CHECK(maa_png_write(path, px, 32, 32, 1, err, sizeof err) == MAA_OK, "%s", err);
+    recorder rrec;
+    rec_init(&rrec);
+    cam_config rcfg;
+    cam_config_defaults(&rcfg);
+    rcfg.source = CAM_SOURCE_REPLAY;
+    rcfg.replay_dir = dir;
+    rcfg.trigger = CAM_TRIGGER_SOFTWARE;
+    rcfg.trigger_rate = 50;
+    cam_source *rsrc;
+    if (cam_open(&rcfg, on_event, &rrec, &rsrc, err, sizeof err) == MAA_OK) {
+        CHECK(cam_start(rsrc, err, sizeof err) == MAA_OK, "%s", err);
+        CHECK(wait_count(&rrec, 0, 5, 5000) >= 5, "replay: %d frames at 50 triggers/s",
+              rec_get(&rrec, 0));
+        cam_close(rsrc);
+    } else {
+        CHECK(0, "%s", err);
+    }
+    rcfg.trigger = CAM_TRIGGER_FREE;
+    CHECK(cam_open(&rcfg, on_event, &rrec, &rsrc, err, sizeof err) == MAA_ERR);
+    CHECK(strstr(err, "trigger_rate 50 is for software-trigger mode only"), "%s", err);
+    unlink(path);
+    rmdir(dir);
+
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
+    maa_image img = {32, 32, 1, 8, px};
+    cam_fake_config fc = {.serial = "ST", .fps = 30, .fmt = CAM_PIX_MONO8};
+    cam_fake *fake;
+    if (cam_fake_start(&fc, &img, 1, &fake, err, sizeof err) != MAA_OK) {
+        CHECK(0, "%s", err);
+        return;
+    }
+    for (int rated = 0; rated <= 1; rated++) {
+        recorder r;
+        rec_init(&r);
+        cam_config cfg;
+        aravis_config(&cfg, cam_fake_device_id(fake), CAM_PIX_MONO8);
+        cfg.trigger = CAM_TRIGGER_SOFTWARE;
+        cfg.trigger_rate = rated ? 20 : 0;
+        cam_source *s;
+        int rc = cam_open(&cfg, on_event, &r, &s, err, sizeof err);
+        CHECK(rc == MAA_OK, "%s", err);
+        if (rc != MAA_OK)
+            continue;
+        CHECK(cam_start(s, err, sizeof err) == MAA_OK, "%s", err);
+        if (rated) {
+            CHECK(wait_count(&r, 0, 10, 5000) >= 10, "%d frames in 5 s at 20 triggers/s "
+                  "(errors %d: %s)", rec_get(&r, 0), r.errors, r.last_error);
+        } else {
+            sleep_ms(600);
+            CHECK(rec_get(&r, 0) == 0, "%d frames without a trigger", rec_get(&r, 0));
+        }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cam_stop(s);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double stop_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+        CHECK(stop_ms < 1000, "cam_stop took %.0f ms", stop_ms);
+        CHECK(r.errors == 0, "%d errors: %s", r.errors, r.first_error);
+        int after = rec_get(&r, 0);
+        sleep_ms(200);
+        CHECK(rec_get(&r, 0) == after, "a frame after cam_stop");
+        cam_close(s);
+    }
+    cam_fake_stop(fake);
+}
+
 static void test_bad_device(void)
 {
     if (*netns_skip)
@@ -697,6 +776,7 @@ int main(void)
     RUN(test_fake_rgb8);
     RUN(test_fake_bayer);
     RUN(test_frame_id_wrap);
+    RUN(test_software_trigger_rate);
     RUN(test_reconnect_free_run);
     RUN(test_reconnect_software_trigger);
     return CHECK_SUMMARY();

@@ -237,18 +237,18 @@ static void test_cross_key_rules(void)
     expect_error("camera:\n  name: cam0\n  source: replay\n" "model: {path: m, calibration: c}\n",
                  "3:3: replay.dir is required when camera.source is replay");
     /* A frame timeout shorter than the frame period would report every
-     * frame as a lost camera. */
+     * frame as a lost camera, free-run or software-triggered. */
     expect_error("camera:\n  name: cam0\n  frame_rate: 0.5\n  timeout_ms: 1000\n"
                  "model: {path: m, calibration: c}\n",
                  "4:3: camera.timeout_ms (1000) is shorter than the frame period of "
                  "camera.frame_rate (0.5 frames/s: 2000 ms); make it longer, or 0 to "
                  "derive it from the frame rate");
-    expect_error("camera:\n  name: cam0\n  timeout_ms: 20\n"
+    expect_error("camera:\n  name: cam0\n  timeout_ms: 20\n  trigger: software\n"
                  "model: {path: m, calibration: c}\n",
                  "3:3: camera.timeout_ms (20) is shorter than the frame period of "
                  "camera.frame_rate (33 frames/s: 30.3 ms); make it longer, or 0 to "
                  "derive it from the frame rate");
-    /* A triggered camera has no frame timeout, a replay no camera: unused. */
+    /* A hardware trigger has no frame timeout, a replay no camera: unused. */
     static const char hw[] = "camera:\n  name: cam0\n  frame_rate: 0.5\n  timeout_ms: 1000\n"
                              "  trigger: hardware\nmodel: {path: m, calibration: c}\n";
     maad_config c;
