@@ -168,6 +168,7 @@ static void emit(cam_source *s, cam_event *ev)
     case CAM_INCOMPLETE: atomic_fetch_add(&s->incomplete, 1); break;
     case CAM_MISSED: atomic_fetch_add(&s->missed, ev->missed); break;
     case CAM_ERROR: atomic_fetch_add(&s->errors, 1); break;
+    case CAM_RECONNECTED: atomic_fetch_add(&s->reconnects, 1); break;
     }
     s->fn(s->user, ev);
 }
@@ -492,17 +493,26 @@ static void arv_loop(cam_source *s)
     unsigned attempt = 0;
     int timeout_ms = silence_timeout_ms(s);
     uint64_t last_ns = now_ns(CLOCK_MONOTONIC);
+    uint64_t lost_ns = 0; /* when the camera was found lost */
     while (!atomic_load(&s->stop)) {
         if (!s->stream) {
             char why[MAA_ERRLEN];
             attempt++;
             if (arv_connect(s, why, sizeof why) == MAA_OK &&
                 arv_stream_start(s, why, sizeof why) == MAA_OK) {
-                atomic_fetch_add(&s->reconnects, 1);
+                /* Failed attempts were errors; the end of the outage is
+                 * news too, with how long the line went uninspected. */
+                uint64_t now = now_ns(CLOCK_MONOTONIC);
+                char line[CAM_REASON_SIZE];
+                snprintf(line, sizeof line, "camera %s reconnected at attempt %u, %.1f s "
+                         "after it was lost", camera_name(s), attempt, (now - lost_ns) / 1e9);
+                cam_event ev = {.kind = CAM_RECONNECTED, .attempts = attempt,
+                                .away_ns = now - lost_ns, .reason = line};
+                emit(s, &ev);
                 backoff = s->cfg.reconnect_min_ms;
                 attempt = 0;
                 timeout_ms = silence_timeout_ms(s);
-                last_ns = now_ns(CLOCK_MONOTONIC);
+                last_ns = now;
                 continue;
             }
             arv_release(s);
@@ -543,6 +553,7 @@ static void arv_loop(cam_source *s)
         }
         /* The device is gone: don't wait on its control channel to stop. */
         s->lost = true;
+        lost_ns = now_ns(CLOCK_MONOTONIC);
         arv_release(s);
     }
 }

@@ -80,7 +80,7 @@ typedef struct {
 
 void cam_config_defaults(cam_config *c);
 
-typedef enum { CAM_FRAME, CAM_INCOMPLETE, CAM_MISSED, CAM_ERROR } cam_event_kind;
+typedef enum { CAM_FRAME, CAM_INCOMPLETE, CAM_MISSED, CAM_ERROR, CAM_RECONNECTED } cam_event_kind;
 
 typedef struct {
     cam_event_kind kind;
@@ -96,8 +96,12 @@ typedef struct {
     const uint8_t *data;
     size_t size;
     uint32_t missed;        /* CAM_MISSED: frame ids never delivered */
-    const char *reason;     /* CAM_INCOMPLETE, CAM_ERROR: one line, shorter
-                               than CAM_REASON_SIZE */
+    /* CAM_RECONNECTED: the lost camera is streaming again, at this attempt
+     * (1: the first), away_ns after it was found lost. */
+    uint32_t attempts;
+    uint64_t away_ns;
+    const char *reason;     /* CAM_INCOMPLETE, CAM_ERROR, CAM_RECONNECTED: one
+                               line, shorter than CAM_REASON_SIZE */
 } cam_event;
 
 /* Called on the capture thread; must not block.  ev and its data are valid

@@ -198,6 +198,12 @@ static void on_camera(void *user, const cam_event *ev)
         snprintf(reason, sizeof reason, "camera error: %s", ev->reason ? ev->reason : "");
         maad_worker_camera_error(d->worker, MAAD_FRAME_ID_UNKNOWN, ev->t_capture_ns, reason);
         break;
+    case CAM_RECONNECTED:
+        /* No frame, so no verdict; the operator who saw the errors learns
+         * that the outage ended and how long the line was uninspected.  One
+         * line per outage: the capture thread can afford it. */
+        maad_log(&d->log, MAAD_LOG_NOTICE, "%s", ev->reason);
+        break;
     }
 }
 

@@ -76,4 +76,6 @@ assert sum(m["verdict"] == "pass" for m in v[:err[0]]) >= 25, "too few passes be
 assert sum(m["verdict"] == "pass" for m in v[err[-1]:]) >= 25, "no reconnection: too few passes after"
 PYEOF
 grep -q "camera error" maad.log && ok "camera errors logged" || fail "camera errors not logged"
+grep -qE "notice: camera Aravis-Fake-RST reconnected at attempt [0-9]+, [0-9.]+ s after it was lost" maad.log &&
+    ok "reconnection logged" || fail "reconnection not logged" "$(grep -i reconnect maad.log | tail -3)"
 e2e_summary

@@ -1,8 +1,9 @@
 /* test_camera.c — the image sources: an in-process fake GigE Vision camera
  * read through the Aravis source (frame ids, exact pixels in Mono8, RGB8 and
- * Bayer, reconnection after the camera goes away, without the device ever
- * being finalized on an Aravis thread, a bad device id), the
- * replay directory (order, loop, end), and Bayer demosaicing.
+ * Bayer, reconnection after the camera goes away, reported as an event,
+ * without the device ever being finalized on an Aravis thread, a software
+ * trigger at a rate, a bad device id), the replay directory (order, loop,
+ * end), and Bayer demosaicing.
  *
  * The GigE tests need a private loopback: the process enters a new network
  * namespace (as root, or as the root of a new user namespace) and brings lo
@@ -117,6 +118,10 @@ typedef struct {
     int width, height;
     cam_pixfmt fmt;
     int frames, errors, incomplete, bad_pixels, bad_shape, non_increasing, wraps;
+    int reconnected;   /* CAM_RECONNECTED events; the last one's: */
+    uint32_t attempts;
+    uint64_t away_ns;
+    char reconnect_reason[512];
     uint64_t missed, last_id, ids[64];
     int seen[MAX_REF];
     char first_error[512], last_error[512];
@@ -182,6 +187,12 @@ static void on_event(void *user, const cam_event *ev)
     }
     case CAM_INCOMPLETE: r->incomplete++; break;
     case CAM_MISSED: r->missed += ev->missed; break;
+    case CAM_RECONNECTED:
+        r->reconnected++;
+        r->attempts = ev->attempts;
+        r->away_ns = ev->away_ns;
+        snprintf(r->reconnect_reason, sizeof r->reconnect_reason, "%s", ev->reason);
+        break;
     case CAM_ERROR:
         if (!r->errors++)
             snprintf(r->first_error, sizeof r->first_error, "%s", ev->reason);
@@ -440,6 +451,18 @@ static void reconnect(cam_trigger_mode trigger)
     cam_stats st;
     cam_get_stats(s, &st);
     CHECK(st.reconnects >= 1, "reconnects %llu", (unsigned long long)st.reconnects);
+    /* The reconnection is an event of its own: how many attempts it took
+     * (the errors counted at least one that failed) and how long the
+     * camera was away (it was gone for seconds). */
+    pthread_mutex_lock(&r.lock);
+    CHECK(r.reconnected == (int)st.reconnects, "%d CAM_RECONNECTED events, %llu reconnects",
+          r.reconnected, (unsigned long long)st.reconnects);
+    CHECK(r.attempts >= 2, "reconnected at attempt %u", r.attempts);
+    CHECK(r.away_ns >= 500000000u, "away %.3f s", r.away_ns / 1e9);
+    CHECK(strstr(r.reconnect_reason, "reconnected") && strstr(r.reconnect_reason, "Aravis-Fake-RC"),
+          "%s", r.reconnect_reason);
+    fprintf(stderr, "  %s\n", r.reconnect_reason);
+    pthread_mutex_unlock(&r.lock);
     CHECK(st.errors >= 2 && st.errors == (uint64_t)rec_get(&r, 1), "errors %llu",
           (unsigned long long)st.errors);
     fprintf(stderr, "  reconnect (%s): %d errors (first: %s; last: %s), %llu reconnects\n",
