@@ -130,13 +130,17 @@ demo: deps
 PREFIX ?= /usr/local
 SCRIPTS := gen_synth.py synth_scene.py synth_png.py train.py export_model.py maa_net.py \
            maa_io.py plot_calibration.py plot_eval.py
+# The docs show their pictures from img/ beside them; the unit names the
+# installed maad (ExecStart=) and documentation (Documentation=), both
+# written for /usr/local in systemd/.
 install: $(B)/maa $(B)/maad
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/maad/scripts \
-	    $(DESTDIR)$(PREFIX)/share/doc/maad $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/maad
+	    $(DESTDIR)$(PREFIX)/share/doc/maad/img $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/maad
 	install -m 0755 $(B)/maa $(B)/maad $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(addprefix scripts/,$(SCRIPTS)) $(DESTDIR)$(PREFIX)/share/maad/scripts/
 	install -m 0644 docs/*.md config/maad.example.yaml $(DESTDIR)$(PREFIX)/share/doc/maad/
-	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' systemd/maad@.service \
+	install -m 0644 docs/img/* $(DESTDIR)$(PREFIX)/share/doc/maad/img/
+	sed 's|/usr/local/|$(PREFIX)/|g' systemd/maad@.service \
 	    > $(DESTDIR)/etc/systemd/system/maad@.service
 
 clean:

@@ -1,0 +1,65 @@
+"""make install into a staging DESTDIR, as a packager runs it: the installed
+documentation finds every picture it shows (docs/img), and the systemd unit
+names the installed maad and documentation under the PREFIX chosen, not
+/usr/local.  Runs make in the repository (the programs must be built)."""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+passed = failed = 0
+
+
+def check(name, ok, msg=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("ok  ", name)
+    else:
+        failed += 1
+        print("FAIL", name, msg)
+
+
+def install(destdir, prefix=None):
+    args = ["make", "-s", "--no-print-directory", "-C", ROOT, "install", "DESTDIR=" + destdir]
+    if prefix:
+        args.append("PREFIX=" + prefix)
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    for prefix in ("/opt/maad", None):
+        where = prefix or "/usr/local"
+        dest = os.path.join(tmp, where.strip("/").replace("/", "_"))
+        r = install(dest, prefix)
+        check(f"make install (PREFIX {where}) runs", r.returncode == 0, r.stdout + r.stderr)
+        if r.returncode != 0:
+            continue
+        doc = os.path.join(dest + where, "share/doc/maad")
+        missing = []
+        for name in sorted(os.listdir(doc)):
+            if name.endswith(".md"):
+                text = open(os.path.join(doc, name), encoding="utf-8").read()
+                for link in re.findall(r"\]\((img/[^)\s]+)\)", text):
+                    if not os.path.isfile(os.path.join(doc, link)):
+                        missing.append(f"{name}: {link}")
+        check(f"PREFIX {where}: every picture the installed docs show is installed",
+              not missing, "; ".join(missing))
+        imgs = sorted(os.listdir(os.path.join(ROOT, "docs/img")))
+        absent = [i for i in imgs if not os.path.isfile(os.path.join(doc, "img", i))]
+        check(f"PREFIX {where}: docs/img installed whole", not absent, " ".join(absent))
+        unit = open(os.path.join(dest, "etc/systemd/system/maad@.service")).read()
+        want = {"ExecStart": f"{where}/bin/maad --config /etc/maad/%i.yaml",
+                "Documentation": f"file:{where}/share/doc/maad/operations.md"}
+        for key, value in want.items():
+            line = re.search(rf"^{key}=(.*)$", unit, re.M)
+            got = line.group(1) if line else None
+            check(f"PREFIX {where}: unit {key}= names the installed file", got == value,
+                  f"{got!r}, wanted {value!r}")
+            target = os.path.join(dest + where, value.split()[0].split(":", 1)[-1][len(where) + 1:])
+            check(f"PREFIX {where}: {key}'s file is installed", os.path.isfile(target), target)
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
