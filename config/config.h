@@ -61,13 +61,13 @@ typedef struct {
     int offset_x, offset_y;
     double exposure_us;              /* 0 = leave the camera's setting */
     double gain_db;                  /* -1 = leave the camera's setting */
-    double frame_rate;
+    double frame_rate;               /* free run, or maad's software triggers */
     maad_trigger trigger;
     char trigger_source[MAAD_STR_SIZE];
     int packet_size;                 /* 0 = negotiate */
     bool packet_socket;
     int stream_buffers;
-    int timeout_ms;
+    int timeout_ms;                  /* 0 = derived from the frame rate */
     int reconnect_min_ms, reconnect_max_ms;
     int realtime_priority;           /* 0 = normal scheduling */
 } maad_camera_config;

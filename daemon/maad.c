@@ -4,9 +4,11 @@
  * and its binding to the model, engine, publisher, camera) before it tells
  * systemd READY=1, so a bad file fails the start, not the line.  Then three
  * threads: the camera module's capture thread hands frames to the ring
- * (worker.c, never blocking), the worker judges and publishes them, and this
- * thread waits for signals: SIGHUP reloads the calibration, SIGTERM/SIGINT
- * stop the camera and let the worker publish everything in flight.  An
+ * (worker.c, never blocking; with camera.trigger: software the module's
+ * trigger thread fires them at camera.frame_rate), the worker judges and
+ * publishes them, and this thread waits for signals: SIGHUP reloads the
+ * calibration, SIGTERM/SIGINT stop the camera and let the worker publish
+ * everything in flight.  An
  * engine failing batch after batch stops it the same way, exit status 1. */
 #include <getopt.h>
 #include <signal.h>
