@@ -144,7 +144,7 @@ static const key keys[] = {
     STR(publish, endpoint, "tcp://*:5555", NULL, 0, "ZeroMQ PUB endpoint of the verdicts."),
     INT(publish, sndhwm, 1, 1000000, "1000", 0, "ZeroMQ send high-water mark, in messages."),
     /* At most 750: the worker's loop may send a heartbeat up to a quarter
-     * period late, and SPEC §7 wants one at least every second. */
+     * period late, and contract §8 wants one at least every second. */
     INT(publish, heartbeat_ms, 50, 750, "500", 0, "Interval of the heartbeat message."),
 
     INT(log, summary_interval_s, 1, 3600, "10", 0, "Interval of the summary log line."),

@@ -102,7 +102,7 @@ void maad_ring_wake(maad_ring *r);
 int maad_drops_frame(const maad_drops *d, uint64_t k, uint64_t *frame_id,
                      uint64_t *t_capture_ns);
 
-/* ---- verdict publisher (publish.c, SPEC §7, docs/protocol.md) ------------
+/* ---- verdict publisher (publish.c, contract §8, docs/protocol.md) ------------
  * The worker uses a publisher, and its keep-alive thread sends heartbeats
  * through it while the worker is in the engine; calls are serialized by a
  * lock.  Nothing here blocks: sends are ZMQ_DONTWAIT on a PUB socket whose
@@ -133,7 +133,7 @@ typedef struct {
     int evidence;
     double mask_peak, mask_threshold;
     /* Defects, in model pixels of an S x S image made from a camera frame of
-     * cam_width x cam_height (SPEC §1: resized per axis). */
+     * cam_width x cam_height (contract §1: resized per axis). */
     const maa_region *regions;
     int nregions;
     int model_size;             /* S */

@@ -1,6 +1,6 @@
 /* worker.c — the capture hand-off and the inspection worker (see daemon.h).
  *
- * Order is the contract (SPEC §7): the ring keeps capture order, dropped
+ * Order is the contract (contract §8): the ring keeps capture order, dropped
  * frames travel attached to the next slot, and the worker publishes each
  * slot's drops, then whatever it batched before a non-frame slot, strictly in
  * the order it took them.  A batch is judged only when it is full, when its
@@ -447,7 +447,7 @@ static void housekeeping(maad_worker *w)
 
 /* The worker pings the publisher only between batches, and a batch on a
  * slow backend (the cpu backend's batch of 4 at S=256 takes seconds) would
- * leave the PLC bridge without a heartbeat for longer than SPEC §7's
+ * leave the PLC bridge without a heartbeat for longer than contract §8's
  * second: while the worker is in the engine, this thread sends them.  For
  * BUSY_LIMIT_NS of one batch at most: an engine call that long is taken for
  * a stuck one, and the heartbeats stop, as they would without this thread

@@ -1,7 +1,7 @@
 /* test_worker — the capture hand-off and the inspection worker on fake
  * frames: a tiny model (tests/testmodel.h) on the reference backend, a
  * publisher on an ipc:// endpoint and a SUB socket here that reads back every
- * verdict.  What is checked is the contract of SPEC §7: one verdict per
+ * verdict.  What is checked is the contract of contract §8: one verdict per
  * captured frame, seq gap-free, frames in capture order, uninspected with the
  * right reason for camera errors and ring overflow; batching by size; a
  * calibration swapped between batches and while a batch is in the engine;
@@ -414,11 +414,11 @@ static void test_overflow(void)
 }
 
 /* A batch that keeps the worker in the engine for 2 s, 40 heartbeat
- * periods: heartbeats keep coming meanwhile (SPEC §7: at least one a
+ * periods: heartbeats keep coming meanwhile (contract §8: at least one a
  * second; the worker's keep-alive thread sends them), each with seq_next
  * still the batch's first seq, then the verdict.  On the worker's own clock
  * (the frame's capture time, each heartbeat's t_ns, the verdict's
- * t_publish_ns) no gap is longer than SPEC §7's second: the 50 ms period
+ * t_publish_ns) no gap is longer than contract §8's second: the 50 ms period
  * and 950 ms for a loaded machine's scheduler.  Without the keep-alive
  * thread the gap is the whole 2 s. */
 static void test_heartbeats_while_busy(void)
