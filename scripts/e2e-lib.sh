@@ -331,11 +331,12 @@ e2e_fixture()
         e2e_calibrate model.safetensors good cal.yaml
 }
 
-# e2e_fakecam IMAGES FPS SERIAL LOG: `maa fakecam` in the background; the
-# device id to open is in E2E_CAM_ID and the pid in E2E_CAM once it serves.
+# e2e_fakecam IMAGES FPS SERIAL LOG [ARGS...]: `maa fakecam` in the background
+# (ARGS are more of its options); the device id to open is in E2E_CAM_ID and
+# the pid in E2E_CAM once it serves.
 e2e_fakecam()
 {
-    e2e_bg "$4.out" "$MAA" fakecam --images "$1" --fps "$2" --serial "$3"
+    e2e_bg "$4.out" "$MAA" fakecam --images "$1" --fps "$2" --serial "$3" "${@:5}"
     E2E_CAM=$E2E_BG
     E2E_CAM_ID=
     e2e_wait_for "$4.out" '^Aravis-' 10 "$E2E_CAM" || return 1
