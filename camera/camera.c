@@ -149,12 +149,13 @@ void cam_config_defaults(cam_config *c)
     c->pixel_format = CAM_PIX_MONO8;
     c->gain_db = -1;
     c->trigger = CAM_TRIGGER_FREE;
-    c->packet_socket = true;
-    c->stream_buffers = 8;
-    c->reconnect_min_ms = 100;
-    c->reconnect_max_ms = 5000;
-    c->replay_fps = 10;
-    c->replay_loop = true;
+    c->trigger_source = CAM_DEFAULT_TRIGGER_SOURCE;
+    c->packet_socket = CAM_DEFAULT_PACKET_SOCKET;
+    c->stream_buffers = CAM_DEFAULT_STREAM_BUFFERS;
+    c->reconnect_min_ms = CAM_DEFAULT_RECONNECT_MIN_MS;
+    c->reconnect_max_ms = CAM_DEFAULT_RECONNECT_MAX_MS;
+    c->replay_fps = CAM_DEFAULT_REPLAY_FPS;
+    c->replay_loop = CAM_DEFAULT_REPLAY_LOOP;
 }
 
 /* ---- events -------------------------------------------------------------- */
@@ -362,7 +363,7 @@ static int arv_connect(cam_source *s, char *err, size_t errlen)
             return gerror_out(&e, err, errlen, "TriggerSource Software", s);
         break;
     case CAM_TRIGGER_HARDWARE:
-        arv_camera_set_trigger(cam, s->trigger_source ? s->trigger_source : "Line1", &e);
+        arv_camera_set_trigger(cam, s->trigger_source ? s->trigger_source : CAM_DEFAULT_TRIGGER_SOURCE, &e);
         if (e)
             return gerror_out(&e, err, errlen, "hardware TriggerSource", s);
         break;

@@ -47,6 +47,18 @@ typedef enum { CAM_TRIGGER_FREE = 0, CAM_TRIGGER_SOFTWARE, CAM_TRIGGER_HARDWARE 
 int cam_source_parse(const char *name, cam_source_kind *out);
 int cam_trigger_parse(const char *name, cam_trigger_mode *out);
 
+/* The defaults that maad's configuration shares with this module: the
+ * camera.* and replay.* keys of config/config.c take theirs from here, so
+ * the daemon and a caller of cam_config_defaults start from the same
+ * settings (tests/test_config checks every shared field). */
+#define CAM_DEFAULT_TRIGGER_SOURCE "Line0"
+#define CAM_DEFAULT_PACKET_SOCKET true
+#define CAM_DEFAULT_STREAM_BUFFERS 16
+#define CAM_DEFAULT_RECONNECT_MIN_MS 500
+#define CAM_DEFAULT_RECONNECT_MAX_MS 10000
+#define CAM_DEFAULT_REPLAY_FPS 33
+#define CAM_DEFAULT_REPLAY_LOOP false
+
 /* Plain settings; cam_config_defaults fills every field.  Strings are copied
  * by cam_open. */
 typedef struct {
@@ -62,7 +74,7 @@ typedef struct {
     cam_trigger_mode trigger;
     double trigger_rate;      /* software trigger: the source triggers itself
                                  this often a second; 0: only cam_trigger */
-    const char *trigger_source;  /* hardware trigger line; NULL: "Line1" */
+    const char *trigger_source;  /* hardware trigger line; NULL: the default */
     int packet_size;          /* GigE bytes; 0: negotiate */
     bool packet_socket;       /* false on loopback (docs/camera.md) */
     int socket_buffer;        /* GigE receive buffer bytes; 0: 4 payloads */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "camera/camera.h"
 #include "engine/engine.h"
 
 /* A config file is a few kilobytes; anything this large is a wrong path. */
@@ -64,6 +65,11 @@ _Static_assert(sizeof(maad_cfg_mask_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(maad_rule) == sizeof(int), "enum size");
 _Static_assert(sizeof(maad_cfg_log_level) == sizeof(int), "enum size");
 
+/* The camera module's defaults (CAM_DEFAULT_*) as the table writes them. */
+#define TEXT_(x) #x
+#define TEXT(x) TEXT_(x)
+#define BOOL_TEXT(b) ((b) ? "true" : "false")
+
 #define OFF(s, k) offsetof(maad_config, s.k)
 #define INT(s, k, lo, hi, d, fl, doc)                                                      \
     {#s, #k, T_INT, OFF(s, k), 0, lo, hi, NULL, d, NULL, fl, 0, doc}
@@ -92,25 +98,29 @@ static const key keys[] = {
     ENUM(camera, trigger, trigger_names, "free",
          "free = the camera runs at frame_rate; software = maad triggers it frame_rate "
          "times a second; hardware = one frame per pulse on trigger_source."),
-    STR(camera, trigger_source, "Line0", NULL, 0, "Camera input line used by trigger: hardware."),
+    STR(camera, trigger_source, CAM_DEFAULT_TRIGGER_SOURCE, NULL, 0,
+        "Camera input line used by trigger: hardware."),
     INT(camera, packet_size, 0, 16000, "0", 0, "GigE Vision packet size in bytes; 0 = negotiate."),
-    BOOL(camera, packet_socket, "true",
+    BOOL(camera, packet_socket, BOOL_TEXT(CAM_DEFAULT_PACKET_SOCKET),
          "Aravis packet socket receiver; false on loopback (the fake camera)."),
-    INT(camera, stream_buffers, 2, 256, "16", 0, "Frame buffers queued to the camera."),
+    INT(camera, stream_buffers, 2, 256, TEXT(CAM_DEFAULT_STREAM_BUFFERS), 0,
+        "Frame buffers queued to the camera."),
     INT(camera, timeout_ms, 0, 60000, "0", 0,
         "Free run or software trigger: no frame for this long is a lost camera "
         "(reconnect); 0 = max(1000, 3 frame periods)."),
-    INT(camera, reconnect_min_ms, 10, 60000, "500", 0,
+    INT(camera, reconnect_min_ms, 10, 60000, TEXT(CAM_DEFAULT_RECONNECT_MIN_MS), 0,
         "First delay before reconnecting a lost camera."),
-    INT(camera, reconnect_max_ms, 100, 600000, "10000", 0,
+    INT(camera, reconnect_max_ms, 100, 600000, TEXT(CAM_DEFAULT_RECONNECT_MAX_MS), 0,
         "Longest delay between reconnections; >= reconnect_min_ms."),
     INT(camera, realtime_priority, 0, 99, "0", 0,
         "SCHED_FIFO priority of the capture thread; 0 = normal scheduling."),
 
     STR(replay, dir, "", NULL, F_PATH,
         "Directory of images to replay; required when camera.source is replay."),
-    DBL(replay, fps, 0.1, 1000, "33", "Replay rate in frames per second."),
-    BOOL(replay, loop, "false", "Start again from the first image after the last."),
+    DBL(replay, fps, 0.1, 1000, TEXT(CAM_DEFAULT_REPLAY_FPS),
+        "Replay rate in frames per second."),
+    BOOL(replay, loop, BOOL_TEXT(CAM_DEFAULT_REPLAY_LOOP),
+         "Start again from the first image after the last."),
 
     STR(model, path, NULL, "model.safetensors", F_REQUIRED | F_PATH, "The model file."),
     STR(model, calibration, NULL, "calibration.yaml", F_REQUIRED | F_PATH,

@@ -493,6 +493,7 @@ static void test_software_trigger_rate(void)
     cam_config_defaults(&rcfg);
     rcfg.source = CAM_SOURCE_REPLAY;
     rcfg.replay_dir = dir;
+    rcfg.replay_loop = true;    /* one image, served at every trigger */
     rcfg.trigger = CAM_TRIGGER_SOFTWARE;
     rcfg.trigger_rate = 50;
     cam_source *rsrc;
@@ -645,6 +646,7 @@ static void test_replay(void)
     cam_config_defaults(&cfg);
     cfg.source = CAM_SOURCE_REPLAY;
     cfg.replay_dir = dir;
+    cfg.replay_loop = true;     /* five triggers on three images */
     cfg.trigger = CAM_TRIGGER_SOFTWARE;
     cam_source *s;
     if (cam_open(&cfg, on_event, &r, &s, err, sizeof err) != MAA_OK) {

@@ -1,6 +1,7 @@
 /* test_config.c — the configuration loader: every error class with its exact
- * FILE:LINE:COL, defaults, a full file, path resolution, and the committed
- * example file and docs table against the key table.  Run from the
+ * FILE:LINE:COL, defaults (also against the camera module's), a full file,
+ * path resolution, and the committed example file and docs table against
+ * the key table.  Run from the
  * repository root (tests/run.sh does). */
 #include "config/config.h"
 
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "camera/camera.h"
 #include "engine/engine.h"
 #include "tests/check.h"
 
@@ -404,6 +406,50 @@ static const char full_dump[] =
     "log.summary_interval_s = 3600\n"
     "log.level = debug\n";
 
+/* A key left out of the file behaves as the camera module documents: every
+ * cam_config field a camera.* or replay.* key sets starts at the camera
+ * module's default (one source: CAM_DEFAULT_* in camera.h).  The one
+ * exception is camera.frame_rate, which maad needs (its software trigger,
+ * batch timeout and frame timeout follow it), where the module's 0 leaves
+ * the camera's own rate. */
+static void test_camera_defaults(void)
+{
+    maad_config c;
+    cam_config cc;
+    maad_config_defaults(&c);
+    cam_config_defaults(&cc);
+    const maad_camera_config *k = &c.camera;
+#define SAME(cam, cfg) CHECK((double)(cam) == (double)(cfg), "camera %g, config %g", \
+                             (double)(cam), (double)(cfg))
+    SAME(cc.source, k->source);
+    CHECK(!cc.device_id || !*cc.device_id, "camera device_id %s", cc.device_id);
+    CHECK(!k->device_id[0], "config device_id %s", k->device_id);
+    SAME(cc.pixel_format, k->pixel_format);
+    SAME(cc.width, k->width);
+    SAME(cc.height, k->height);
+    SAME(cc.offset_x, k->offset_x);
+    SAME(cc.offset_y, k->offset_y);
+    SAME(cc.exposure_us, k->exposure_us);
+    SAME(cc.gain_db, k->gain_db);
+    SAME(cc.trigger, k->trigger);
+    CHECK(cc.trigger_source && !strcmp(cc.trigger_source, k->trigger_source),
+          "camera trigger_source %s, config %s", cc.trigger_source ? cc.trigger_source : "NULL",
+          k->trigger_source);
+    SAME(cc.packet_size, k->packet_size);
+    SAME(cc.packet_socket, k->packet_socket);
+    SAME(cc.stream_buffers, k->stream_buffers);
+    SAME(cc.timeout_ms, k->timeout_ms);
+    SAME(cc.reconnect_min_ms, k->reconnect_min_ms);
+    SAME(cc.reconnect_max_ms, k->reconnect_max_ms);
+    SAME(cc.realtime_priority, k->realtime_priority);
+    CHECK(!cc.replay_dir && !c.replay.dir[0]);
+    SAME(cc.replay_fps, c.replay.fps);
+    SAME(cc.replay_loop, c.replay.loop);
+#undef SAME
+    CHECK(cc.frame_rate == 0 && k->frame_rate > 0, "frame_rate: camera %g, config %g",
+          cc.frame_rate, k->frame_rate);
+}
+
 static void test_full_file(void)
 {
     const char *path = write_file("full.yaml", full_yaml, sizeof full_yaml - 1);
@@ -627,6 +673,7 @@ int main(void)
     RUN(test_cross_key_rules);
     RUN(test_unreadable_file);
     RUN(test_defaults_for_absent_keys);
+    RUN(test_camera_defaults);
     RUN(test_full_file);
     RUN(test_relative_paths);
     RUN(test_example_file);
