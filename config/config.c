@@ -144,8 +144,11 @@ static const key keys[] = {
     INT(engine, max_failed_batches, 0, 1000000, "10", 0,
         "Batches the engine fails in a row before maad stops with exit status 1, "
         "for systemd to restart it; 0 = never."),
+    INT(engine, max_age_ms, 0, 60000, "1000", 0,
+        "A frame older than this (ms since capture) when the worker takes it from the "
+        "ring is published uninspected, reason \"too old\", not judged late; 0 = no limit."),
     DBL(engine, test_delay_ms, 0, 60000, "0",
-        "Test only: every batch takes this much longer (ring overflow)."),
+        "Test only: every batch takes this much longer (ring overflow, frames too old)."),
 
     ENUM(mask, format, mask_names, "png", "Defect mask encoding in the verdict; none = no mask."),
     INT(mask, min_region_area, -1, 1000000, "-1", 0,

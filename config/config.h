@@ -98,6 +98,7 @@ typedef struct {
     double batch_timeout_ms;         /* 0 = one frame period */
     int ring_slots;                  /* a power of two */
     int max_failed_batches;          /* 0 = never give up */
+    int max_age_ms;                  /* 0 = no limit */
     double test_delay_ms;            /* test only */
 } maad_engine_config;
 

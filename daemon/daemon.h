@@ -242,8 +242,9 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v
  * dropped).  The worker thread takes frames from the ring in capture order,
  * batches them (up to batch_max, or batch_timeout_ms after the first),
  * preprocesses and judges them, and publishes exactly one verdict per
- * captured frame in capture order: frames it could not judge (ring overflow,
- * camera error, preprocessing or engine error) as uninspected with a reason.
+ * captured frame in capture order: frames it could not or would not judge
+ * (ring overflow, older than max_age_ms, camera error, preprocessing or
+ * engine error) as uninspected with a reason.
  * It also sends the heartbeats, the periodic summary (log line and sd_notify
  * STATUS) and the watchdog pings. */
 
@@ -263,6 +264,10 @@ typedef struct {
     maad_image_fn to_image;
     int batch_max;              /* 1..64 */
     double batch_timeout_ms;    /* > 0 */
+    /* A frame older than this (capture to the worker taking it from the
+     * ring) is published uninspected, "too old: ...", not judged: a verdict
+     * that late is of no use to a reject gate.  0: no limit. */
+    int max_age_ms;
     double test_delay_ms;       /* added to every batch (tests only) */
     /* Tests only: called on the worker thread, with user, while each batch
      * is in the engine (after test_delay_ms): a calibration set from here
@@ -283,6 +288,7 @@ typedef struct {
     uint64_t captured;          /* camera events handed over: frames + errors */
     uint64_t pass, reject, uninspected;
     uint64_t overflow;          /* uninspected: the ring was full */
+    uint64_t too_old;           /* uninspected: older than max_age_ms */
     uint64_t camera_errors;     /* uninspected: the camera failed the frame */
     uint64_t engine_errors;     /* uninspected: preprocessing or engine failed */
     uint64_t batches;

@@ -330,6 +330,7 @@ static int start(maad *d, char *err, size_t errlen)
         /* By default a frame waits at most one frame period for company. */
         .batch_timeout_ms = c->engine.batch_timeout_ms > 0 ? c->engine.batch_timeout_ms
                                                            : 1000.0 / rate,
+        .max_age_ms = c->engine.max_age_ms,
         .test_delay_ms = c->engine.test_delay_ms,
         .heartbeat_ms = c->publish.heartbeat_ms,
         .summary_interval_s = c->log.summary_interval_s, .log = &d->log,

@@ -7,6 +7,12 @@
  * first frame has waited batch_timeout_ms, or when something that must be
  * published after it (drops, a camera error, the end) arrives.
  *
+ * A frame older than max_age_ms when the worker takes it from the ring
+ * (the ring filled while the engine fell behind) is not judged: it is
+ * published at once as uninspected, "too old", after whatever was batched
+ * before it.  Skipping it costs no engine time, so the worker catches up
+ * with the camera instead of publishing ever later verdicts.
+ *
  * The worker copies each frame out of the ring and releases the slot at
  * once, so the ring's whole depth absorbs a slow batch, and maad_ring_wait
  * can sleep while a batch is still filling.  A frame that the inspector
@@ -46,6 +52,7 @@ struct maad_worker {
     atomic_int keepalive_stop;
     _Atomic uint64_t busy_since_ns;  /* monotonic; 0 when not in the engine */
     _Atomic uint64_t overflow;  /* frames the ring had no room for; read by both */
+    _Atomic uint64_t too_old;   /* frames older than max_age_ms; read by both */
 
     /* Written by the capture thread, read by the worker for the summary. */
     _Atomic uint64_t captured;
@@ -73,6 +80,9 @@ struct maad_worker {
     uint64_t lat[LAT_BUCKETS], lat_n;
     uint64_t sum_next_ns, sum_captured, sum_t_ns;
     uint64_t wd_usec, wd_last_ns;
+    /* The run of too-old frames not yet logged: one line per run, as for a
+     * ring overflow, not one per frame. */
+    uint64_t old_run, old_first, old_last, old_max_ms;
     char err[MAA_ERRLEN];
 };
 
@@ -165,7 +175,9 @@ static double latency_quantile(const maad_worker *w, double q)
     return LAT_BASE_MS * pow(LAT_STEP, LAT_BUCKETS - 1);
 }
 
-static void publish(maad_worker *w, const maad_verdict *v)
+/* Publishes v; logs it when log_it (a run of too-old frames is logged as
+ * one line instead). */
+static void publish(maad_worker *w, const maad_verdict *v, int log_it)
 {
     maad_pub_stats ps;
     maad_pub_get_stats(w->o.pub, &ps);
@@ -180,7 +192,8 @@ static void publish(maad_worker *w, const maad_verdict *v)
         maad_pub_verdict(w->o.pub, &u, NULL, 0);
     }
     note_latency(w, v->t_capture_ns);
-    maad_log_verdict(w->o.log, seq, v);
+    if (log_it)
+        maad_log_verdict(w->o.log, seq, v);
 }
 
 static void publish_uninspected(maad_worker *w, uint64_t frame_id,
@@ -189,7 +202,7 @@ static void publish_uninspected(maad_worker *w, uint64_t frame_id,
     maad_verdict v = {.frame_id = frame_id, .t_capture_ns = t_capture_ns,
                       .verdict = MAAD_UNINSPECTED, .reason = reason,
                       .score = NAN, .threshold = w->cal.threshold};
-    publish(w, &v);
+    publish(w, &v, 1);
 }
 
 static void publish_drops(maad_worker *w, const maad_drops *d)
@@ -304,7 +317,7 @@ static void judge(maad_worker *w)
             .model_size = w->o.image_size,
             .cam_width = e->width, .cam_height = e->height,
             .mask = maa_inspector_mask(w->o.inspector, e->xi)};
-        publish(w, &v);
+        publish(w, &v, 1);
     }
     w->nbatch = w->nx = w->nraw = 0;
 }
@@ -352,17 +365,65 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
         judge(w);
 }
 
+/* The run of too-old frames so far as one warning line. */
+static void end_old_run(maad_worker *w)
+{
+    if (!w->old_run)
+        return;
+    char first[24] = "?", last[24] = "?";
+    if (w->old_first != MAAD_FRAME_ID_UNKNOWN)
+        snprintf(first, sizeof first, "%llu", (unsigned long long)w->old_first);
+    if (w->old_last != MAAD_FRAME_ID_UNKNOWN)
+        snprintf(last, sizeof last, "%llu", (unsigned long long)w->old_last);
+    maad_log(w->o.log, MAAD_LOG_WARNING,
+             "too old: %llu frames (%s..%s) published uninspected, up to %llu ms after "
+             "capture (engine.max_age_ms %d)", (unsigned long long)w->old_run, first, last,
+             (unsigned long long)w->old_max_ms, w->o.max_age_ms);
+    w->old_run = 0;
+}
+
+/* A frame older than max_age_ms: published uninspected, after the batch
+ * so far, without entering a batch (see top).  1 when it was. */
+static int take_too_old(maad_worker *w, const maad_slot *s)
+{
+    const uint64_t now = maad_now_ns();
+    const uint64_t age_ms = now > s->t_capture_ns ? (now - s->t_capture_ns) / 1000000u : 0;
+    if (w->o.max_age_ms <= 0 || age_ms <= (uint64_t)w->o.max_age_ms)
+        return 0;
+    judge(w);
+    char reason[96];
+    snprintf(reason, sizeof reason, "too old: %llu ms after capture, max_age_ms %d",
+             (unsigned long long)age_ms, w->o.max_age_ms);
+    maad_verdict v = {.frame_id = s->frame_id, .t_capture_ns = s->t_capture_ns,
+                      .verdict = MAAD_UNINSPECTED, .reason = reason,
+                      .score = NAN, .threshold = w->cal.threshold};
+    publish(w, &v, 0);
+    atomic_fetch_add_explicit(&w->too_old, 1, memory_order_relaxed);
+    if (!w->old_run++) {
+        w->old_first = s->frame_id;
+        w->old_max_ms = 0;
+    }
+    w->old_last = s->frame_id;
+    w->old_max_ms = age_ms > w->old_max_ms ? age_ms : w->old_max_ms;
+    return 1;
+}
+
 static void take_slot(maad_worker *w, maad_slot *s, uint64_t timeout_ns)
 {
     if (s->drops.count) {
+        end_old_run(w);
         judge(w);
         publish_drops(w, &s->drops);
     }
     switch (s->kind) {
     case MAAD_SLOT_FRAME:
+        if (take_too_old(w, s))
+            break;
+        end_old_run(w);
         add_frame(w, s, timeout_ns);
         break;
     case MAAD_SLOT_ERROR:
+        end_old_run(w);
         judge(w);
         w->st.camera_errors++;
         publish_uninspected(w, s->frame_id, s->t_capture_ns, s->reason);
@@ -381,6 +442,7 @@ static void fill_stats(maad_worker *w, maad_worker_stats *st)
     *st = w->st;
     st->captured = atomic_load_explicit(&w->captured, memory_order_relaxed);
     st->overflow = atomic_load_explicit(&w->overflow, memory_order_relaxed);
+    st->too_old = atomic_load_explicit(&w->too_old, memory_order_relaxed);
     st->pass = ps.pass;
     st->reject = ps.reject;
     st->uninspected = ps.uninspected;
@@ -396,13 +458,14 @@ static void summary(maad_worker *w, uint64_t now)
     double fps = secs > 0 ? (double)(st.captured - w->sum_captured) / secs : 0;
     double p50 = latency_quantile(w, 0.5), p99 = latency_quantile(w, 0.99);
     char line[256];
-    /* overflow and send_dropped: the heartbeat's names for the two losses. */
+    /* overflow, too_old and send_dropped: the heartbeat's names for the
+     * losses. */
     snprintf(line, sizeof line,
              "fps %.1f, passes %llu, rejects %llu, uninspected %llu, overflow %llu, "
-             "send_dropped %llu, latency p50 %.1f ms p99 %.1f ms",
+             "too_old %llu, send_dropped %llu, latency p50 %.1f ms p99 %.1f ms",
              fps, (unsigned long long)st.pass, (unsigned long long)st.reject,
              (unsigned long long)st.uninspected, (unsigned long long)st.overflow,
-             (unsigned long long)st.send_dropped, p50, p99);
+             (unsigned long long)st.too_old, (unsigned long long)st.send_dropped, p50, p99);
     maad_log(w->o.log, MAAD_LOG_INFO, "summary: %s", line);
     maad_notify_status("%s", line);
     memset(w->lat, 0, sizeof w->lat);
@@ -415,10 +478,11 @@ static void summary(maad_worker *w, uint64_t now)
  * From the worker's loop and from its keep-alive thread. */
 static int tick(maad_worker *w)
 {
-    maad_stat extra[2] = {
+    maad_stat extra[3] = {
         {"captured", (double)atomic_load_explicit(&w->captured, memory_order_relaxed)},
-        {"overflow", (double)atomic_load_explicit(&w->overflow, memory_order_relaxed)}};
-    return maad_pub_tick(w->o.pub, maad_now_ns(), extra, 2);
+        {"overflow", (double)atomic_load_explicit(&w->overflow, memory_order_relaxed)},
+        {"too_old", (double)atomic_load_explicit(&w->too_old, memory_order_relaxed)}};
+    return maad_pub_tick(w->o.pub, maad_now_ns(), extra, 3);
 }
 
 /* How often the worker's loop and the keep-alive thread look at the
@@ -489,6 +553,9 @@ static void *run(void *arg)
             maad_ring_release(w->o.ring, 1);
             housekeeping(w);
         }
+        /* The ring is drained: a run of too-old frames ends here at the
+         * latest, so that its line is not held back by a quiet camera. */
+        end_old_run(w);
         if (w->nbatch && (finishing || maad_mono_ns() >= w->deadline_ns))
             judge(w);
         housekeeping(w);
@@ -504,7 +571,7 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
                       size_t errlen)
 {
     *out = NULL;
-    if (o->batch_max < 1 || o->batch_timeout_ms <= 0 || !o->to_image ||
+    if (o->batch_max < 1 || o->batch_timeout_ms <= 0 || o->max_age_ms < 0 || !o->to_image ||
         o->image_size < 8 || (o->channels != 1 && o->channels != 3)) {
         snprintf(err, err ? errlen : 0, "worker: bad options");
         return MAA_ERR;
@@ -587,13 +654,13 @@ void maad_worker_stats_line(const maad_worker_stats *st, char *buf, size_t n)
 {
     snprintf(buf, n,
              "final: captured %llu, published %llu (pass %llu, reject %llu, "
-             "uninspected %llu), overflow %llu, camera errors %llu, "
+             "uninspected %llu), overflow %llu, too_old %llu, camera errors %llu, "
              "engine errors %llu, send_dropped %llu",
              (unsigned long long)st->captured,
              (unsigned long long)(st->pass + st->reject + st->uninspected),
              (unsigned long long)st->pass, (unsigned long long)st->reject,
              (unsigned long long)st->uninspected, (unsigned long long)st->overflow,
-             (unsigned long long)st->camera_errors,
+             (unsigned long long)st->too_old, (unsigned long long)st->camera_errors,
              (unsigned long long)st->engine_errors,
              (unsigned long long)st->send_dropped);
 }

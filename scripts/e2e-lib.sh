@@ -247,15 +247,20 @@ e2e_stop_sub()
 
 # e2e_final LOG: the numbers of maad's final stats line as shell variables
 # F_captured, F_published, F_pass, F_reject, F_uninspected, F_overflow,
-# F_camera_errors, F_engine_errors, F_send_dropped, and the line printed
-# for the test's output; fails without the line.
+# F_too_old, F_camera_errors, F_engine_errors, F_send_dropped, and the line
+# printed for the test's output; fails without the line, or when it does
+# not read as expected.
 e2e_final()
 {
-    local line
+    local line vars
     line=$(grep -E 'final: captured [0-9]+' "$1" | tail -n 1)
     [ -n "$line" ] || return 1
     echo "  ${line#*final: }"
-    eval "$(sed -E 's/.*final: captured ([0-9]+), published ([0-9]+) \(pass ([0-9]+), reject ([0-9]+), uninspected ([0-9]+)\), overflow ([0-9]+), camera errors ([0-9]+), engine errors ([0-9]+), send_dropped ([0-9]+).*/F_captured=\1 F_published=\2 F_pass=\3 F_reject=\4 F_uninspected=\5 F_overflow=\6 F_camera_errors=\7 F_engine_errors=\8 F_send_dropped=\9/' <<<"$line")"
+    # sed numbers at most 9 groups: the line in two halves.
+    vars=$(sed -nE 's/.*final: captured ([0-9]+), published ([0-9]+) \(pass ([0-9]+), reject ([0-9]+), uninspected ([0-9]+)\), (.*)/F_captured=\1 F_published=\2 F_pass=\3 F_reject=\4 F_uninspected=\5 \6/p' <<<"$line" |
+        sed -nE 's/ overflow ([0-9]+), too_old ([0-9]+), camera errors ([0-9]+), engine errors ([0-9]+), send_dropped ([0-9]+)$/ F_overflow=\1 F_too_old=\2 F_camera_errors=\3 F_engine_errors=\4 F_send_dropped=\5/p')
+    [ -n "$vars" ] || return 1
+    eval "$vars"
 }
 
 # e2e_verdicts OUT CAPTURED [restarts]: the subscriber's verdicts are exactly

@@ -304,6 +304,7 @@ static void test_defaults_for_absent_keys(void)
     CHECK(!c.model.has_gamma);
     CHECK(c.engine.backend == MAAD_BACKEND_AUTO && c.engine.precision == MAAD_PREC_DEFAULT);
     CHECK(c.engine.batch_max == 4 && c.engine.ring_slots == 64 && c.engine.test_delay_ms == 0);
+    CHECK(c.engine.max_age_ms == 1000);
     CHECK(c.mask.format == MAAD_CFG_MASK_PNG && c.mask.min_region_area == -1);
     CHECK(strcmp(c.publish.endpoint, "tcp://*:5555") == 0 && c.publish.sndhwm == 1000);
     CHECK(c.publish.heartbeat_ms == 500);
@@ -349,6 +350,7 @@ static const char full_yaml[] =
     "  batch_timeout_ms: 2.5\n"
     "  ring_slots: 4096\n"
     "  max_failed_batches: 0\n"
+    "  max_age_ms: 250\n"
     "  test_delay_ms: 40\n"
     "mask:\n"
     "  format: none\n"
@@ -397,6 +399,7 @@ static const char full_dump[] =
     "engine.batch_timeout_ms = 2.5\n"
     "engine.ring_slots = 4096\n"
     "engine.max_failed_batches = 0\n"
+    "engine.max_age_ms = 250\n"
     "engine.test_delay_ms = 40\n"
     "mask.format = none\n"
     "mask.min_region_area = 1000000\n"

@@ -3,9 +3,9 @@
  * publisher on an ipc:// endpoint and a SUB socket here that reads back every
  * verdict.  What is checked is the contract of contract §8: one verdict per
  * captured frame, seq gap-free, frames in capture order, uninspected with the
- * right reason for camera errors and ring overflow; batching by size; a
- * calibration swapped between batches and while a batch is in the engine;
- * the final counts.  Every verdict read is also checked against the score,
+ * right reason for camera errors, ring overflow and frames too old to
+ * judge; batching by size; a calibration swapped between batches and while
+ * a batch is in the engine; the final counts.  Every verdict read is also checked against the score,
  * threshold, rule and evidence it carries (next_verdict).  On a CUDA device,
  * also the worker's 8-bit frame path (test_device_frames). */
 #include <jansson.h>
@@ -117,12 +117,13 @@ static void rig_in_engine(void *user)
 
 /* batch_max, timeout, delay, ring slots; threshold of the calibration;
  * the engine: eo, or the ref backend for batches up to engine_batch;
- * in_engine (or NULL) called with each batch in the engine.  The worker
+ * in_engine (or NULL) called with each batch in the engine; the worker's
+ * max_age_ms (0: no limit).  The worker
  * calls on_failing after 3 failed batches in a row.  A rig that cannot be
  * set up fails the running test; -1 then. */
 static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_ms,
                          int slots, double threshold, int engine_batch,
-                         const maa_engine_opts *eo, void (*in_engine)(rig *r))
+                         const maa_engine_opts *eo, void (*in_engine)(rig *r), int max_age_ms)
 {
     static int n;
     memset(r, 0, sizeof *r);
@@ -152,7 +153,8 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
     maad_worker_opts wo = {.ring = r->ring, .pub = r->pub, .inspector = r->in,
                            .image_size = S, .channels = 1, .cal = cal,
                            .to_image = mono_image, .batch_max = batch_max,
-                           .batch_timeout_ms = timeout_ms, .test_delay_ms = delay_ms,
+                           .batch_timeout_ms = timeout_ms, .max_age_ms = max_age_ms,
+                           .test_delay_ms = delay_ms,
                            .test_in_engine = in_engine ? rig_in_engine : NULL,
                            .heartbeat_ms = 50, .log = &r->log,
                            .max_failed_batches = 3, .on_failing = on_failing, .user = r};
@@ -178,7 +180,7 @@ static int rig_up(rig *r, int batch_max, double timeout_ms, double delay_ms,
                   int slots, double threshold)
 {
     return rig_up_engine(r, batch_max, timeout_ms, delay_ms, slots, threshold, batch_max, NULL,
-                         NULL);
+                         NULL, 0);
 }
 
 /* Whether a verdict agrees with what it carries (docs/protocol.md): judged,
@@ -413,6 +415,107 @@ static void test_overflow(void)
     rig_down(&r, &st);
 }
 
+/* Whether reason reads "too old: N ms after capture, max_age_ms M" with N
+ * at least min_ms and M max_age. */
+static int too_old_reason(const char *reason, long min_ms, int max_age)
+{
+    long ms;
+    int m, end = 0;
+    return sscanf(reason, "too old: %ld ms after capture, max_age_ms %d%n", &ms, &m, &end) == 2 &&
+           reason[end] == '\0' && ms >= min_ms && m == max_age;
+}
+
+/* Frames older than max_age_ms when the worker takes them (here: captured
+ * 5 s ago) are published uninspected with a reason that says so, in their
+ * place, and never enter a batch: the batch before one is judged first, and
+ * the engine judges only the fresh frames (3 batches: 1-2, 5-8, 10-12).
+ * The heartbeat and the final counts call them too_old. */
+static void test_too_old(void)
+{
+    rig r;
+    if (rig_up_engine(&r, 4, 60000, 0, 64, 1e30, 4, NULL, NULL, 1000))
+        return;
+    const int n = 12;
+    for (int id = 1; id <= n; id++) {
+        static uint8_t px[W * H];
+        const int old = id == 3 || id == 4 || id == 9;
+        pixels((uint64_t)id, W, H, px);
+        maad_worker_frame(r.w, (uint64_t)id, maad_now_ns() - (old ? 5000000000ull : 0), W, H,
+                          PFNC_MONO8, px, sizeof px);
+    }
+    /* 1..9 are out before the end (10..12 wait for company); then a
+     * heartbeat counts the three. */
+    msg m;
+    int got = 0, bad = 0, too_old = 0;
+    while (got < 9 && next_verdict(&r, &m)) {
+        const int old = m.frame_id == 3 || m.frame_id == 4 || m.frame_id == 9;
+        too_old += old;
+        bad += m.seq != got || m.frame_id != got + 1 ||
+               strcmp(m.verdict, old ? "uninspected" : "pass") ||
+               (old && !too_old_reason(m.reason, 5000, 1000));
+        if (old && !too_old_reason(m.reason, 5000, 1000))
+            printf("  frame %lld: %s\n", m.frame_id, m.reason);
+        got++;
+    }
+    static char buf[1 << 16];
+    long long hb_too_old = -1;
+    for (int tries = 0; tries < 100 && hb_too_old != 3; tries++) {
+        if (recv_message(r.sub, buf, sizeof buf) != 0)
+            continue;
+        json_t *o = json_loads(buf, 0, NULL);
+        json_t *k = json_object_get(json_object_get(o, "stats"), "too_old");
+        hb_too_old = json_is_integer(k) ? json_integer_value(k) : -1;
+        json_decref(o);
+    }
+    CHECK(hb_too_old == 3, "heartbeat stats.too_old %lld", hb_too_old);
+    maad_worker_stats st;
+    rig_stop(&r, &st);
+    while (got < n && next_verdict(&r, &m)) {
+        bad += m.seq != got || m.frame_id != got + 1 || strcmp(m.verdict, "pass");
+        got++;
+    }
+    CHECK(got == n && too_old == 3, "%d verdicts of %d, %d too old", got, n, too_old);
+    CHECK(bad == 0, "%d verdicts out of order, of the wrong kind or reason", bad);
+    CHECK(st.too_old == 3 && st.uninspected == 3 && st.pass == 9 && st.engine_errors == 0,
+          "too_old %llu, uninspected %llu, pass %llu, engine errors %llu",
+          (unsigned long long)st.too_old, (unsigned long long)st.uninspected,
+          (unsigned long long)st.pass, (unsigned long long)st.engine_errors);
+    CHECK(st.batches == 3, "batches %llu", (unsigned long long)st.batches);
+    rig_down(&r, &st);
+}
+
+/* Frames made old by a slow engine (test_delay_ms 2000, max_age_ms 1000):
+ * the frames that waited in the ring while a batch ran are published as
+ * too old instead of being judged 2 s late, and none is lost.  Each frame
+ * is judged or too old; every one after a judged one waited for its batch. */
+static void test_too_old_slow_engine(void)
+{
+    rig r;
+    if (rig_up_engine(&r, 1, 10, 2000, 64, 1e30, 1, NULL, NULL, 1000))
+        return;
+    const int n = 5;
+    for (int id = 1; id <= n; id++)
+        frame(&r, (uint64_t)id);
+    maad_worker_stats st;
+    rig_stop(&r, &st);
+    msg m;
+    int got = 0, bad = 0, judged = 0, too_old = 0;
+    while (got < n && next_verdict(&r, &m)) {
+        const int old = !strcmp(m.verdict, "uninspected");
+        bad += m.seq != got || m.frame_id != got + 1 ||
+               (old ? !too_old_reason(m.reason, 1000, 1000) : strcmp(m.verdict, "pass") != 0) ||
+               (judged && !old);
+        judged += !old;
+        too_old += old;
+        got++;
+    }
+    CHECK(got == n, "got %d verdicts of %d", got, n);
+    CHECK(bad == 0, "%d verdicts out of order, or judged after a 2 s batch", bad);
+    CHECK(judged == 1 && too_old == n - 1 && st.too_old == (uint64_t)too_old,
+          "%d judged, %d too old, stats %llu", judged, too_old, (unsigned long long)st.too_old);
+    rig_down(&r, &st);
+}
+
 /* A batch that keeps the worker in the engine for 2 s, 40 heartbeat
  * periods: heartbeats keep coming meanwhile (contract §8: at least one a
  * second; the worker's keep-alive thread sends them), each with seq_next
@@ -464,7 +567,7 @@ static void test_heartbeats_while_busy(void)
 static void test_engine_error(void)
 {
     rig r;
-    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL, NULL))
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL, NULL, 0))
         return;
     for (int id = 1; id <= 3; id++)
         frame(&r, (uint64_t)id);
@@ -494,7 +597,7 @@ static void test_engine_error(void)
 static void test_failing_engine(void)
 {
     rig r;
-    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL, NULL))
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL, NULL, 0))
         return;
     atomic_store(&failing_calls, 0);
     /* fail, fail, success, fail, fail */
@@ -592,7 +695,7 @@ static void test_calibration_in_engine(void)
 {
     rig r;
     atomic_store(&engine_batches, 0);
-    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 2, NULL, swap_in_engine))
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 2, NULL, swap_in_engine, 0))
         return;
     for (int id = 1; id <= 6; id++)
         frame(&r, (uint64_t)id);
@@ -670,16 +773,17 @@ static void test_long_reason(void)
 }
 
 /* The final line names each count as the heartbeat's stats do: overflow
- * for the ring, send_dropped for ZeroMQ. */
+ * for the ring, too_old for max_age_ms, send_dropped for ZeroMQ. */
 static void test_stats_line(void)
 {
-    maad_worker_stats st = {.captured = 10, .pass = 5, .reject = 1, .uninspected = 4,
-                            .overflow = 2, .camera_errors = 1, .engine_errors = 1,
-                            .send_dropped = 3};
+    maad_worker_stats st = {.captured = 12, .pass = 5, .reject = 1, .uninspected = 6,
+                            .overflow = 2, .too_old = 2, .camera_errors = 1,
+                            .engine_errors = 1, .send_dropped = 3};
     char line[512];
     maad_worker_stats_line(&st, line, sizeof line);
-    CHECK(!strcmp(line, "final: captured 10, published 10 (pass 5, reject 1, uninspected 4), "
-                        "overflow 2, camera errors 1, engine errors 1, send_dropped 3"),
+    CHECK(!strcmp(line, "final: captured 12, published 12 (pass 5, reject 1, uninspected 6), "
+                        "overflow 2, too_old 2, camera errors 1, engine errors 1, "
+                        "send_dropped 3"),
           "%s", line);
 }
 
@@ -697,7 +801,7 @@ static void test_device_frames(void)
     const maa_engine_opts eo = {.backend = MAA_BACKEND_CUDA, .precision = MAA_PREC_F32,
                                 .max_batch = 4, .frame_bytes = BW * BH};
     rig r;
-    if (rig_up_engine(&r, 4, 60000, 0, 64, 1e30, 4, &eo, NULL))
+    if (rig_up_engine(&r, 4, 60000, 0, 64, 1e30, 4, &eo, NULL, 0))
         return;
     CHECK(maa_inspector_frame_bytes(r.in) == BW * BH, "frame bytes %zu",
           maa_inspector_frame_bytes(r.in));
@@ -757,6 +861,8 @@ int main(void)
     RUN(test_batches);
     RUN(test_timeout);
     RUN(test_overflow);
+    RUN(test_too_old);
+    RUN(test_too_old_slow_engine);
     RUN(test_heartbeats_while_busy);
     RUN(test_engine_error);
     RUN(test_failing_engine);
