@@ -177,12 +177,15 @@ e2e_wait_file()
 }
 
 # e2e_subscribe ENDPOINT OUT: a ZeroMQ subscriber in the background writing
-# every verdict's JSON to OUT, one per line, and "heartbeat" lines to
-# OUT.hb; it writes OUT.ready once the first heartbeat came (from then on
-# nothing published is missed) and quits on SIGTERM.  Pid in E2E_SUB.
+# every verdict's JSON to OUT, one per line, the size in bytes of each
+# one's mask part (0: none) to OUT.mask, line for line, and every
+# heartbeat's JSON to OUT.hb; it writes OUT.ready once the first heartbeat
+# came (from then on nothing published is missed) and quits on SIGTERM.
+# Pid in E2E_SUB.
 e2e_subscribe()
 {
     : >"$2"
+    : >"$2.mask"
     rm -f "$2.ready"
     "$PY" - "$1" "$2" >"$2.log" 2>&1 <<'EOF' &
 import signal, sys, zmq
@@ -196,7 +199,7 @@ s.connect(ep)
 stop = []
 signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
 ready = False
-with open(out, "a") as f, open(out + ".hb", "w") as hb:
+with open(out, "a") as f, open(out + ".mask", "a") as mask, open(out + ".hb", "w") as hb:
     while not stop:
         if not s.poll(100):
             continue
@@ -208,6 +211,9 @@ with open(out, "a") as f, open(out + ".hb", "w") as hb:
                 open(out + ".ready", "w").close()
                 ready = True
         else:
+            # The mask first: a reader that sees a verdict finds its size.
+            mask.write("%d\n" % (len(parts[2]) if len(parts) > 2 else 0))
+            mask.flush()
             f.write(parts[1].decode() + "\n")
             f.flush()
 EOF
