@@ -375,8 +375,8 @@ static int arv_connect(cam_source *s, char *err, size_t errlen)
             if (e)
                 return gerror_out(&e, err, errlen, "GevSCPSPacketSize", s);
         }
-        /* Must precede stream creation; on loopback the packet socket never
-         * sees the fake camera's frames. */
+        /* Must precede stream creation.  Without CAP_NET_RAW Aravis falls
+         * back to its UDP socket by itself (docs/camera.md). */
         arv_gv_device_set_stream_options(ARV_GV_DEVICE(arv_camera_get_device(cam)),
                                          c->packet_socket ? ARV_GV_STREAM_OPTION_NONE
                                                           : ARV_GV_STREAM_OPTION_PACKET_SOCKET_DISABLED);

@@ -76,7 +76,8 @@ typedef struct {
                                  this often a second; 0: only cam_trigger */
     const char *trigger_source;  /* hardware trigger line; NULL: the default */
     int packet_size;          /* GigE bytes; 0: negotiate */
-    bool packet_socket;       /* false on loopback (docs/camera.md) */
+    bool packet_socket;       /* Aravis's packet socket where it may (CAP_NET_RAW);
+                                 false: always its UDP socket (docs/camera.md) */
     int socket_buffer;        /* GigE receive buffer bytes; 0: 4 payloads */
     int stream_buffers;       /* buffers queued to the stream */
     int timeout_ms;           /* free-run, software trigger at trigger_rate:

@@ -102,7 +102,8 @@ static const key keys[] = {
         "Camera input line used by trigger: hardware."),
     INT(camera, packet_size, 0, 16000, "0", 0, "GigE Vision packet size in bytes; 0 = negotiate."),
     BOOL(camera, packet_socket, BOOL_TEXT(CAM_DEFAULT_PACKET_SOCKET),
-         "Aravis packet socket receiver; false on loopback (the fake camera)."),
+         "Receive the stream through Aravis's packet socket where it may (CAP_NET_RAW; "
+         "else it uses a UDP socket); false = always the UDP socket."),
     INT(camera, stream_buffers, 2, 256, TEXT(CAM_DEFAULT_STREAM_BUFFERS), 0,
         "Frame buffers queued to the camera."),
     INT(camera, timeout_ms, 0, 60000, "0", 0,

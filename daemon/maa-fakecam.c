@@ -24,8 +24,7 @@ static const char fakecam_usage[] =
     "  --address A        IPv4 address or interface to serve on (default 127.0.0.1)\n"
     "  --width W, --height H   camera size (default: the first image's)\n"
     "  --pixel-format FMT Mono8, RGB8 or BayerRG8/GR8/GB8/BG8 (default Mono8)\n"
-    "  --duration SEC     stop after SEC seconds (default: run until signalled)\n"
-    "On loopback, readers must disable the packet socket (docs/camera.md).\n";
+    "  --duration SEC     stop after SEC seconds (default: run until signalled)\n";
 
 static volatile sig_atomic_t fakecam_quit;
 
