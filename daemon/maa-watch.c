@@ -2,23 +2,32 @@
  *
  * For operators: one line per verdict, and notes ("#") when seq jumps
  * (verdicts lost between daemon and here), when a daemon restarts, and when
- * heartbeats stop for more than 2 s.  For scripts: --json prints each
- * verdict's JSON unchanged, one per line, with notes on stderr; --count and
- * --timeout bound the run.  SIGINT/SIGTERM end it with a summary. */
+ * heartbeats stop for more than 2 s.  A good line is mostly passes: with
+ * --passes count they are only counted, so that the rejects and
+ * uninspected verdicts stand out (on a terminal one status line rewritten
+ * in place, elsewhere a line per run of passes).  For scripts: --json
+ * prints each verdict's JSON unchanged, one per line, with notes on stderr;
+ * --count and --timeout bound the run.  SIGINT/SIGTERM end it with a
+ * summary. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "daemon/daemon.h"
 
 #define HEARTBEAT_LATE_NS 2000000000ull
 #define MAX_CAMERAS 32
+/* --passes count, not on a terminal: a run of passes is reported at the
+ * latest this long after its first, so that a log shows the line alive. */
+#define PASS_RUN_NS 10000000000ull
 
 static volatile sig_atomic_t stop_signal;
 
@@ -44,13 +53,20 @@ typedef struct {
     int ncams;
     uint64_t frames, pass, reject, uninspected, gaps, missing, restarts,
         hb_outages, heartbeats;
+    /* --passes count: passes are counted, not printed.  live (notes on a
+     * terminal): one status line, rewritten in place; shown: it is on the
+     * screen, dirty: it is behind.  Otherwise the run of passes since the
+     * last line: how many, their capture times, when it began (local). */
+    int count_passes, live, shown, dirty;
+    char last_pass[160];
+    uint64_t run, run_t0_ns, run_t1_ns, run_since_ns;
 } watch;
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: maa watch ENDPOINT [--topic T] [--count N] [--json] "
-            "[--timeout S]\n"
+            "[--timeout S] [--passes each|count]\n"
             "  Follow the verdicts a maad publishes on ENDPOINT "
             "(e.g. tcp://127.0.0.1:5555).\n"
             "  --topic T    subscribe to topics starting with T "
@@ -60,9 +76,64 @@ static void usage(FILE *f)
             "to stderr\n"
             "  --timeout S  give up after S seconds (exit 1 if --count was "
             "not reached)\n"
+            "  --passes M   each (default): a line per verdict; count: rejects,\n"
+            "               uninspected verdicts and notes as usual, passes only\n"
+            "               counted: on a terminal in one status line rewritten in\n"
+            "               place, otherwise as a note \"# N passes, captured T0 to\n"
+            "               T1\" before the next line and at least every 10 s\n"
             "  Notes (#) report seq gaps, daemon restarts and heartbeats "
             "missing > 2 s;\n"
             "  SIGINT/SIGTERM print a summary and exit.\n");
+}
+
+static void format_time(uint64_t t_ns, char *buf, size_t len);
+
+/* The run of passes since the last line, as a line of its own. */
+static void end_run(watch *w)
+{
+    if (!w->run)
+        return;
+    char t0[32], t1[32];
+    format_time(w->run_t0_ns, t0, sizeof t0);
+    format_time(w->run_t1_ns, t1, sizeof t1);
+    fprintf(w->notes, "# %llu pass%s, captured %s to %s\n", (unsigned long long)w->run,
+            w->run == 1 ? "" : "es", t0, t1);
+    w->run = 0;
+}
+
+/* The status line of --passes count on a terminal. */
+static void draw_status(watch *w)
+{
+    if (!w->pass)
+        return;
+    fprintf(w->notes, "\r# %llu pass%s; last: %s\033[K", (unsigned long long)w->pass,
+            w->pass == 1 ? "" : "es", w->last_pass);
+    fflush(w->notes);
+    w->shown = 1;
+    w->dirty = 0;
+}
+
+/* Before any other line: the status line goes, or the run of passes is
+ * reported first, so that lines keep the order of what they report. */
+static void before_line(watch *w)
+{
+    if (w->live && w->shown) {
+        fputs("\r\033[K", w->notes);
+        w->shown = 0;
+        w->dirty = 1;
+    }
+    end_run(w);
+}
+
+/* A note ("# ...") on the notes stream. */
+static void note(watch *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(watch *w, const char *fmt, ...)
+{
+    before_line(w);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(w->notes, fmt, ap);
+    va_end(ap);
 }
 
 static camera_state *camera(watch *w, const char *name)
@@ -87,12 +158,12 @@ static void check_seq(watch *w, camera_state *c, long long seq, int verdict)
         long long lost = seq - c->next_seq;
         w->gaps++;
         w->missing += (uint64_t)lost;
-        fprintf(w->notes, "# %s: seq gap: %lld verdict%s lost (seq %lld..%lld)\n",
-                c->name, lost, lost == 1 ? "" : "s", c->next_seq, seq - 1);
+        note(w, "# %s: seq gap: %lld verdict%s lost (seq %lld..%lld)\n",
+             c->name, lost, lost == 1 ? "" : "s", c->next_seq, seq - 1);
     } else if (seq < c->next_seq) {
         w->restarts++;
-        fprintf(w->notes, "# %s: seq went back from %lld to %lld: maad "
-                "restarted\n", c->name, c->next_seq - 1, seq);
+        note(w, "# %s: seq went back from %lld to %lld: maad "
+             "restarted\n", c->name, c->next_seq - 1, seq);
     }
     c->next_seq = verdict ? seq + 1 : seq;
 }
@@ -112,7 +183,7 @@ static void on_verdict(watch *w, json_t *o, const char *raw, size_t rawlen)
     const char *verdict = json_string_value(json_object_get(o, "verdict"));
     json_t *seqj = json_object_get(o, "seq");
     if (!cam || !verdict || !json_is_integer(seqj)) {
-        fprintf(w->notes, "# malformed verdict: %.*s\n", (int)rawlen, raw);
+        note(w, "# malformed verdict: %.*s\n", (int)rawlen, raw);
         return;
     }
     long long seq = json_integer_value(seqj);
@@ -120,28 +191,45 @@ static void on_verdict(watch *w, json_t *o, const char *raw, size_t rawlen)
     if (c)
         check_seq(w, c, seq, 1);
     w->frames++;
-    if (strcmp(verdict, "pass") == 0)
+    const int pass = strcmp(verdict, "pass") == 0;
+    if (pass)
         w->pass++;
     else if (strcmp(verdict, "reject") == 0)
         w->reject++;
     else
         w->uninspected++;
 
-    if (w->json) {
-        printf("%.*s\n", (int)rawlen, raw);
-        fflush(stdout);
-        return;
-    }
     uint64_t tc = (uint64_t)json_integer_value(json_object_get(o, "t_capture_ns"));
-    uint64_t tp = (uint64_t)json_integer_value(json_object_get(o, "t_publish_ns"));
     json_t *fid = json_object_get(o, "frame_id");
-    json_t *score = json_object_get(o, "score");
-    char when[32], frame[32], sc[64];
+    char when[32], frame[32];
     format_time(tc, when, sizeof when);
     if (json_is_integer(fid))
         snprintf(frame, sizeof frame, "%lld", (long long)json_integer_value(fid));
     else
         snprintf(frame, sizeof frame, "?");
+    if (pass && w->count_passes) {
+        if (w->live) {
+            snprintf(w->last_pass, sizeof w->last_pass, "%s seq %lld frame %s at %s", cam, seq,
+                     frame, when);
+            w->dirty = 1;
+        } else {
+            if (!w->run++) {
+                w->run_t0_ns = tc;
+                w->run_since_ns = maad_now_ns();
+            }
+            w->run_t1_ns = tc;
+        }
+        return;
+    }
+    before_line(w);
+    if (w->json) {
+        printf("%.*s\n", (int)rawlen, raw);
+        fflush(stdout);
+        return;
+    }
+    uint64_t tp = (uint64_t)json_integer_value(json_object_get(o, "t_publish_ns"));
+    json_t *score = json_object_get(o, "score");
+    char sc[64];
     if (json_is_number(score))
         snprintf(sc, sizeof sc, "%.4g/%.4g", json_number_value(score),
                  json_number_value(json_object_get(o, "threshold")));
@@ -170,8 +258,8 @@ static void on_heartbeat(watch *w, json_t *o, uint64_t now)
         return;
     w->heartbeats++;
     if (c->hb_late)
-        fprintf(w->notes, "# %s: heartbeat back after %.1f s\n", c->name,
-                (double)(now - c->last_hb_ns) / 1e9);
+        note(w, "# %s: heartbeat back after %.1f s\n", c->name,
+             (double)(now - c->last_hb_ns) / 1e9);
     c->hb_late = 0;
     c->last_hb_ns = now;
     /* Verdicts go out before the heartbeat on the same connection, so every
@@ -196,21 +284,32 @@ static void check_heartbeats(watch *w, uint64_t now, uint64_t start)
         if (c->last_hb_ns && !c->hb_late && now - c->last_hb_ns > HEARTBEAT_LATE_NS) {
             c->hb_late = 1;
             w->hb_outages++;
-            fprintf(w->notes, "# %s: no heartbeat for %.1f s: is maad "
-                    "running?\n", c->name, (double)(now - c->last_hb_ns) / 1e9);
+            note(w, "# %s: no heartbeat for %.1f s: is maad "
+                 "running?\n", c->name, (double)(now - c->last_hb_ns) / 1e9);
         }
     }
     if (!w->heartbeats && !w->warned_none && now - start > HEARTBEAT_LATE_NS) {
         w->warned_none = 1;
         w->hb_outages++;
-        fprintf(w->notes, "# no heartbeat in %.1f s: check the endpoint and "
-                "--topic\n", (double)(now - start) / 1e9);
+        note(w, "# no heartbeat in %.1f s: check the endpoint and "
+             "--topic\n", (double)(now - start) / 1e9);
     }
+    if (w->run && now - w->run_since_ns >= PASS_RUN_NS)
+        end_run(w);
+    if (w->live && w->dirty)
+        draw_status(w);
     fflush(w->notes);
 }
 
 static void summary(watch *w)
 {
+    /* The last count stays on the screen above the summary. */
+    if (w->live && w->pass) {
+        draw_status(w);
+        fputc('\n', w->notes);
+        w->shown = 0;
+    }
+    end_run(w);
     fprintf(w->notes,
             "# summary: %llu frames: %llu pass, %llu reject, %llu uninspected; "
             "%llu seq gaps (%llu verdicts lost); %llu restarts; %llu heartbeat "
@@ -262,6 +361,7 @@ int maa_cmd_watch(int argc, char **argv)
         {"count", required_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 'T'},
+        {"passes", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -272,7 +372,7 @@ int maa_cmd_watch(int argc, char **argv)
     char *end;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "t:n:jT:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:n:jT:p:h", opts, NULL)) != -1) {
         switch (c) {
         case 't':
             topic = optarg;
@@ -295,6 +395,13 @@ int maa_cmd_watch(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'p':
+            if (strcmp(optarg, "each") && strcmp(optarg, "count")) {
+                fprintf(stderr, "maa watch: --passes %s: want each or count\n", optarg);
+                return 2;
+            }
+            w.count_passes = strcmp(optarg, "count") == 0;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -304,6 +411,7 @@ int maa_cmd_watch(int argc, char **argv)
         }
     }
     w.topic = topic;
+    w.live = w.count_passes && isatty(fileno(w.notes));
     if (optind != argc - 1) {
         usage(stderr);
         return 2;
@@ -334,8 +442,8 @@ int maa_cmd_watch(int argc, char **argv)
         uint64_t now = maad_now_ns();
         if (deadline && now >= deadline) {
             if (count && (long long)w.frames < count) {
-                fprintf(w.notes, "# timeout after %.1f s: %llu of %lld "
-                        "verdicts\n", timeout, (unsigned long long)w.frames, count);
+                note(&w, "# timeout after %.1f s: %llu of %lld "
+                     "verdicts\n", timeout, (unsigned long long)w.frames, count);
                 rc = 1;
             }
             break;
@@ -358,7 +466,7 @@ int maa_cmd_watch(int argc, char **argv)
             json_t *o = js ? json_loadb(js, jl, 0, &je) : NULL;
             size_t tl = strlen(tp);
             if (!o)
-                fprintf(w.notes, "# %s: message without valid JSON\n", tp);
+                note(&w, "# %s: message without valid JSON\n", tp);
             else if (tl > 10 && strcmp(tp + tl - 10, ".heartbeat") == 0)
                 on_heartbeat(&w, o, maad_now_ns());
             else

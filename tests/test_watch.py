@@ -1,12 +1,16 @@
 """test_watch.py — `maa watch` against a stand-in publisher speaking the
 protocol of docs/protocol.md: JSON lines, --count, seq gaps, daemon restarts,
-missing heartbeats, the summary on SIGTERM, --timeout.
+missing heartbeats, the summary on SIGTERM, --timeout, and --passes count
+(passes counted, not listed: in a pipe as a line per run, on a terminal in
+a status line rewritten in place).
 
 Runs in a private network namespace (unshare -n, lo up); re-executes itself
 there unless MAAD_TEST_NETNS is set.  MAA names the binary (default
 build/maa)."""
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -209,6 +213,109 @@ def test_gaps_restart_heartbeat():
         "summary: %r" % notes[-1:])
 
 
+# The stream the --passes tests send, then the lines a person should see.
+PASS_RUN = ["pass"] * 5 + ["reject"] + ["pass"] * 3 + ["uninspected", "pass"]
+TIME = r"\d\d:\d\d:\d\d\.\d\d\d"
+SUMMARY = "# summary: 11 frames: 9 pass, 1 reject, 1 uninspected; 0 seq gaps"
+
+
+def send_pass_run(d):
+    check(d.wait_subscriber(), "watcher subscribed")
+    d.heartbeat()
+    for v in PASS_RUN:
+        d.verdict(v)
+
+
+def test_passes_count():
+    """Not on a terminal: each run of passes is one note, in its place
+    between the verdicts that are printed."""
+    d = Daemon()
+    w = watch("--passes", "count", "--count", "11", "--timeout", "10")
+    try:
+        send_pass_run(d)
+        out, err = w.communicate(timeout=15)
+    finally:
+        d.close()
+    check(w.returncode == 0, "exit %s: %s" % (w.returncode, err))
+    lines = out.splitlines()
+    want = [r"# 5 passes, captured %s to %s$" % (TIME, TIME),
+            r"%s cam0 seq 5 frame 1005 reject .*\(score above threshold\)$" % TIME,
+            r"# 3 passes, captured %s to %s$" % (TIME, TIME),
+            r"%s cam0 seq 9 frame 1009 uninspected .*\(ring overflow\)$" % TIME,
+            r"# 1 pass, captured %s to %s$" % (TIME, TIME),
+            re.escape(SUMMARY)]
+    check(len(lines) == len(want) and all(re.match(p, l) for p, l in zip(want, lines)),
+          "lines:\n    %s" % "\n    ".join(lines))
+
+
+def screen(raw):
+    """What a terminal shows after raw: \\r returns to the line's start,
+    ESC [ K clears to its end, text overwrites."""
+    rows, row, col = [], [], 0
+    i = 0
+    while i < len(raw):
+        if raw.startswith("\x1b[K", i):
+            del row[col:]
+            i += 3
+            continue
+        ch = raw[i]
+        if ch == "\r":
+            col = 0
+        elif ch == "\n":
+            rows.append("".join(row))
+            row, col = [], 0
+        else:
+            row[col:col + 1] = [ch]
+            col += 1
+        i += 1
+    if row:
+        rows.append("".join(row))
+    return rows
+
+
+def test_passes_count_terminal():
+    """On a terminal: one status line, rewritten in place, counts the
+    passes; the reject and the uninspected verdict stay on the screen
+    above it."""
+    master, slave = pty.openpty()
+    d = Daemon()
+    w = subprocess.Popen([MAA, "watch", EP, "--passes", "count", "--count", "11",
+                          "--timeout", "10"], stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    chunks = []
+
+    def read():
+        while True:
+            try:
+                b = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other end closed
+                return
+            if not b:
+                return
+            chunks.append(b)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        send_pass_run(d)
+        w.wait(timeout=15)
+        reader.join(10)
+    finally:
+        if w.poll() is None:
+            w.kill()
+        d.close()
+        os.close(master)
+    check(w.returncode == 0, "exit %s: %s" % (w.returncode, w.stderr.read()))
+    raw = b"".join(chunks).decode()
+    rows = screen(raw)
+    want = [r"%s cam0 seq 5 frame 1005 reject " % TIME,
+            r"%s cam0 seq 9 frame 1009 uninspected " % TIME,
+            r"# 9 passes; last: cam0 seq 10 frame 1010 at %s$" % TIME,
+            re.escape(SUMMARY)]
+    check(len(rows) == len(want) and all(re.match(p, r) for p, r in zip(want, rows)),
+          "screen:\n    %s\nraw: %r" % ("\n    ".join(rows), raw))
+    check("\r# " in raw and "\x1b[K" in raw, "no status line rewritten in place: %r" % raw)
+
+
 def test_timeout_and_usage():
     w = subprocess.run([MAA, "watch", EP, "--count", "3", "--timeout", "0.5"],
                        capture_output=True, text=True, timeout=10)
@@ -220,6 +327,12 @@ def test_timeout_and_usage():
     w = subprocess.run([MAA, "watch", EP, "--count", "x"],
                        capture_output=True, text=True, timeout=10)
     check(w.returncode == 2 and "--count x" in w.stderr, w.stderr)
+    w = subprocess.run([MAA, "watch", EP, "--passes", "some"],
+                       capture_output=True, text=True, timeout=10)
+    check(w.returncode == 2 and "--passes some: want each or count" in w.stderr, w.stderr)
+    w = subprocess.run([MAA, "watch", "--help"], capture_output=True, text=True,
+                       timeout=10)
+    check("--passes" in w.stdout, "--passes not in --help: %s" % w.stdout)
 
 
 def main():
@@ -232,7 +345,7 @@ def main():
                                   'ip link set lo up && exec "$0" "$@"',
                                   sys.executable, os.path.abspath(__file__)])
         print("  SKIP: unshare -n is not permitted here")
-        skipped = 3
+        skipped = 5
     # A program missing is a broken build, not a test to skip.
     elif not os.access(MAA, os.X_OK):
         print("FAIL build: %s is not built: run make" % MAA)
@@ -245,6 +358,8 @@ def main():
     else:
         run(test_json_count)
         run(test_gaps_restart_heartbeat)
+        run(test_passes_count)
+        run(test_passes_count_terminal)
         run(test_timeout_and_usage)
     if skipped:
         print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
