@@ -122,7 +122,7 @@ EOC
 e2e_subscribe tcp://127.0.0.1:5555 verdicts.jsonl
 e2e_maad maad.yaml maad.log || die "maad did not start: $(tail -n 3 maad.log)"
 t0=$(date +%s.%N)
-timeout "$secs" "$MAA" watch tcp://127.0.0.1:5555
+timeout "$secs" "$MAA" watch tcp://127.0.0.1:5555 --passes count
 e2e_stop "$E2E_MAAD"
 t1=$(date +%s.%N)
 e2e_stop "$E2E_CAM" 10
