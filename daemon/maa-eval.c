@@ -419,7 +419,7 @@ int maa_cmd_eval(int argc, char **argv)
     printf("\n  score (FMD): image AUROC %.4f   mask: pixel AUROC %.4f   AUPRO(0.3) %.4f\n", auroc,
            pixel_auroc, aupro);
     printf("  image AUROC by distance (paper Table III): L1 %.4f   Markov+L1 %.4f   FMD %.4f\n"
-           "    (L1: mean |x - G(x)|; Markov+L1: mean |f(x) - f(G(x))|; the verdict uses FMD)\n",
+           "    (L1: mean |x - G(x)|; Markov+L1: mean |f(x) - f(G(x))|; the score is FMD)\n",
            auroc_l1, auroc_markov_l1, auroc);
     printf("\n  the score alone (the paper's Table II):\n");
     printf("  %-12s %5s %7s | %-31s | %-31s\n", "", "", "", "at T (gamma as calibrated)",

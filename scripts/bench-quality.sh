@@ -66,7 +66,8 @@ rows = [("rule either: image AUROC >= 0.98", e["image_auroc"], e["image_auroc"] 
         ("no collapse warning", sys.argv[2], sys.argv[2] == "no")]
 for what, v, ok in rows:
     print(f"  {'met   ' if ok else 'MISSED'} {what}: {v if isinstance(v, str) else round(v, 4)}")
+ratio = f"{e['recall'] / s['recall']:.2f}" if s["recall"] else "n/a (score rejects none)"
 print(f"  the paper's rule (score alone) beside it: AUROC {s['image_auroc']:.4f}, "
       f"recall {s['recall']:.4f}, good rejected {100 * s['false_reject_rate']:.1f}%; "
-      f"recall ratio either/score {e['recall'] / s['recall'] if s['recall'] else float('inf'):.2f}")
+      f"recall ratio either/score {ratio}")
 PYEOF
