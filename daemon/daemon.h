@@ -158,6 +158,9 @@ typedef struct {
 typedef struct maad_pub maad_pub;
 
 const char *maad_outcome_name(maad_outcome v);
+/* MAA_EVIDENCE_* bits as a verdict's "evidence" list (a new jansson array),
+ * for the publisher and the maa tools alike. */
+struct json_t *maad_evidence_json(int evidence);
 int maad_mask_format_parse(const char *name, maad_mask_format *out);
 const char *maad_mask_format_name(maad_mask_format f);
 

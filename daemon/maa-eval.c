@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "daemon/daemon.h"
 #include "daemon/maa.h"
 
 static const char usage[] =
@@ -55,10 +56,7 @@ static double rank_value(const sample *s, const maa_calibration *cal, maa_rule r
 
 static int rejects(const sample *s, maa_rule rule)
 {
-    int counts = rule == MAA_RULE_SCORE  ? MAA_EVIDENCE_SCORE
-                 : rule == MAA_RULE_MASK ? MAA_EVIDENCE_MASK
-                                         : MAA_EVIDENCE_SCORE | MAA_EVIDENCE_MASK;
-    return (s->evidence & counts) != 0;
+    return (s->evidence & maa_rule_evidence(rule)) != 0;
 }
 
 /* Mean |a - b| over n values, in double. */
@@ -473,11 +471,7 @@ int maa_cmd_eval(int argc, char **argv)
 
     json_t *jimgs = json_array();
     for (int i = 0; i < ns; i++) {
-        json_t *ev = json_array();
-        if (ss[i].evidence & MAA_EVIDENCE_SCORE)
-            json_array_append_new(ev, json_string("score"));
-        if (ss[i].evidence & MAA_EVIDENCE_MASK)
-            json_array_append_new(ev, json_string("mask"));
+        json_t *ev = maad_evidence_json(ss[i].evidence);
         json_array_append_new(jimgs, json_pack("{s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:o,s:s}", "image",
                                                ss[i].path, "type", ss[i].type, "defective",
                                                ss[i].defective, "score", ss[i].score, "l1",

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "daemon/daemon.h"
 #include "daemon/maa.h"
 
 static const char infer_usage[] =
@@ -31,12 +32,7 @@ static void print_result(const char *image, const maa_result *r, const maa_calib
         json_object_set_new(o, "verdict", json_string(r->verdict == MAA_REJECT ? "reject" : "pass"));
         json_object_set_new(o, "rule", json_string(maa_rule_name(cal->rule)));
         json_object_set_new(o, "reason", json_string(maa_reason(r, cal->rule)));
-        json_t *ev = json_array();
-        if (r->evidence & MAA_EVIDENCE_SCORE)
-            json_array_append_new(ev, json_string("score"));
-        if (r->evidence & MAA_EVIDENCE_MASK)
-            json_array_append_new(ev, json_string("mask"));
-        json_object_set_new(o, "evidence", ev);
+        json_object_set_new(o, "evidence", maad_evidence_json(r->evidence));
         json_object_set_new(o, "threshold", json_real(cal->threshold));
         json_object_set_new(o, "mask_threshold", json_real(cal->pixel_threshold));
         json_t *regions = json_array();

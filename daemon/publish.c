@@ -231,6 +231,16 @@ static int mask_png(maad_pub *p, const uint8_t *mask, int s, const void **bytes,
     return MAA_OK;
 }
 
+json_t *maad_evidence_json(int evidence)
+{
+    json_t *a = json_array();
+    if (evidence & MAA_EVIDENCE_SCORE)
+        json_array_append_new(a, json_string("score"));
+    if (evidence & MAA_EVIDENCE_MASK)
+        json_array_append_new(a, json_string("mask"));
+    return a;
+}
+
 static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t errlen)
 {
     if ((unsigned)v->verdict > MAAD_UNINSPECTED || v->nregions < 0 ||
@@ -280,11 +290,7 @@ static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t 
     int mw = mf == MAAD_MASK_NONE ? 0 : s;
 
     int judged = v->verdict != MAAD_UNINSPECTED;
-    json_t *evidence = json_array();
-    if (judged && (v->evidence & MAA_EVIDENCE_SCORE))
-        json_array_append_new(evidence, json_string("score"));
-    if (judged && (v->evidence & MAA_EVIDENCE_MASK))
-        json_array_append_new(evidence, json_string("mask"));
+    json_t *evidence = maad_evidence_json(judged ? v->evidence : 0);
     json_t *o = json_pack(
         "{s:i,s:s,s:I,s:o,s:I,s:I,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:{s:s,s:i,s:i}}",
         "v", PROTOCOL_VERSION, "camera", p->camera, "seq", (json_int_t)seq,

@@ -148,6 +148,13 @@ int maa_rule_parse(const char *name, maa_rule *out)
     return MAA_ERR;
 }
 
+int maa_rule_evidence(maa_rule rule)
+{
+    return rule == MAA_RULE_SCORE  ? MAA_EVIDENCE_SCORE
+           : rule == MAA_RULE_MASK ? MAA_EVIDENCE_MASK
+                                   : MAA_EVIDENCE_SCORE | MAA_EVIDENCE_MASK;
+}
+
 const char *maa_rule_name(maa_rule rule)
 {
     return (unsigned)rule < 3 ? rule_names[rule] : "?";

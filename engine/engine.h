@@ -150,6 +150,8 @@ double maa_region_score(const float *m, int s, int min_area, int *scratch);
  * above T_pix), or either of them (the default). */
 typedef enum { MAA_RULE_EITHER = 0, MAA_RULE_SCORE, MAA_RULE_MASK } maa_rule;
 
+/* The MAA_EVIDENCE_* bits that reject a part under rule. */
+int maa_rule_evidence(maa_rule rule);
 /* "either", "score", "mask" <-> rule. */
 int maa_rule_parse(const char *name, maa_rule *out);
 const char *maa_rule_name(maa_rule rule);

@@ -96,10 +96,7 @@ static void decide(const maa_calibration *cal, maa_result *r)
     }
     r->evidence = (r->score > cal->threshold ? MAA_EVIDENCE_SCORE : 0) |
                   (r->regions_total > 0 ? MAA_EVIDENCE_MASK : 0);
-    int counts = cal->rule == MAA_RULE_SCORE  ? MAA_EVIDENCE_SCORE
-                 : cal->rule == MAA_RULE_MASK ? MAA_EVIDENCE_MASK
-                                              : MAA_EVIDENCE_SCORE | MAA_EVIDENCE_MASK;
-    r->verdict = r->evidence & counts ? MAA_REJECT : MAA_PASS;
+    r->verdict = r->evidence & maa_rule_evidence(cal->rule) ? MAA_REJECT : MAA_PASS;
 }
 
 const char *maa_reason(const maa_result *r, maa_rule rule)
