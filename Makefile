@@ -10,7 +10,7 @@ CUDA_ARCHS ?= sm_90
 PYTHON     ?= /usr/bin/python3
 B          := build
 
-PKGS   := aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke
+PKGS   := aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke libmodbus
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fopenmp \
                    -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
@@ -38,14 +38,17 @@ CONFIG_SRC := $(wildcard config/*.c)
 MAAD_MAIN  := daemon/maad.c
 MAA_SRC    := $(wildcard daemon/maa.c daemon/maa-*.c)
 DAEMON_SRC := $(filter-out $(MAAD_MAIN) $(MAA_SRC),$(wildcard daemon/*.c))
+# plc/: maa-plc.c is the PLC bridge's main, the rest its library.
+PLC_MAIN   := plc/maa-plc.c
+PLC_SRC    := $(filter-out $(PLC_MAIN),$(wildcard plc/*.c))
 TEST_SRC   := $(wildcard tests/test_*.c)
 # Test helpers are programs the Python and shell tests drive.
 HELPER_SRC := $(wildcard tests/helper_*.c)
 
 obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(filter %.cu,$(1)))
 
-LIBS := $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
-PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad)
+LIBS := $(B)/libplc.a $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
+PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad) $(if $(wildcard $(PLC_MAIN)),$(B)/maa-plc)
 TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC) $(HELPER_SRC)) \
          $(B)/tests/test_ring_tsan
 
@@ -82,6 +85,7 @@ $(B)/libengine.a: $(call obj,$(ENGINE_SRC) $(ENGINE_CU))
 $(B)/libcamera.a: $(call obj,$(CAMERA_SRC))
 $(B)/libconfig.a: $(call obj,$(CONFIG_SRC))
 $(B)/libmaad.a:   $(call obj,$(DAEMON_SRC))
+$(B)/libplc.a:    $(call obj,$(PLC_SRC))
 $(B)/%.a:
 	@mkdir -p $(@D)
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -92,6 +96,8 @@ LINK = $(if $(V),,@echo "  LINK  $@";) $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $
 $(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
 	$(LINK)
 $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
+	$(LINK)
+$(B)/maa-plc: $(call obj,$(PLC_MAIN)) $(LIBS)
 	$(LINK)
 $(B)/tests/%: $(B)/tests/%.o $(LIBS)
 	$(LINK)

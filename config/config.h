@@ -154,4 +154,57 @@ void maad_config_write_doc(FILE *f);
 /* The key table as Markdown (the one in docs/config.md). */
 void maad_config_write_table(FILE *f);
 
+/* ---- maa-plc, the PLC bridge (docs/plc.md) ------------------------------
+ * A second file format read by the same loader: sections line, plc and log
+ * as above, and `cameras`, a sequence of mappings (one per maad instance,
+ * 1..MAA_PLC_MAX_CAMERAS of them, in the order the register map's camera
+ * bits follow). */
+
+#define MAA_PLC_MAX_CAMERAS 16 /* one bit each in a 16-bit register */
+
+typedef struct {
+    char name[MAAD_NAME_SIZE];       /* the maad's camera.name: topic maad.<name> */
+    char endpoint[MAAD_STR_SIZE];    /* ZeroMQ endpoint to connect, e.g. tcp://host:5555 */
+    int offset;                      /* stations downstream of the first camera (0..) */
+} maa_plc_camera_config;
+
+typedef struct {
+    char name[MAAD_NAME_SIZE];       /* names the line in logs */
+    int deadline_ms;                 /* a verdict later than capture + this is missing */
+    double sync_tolerance_ms;        /* capture times of one trigger differ by at most this */
+    int heartbeat_timeout_ms;        /* no message from a maad for this long: it is down */
+} maa_plc_line_config;
+
+typedef struct {
+    char address[MAAD_STR_SIZE];     /* the PLC's host name or IPv4 address */
+    int port;
+    int unit_id;
+    int mailbox_register;            /* first of the 10 holding registers */
+    int healthy_coil;
+    int reject_coil;
+    int response_timeout_ms;         /* one Modbus request */
+    int ack_timeout_ms;              /* PLC silent this long: warn (results keep queueing) */
+    int health_period_ms;            /* health word increment period */
+    int reconnect_min_ms, reconnect_max_ms;
+    int queue;                       /* results held while the PLC does not take them */
+    int late_ms;                     /* 0 = never late; else older than this is late */
+    int pulse_delay_ms;              /* 0 = no reject pulse */
+    int pulse_width_ms;
+    bool dry_run;                    /* log decisions, never connect */
+} maa_plc_bus_config;
+
+typedef struct maa_plc_config {
+    maa_plc_line_config line;
+    maa_plc_bus_config plc;
+    maa_plc_camera_config cameras[MAA_PLC_MAX_CAMERAS];
+    int ncameras;
+    maad_log_config log;
+} maa_plc_config;
+
+void maa_plc_config_defaults(maa_plc_config *c);
+int maa_plc_config_load(const char *path, maa_plc_config *c, char *err, size_t errlen);
+void maa_plc_config_dump(const maa_plc_config *c, FILE *f);
+void maa_plc_config_write_doc(FILE *f);
+void maa_plc_config_write_table(FILE *f);
+
 #endif

@@ -6,7 +6,9 @@ pkgs=(build-essential pkg-config libaravis-dev aravis-tools libusb-1.0-0-dev
       libsystemd-dev libyaml-dev libzmq3-dev libdnnl-dev liblapacke-dev
       libopenblas-dev libjansson-dev libspng-dev python3-torch python3-numpy
       python3-scipy python3-sklearn python3-matplotlib python3-zmq iproute2
-      util-linux)
+      util-linux libmodbus-dev python3-pymodbus
+      # pymodbus 3.0 imports these two whether or not a serial port is used.
+      python3-serial python3-serial-asyncio)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
