@@ -204,7 +204,7 @@ uint64_t maad_notify_watchdog_usec(void);
  * and with journald's socket present, records go to the journal with
  * structured fields (MESSAGE, PRIORITY, MAAD_CAMERA, and for verdicts
  * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_SCORE, MAAD_THRESHOLD);
- * otherwise to stderr as "<time> maad[pid]: <level>: message", the time in
+ * otherwise to stderr as "<time> <program>[pid]: <level>: message", the time in
  * ISO 8601 UTC with milliseconds ("2026-11-28T10:15:30.123Z").  Levels are
  * syslog priorities.  A logger is read-only after init: threads may share
  * one. */
@@ -221,6 +221,7 @@ typedef struct {
     maad_log_level level;   /* records above (less severe than) it are dropped */
     int journal;            /* 1: sd_journal_send, 0: stderr */
     char camera[64];        /* MAAD_CAMERA field; "" for none */
+    const char *program;    /* names the stderr lines; "maad" unless changed after init */
 } maad_logger;
 
 /* "debug", "info", "notice", "warning" (also "err"). */
@@ -232,6 +233,9 @@ void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void maad_vlog(const maad_logger *lg, maad_log_level l, const char *fmt,
                va_list ap);
+/* A record with extra journal fields, each "NAME=value" (at most 8). */
+void maad_log_fields(const maad_logger *lg, maad_log_level l, const char *const *fields,
+                     int nfields, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* One verdict: pass at debug, reject at notice, uninspected at warning, with
  * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_REASON, MAAD_THRESHOLD fields,
  * and when judged MAAD_SCORE, MAAD_MASK_PEAK and MAAD_PIXEL_THRESHOLD.  A

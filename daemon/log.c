@@ -76,13 +76,14 @@ void maad_log_init(maad_logger *lg, const char *camera, maad_log_level level)
     lg->journal = (stderr_is_journal() || getenv("INVOCATION_ID") != NULL) &&
                   access("/run/systemd/journal/socket", W_OK) == 0;
     snprintf(lg->camera, sizeof lg->camera, "%s", camera ? camera : "");
+    lg->program = "maad";
 }
 
 /* fields: "NAME=value" strings already formatted, nfields of them. */
 #define MAX_FIELDS 8
 
 static void emit(const maad_logger *lg, maad_log_level l, const char *msg,
-                 char fields[][MAAD_REASON_SIZE + 32], int nfields)
+                 const char *const *fields, int nfields)
 {
     if (lg->journal) {
         char prio[16], cam[96];
@@ -99,8 +100,9 @@ static void emit(const maad_logger *lg, maad_log_level l, const char *msg,
                 snprintf(cam, sizeof cam, "MAAD_CAMERA=%s", lg->camera);
                 iov[n++] = (struct iovec){cam, strlen(cam)};
             }
+            /* iov_base is not const; journald only reads it. */
             for (int i = 0; i < nfields && i < MAX_FIELDS; i++)
-                iov[n++] = (struct iovec){fields[i], strlen(fields[i])};
+                iov[n++] = (struct iovec){(void *)fields[i], strlen(fields[i])};
             int rc = sd_journal_sendv(iov, n);
             free(m);
             if (rc >= 0)
@@ -115,7 +117,7 @@ static void emit(const maad_logger *lg, maad_log_level l, const char *msg,
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ maad[%d]: %s: %s\n", when, ts.tv_nsec / 1000000,
+    fprintf(stderr, "%s.%03ldZ %s[%d]: %s: %s\n", when, ts.tv_nsec / 1000000, lg->program,
             (int)getpid(), maad_log_level_name(l), msg);
 }
 
@@ -135,6 +137,19 @@ void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)
     va_start(ap, fmt);
     maad_vlog(lg, l, fmt, ap);
     va_end(ap);
+}
+
+void maad_log_fields(const maad_logger *lg, maad_log_level l, const char *const *fields,
+                     int nfields, const char *fmt, ...)
+{
+    if (l > lg->level)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    emit(lg, l, msg, fields, nfields);
 }
 
 void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v)
@@ -178,5 +193,8 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v
                  (unsigned long long)seq, frame,
                  maad_outcome_name(v->verdict), reason ? ": " : "",
                  reason ? reason : "");
-    emit(lg, l, msg, f, n);
+    const char *fp[MAX_FIELDS];
+    for (int i = 0; i < n; i++)
+        fp[i] = f[i];
+    emit(lg, l, msg, fp, n);
 }

@@ -60,6 +60,9 @@ typedef struct {
     bool reject;
     uint16_t reasons;        /* PLC_REASON_* */
     uint16_t cameras;        /* bit k: the k-th camera of the configuration did not pass */
+    /* The same cameras by what each said: rejected, uninspected, missing
+     * (down is a subset of missing). */
+    uint16_t rejected, uninspected, missing, down;
     uint64_t t_capture_ns;   /* the part's capture at the first station; 0 unknown */
     uint64_t t_in_mono_ns;   /* when the input that completed the decision arrived */
 } plc_result;
@@ -71,6 +74,7 @@ typedef struct {
     uint64_t verdicts, heartbeats;
     uint64_t missing;        /* (part, camera) pairs decided missing */
     uint64_t unmatched;      /* verdicts that could not be placed on the line */
+    uint64_t too_late;       /* verdicts for a part already decided */
     uint64_t resyncs;        /* camera (re)synchronisations */
 } plc_tracker_stats;
 
@@ -82,6 +86,10 @@ void plc_tracker_message(plc_tracker *t, int cam, const plc_msg *m, uint64_t now
                          uint64_t now_mono_ns);
 /* Deadlines and heartbeats; call at least every few milliseconds. */
 void plc_tracker_tick(plc_tracker *t, uint64_t now_real_ns, uint64_t now_mono_ns);
+/* At shutdown: every part the bridge has seen at some station is decided
+ * now, the verdicts still to come counted missing.  Call, then take the
+ * results with plc_tracker_next, until it returns false. */
+bool plc_tracker_flush(plc_tracker *t, uint64_t now_real_ns, uint64_t now_mono_ns);
 /* The next decided part, in part order; false when none is ready. */
 bool plc_tracker_next(plc_tracker *t, plc_result *out);
 /* Bit k set: camera k is down (no message for heartbeat_timeout_ms, not
