@@ -153,14 +153,15 @@ static const cfg_key log_keys[] = {
     CFG_END,
 };
 
+#define SECTION(s, rows) {.name = #s, .keys = rows, .off = offsetof(maad_config, s)}
 static const cfg_section sections[] = {
-    {"camera", camera_keys, offsetof(maad_config, camera)},
-    {"replay", replay_keys, offsetof(maad_config, replay)},
-    {"model", model_keys, offsetof(maad_config, model)},
-    {"engine", engine_keys, offsetof(maad_config, engine)},
-    {"mask", mask_keys, offsetof(maad_config, mask)},
-    {"publish", publish_keys, offsetof(maad_config, publish)},
-    {"log", log_keys, offsetof(maad_config, log)},
+    SECTION(camera, camera_keys),
+    SECTION(replay, replay_keys),
+    SECTION(model, model_keys),
+    SECTION(engine, engine_keys),
+    SECTION(mask, mask_keys),
+    SECTION(publish, publish_keys),
+    SECTION(log, log_keys),
 };
 
 static int check_rules(cfg_loader *L, const void *config)
@@ -171,8 +172,8 @@ static int check_rules(cfg_loader *L, const void *config)
         return MAA_ERR;
     if (cam->source == MAAD_SOURCE_REPLAY && !c->replay.dir[0])
         return cfg_fail(L,
-                        cfg_seen(L, "replay", "dir") ? cfg_mark(L, "replay", "dir")
-                                                     : cfg_mark(L, "camera", "source"),
+                        cfg_seen(L, "replay", 0, "dir") ? cfg_mark(L, "replay", 0, "dir")
+                                                        : cfg_mark(L, "camera", 0, "source"),
                         "replay.dir is required when camera.source is replay");
     /* Frames come a period apart (the camera's free run, or maad's software
      * triggers): a shorter timeout would call every frame a lost camera.  A
@@ -187,7 +188,7 @@ static int check_rules(cfg_loader *L, const void *config)
         size_t len = strlen(period);
         if (len > 2 && strcmp(period + len - 2, ".0") == 0)
             period[len - 2] = '\0';
-        return cfg_fail(L, cfg_mark(L, "camera", "timeout_ms"),
+        return cfg_fail(L, cfg_mark(L, "camera", 0, "timeout_ms"),
                         "camera.timeout_ms (%d) is shorter than the frame period of "
                         "camera.frame_rate (%s frames/s: %s ms); make it longer, or 0 to derive "
                         "it from the frame rate", cam->timeout_ms, rate, period);

@@ -46,14 +46,35 @@ static size_t key_index(const cfg_section *sec, const char *name)
 
 /* ---- values -------------------------------------------------------------- */
 
-/* The struct of a section in the config. */
-static void *section_base(const cfg_section *sec, void *c) { return (char *)c + sec->off; }
-static const void *csection_base(const cfg_section *sec, const void *c)
+/* The struct of entry e of a section in the config (e is 0 in a mapping). */
+static void *entry_base(const cfg_section *sec, void *c, size_t e)
 {
-    return (const char *)c + sec->off;
+    return (char *)c + sec->off + e * sec->stride;
+}
+static const void *centry_base(const cfg_section *sec, const void *c, size_t e)
+{
+    return (const char *)c + sec->off + e * sec->stride;
+}
+
+/* Entries a config holds: a mapping section is one. */
+static size_t nentries(const cfg_section *sec, const void *c)
+{
+    return sec->max ? (size_t)*(const int *)((const char *)c + sec->count_off) : 1;
+}
+
+/* The name of entry e in messages and the dump: "camera", "cameras[2]". */
+static void entry_name(const cfg_section *sec, size_t e, char *buf, size_t n)
+{
+    if (sec->max)
+        snprintf(buf, n, "%s[%zu]", sec->name, e);
+    else
+        snprintf(buf, n, "%s", sec->name);
 }
 static void *field(const cfg_key *k, void *base) { return (char *)base + k->off; }
-static const void *cfield(const cfg_key *k, const void *base) { return (const char *)base + k->off; }
+static const void *cfield(const cfg_key *k, const void *base)
+{
+    return (const char *)base + k->off;
+}
 
 void cfg_fmt_double(char *buf, size_t n, double v)
 {
@@ -121,6 +142,8 @@ static int parse_value(const cfg_key *k, const char *s, size_t len, bool plain, 
             return bad(why, whylen, "contains a NUL byte");
         if (len > k->size - 1)
             return bad(why, whylen, "too long (%zu bytes, at most %zu)", len, k->size - 1);
+        if ((k->flags & F_NONEMPTY) && len == 0)
+            return bad(why, whylen, "expected 1 to %zu bytes, got an empty string", k->size - 1);
         if (k->flags & F_IDENT) {
             bool ok = len > 0;
             for (size_t i = 0; i < len && ok; i++)
@@ -203,7 +226,8 @@ void cfg_defaults(const cfg_schema *S, void *c)
      * with equal values compare equal byte for byte. */
     memset(c, 0, S->size);
     for (size_t s = 0; s < S->nsections; s++)
-        section_defaults(&S->sections[s], section_base(&S->sections[s], c));
+        if (!S->sections[s].max)
+            section_defaults(&S->sections[s], entry_base(&S->sections[s], c, 0));
 }
 
 const char *cfg_enum_name(const cfg_schema *S, const char *name, int value)
@@ -240,18 +264,32 @@ struct cfg_loader {
     char *err;
     size_t errlen;
     yaml_document_t *doc;
-    /* One per section, then one per key, section after section. */
+    /* Section after section: the section's place, then for each entry it
+     * may hold (one in a mapping), the entry's and its keys'. */
     place *places;
 };
 
-static place *section_at(const cfg_loader *L, size_t s) { return &L->places[s]; }
-
-static place *key_at(const cfg_loader *L, size_t s, size_t i)
+static size_t block_size(const cfg_section *sec)
 {
-    size_t n = L->S->nsections;
+    return 1 + (sec->max ? sec->max : 1) * (1 + count_keys(sec));
+}
+
+static place *section_at(const cfg_loader *L, size_t s)
+{
+    size_t n = 0;
     for (size_t t = 0; t < s; t++)
-        n += count_keys(&L->S->sections[t]);
-    return &L->places[n + i];
+        n += block_size(&L->S->sections[t]);
+    return &L->places[n];
+}
+
+static place *entry_at(const cfg_loader *L, size_t s, size_t e)
+{
+    return section_at(L, s) + 1 + e * (1 + count_keys(&L->S->sections[s]));
+}
+
+static place *key_at(const cfg_loader *L, size_t s, size_t e, size_t i)
+{
+    return entry_at(L, s, e) + 1 + i;
 }
 
 int cfg_fail(cfg_loader *L, yaml_mark_t m, const char *fmt, ...)
@@ -306,20 +344,37 @@ static void suggest(const char *name, const char *const *cands, size_t n, char *
         snprintf(buf, len, " (did you mean '%s'?)", cands[at]);
 }
 
-/* " (did you mean 'section.key'?)" for an unknown full key name. */
-static void suggest_key(const cfg_schema *S, const char *full, char *buf, size_t len)
+/* Whether the keys of section t are candidates for an unknown key in
+ * section s: in a mapping section the keys of every mapping section (a key
+ * written in the wrong section is found too), in an entry the entry's. */
+static bool candidate(const cfg_schema *S, size_t s, size_t t)
+{
+    return S->sections[s].max ? t == s : !S->sections[t].max;
+}
+
+/* " (did you mean 'x'?)" for an unknown key of entry e of section s, full
+ * its name as "camera.widht" or "cameras[1].nmae". */
+static void suggest_key(const cfg_schema *S, size_t s, size_t e, const char *full, char *buf,
+                        size_t len)
 {
     size_t n = 0;
-    for (size_t s = 0; s < S->nsections; s++)
-        n += count_keys(&S->sections[s]);
+    for (size_t t = 0; t < S->nsections; t++)
+        if (candidate(S, s, t))
+            n += count_keys(&S->sections[t]);
     char cand[n][64];
     const char *cands[n];
     n = 0;
-    for (size_t s = 0; s < S->nsections; s++)
-        for (const cfg_key *k = S->sections[s].keys; k->name; k++, n++) {
-            snprintf(cand[n], sizeof cand[n], "%s.%s", S->sections[s].name, k->name);
+    for (size_t t = 0; t < S->nsections; t++) {
+        const cfg_section *sec = &S->sections[t];
+        if (!candidate(S, s, t))
+            continue;
+        char name[48];
+        entry_name(sec, e, name, sizeof name);
+        for (const cfg_key *k = sec->keys; k->name; k++, n++) {
+            snprintf(cand[n], sizeof cand[n], "%s.%s", name, k->name);
             cands[n] = cand[n];
         }
+    }
     suggest(full, cands, n, buf, len);
 }
 
@@ -340,54 +395,83 @@ static bool is_null(const yaml_node_t *n)
             !strcmp(s, "NULL"));
 }
 
-static int set_key(cfg_loader *L, const cfg_section *sec, const cfg_key *k, yaml_node_t *v,
-                   void *base)
+/* name: the entry's name (entry_name). */
+static int set_key(cfg_loader *L, const char *name, const cfg_key *k, yaml_node_t *v, void *base)
 {
     if (v->type != YAML_SCALAR_NODE)
-        return cfg_fail(L, v->start_mark, "%s.%s: expected %s, got %s", sec->name, k->name,
+        return cfg_fail(L, v->start_mark, "%s.%s: expected %s, got %s", name, k->name,
                         type_noun(k), describe(v));
     char why[256];
     if (parse_value(k, (const char *)v->data.scalar.value, v->data.scalar.length,
                     v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, is_null(v), base, why,
                     sizeof why) != MAA_OK)
-        return cfg_fail(L, v->start_mark, "%s.%s: %s", sec->name, k->name, why);
+        return cfg_fail(L, v->start_mark, "%s.%s: %s", name, k->name, why);
     if (k->flags & F_OPTIONAL)
         *(bool *)((char *)base + k->set_off) = true;
     return MAA_OK;
 }
 
-static int load_section(cfg_loader *L, size_t s, yaml_node_t *map, void *c)
+/* The keys of entry e of section s (e 0: a mapping section), from map. */
+static int load_keys(cfg_loader *L, size_t s, size_t e, yaml_node_t *map, void *c)
 {
     const cfg_section *sec = &L->S->sections[s];
-    if (is_null(map))
-        return MAA_OK; /* "section:" with every key commented out */
+    char entry[48];
+    entry_name(sec, e, entry, sizeof entry);
+    /* A mapping section is "section camera", an entry "cameras[1]". */
+    const char *what = sec->max ? "" : "section ";
     if (map->type != YAML_MAPPING_NODE)
-        return cfg_fail(L, map->start_mark, "section %s: expected a mapping of keys, got %s",
-                        sec->name, describe(map));
+        return cfg_fail(L, map->start_mark, "%s%s: expected a mapping of keys, got %s", what,
+                        entry, describe(map));
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
         yaml_node_t *kn = yaml_document_get_node(L->doc, p->key);
         yaml_node_t *vn = yaml_document_get_node(L->doc, p->value);
         if (kn->type != YAML_SCALAR_NODE)
-            return cfg_fail(L, kn->start_mark, "section %s: expected a key name, got %s",
-                            sec->name, describe(kn));
+            return cfg_fail(L, kn->start_mark, "%s%s: expected a key name, got %s", what, entry,
+                            describe(kn));
         const char *name = (const char *)kn->data.scalar.value;
         size_t i = key_index(sec, name);
         if (!sec->keys[i].name) {
             char full[160], hint[160], v[48];
-            snprintf(full, sizeof full, "%s.%s", sec->name, name);
-            suggest_key(L->S, full, hint, sizeof hint);
+            snprintf(full, sizeof full, "%s.%s", entry, name);
+            suggest_key(L->S, s, e, full, hint, sizeof hint);
             shown(name, strlen(name), v, sizeof v);
-            return cfg_fail(L, kn->start_mark, "unknown key '%s.%s'%s", sec->name, v, hint);
+            return cfg_fail(L, kn->start_mark, "unknown key '%s.%s'%s", entry, v, hint);
         }
-        place *at = key_at(L, s, i);
+        place *at = key_at(L, s, e, i);
         if (at->seen)
-            return cfg_fail(L, kn->start_mark, "duplicate key %s.%s (first at %zu:%zu)",
-                            sec->name, name, at->at.line + 1, at->at.column + 1);
+            return cfg_fail(L, kn->start_mark, "duplicate key %s.%s (first at %zu:%zu)", entry,
+                            name, at->at.line + 1, at->at.column + 1);
         *at = (place){true, kn->start_mark};
-        if (set_key(L, sec, &sec->keys[i], vn, section_base(sec, c)) != MAA_OK)
+        if (set_key(L, entry, &sec->keys[i], vn, entry_base(sec, c, e)) != MAA_OK)
             return MAA_ERR;
     }
+    return MAA_OK;
+}
+
+static int load_section(cfg_loader *L, size_t s, yaml_node_t *node, void *c)
+{
+    const cfg_section *sec = &L->S->sections[s];
+    if (is_null(node))
+        return MAA_OK; /* "section:" with every key commented out */
+    if (!sec->max)
+        return load_keys(L, s, 0, node, c);
+    if (node->type != YAML_SEQUENCE_NODE)
+        return cfg_fail(L, node->start_mark, "section %s: expected a sequence of mappings, got %s",
+                        sec->name, describe(node));
+    yaml_node_item_t *items = node->data.sequence.items.start;
+    size_t n = (size_t)(node->data.sequence.items.top - items);
+    for (size_t e = 0; e < n; e++) {
+        yaml_node_t *en = yaml_document_get_node(L->doc, items[e]);
+        if (e == sec->max)
+            return cfg_fail(L, en->start_mark, "section %s: expected %zu to %zu entries, got %zu",
+                            sec->name, sec->min, sec->max, n);
+        *entry_at(L, s, e) = (place){true, en->start_mark};
+        section_defaults(sec, entry_base(sec, c, e));
+        if (load_keys(L, s, e, en, c) != MAA_OK)
+            return MAA_ERR;
+    }
+    *(int *)((char *)c + sec->count_off) = (int)n;
     return MAA_OK;
 }
 
@@ -402,26 +486,40 @@ static size_t rule_key(const cfg_schema *S, const char *section, const char *key
     return i;
 }
 
-bool cfg_seen(const cfg_loader *L, const char *section, const char *key)
+bool cfg_seen(const cfg_loader *L, const char *section, size_t entry, const char *key)
 {
     size_t s, i = rule_key(L->S, section, key, &s);
-    return key_at(L, s, i)->seen;
+    return key_at(L, s, entry, i)->seen;
 }
 
-/* Where the key i of section s is reported: the key, else its section,
- * else the top of the file. */
-static yaml_mark_t where(const cfg_loader *L, size_t s, size_t i)
+static yaml_mark_t section_mark(const cfg_loader *L, size_t s)
 {
     yaml_mark_t top = {0, 0, 0};
-    if (key_at(L, s, i)->seen)
-        return key_at(L, s, i)->at;
     return section_at(L, s)->seen ? section_at(L, s)->at : top;
 }
 
-yaml_mark_t cfg_mark(const cfg_loader *L, const char *section, const char *key)
+/* Where key i of entry e of section s is reported: the key, else the entry,
+ * else the section, else the top of the file. */
+static yaml_mark_t where(const cfg_loader *L, size_t s, size_t e, size_t i)
+{
+    if (key_at(L, s, e, i)->seen)
+        return key_at(L, s, e, i)->at;
+    if (entry_at(L, s, e)->seen)
+        return entry_at(L, s, e)->at;
+    return section_mark(L, s);
+}
+
+yaml_mark_t cfg_mark(const cfg_loader *L, const char *section, size_t entry, const char *key)
 {
     size_t s, i = rule_key(L->S, section, key, &s);
-    return where(L, s, i);
+    return where(L, s, entry, i);
+}
+
+yaml_mark_t cfg_section_mark(const cfg_loader *L, const char *section)
+{
+    size_t s = section_index(L->S, section);
+    assert(s < L->S->nsections && "a rule names a section missing from the schema");
+    return section_mark(L, s);
 }
 
 int cfg_check_order(cfg_loader *L, const void *c, const char *section, const char *lo,
@@ -429,22 +527,32 @@ int cfg_check_order(cfg_loader *L, const void *c, const char *section, const cha
 {
     size_t s, ilo = rule_key(L->S, section, lo, &s), ihi = rule_key(L->S, section, hi, &s);
     const cfg_section *sec = &L->S->sections[s];
-    int vlo = *(const int *)cfield(&sec->keys[ilo], csection_base(sec, c));
-    int vhi = *(const int *)cfield(&sec->keys[ihi], csection_base(sec, c));
+    int vlo = *(const int *)cfield(&sec->keys[ilo], centry_base(sec, c, 0));
+    int vhi = *(const int *)cfield(&sec->keys[ihi], centry_base(sec, c, 0));
     if (vlo <= vhi)
         return MAA_OK;
-    return cfg_fail(L, where(L, s, key_at(L, s, ilo)->seen ? ilo : ihi),
+    return cfg_fail(L, where(L, s, 0, key_at(L, s, 0, ilo)->seen ? ilo : ihi),
                     "%s.%s (%d) is greater than %s.%s (%d)", section, lo, vlo, section, hi, vhi);
 }
 
-static int check_required(cfg_loader *L)
+/* Every required key of every entry, and the entries a sequence needs. */
+static int check_required(cfg_loader *L, const void *c)
 {
     for (size_t s = 0; s < L->S->nsections; s++) {
         const cfg_section *sec = &L->S->sections[s];
-        for (size_t i = 0; sec->keys[i].name; i++)
-            if ((sec->keys[i].flags & F_REQUIRED) && !key_at(L, s, i)->seen)
-                return cfg_fail(L, where(L, s, i),
-                                "missing required key %s.%s", sec->name, sec->keys[i].name);
+        size_t n = nentries(sec, c);
+        if (n < sec->min)
+            return cfg_fail(L, section_mark(L, s),
+                            "section %s: expected %zu to %zu entries, got %zu", sec->name,
+                            sec->min, sec->max, n);
+        for (size_t e = 0; e < n; e++)
+            for (size_t i = 0; sec->keys[i].name; i++)
+                if ((sec->keys[i].flags & F_REQUIRED) && !key_at(L, s, e, i)->seen) {
+                    char entry[48];
+                    entry_name(sec, e, entry, sizeof entry);
+                    return cfg_fail(L, where(L, s, e, i), "missing required key %s.%s", entry,
+                                    sec->keys[i].name);
+                }
     }
     return MAA_OK;
 }
@@ -474,36 +582,50 @@ static int file_dir(const char *path, char *dir, size_t n)
     return MAA_OK;
 }
 
+/* Value i of entry e of section s, a path, made absolute against the
+ * directory of the file at path (found once, into dir). */
+static int resolve_path(cfg_loader *L, const char *path, size_t s, size_t e, size_t i, void *c,
+                        char *dir, bool *have_dir)
+{
+    const cfg_section *sec = &L->S->sections[s];
+    const cfg_key *k = &sec->keys[i];
+    char *v = field(k, entry_base(sec, c, e)), out[MAAD_PATH_SIZE];
+    if (!v[0] || v[0] == '/')
+        return MAA_OK;
+    errno = 0;
+    if (!*have_dir && file_dir(path, dir, MAAD_PATH_SIZE) != MAA_OK) {
+        if (L->err && L->errlen)
+            snprintf(L->err, L->errlen, "%s: cannot find its directory: %s", path,
+                     strerror(errno ? errno : ENAMETOOLONG));
+        return MAA_ERR;
+    }
+    *have_dir = true;
+    const char *rel = v;
+    while (rel[0] == '.' && rel[1] == '/')
+        rel += 2;
+    size_t dl = strlen(dir);
+    int n = snprintf(out, sizeof out, "%s%s%s", dir, dir[dl - 1] == '/' ? "" : "/", rel);
+    if (n < 0 || (size_t)n >= k->size) {
+        char entry[48];
+        entry_name(sec, e, entry, sizeof entry);
+        return cfg_fail(L, where(L, s, e, i), "%s.%s: longer than %zu bytes once made absolute",
+                        entry, k->name, k->size - 1);
+    }
+    memcpy(v, out, (size_t)n + 1);
+    return MAA_OK;
+}
+
 static int resolve_paths(cfg_loader *L, const char *path, void *c)
 {
-    char dir[MAAD_PATH_SIZE], out[MAAD_PATH_SIZE];
+    char dir[MAAD_PATH_SIZE];
     bool have_dir = false;
     for (size_t s = 0; s < L->S->nsections; s++) {
         const cfg_section *sec = &L->S->sections[s];
-        for (size_t i = 0; sec->keys[i].name; i++) {
-            const cfg_key *k = &sec->keys[i];
-            char *v = field(k, section_base(sec, c));
-            if (!(k->flags & F_PATH) || !v[0] || v[0] == '/')
-                continue;
-            errno = 0;
-            if (!have_dir && file_dir(path, dir, sizeof dir) != MAA_OK) {
-                if (L->err && L->errlen)
-                    snprintf(L->err, L->errlen, "%s: cannot find its directory: %s", path,
-                             strerror(errno ? errno : ENAMETOOLONG));
-                return MAA_ERR;
-            }
-            have_dir = true;
-            const char *rel = v;
-            while (rel[0] == '.' && rel[1] == '/')
-                rel += 2;
-            size_t dl = strlen(dir);
-            int n = snprintf(out, sizeof out, "%s%s%s", dir, dir[dl - 1] == '/' ? "" : "/", rel);
-            if (n < 0 || (size_t)n >= k->size)
-                return cfg_fail(L, where(L, s, i),
-                                "%s.%s: longer than %zu bytes once made absolute", sec->name,
-                                k->name, k->size - 1);
-            memcpy(v, out, (size_t)n + 1);
-        }
+        for (size_t e = 0; e < nentries(sec, c); e++)
+            for (size_t i = 0; sec->keys[i].name; i++)
+                if ((sec->keys[i].flags & F_PATH) &&
+                    resolve_path(L, path, s, e, i, c, dir, &have_dir) != MAA_OK)
+                    return MAA_ERR;
     }
     return MAA_OK;
 }
@@ -538,7 +660,7 @@ static int load_document(cfg_loader *L, yaml_node_t *root, void *c)
         if (load_section(L, s, vn, c) != MAA_OK)
             return MAA_ERR;
     }
-    if (check_required(L) != MAA_OK)
+    if (check_required(L, c) != MAA_OK)
         return MAA_ERR;
     return L->S->check(L, c);
 }
@@ -594,12 +716,12 @@ static int read_file(const char *path, char **text, size_t *len, char *err, size
     return MAA_OK;
 }
 
-/* The places of every section and key, all unseen; NULL when out of memory. */
+/* The places of every section, entry and key, all unseen; NULL when out of memory. */
 static place *new_places(const cfg_schema *S)
 {
-    size_t n = S->nsections;
+    size_t n = 0;
     for (size_t s = 0; s < S->nsections; s++)
-        n += count_keys(&S->sections[s]);
+        n += block_size(&S->sections[s]);
     return calloc(n, sizeof(place));
 }
 
@@ -709,10 +831,14 @@ void cfg_dump(const cfg_schema *S, const void *c, FILE *f)
 {
     for (size_t s = 0; s < S->nsections; s++) {
         const cfg_section *sec = &S->sections[s];
-        for (const cfg_key *k = sec->keys; k->name; k++) {
-            fprintf(f, "%s.%s = ", sec->name, k->name);
-            put_value(f, k, csection_base(sec, c));
-            fputc('\n', f);
+        for (size_t e = 0; e < nentries(sec, c); e++) {
+            char entry[48];
+            entry_name(sec, e, entry, sizeof entry);
+            for (const cfg_key *k = sec->keys; k->name; k++) {
+                fprintf(f, "%s.%s = ", entry, k->name);
+                put_value(f, k, centry_base(sec, c, e));
+                fputc('\n', f);
+            }
         }
     }
 }
@@ -738,6 +864,8 @@ static void type_text(const cfg_key *k, char *buf, size_t n)
             snprintf(buf, n, "string, 1 to %zu of A-Z a-z 0-9 _ -", k->size - 1);
         else if (k->flags & F_PATH)
             snprintf(buf, n, "path, relative to this file's directory");
+        else if (k->flags & F_NONEMPTY)
+            snprintf(buf, n, "string, 1 to %zu bytes", k->size - 1);
         else
             snprintf(buf, n, "string, at most %zu bytes", k->size - 1);
         break;
@@ -753,32 +881,86 @@ static void put_literal(FILE *f, const cfg_key *k, const char *text)
         fputs(text, f);
 }
 
+/* A sequence section's type in words, e.g. "sequence of 1 to 16 mappings". */
+static void sequence_text(const cfg_section *sec, char *buf, size_t n)
+{
+    snprintf(buf, n, "sequence of %zu to %zu mappings", sec->min, sec->max);
+}
+
+/* A key's doc and type comment lines, the first at the caller's position,
+ * the rest at indent; ends at indent on the line of the key itself. */
+static void put_key_doc(FILE *f, const cfg_key *k, const char *indent)
+{
+    char type[192];
+    type_text(k, type, sizeof type);
+    fprintf(f, "# %s\n%s# %s; ", k->doc, indent, type);
+    if (k->flags & F_REQUIRED) {
+        fputs("required", f);
+    } else if (k->flags & F_OPTIONAL) {
+        fputs("optional", f);
+    } else {
+        fputs("default ", f);
+        put_literal(f, k, k->def);
+    }
+    fprintf(f, "\n%s", indent);
+}
+
+/* Every key at its default, or its example when it has none; an optional
+ * key commented out. */
+static void put_mapping_doc(FILE *f, const cfg_section *sec)
+{
+    fprintf(f, "\n%s:\n", sec->name);
+    for (const cfg_key *k = sec->keys; k->name; k++) {
+        if (k != sec->keys)
+            fputc('\n', f);
+        fputs("  ", f);
+        put_key_doc(f, k, "  ");
+        fprintf(f, "%s%s: ", k->flags & F_OPTIONAL ? "# " : "", k->name);
+        put_literal(f, k, k->flags & (F_REQUIRED | F_OPTIONAL) ? k->example : k->def);
+        fputc('\n', f);
+    }
+}
+
+/* The section's example entries, the first with the doc of every key:
+ *
+ *   cameras:
+ *     - # doc of name
+ *       # its type; required
+ *       name: "groove"
+ *       ...
+ *     - name: "cylinder"
+ */
+static void put_sequence_doc(FILE *f, const cfg_section *sec)
+{
+    char type[64];
+    sequence_text(sec, type, sizeof type);
+    /* min >= 1 (schema.h): a sequence section is required. */
+    fprintf(f, "\n# %s\n# %s; required\n%s:\n", sec->doc, type, sec->name);
+    for (size_t e = 0; e < sec->nexamples; e++) {
+        const void *ex = (const char *)sec->examples + e * sec->stride;
+        if (e)
+            fputc('\n', f);
+        for (const cfg_key *k = sec->keys; k->name; k++) {
+            if (e == 0 && k != sec->keys)
+                fputc('\n', f);
+            fputs(k == sec->keys ? "  - " : "    ", f);
+            if (e == 0)
+                put_key_doc(f, k, "    ");
+            fprintf(f, "%s: ", k->name);
+            put_value(f, k, ex);
+            fputc('\n', f);
+        }
+    }
+}
+
 void cfg_write_doc(const cfg_schema *S, FILE *f)
 {
     fputs(S->doc_header, f);
     for (size_t s = 0; s < S->nsections; s++) {
-        const cfg_section *sec = &S->sections[s];
-        fprintf(f, "\n%s:\n", sec->name);
-        for (const cfg_key *k = sec->keys; k->name; k++) {
-            char type[192];
-            if (k != sec->keys)
-                fputc('\n', f);
-            type_text(k, type, sizeof type);
-            fprintf(f, "  # %s\n  # %s; ", k->doc, type);
-            if (k->flags & F_REQUIRED) {
-                fprintf(f, "required\n  %s: ", k->name);
-                put_literal(f, k, k->example);
-            } else if (k->flags & F_OPTIONAL) {
-                fprintf(f, "optional\n  # %s: ", k->name);
-                put_literal(f, k, k->example);
-            } else {
-                fputs("default ", f);
-                put_literal(f, k, k->def);
-                fprintf(f, "\n  %s: ", k->name);
-                put_literal(f, k, k->def);
-            }
-            fputc('\n', f);
-        }
+        if (S->sections[s].max)
+            put_sequence_doc(f, &S->sections[s]);
+        else
+            put_mapping_doc(f, &S->sections[s]);
     }
 }
 
@@ -797,17 +979,38 @@ static void put_cell(FILE *f, const char *s)
     }
 }
 
+/* "| `name` | type | ", a row up to its default cell. */
+static void put_row_start(FILE *f, const char *name, const char *type)
+{
+    fprintf(f, "| `%s` | ", name);
+    put_cell(f, type);
+    fputs(" | ", f);
+}
+
+static void put_row_end(FILE *f, const char *doc)
+{
+    fputs(" | ", f);
+    put_cell(f, doc);
+    fputs(" |\n", f);
+}
+
 void cfg_write_table(const cfg_schema *S, FILE *f)
 {
     fputs("| key | type | default | description |\n|---|---|---|---|\n", f);
     for (size_t s = 0; s < S->nsections; s++) {
         const cfg_section *sec = &S->sections[s];
+        char type[192], name[128];
+        if (sec->max) {
+            sequence_text(sec, type, sizeof type);
+            put_row_start(f, sec->name, type);
+            fputs("required", f);
+            put_row_end(f, sec->doc);
+        }
         for (const cfg_key *k = sec->keys; k->name; k++) {
-            char type[192];
+            /* An entry's key is "cameras[].name". */
+            snprintf(name, sizeof name, "%s%s.%s", sec->name, sec->max ? "[]" : "", k->name);
             type_text(k, type, sizeof type);
-            fprintf(f, "| `%s.%s` | ", sec->name, k->name);
-            put_cell(f, type);
-            fputs(" | ", f);
+            put_row_start(f, name, type);
             if (k->flags & F_REQUIRED)
                 fputs("required", f);
             else if (k->flags & F_OPTIONAL)
@@ -816,9 +1019,7 @@ void cfg_write_table(const cfg_schema *S, FILE *f)
                 fprintf(f, "`\"%s\"`", k->def);
             else
                 fprintf(f, "`%s`", k->def);
-            fputs(" | ", f);
-            put_cell(f, k->doc);
-            fputs(" |\n", f);
+            put_row_end(f, k->doc);
         }
     }
 }

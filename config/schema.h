@@ -27,12 +27,13 @@ enum {
     F_PATH = 4,     /* a relative value is resolved against the file's dir */
     F_POW2 = 8,     /* integer must be a power of two */
     F_IDENT = 16,   /* string of 1+ characters from [A-Za-z0-9_-] */
+    F_NONEMPTY = 32 /* string of 1+ bytes */
 };
 
 typedef struct {
     const char *name;          /* NULL ends a section's rows */
     key_type type;
-    size_t off;                /* field in the section's struct */
+    size_t off;                /* field in the section's (or entry's) struct */
     size_t size;               /* T_STRING: buffer size, NUL included */
     double min, max;           /* T_INT, T_DOUBLE: inclusive bounds */
     const char *const *values; /* T_ENUM: allowed names, NULL-terminated */
@@ -59,12 +60,21 @@ typedef struct {
      .def = d, .example = ex, .flags = fl, .doc = doc_}
 #define CFG_END {.name = NULL}
 
-/* A section: a mapping of keys, the struct at off in the config.  An absent
- * or empty section takes the defaults. */
+/* A mapping section (max 0) is one struct at off in the config.  A sequence
+ * section (max > 0) is an array there: its entries are mappings of the same
+ * rows, stride bytes apart, min..max of them (min >= 1: the section is
+ * required), their number in the int at count_off.  An absent or empty
+ * mapping section takes the defaults; an entry starts at the defaults. */
 typedef struct {
     const char *name;
     const cfg_key *keys;
     size_t off;
+    size_t min, max, stride, count_off;
+    /* Sequence only: the entries the example file shows (nexamples structs,
+     * stride apart), and a one-line doc of the section. */
+    const void *examples;
+    size_t nexamples;
+    const char *doc;
 } cfg_section;
 
 /* The state of one load, handed to a format's check function. */
@@ -87,23 +97,25 @@ int cfg_load(const cfg_schema *S, const char *path, void *c, char *err, size_t e
 void cfg_dump(const cfg_schema *S, const void *c, FILE *f);
 void cfg_write_doc(const cfg_schema *S, FILE *f);
 void cfg_write_table(const cfg_schema *S, FILE *f);
-/* name is "section.key". */
+/* name is "section.key" of a mapping section. */
 const char *cfg_enum_name(const cfg_schema *S, const char *name, int value);
 
 /* ---- for check functions --------------------------------------------------
- * Keys are named by section and key; a name missing from the schema is a
- * programming error (assert). */
+ * Keys are named by section, entry (0 in a mapping section) and key; a name
+ * missing from the schema is a programming error (assert). */
 
 /* Writes "FILE:LINE:COL: message"; returns MAA_ERR. */
 int cfg_fail(cfg_loader *L, yaml_mark_t m, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Whether the file sets the key. */
-bool cfg_seen(const cfg_loader *L, const char *section, const char *key);
-/* Where a rule that involves a key is reported: the key, else its section,
- * else the top of the file. */
-yaml_mark_t cfg_mark(const cfg_loader *L, const char *section, const char *key);
-/* The rule "section.lo <= section.hi" of two integer keys, reported at lo
- * when the file sets it, else at hi. */
+bool cfg_seen(const cfg_loader *L, const char *section, size_t entry, const char *key);
+/* Where a rule that involves a key is reported: the key, else its entry (in
+ * a sequence), else its section, else the top of the file. */
+yaml_mark_t cfg_mark(const cfg_loader *L, const char *section, size_t entry, const char *key);
+/* The section's name in the file, else the top of the file. */
+yaml_mark_t cfg_section_mark(const cfg_loader *L, const char *section);
+/* The rule "section.lo <= section.hi" of two integer keys of a mapping
+ * section, reported at lo when the file sets it, else at hi. */
 int cfg_check_order(cfg_loader *L, const void *c, const char *section, const char *lo,
                     const char *hi);
 /* Shortest text that reads back as the same double. */
