@@ -1,6 +1,6 @@
 /* config.c — maad's configuration file: its key table, its rules between
  * keys, and the maad_config_* functions over them (the loader itself is
- * schema.c's).
+ * schema.c's, shared with maa-plc: plc.c).
  *
  * Every key lives in one row of its section's table below; defaults, the
  * loader's checks, the example file, the Markdown table and the dump are all
@@ -147,7 +147,8 @@ static const cfg_key publish_keys[] = {
     CFG_END,
 };
 
-static const cfg_key log_keys[] = {
+/* Also maa-plc's log section (plc.c). */
+const cfg_key cfg_log_keys[] = {
     INT(log, summary_interval_s, 1, 3600, "10", 0, "Interval of the summary log line."),
     ENUM(log, level, level_names, "info", "Lowest level logged."),
     CFG_END,
@@ -161,7 +162,7 @@ static const cfg_section sections[] = {
     SECTION(engine, engine_keys),
     SECTION(mask, mask_keys),
     SECTION(publish, publish_keys),
-    SECTION(log, log_keys),
+    SECTION(log, cfg_log_keys),
 };
 
 static int check_rules(cfg_loader *L, const void *config)

@@ -201,10 +201,14 @@ typedef struct maa_plc_config {
     maad_log_config log;
 } maa_plc_config;
 
+/* As maad_config_* above.  Defaults: no cameras, plc.address empty.  The
+ * dump writes an entry's keys as "cameras[0].name = ...". */
 void maa_plc_config_defaults(maa_plc_config *c);
 int maa_plc_config_load(const char *path, maa_plc_config *c, char *err, size_t errlen);
 void maa_plc_config_dump(const maa_plc_config *c, FILE *f);
+/* config/maa-plc.example.yaml is exactly this output. */
 void maa_plc_config_write_doc(FILE *f);
+/* The key table as Markdown (the one in docs/plc.md). */
 void maa_plc_config_write_table(FILE *f);
 
 #endif

@@ -6,11 +6,12 @@
  * rows.  From the rows alone schema.c sets defaults, loads and checks a YAML
  * file with FILE:LINE:COL errors, dumps the effective values and writes the
  * documented example and the Markdown key table.  config.c describes maad's
- * file; what rows cannot say (rules between keys) a format checks in its
- * own check function, through cfg_mark and cfg_fail.
+ * file, plc.c maa-plc's; what rows cannot say (rules between keys) each
+ * format checks in its own check function, through cfg_mark and cfg_fail.
  *
  * A row's offsets are into its section's struct, not into the whole config,
- * so that one set of rows serves every config that embeds that struct. */
+ * so that one set of rows serves every config that embeds that struct: the
+ * log section of maad and of maa-plc is the same cfg_log_keys. */
 #ifndef MAAD_CONFIG_SCHEMA_H
 #define MAAD_CONFIG_SCHEMA_H
 
@@ -90,6 +91,9 @@ typedef struct {
      * key found: MAA_OK, or the error through cfg_fail. */
     int (*check)(cfg_loader *L, const void *c);
 } cfg_schema;
+
+/* The rows of the log section, maad's and maa-plc's (maad_log_config). */
+extern const cfg_key cfg_log_keys[];
 
 /* The functions behind maad_config_* and maa_plc_config_* (config.h). */
 void cfg_defaults(const cfg_schema *S, void *c);
