@@ -68,8 +68,18 @@ enum {
     OP_ACK,
     OP_HEALTH,
     OP_HEALTHY,
+    OP_REJECT,
     OP_COUNT
 };
+
+/* One reject pulse: the coil set from on to off (CLOCK_REALTIME).  Pulses
+ * that overlap are merged into one window covering several parts. */
+typedef struct {
+    uint64_t on, off;
+    uint32_t first, last;          /* the parts it is for */
+    uint32_t n;                    /* how many */
+    bool given;                    /* the coil was set for it */
+} pulse;
 
 typedef struct {
     char why[1024];   /* the reason last logged; "" none yet */
@@ -94,6 +104,9 @@ struct plc_bus {
     bool stopping;
     uint64_t drain_until;          /* mono */
     uint64_t written, late, reconnects;
+    pulse *pulses;                 /* pending windows by time; pcap of them */
+    size_t pcap, plen;
+    uint64_t pulses_given, pulses_late;
     bool connected;
     uint32_t *hist;                /* HIST_BUCKETS latency buckets */
     uint64_t hist_n, hist_over, lat_max_ns;
@@ -117,6 +130,8 @@ struct plc_bus {
     uint64_t next_health;
     int healthy_coil;              /* last value written; -1 unknown */
     uint64_t healthy_retry_at;
+    int reject_coil;               /* last value written; -1 unknown */
+    uint64_t pulse_retry_at;
     complaint complaints[OP_COUNT];
 };
 
@@ -300,8 +315,9 @@ static void try_connect(plc_bus *b, uint64_t now)
             b->ack_since = now;
             b->ack_warned = false;
         }
-        b->next_poll = b->mailbox_retry_at = b->next_health = now;
-        b->healthy_coil = -1;
+        b->next_poll = b->mailbox_retry_at = b->next_health = b->pulse_retry_at = now;
+        /* Whatever the coils read, they are written again. */
+        b->healthy_coil = b->reject_coil = -1;
         return;
     }
     char msg[1024];
@@ -481,6 +497,139 @@ static void write_healthy(plc_bus *b, bool want, uint64_t now)
     b->healthy_retry_at = now + (uint64_t)b->cfg.plc.reconnect_min_ms * MS;
 }
 
+/* ---- reject pulse --------------------------------------------------------- */
+
+static bool pulses_on(const plc_bus *b)
+{
+    return b->cfg.plc.pulse_delay_ms > 0 && !b->cfg.plc.dry_run;
+}
+
+static void log_pulse(plc_bus *b, const pulse *w, const char *why)
+{
+    if (w->n == 1)
+        maad_log(&b->log, MAAD_LOG_WARNING, "reject pulse for part %" PRIu32 " not given: %s",
+                 w->first, why);
+    else
+        maad_log(&b->log, MAAD_LOG_WARNING,
+                 "reject pulse for parts %" PRIu32 "..%" PRIu32 " (%" PRIu32 ") not given: %s",
+                 w->first, w->last, w->n, why);
+}
+
+/* Adds r's pulse to the windows, merged with those it overlaps.  Under mu.
+ * NULL when scheduled, else why not. */
+static const char *schedule_pulse(plc_bus *b, const plc_result *r, uint64_t real, char *why,
+                                  size_t n)
+{
+    if (!r->t_capture_ns)
+        return "its capture time is unknown";
+    pulse x = {.on = r->t_capture_ns + (uint64_t)b->cfg.plc.pulse_delay_ms * MS,
+               .first = r->part, .last = r->part, .n = 1};
+    x.off = x.on + (uint64_t)b->cfg.plc.pulse_width_ms * MS;
+    if (real >= x.on) {
+        snprintf(why, n, "due %" PRIu64 " ms before the result came (plc.pulse_delay_ms %d)",
+                 (real - x.on) / MS, b->cfg.plc.pulse_delay_ms);
+        return why;
+    }
+    /* Parts come in order, so the new window is nearly always the last;
+     * an open window starts before now, so nothing goes in front of it. */
+    size_t i = b->plen;
+    while (i > 0 && b->pulses[i - 1].on > x.on)
+        i--;
+    if (i > 0 && b->pulses[i - 1].off >= x.on) {
+        pulse *w = &b->pulses[--i];
+        w->off = x.off > w->off ? x.off : w->off;
+        w->first = x.first < w->first ? x.first : w->first;
+        w->last = x.last > w->last ? x.last : w->last;
+        w->n++;
+    } else {
+        if (b->plen == b->pcap) {
+            snprintf(why, n, "%zu pulses already pending (plc.queue)", b->pcap);
+            return why;
+        }
+        memmove(&b->pulses[i + 1], &b->pulses[i], (b->plen - i) * sizeof *b->pulses);
+        b->pulses[i] = x;
+        b->plen++;
+    }
+    /* The window may now reach the ones after it. */
+    pulse *w = &b->pulses[i];
+    while (i + 1 < b->plen && b->pulses[i + 1].on <= w->off) {
+        pulse *v = &b->pulses[i + 1];
+        w->off = v->off > w->off ? v->off : w->off;
+        w->first = v->first < w->first ? v->first : w->first;
+        w->last = v->last > w->last ? v->last : w->last;
+        w->n += v->n;
+        memmove(v, v + 1, (b->plen - i - 2) * sizeof *b->pulses);
+        b->plen--;
+    }
+    return NULL;
+}
+
+/* Removes the windows that ended by real, counting each given or late
+ * (coil never set: the PLC was away or refused). */
+static void finish_pulses(plc_bus *b, uint64_t real)
+{
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        bool done = b->plen > 0 && b->pulses[0].off <= real;
+        pulse w = done ? b->pulses[0] : (pulse){0};
+        if (done) {
+            memmove(&b->pulses[0], &b->pulses[1], (b->plen - 1) * sizeof *b->pulses);
+            b->plen--;
+            if (w.given)
+                b->pulses_given += w.n;
+            else
+                b->pulses_late += w.n;
+        }
+        pthread_mutex_unlock(&b->mu);
+        if (!done)
+            return;
+        if (!w.given) {
+            char why[MAAD_STR_SIZE + 64];
+            snprintf(why, sizeof why, "the %s was not reachable in time", b->plc);
+            log_pulse(b, &w, why);
+        }
+    }
+}
+
+/* Sets the reject coil while the first window is open, clears it once it
+ * ended.  Returns whether it sent a request. */
+static bool step_pulse(plc_bus *b, uint64_t now)
+{
+    if (now < b->pulse_retry_at)
+        return false;
+    uint64_t real = maad_now_ns();
+    /* A window that ended is dropped once the coil is known clear. */
+    if (b->reject_coil == 0)
+        finish_pulses(b, real);
+    pthread_mutex_lock(&b->mu);
+    bool any = b->plen > 0;
+    pulse w = any ? b->pulses[0] : (pulse){0};
+    pthread_mutex_unlock(&b->mu);
+    int want = any && real >= w.on && real < w.off;
+    if (b->reject_coil == want)
+        return false;
+    const int coil = b->cfg.plc.reject_coil;
+    if (modbus_write_bit(b->mb, coil, want) == 1) {
+        b->reject_coil = want;
+        if (want) {
+            pthread_mutex_lock(&b->mu);
+            b->pulses[0].given = true; /* the first window stays first while open */
+            pthread_mutex_unlock(&b->mu);
+        }
+        return true;
+    }
+    int e = errno;
+    char what[64];
+    snprintf(what, sizeof what, "%s the reject coil %d", want ? "setting" : "clearing", coil);
+    if (!is_exception(e)) {
+        lose(b, what, e);
+        return true;
+    }
+    refused(b, OP_REJECT, what, e);
+    b->pulse_retry_at = now + (uint64_t)b->cfg.plc.reconnect_min_ms * MS;
+    return true;
+}
+
 /* ---- dry run ------------------------------------------------------------- */
 
 static void dry_run_log(plc_bus *b, const plc_result *r)
@@ -506,13 +655,22 @@ static void dry_run_log(plc_bus *b, const plc_result *r)
 /* ---- the thread ---------------------------------------------------------- */
 
 /* When the loop must run again (mono); now or earlier: at once.  Under mu. */
-static uint64_t next_wake(const plc_bus *b, uint64_t now)
+static uint64_t next_wake(const plc_bus *b, uint64_t now, uint64_t real)
 {
     uint64_t wake = now + IDLE_WAKE_NS;
     if (b->stopping)
         wake = min_u64(wake, b->drain_until);
     if (b->cfg.plc.dry_run)
         return b->qlen ? now : wake;
+    if (b->plen) {
+        /* The first window's next edge, from the real-time clock to ours. */
+        const pulse *w = &b->pulses[0];
+        uint64_t edge = real < w->on ? w->on : w->off;
+        uint64_t at = edge > real ? now + (edge - real) : now;
+        if (b->up && b->pulse_retry_at > at)
+            at = b->pulse_retry_at;
+        wake = min_u64(wake, at);
+    }
     if (!b->up)
         return min_u64(wake, b->next_connect);
     wake = min_u64(wake, b->next_health);
@@ -538,12 +696,15 @@ static void step(plc_bus *b, uint64_t now)
         return;
     }
     if (!b->up) {
+        finish_pulses(b, maad_now_ns());
         if (now >= b->next_connect)
             try_connect(b, now);
         return;
     }
-    /* One request per turn, the most urgent first; the loop comes straight
-     * back while anything else is due. */
+    /* One request per turn, the most urgent first (the pulse has a time to
+     * keep); the loop comes straight back while anything else is due. */
+    if (pulses_on(b) && step_pulse(b, now))
+        return;
     pthread_mutex_lock(&b->mu);
     bool want = b->healthy;
     bool queued = b->qlen > 0;
@@ -564,13 +725,14 @@ static void *bus_main(void *arg)
     for (;;) {
         step(b, maad_mono_ns());
         uint64_t now = maad_mono_ns();
+        uint64_t real = maad_now_ns();
         pthread_mutex_lock(&b->mu);
-        bool idle = !b->qlen && !b->have_pending;
+        bool idle = !b->qlen && !b->have_pending && !b->plen;
         if (b->stopping && (idle || now >= b->drain_until)) {
             pthread_mutex_unlock(&b->mu);
             break;
         }
-        uint64_t wake = next_wake(b, now);
+        uint64_t wake = next_wake(b, now, real);
         if (wake > now) {
             struct timespec ts = {.tv_sec = (time_t)(wake / 1000000000u),
                                   .tv_nsec = (long)(wake % 1000000000u)};
@@ -578,6 +740,11 @@ static void *bus_main(void *arg)
         }
         pthread_mutex_unlock(&b->mu);
     }
+    /* Never leave the reject coil set behind us. */
+    if (b->up && pulses_on(b) && b->reject_coil != 0 &&
+        modbus_write_bit(b->mb, b->cfg.plc.reject_coil, 0) != 1)
+        maad_log(&b->log, MAAD_LOG_ERR, "%s: clearing the reject coil %d at stop: %s", b->plc,
+                 b->cfg.plc.reject_coil, modbus_strerror(errno));
     if (b->up)
         modbus_close(b->mb);
     return NULL;
@@ -593,6 +760,7 @@ static void bus_destroy(plc_bus *b)
     pthread_mutex_destroy(&b->mu);
     free(b->q);
     free(b->hist);
+    free(b->pulses);
     free(b);
 }
 
@@ -609,7 +777,7 @@ int plc_bus_start(const maa_plc_config *c, const maad_logger *lg, plc_bus **out,
     b->log = *lg;
     b->qcap = (size_t)(c->plc.queue > 0 ? c->plc.queue : 1);
     b->backoff_ms = (uint64_t)c->plc.reconnect_min_ms;
-    b->healthy_coil = -1;
+    b->healthy_coil = b->reject_coil = -1;
     snprintf(b->plc, sizeof b->plc, "PLC %s:%d", c->plc.address, c->plc.port);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -619,7 +787,9 @@ int plc_bus_start(const maa_plc_config *c, const maad_logger *lg, plc_bus **out,
     pthread_mutex_init(&b->mu, NULL);
     b->q = calloc(b->qcap, sizeof *b->q);
     b->hist = calloc(HIST_BUCKETS, sizeof *b->hist);
-    if (!b->q || !b->hist) {
+    b->pcap = pulses_on(b) ? b->qcap : 0;
+    b->pulses = pulses_on(b) ? calloc(b->pcap, sizeof *b->pulses) : NULL;
+    if (!b->q || !b->hist || (pulses_on(b) && !b->pulses)) {
         snprintf(err, errlen, "plc.queue %d: out of memory", c->plc.queue);
         bus_destroy(b);
         return MAA_ERR;
@@ -658,7 +828,14 @@ int plc_bus_start(const maa_plc_config *c, const maad_logger *lg, plc_bus **out,
 void plc_bus_push(plc_bus *b, const plc_result *r)
 {
     plc_result old;
+    char buf[128];
+    const char *no_pulse = NULL;
     pthread_mutex_lock(&b->mu);
+    if (r->reject && pulses_on(b)) {
+        no_pulse = schedule_pulse(b, r, maad_now_ns(), buf, sizeof buf);
+        if (no_pulse)
+            b->pulses_late++;
+    }
     bool full = b->qlen == b->qcap;
     if (full) {
         old = b->q[b->qhead];
@@ -671,6 +848,8 @@ void plc_bus_push(plc_bus *b, const plc_result *r)
     }
     pthread_cond_signal(&b->cv);
     pthread_mutex_unlock(&b->mu);
+    if (no_pulse)
+        log_pulse(b, &(pulse){.first = r->part, .last = r->part, .n = 1}, no_pulse);
     if (full)
         maad_log(&b->log, MAAD_LOG_WARNING,
                  "late: part %" PRIu32 " (%s): pushed out of the full queue (plc.queue %d)",
@@ -695,6 +874,8 @@ void plc_bus_get_stats(plc_bus *b, plc_bus_stats *s)
     s->late = b->late;
     s->queued = b->qlen + (b->inflight ? 1 : 0);
     s->reconnects = b->reconnects;
+    s->pulses = b->pulses_given;
+    s->pulses_late = b->pulses_late;
     s->connected = b->connected;
     s->latency_p50_ms = quantile_ms(b, 0.50);
     s->latency_p99_ms = quantile_ms(b, 0.99);
@@ -729,6 +910,11 @@ uint64_t plc_bus_stop(plc_bus *b, int drain_ms)
     pthread_mutex_lock(&b->mu);
     for (size_t i = 0; i < b->qlen; i++, n++)
         log_undelivered(b, &b->q[(b->qhead + i) % b->qcap], "still queued");
+    for (size_t i = 0; i < b->plen; i++) {
+        log_pulse(b, &b->pulses[i], "stopping");
+        b->pulses_late += b->pulses[i].n;
+    }
+    b->plen = 0;
     pthread_mutex_unlock(&b->mu);
     return n;
 }

@@ -754,6 +754,73 @@ static void test_ack_timeout(void)
     plc_free(f);
 }
 
+/* The reject coil's writes with repeats left out: 0,1,0 is one pulse. */
+static int coil_edges(fake_plc *f, int addr, uint8_t *out, int max)
+{
+    int n = 0;
+    LOCKED(f, for (int i = 0; i < f->ncoils; i++) {
+        if (f->coil_addr[i] == addr && (n == 0 || out[n - 1] != f->coil_val[i]) && n < max)
+            out[n++] = f->coil_val[i];
+    });
+    return n;
+}
+
+/* A rejected part's pulse: the coil set at capture + pulse_delay_ms and
+ * cleared pulse_width_ms later; overlapping pulses merge into one; a pulse
+ * already due when its result comes is not given.  Passes pulse nothing. */
+static void test_reject_pulse(void)
+{
+    fake_plc *f = plc_new(0);
+    LOCKED(f, f->map->tab_bits[REJECT_COIL] = 1);
+    maa_plc_config c;
+    config(&c, f->port);
+    /* Windows wide enough that a loaded machine still sets the coil in time. */
+    c.plc.pulse_delay_ms = 200;
+    c.plc.pulse_width_ms = 150;
+    size_t mark = log_mark();
+    plc_bus *b = start(&c);
+    /* Connected, the coil is cleared first: a bridge that died with it set
+     * does not leave it so. */
+    CHECK(EVENTUALLY(coil_writes(f, REJECT_COIL) >= 1, WAIT_MS));
+    CHECK(plc_coil(f, REJECT_COIL) == 0);
+    uint64_t t0 = maad_now_ns();
+    plc_result r1 = result(1, true), r2 = result(2, false), r3 = result(3, true),
+               r4 = result(4, true);
+    r1.t_capture_ns = t0 - 20 * MS; /* pulses 180..330 and 190..340 ms from now */
+    r2.t_capture_ns = t0 - 15 * MS;
+    r3.t_capture_ns = t0 - 10 * MS;
+    r4.t_capture_ns = t0 - 1000 * MS; /* due 800 ms ago */
+    plc_bus_push(b, &r1);
+    plc_bus_push(b, &r2);
+    plc_bus_push(b, &r3);
+    plc_bus_push(b, &r4);
+    CHECK(log_count(mark, "reject pulse for part 4 not given: due ") == 1);
+    CHECK(EVENTUALLY(stats(b).pulses == 2, WAIT_MS));
+    uint8_t e[16];
+    int n = coil_edges(f, REJECT_COIL, e, 16);
+    CHECK(n == 3 && e[0] == 0 && e[1] == 1 && e[2] == 0, "%d edges", n);
+    CHECK(plc_coil(f, REJECT_COIL) == 0);
+    CHECK(stats(b).pulses_late == 1);
+    CHECK(EVENTUALLY(stats(b).written == 4, WAIT_MS));
+
+    /* The PLC away while a pulse is due: not given, counted, logged. */
+    plc_stop(f);
+    CHECK(EVENTUALLY(!stats(b).connected, WAIT_MS));
+    push(b, 5, true);
+    CHECK(EVENTUALLY(stats(b).pulses_late == 2, WAIT_MS));
+    char want[128];
+    snprintf(want, sizeof want,
+             "reject pulse for part 5 not given: the PLC 127.0.0.1:%d was not reachable in time",
+             f->port);
+    CHECK(log_count(mark, want) == 1);
+    plc_listen(f);
+    CHECK(EVENTUALLY(stats(b).written == 5, WAIT_MS));
+    CHECK(coil_edges(f, REJECT_COIL, e, 16) == 3, "no pulse while away, none after");
+    CHECK(stats(b).pulses == 2);
+    plc_bus_free(b);
+    plc_free(f);
+}
+
 /* Dry run: every decision logged, the PLC never contacted. */
 static void test_dry_run(void)
 {
@@ -845,6 +912,7 @@ int main(void)
     RUN_LOGGED(test_healthy_coil);
     RUN_LOGGED(test_exception_retried);
     RUN_LOGGED(test_ack_timeout);
+    RUN_LOGGED(test_reject_pulse);
     RUN_LOGGED(test_dry_run);
     RUN_LOGGED(test_stop);
     RUN_LOGGED(test_latency);
