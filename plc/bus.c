@@ -32,6 +32,7 @@
  * Modbus request, so plc_bus_push never waits on the network. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -54,10 +55,12 @@
 /* The same complaint (unreachable, an exception) is repeated at most this
  * often while it lasts: an unplugged PLC must not flood the journal. */
 #define COMPLAIN_REPEAT_NS (10000 * MS)
-/* Latency histogram: 10 us buckets up to 1 s, then one overflow count. */
+/* Latency histogram: 10 us buckets up to 1 s; quantiles beyond it read as
+ * the maximum. */
 #define HIST_BUCKET_NS ((uint64_t)10000)
 #define HIST_BUCKETS 100000
-/* With nothing due, the thread still wakes this often (stop, clock steps). */
+/* With nothing due, the thread still wakes this often: a step of the
+ * real-time clock moves the pulses' times. */
 #define IDLE_WAKE_NS (1000 * MS)
 
 /* The operations whose failures are logged, each with its own limiter. */
@@ -92,7 +95,7 @@ struct plc_bus {
     char plc[MAAD_STR_SIZE + 16];  /* "PLC host:port", every message's start */
     modbus_t *mb;                  /* NULL in dry run */
     pthread_t thread;
-    bool started, joined;
+    bool joined;
 
     /* Shared with the callers, under mu. */
     pthread_mutex_t mu;
@@ -109,7 +112,7 @@ struct plc_bus {
     uint64_t pulses_given, pulses_late;
     bool connected;
     uint32_t *hist;                /* HIST_BUCKETS latency buckets */
-    uint64_t hist_n, hist_over, lat_max_ns;
+    uint64_t hist_n, lat_max_ns;
 
     /* The thread's own. */
     bool up;                       /* connected */
@@ -193,8 +196,6 @@ static void record_latency(plc_bus *b, const plc_result *r, uint64_t t)
     pthread_mutex_lock(&b->mu);
     if (k < HIST_BUCKETS)
         b->hist[k]++;
-    else
-        b->hist_over++;
     b->hist_n++;
     if (ns > b->lat_max_ns)
         b->lat_max_ns = ns;
@@ -207,9 +208,7 @@ static double quantile_ms(const plc_bus *b, double q)
 {
     if (!b->hist_n)
         return 0;
-    uint64_t rank = (uint64_t)(q * (double)b->hist_n + 0.999999999), seen = 0;
-    if (rank < 1)
-        rank = 1;
+    uint64_t rank = (uint64_t)ceil(q * (double)b->hist_n), seen = 0;
     for (size_t k = 0; k < HIST_BUCKETS; k++) {
         seen += b->hist[k];
         if (seen >= rank)
@@ -820,7 +819,6 @@ int plc_bus_start(const maa_plc_config *c, const maad_logger *lg, plc_bus **out,
         bus_destroy(b);
         return MAA_ERR;
     }
-    b->started = true;
     *out = b;
     return MAA_OK;
 }
@@ -923,7 +921,6 @@ void plc_bus_free(plc_bus *b)
 {
     if (!b)
         return;
-    if (b->started)
-        plc_bus_stop(b, 0);
+    plc_bus_stop(b, 0);
     bus_destroy(b);
 }
