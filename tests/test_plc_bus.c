@@ -121,6 +121,9 @@ static void logcap_end(void)
 /* ---- the fake PLC ---------------------------------------------------------- */
 
 enum { ACK_NOW, ACK_NEVER, ACK_DELAYED };
+/* A PLC that stopped answering: it drops each request, or it applies a
+ * mailbox write and only the reply is lost. */
+enum { ANSWER, SILENT_DROP, SILENT_APPLY };
 
 #define R 10 /* plc.mailbox_register in these tests */
 #define HEALTHY_COIL 3
@@ -145,6 +148,7 @@ typedef struct {
     bool quit, listening, drop;
     int ack, ack_delay_ms;
     int exceptions;          /* mailbox writes still to refuse */
+    int silent;
     uint64_t ack_due;
     /* What it saw. */
     mail mails[MAXREC];
@@ -199,6 +203,17 @@ static void serve(fake_plc *f, const uint8_t *req, int len)
     const int fc = req[off], addr = req[off + 1] << 8 | req[off + 2];
     uint16_t *t = f->map->tab_registers;
     f->requests++;
+    if (f->silent == SILENT_DROP)
+        return;
+    if (f->silent == SILENT_APPLY) {
+        if (fc == MODBUS_FC_WRITE_MULTIPLE_REGISTERS && addr == R && f->nmails < MAXREC) {
+            for (int i = 0; i < 6; i++)
+                t[R + i] = (uint16_t)(req[off + 6 + 2 * i] << 8 | req[off + 7 + 2 * i]);
+            f->mails[f->nmails++] = (mail){t[R], (uint32_t)t[R + 1] << 16 | t[R + 2], t[R + 3],
+                                           t[R + 4], t[R + 5]};
+        }
+        return;
+    }
     if (fc == MODBUS_FC_WRITE_MULTIPLE_REGISTERS && addr == R) {
         if (f->exceptions > 0) {
             f->exceptions--;
@@ -591,6 +606,36 @@ static void test_unacknowledged_at_break(void)
     plc_free(f);
 }
 
+/* A PLC that stops answering: the request times out, the connection is
+ * made again, and the result goes out once, whether the PLC had dropped the
+ * write or applied it and lost only the reply. */
+static void test_no_answer(void)
+{
+    for (int silent = SILENT_DROP; silent <= SILENT_APPLY; silent++) {
+        fake_plc *f = plc_new(0);
+        maa_plc_config c;
+        config(&c, f->port);
+        c.plc.response_timeout_ms = 50;
+        c.plc.health_period_ms = 10000; /* only the mailbox asks the PLC */
+        size_t mark = log_mark();
+        plc_bus *b = start(&c);
+        push(b, 1, false);
+        CHECK(EVENTUALLY(stats(b).written == 1, WAIT_MS));
+        LOCKED(f, f->silent = silent);
+        push(b, 2, true);
+        CHECK(EVENTUALLY(log_count(mark, "writing the mailbox (registers 10..15): Connection timed out; "
+                                         "reconnecting") == 1, WAIT_MS));
+        CHECK(EVENTUALLY(log_count(mark, "unreachable: reading the mailbox (registers 10..19): "
+                                         "Connection timed out; retrying in") == 1, WAIT_MS));
+        LOCKED(f, f->silent = ANSWER);
+        CHECK(EVENTUALLY(stats(b).written == 2, WAIT_MS));
+        CHECK(mails_in_order(f, 0, 1, 2, 1), "silent mode %d", silent);
+        CHECK(stats(b).reconnects == 1);
+        plc_bus_free(b);
+        plc_free(f);
+    }
+}
+
 /* A full queue pushes its oldest result out, counted and logged late; the
  * PLC unreachable at start is logged once, not fatal, and the queue goes out
  * when it comes. */
@@ -906,6 +951,7 @@ int main(void)
     RUN_LOGGED(test_counter);
     RUN_LOGGED(test_queued_while_stopped);
     RUN_LOGGED(test_unacknowledged_at_break);
+    RUN_LOGGED(test_no_answer);
     RUN_LOGGED(test_full_queue_and_unreachable);
     RUN_LOGGED(test_late_ms);
     RUN_LOGGED(test_health_word);
