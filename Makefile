@@ -135,19 +135,21 @@ demo: deps
 # (docs/operations.md).
 PREFIX ?= /usr/local
 SCRIPTS := gen_synth.py synth_scene.py synth_png.py train.py export_model.py maa_net.py \
-           maa_io.py plot_calibration.py plot_eval.py
-# The docs show their pictures from img/ beside them; the unit names the
-# installed maad (ExecStart=) and documentation (Documentation=), both
+           maa_io.py plot_calibration.py plot_eval.py plc-sim.py
+# The docs show their pictures from img/ beside them; the units name the
+# installed programs (ExecStart=) and documentation (Documentation=), all
 # written for /usr/local in systemd/.
-install: $(B)/maa $(B)/maad
+UNITS := maad@.service maa-plc.service
+install: $(B)/maa $(B)/maad $(B)/maa-plc
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/maad/scripts \
 	    $(DESTDIR)$(PREFIX)/share/doc/maad/img $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/maad
-	install -m 0755 $(B)/maa $(B)/maad $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(B)/maa $(B)/maad $(B)/maa-plc $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(addprefix scripts/,$(SCRIPTS)) $(DESTDIR)$(PREFIX)/share/maad/scripts/
-	install -m 0644 docs/*.md config/maad.example.yaml $(DESTDIR)$(PREFIX)/share/doc/maad/
+	install -m 0644 docs/*.md config/*.example.yaml $(DESTDIR)$(PREFIX)/share/doc/maad/
 	install -m 0644 docs/img/* $(DESTDIR)$(PREFIX)/share/doc/maad/img/
-	sed 's|/usr/local/|$(PREFIX)/|g' systemd/maad@.service \
-	    > $(DESTDIR)/etc/systemd/system/maad@.service
+	for u in $(UNITS); do \
+	    sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)/etc/systemd/system/$$u || exit 1; \
+	done
 
 clean:
 	rm -rf $(B)

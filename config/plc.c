@@ -28,7 +28,8 @@ static const cfg_key bus_keys[] = {
     CFG_STR(maa_plc_bus_config, address, NULL, "192.168.0.10", F_REQUIRED | F_NONEMPTY,
             "Host name or IPv4 address of the PLC, the Modbus TCP server."),
     CFG_INT(maa_plc_bus_config, port, 1, 65535, "502", 0, "TCP port of the PLC's Modbus server."),
-    CFG_INT(maa_plc_bus_config, unit_id, 0, 255, "1", 0, "Modbus unit identifier of the PLC."),
+    CFG_INT(maa_plc_bus_config, unit_id, 0, 255, "1", 0,
+            "Modbus unit identifier of the PLC: 0..247, or 255 (none)."),
     CFG_INT(maa_plc_bus_config, mailbox_register, 0, 65526, "0", 0,
             "First of the 10 holding registers of the result mailbox (0-based PDU address)."),
     CFG_INT(maa_plc_bus_config, healthy_coil, 0, 65535, "0", 0,
@@ -121,6 +122,11 @@ static int check_rules(cfg_loader *L, const void *config)
                         "no camera has offset 0 (the first camera of the line has offset 0)");
     if (cfg_check_order(L, c, "plc", "reconnect_min_ms", "reconnect_max_ms") != MAA_OK)
         return MAA_ERR;
+    /* Modbus reserves 248..254; libmodbus refuses them. */
+    if (c->plc.unit_id > 247 && c->plc.unit_id < 255)
+        return cfg_fail(L, cfg_mark(L, "plc", 0, "unit_id"),
+                        "plc.unit_id %d is reserved by Modbus (use 0..247, or 255)",
+                        c->plc.unit_id);
     /* One coil cannot say both: each reject pulse would clear the healthy
      * signal, and the PLC read a blind inspection after every reject. */
     if (c->plc.pulse_delay_ms > 0 && c->plc.healthy_coil == c->plc.reject_coil)

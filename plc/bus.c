@@ -629,28 +629,6 @@ static bool step_pulse(plc_bus *b, uint64_t now)
     return true;
 }
 
-/* ---- dry run ------------------------------------------------------------- */
-
-static void dry_run_log(plc_bus *b, const plc_result *r)
-{
-    if (!r->reject) {
-        maad_log(&b->log, MAAD_LOG_INFO, "dry run: part %" PRIu32 ": pass", r->part);
-        return;
-    }
-    static const char *const reason[] = {"reject", "uninspected", "missing", "down"};
-    char why[512] = "", cams[512] = "";
-    size_t wn = 0, cn = 0;
-    for (int k = 0; k < 4; k++)
-        if (r->reasons & (1u << k) && wn < sizeof why)
-            wn += (size_t)snprintf(why + wn, sizeof why - wn, "%s%s", wn ? ", " : "", reason[k]);
-    for (int k = 0; k < 16; k++)
-        if (r->cameras & (1u << k) && cn < sizeof cams)
-            cn += (size_t)snprintf(cams + cn, sizeof cams - cn, "%s%s", cn ? ", " : "",
-                                   k < b->cfg.ncameras ? b->cfg.cameras[k].name : "?");
-    maad_log(&b->log, MAAD_LOG_NOTICE, "dry run: part %" PRIu32 ": reject (%s; cameras %s)",
-             r->part, wn ? why : "no reason", cn ? cams : "none");
-}
-
 /* ---- the thread ---------------------------------------------------------- */
 
 /* When the loop must run again (mono); now or earlier: at once.  Under mu. */
@@ -685,8 +663,8 @@ static uint64_t next_wake(const plc_bus *b, uint64_t now, uint64_t real)
 static void step(plc_bus *b, uint64_t now)
 {
     if (b->cfg.plc.dry_run) {
+        /* maa-plc logs every decision itself ("dry run: part N: ..."). */
         while (take(b)) {
-            dry_run_log(b, &b->pending);
             b->have_pending = false;
             pthread_mutex_lock(&b->mu);
             b->inflight = false;

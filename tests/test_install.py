@@ -1,7 +1,7 @@
 """make install into a staging DESTDIR, as a packager runs it: the installed
-documentation finds every picture it shows (docs/img), and the systemd unit
-names the installed maad and documentation under the PREFIX chosen, not
-/usr/local.  Runs make in the repository (the programs must be built)."""
+documentation finds every picture it shows (docs/img), and the systemd units
+(maad@, maa-plc) name the installed programs and documentation under the
+PREFIX chosen, not /usr/local.  Runs make in the repository (the programs must be built)."""
 import os
 import re
 import subprocess
@@ -50,16 +50,25 @@ with tempfile.TemporaryDirectory() as tmp:
         imgs = sorted(os.listdir(os.path.join(ROOT, "docs/img")))
         absent = [i for i in imgs if not os.path.isfile(os.path.join(doc, "img", i))]
         check(f"PREFIX {where}: docs/img installed whole", not absent, " ".join(absent))
-        unit = open(os.path.join(dest, "etc/systemd/system/maad@.service")).read()
-        want = {"ExecStart": f"{where}/bin/maad --config /etc/maad/%i.yaml",
-                "Documentation": f"file:{where}/share/doc/maad/operations.md"}
-        for key, value in want.items():
-            line = re.search(rf"^{key}=(.*)$", unit, re.M)
-            got = line.group(1) if line else None
-            check(f"PREFIX {where}: unit {key}= names the installed file", got == value,
-                  f"{got!r}, wanted {value!r}")
-            target = os.path.join(dest + where, value.split()[0].split(":", 1)[-1][len(where) + 1:])
-            check(f"PREFIX {where}: {key}'s file is installed", os.path.isfile(target), target)
+        units = {
+            "maad@.service": {"ExecStart": f"{where}/bin/maad --config /etc/maad/%i.yaml",
+                              "Documentation": f"file:{where}/share/doc/maad/operations.md"},
+            "maa-plc.service": {
+                "ExecStartPre": f"{where}/bin/maa-plc --check-config /etc/maad/plc.yaml",
+                "ExecStart": f"{where}/bin/maa-plc --config /etc/maad/plc.yaml",
+                "Documentation": f"file:{where}/share/doc/maad/plc.md"},
+        }
+        for name, want in units.items():
+            unit = open(os.path.join(dest, "etc/systemd/system", name)).read()
+            for key, value in want.items():
+                line = re.search(rf"^{key}=(.*)$", unit, re.M)
+                got = line.group(1) if line else None
+                check(f"PREFIX {where}: {name} {key}= names the installed file", got == value,
+                      f"{got!r}, wanted {value!r}")
+                target = os.path.join(dest + where,
+                                      value.split()[0].split(":", 1)[-1][len(where) + 1:])
+                check(f"PREFIX {where}: {name} {key}'s file is installed",
+                      os.path.isfile(target), target)
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -333,6 +333,9 @@ static void test_plc_rules(void)
                  "> 0 the reject pulse needs a coil of its own");
     CHECK(load(PLC "  healthy_coil: 1\n" CAM, &c, err, sizeof err) == MAA_OK, "%s", err);
     CHECK(c.plc.healthy_coil == 1 && c.plc.reject_coil == 1 && c.plc.pulse_delay_ms == 0);
+    expect_error(PLC "  unit_id: 248\n" CAM,
+                 "3:3: plc.unit_id 248 is reserved by Modbus (use 0..247, or 255)");
+    CHECK(load(PLC "  unit_id: 255\n" CAM, &c, err, sizeof err) == MAA_OK, "%s", err);
 }
 
 /* What maad's loader refuses, maa-plc's file refuses the same way. */

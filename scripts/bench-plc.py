@@ -1,0 +1,257 @@
+#!/usr/bin/python3
+"""bench-plc.py — maa-plc's latency, verdict in to mailbox written, against a
+bridge a line would otherwise write itself, in the same run.
+
+Three synthetic maad publishers (ZeroMQ PUB, verdicts in maad's v2 format,
+frame ids and capture times of one index pulse, cameras at offsets 0, 1, 2)
+send PARTS parts at RATE parts/s.  The PLC is scripts/plc-sim.py (pymodbus,
+acknowledging every result).  First maa-plc bridges them; then the
+competitor: a straightforward Python bridge (pyzmq + pymodbus's client),
+matching by frame id and doing the same handshake (FC16 R+0..R+5, poll R+6).
+Both measure the same interval: from receiving the verdict that completes a
+part to the PLC's response to the mailbox write.  Prints p50/p99/max for
+both and their ratio; checks that every part reached the PLC in order.
+
+  scripts/bench-plc.py [--parts 10000] [--rate 100] [--skip-competitor]
+
+Not a test: timings depend on the machine.  docs/plc.md records a run."""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import zmq
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable or "/usr/bin/python3"
+CAMERAS = [("groove", 0), ("cylinder", 1), ("hook", 2)]
+MAILBOX = 0
+
+
+def verdict_json(cam, seq, frame_id, t_ns, verdict):
+    # The fields and size of a real maad v2 verdict (docs/protocol.md).
+    judged = verdict != "uninspected"
+    return json.dumps({
+        "v": 2, "camera": cam, "seq": seq, "frame_id": frame_id, "t_capture_ns": t_ns,
+        "t_publish_ns": time.time_ns(), "verdict": verdict,
+        "reason": "score at or below threshold, no defect region in the mask",
+        "score": 0.0071 if judged else None, "threshold": 0.0075, "rule": "either",
+        "evidence": [] if verdict == "pass" else ["score"], "mask_peak": 0.0002,
+        "mask_threshold": 0.00027, "defects": [],
+        "mask": {"format": "none", "width": 0, "height": 0}}, separators=(",", ":"))
+
+
+def feed(endpoints, parts, rate, ready):
+    """The three maad publishers: heartbeats for 2 s (subscribers join),
+    then one verdict per camera per step; every 7th part rejected by
+    camera 1.  Returns when the last step is sent."""
+    ctx = zmq.Context()
+    socks = []
+    for ep in endpoints:
+        s = ctx.socket(zmq.PUB)
+        s.setsockopt(zmq.SNDHWM, 0)
+        s.bind(ep)
+        socks.append(s)
+    ids = [100, 65000, 7]
+    seqs = [0, 0, 0]
+
+    def heartbeats():
+        for (cam, _), s, q in zip(CAMERAS, socks, seqs):
+            s.send_multipart([f"maad.{cam}.heartbeat".encode(), json.dumps(
+                {"v": 2, "camera": cam, "t_ns": time.time_ns(), "seq_next": q,
+                 "stats": {}}).encode()])
+
+    t_end = time.monotonic() + 2
+    while time.monotonic() < t_end:
+        heartbeats()
+        time.sleep(0.2)
+    ready.set()
+    period = 1.0 / rate
+    steps = parts + max(o for _, o in CAMERAS)
+    t0 = time.monotonic()
+    last_hb = t0
+    for step in range(steps):
+        wait = t0 + step * period - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        t_ns = time.time_ns()
+        for k, ((cam, off), s) in enumerate(zip(CAMERAS, socks)):
+            part = step - off
+            v = "reject" if k == 1 and part % 7 == 3 else "pass"
+            s.send_multipart([f"maad.{cam}".encode(),
+                              verdict_json(cam, seqs[k], ids[k], t_ns, v).encode()])
+            seqs[k] += 1
+            ids[k] = 1 if ids[k] == 65535 else ids[k] + 1
+        if time.monotonic() - last_hb > 0.5:
+            heartbeats()
+            last_hb = time.monotonic()
+    for _ in range(5):
+        heartbeats()
+        time.sleep(0.2)
+    for s in socks:
+        s.close(linger=1000)
+    ctx.term()
+
+
+def start_sim(port, out):
+    p = subprocess.Popen([PY, os.path.join(ROOT, "scripts/plc-sim.py"), "--port", str(port),
+                          "--mailbox", str(MAILBOX), "--out", out],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = p.stdout.readline()
+    if "listening" not in line:
+        sys.exit(f"bench-plc: plc-sim did not start: {line}{p.stdout.read()}")
+    return p
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+
+
+def received(out):
+    path = os.path.join(out, "results.jsonl")
+    return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+
+
+def run_maa_plc(tmp, endpoints, port, args):
+    cfg = os.path.join(tmp, "plc.yaml")
+    with open(cfg, "w") as f:
+        f.write("line:\n  name: bench\n  deadline_ms: 1000\n  sync_tolerance_ms: 2\n"
+                f"plc:\n  address: 127.0.0.1\n  port: {port}\n  mailbox_register: {MAILBOX}\n"
+                "cameras:\n")
+        for (cam, off), ep in zip(CAMERAS, endpoints):
+            f.write(f"  - name: {cam}\n    endpoint: \"{ep}\"\n    offset: {off}\n")
+        f.write("log:\n  level: notice\n  summary_interval_s: 3600\n")
+    log = open(os.path.join(tmp, "maa-plc.log"), "w+")
+    p = subprocess.Popen([os.path.join(ROOT, "build/maa-plc"), "--config", cfg],
+                         stdout=log, stderr=subprocess.STDOUT)
+    ready = threading.Event()
+    feed(endpoints, args.parts, args.rate, ready)
+    time.sleep(1)
+    stop(p)
+    log.seek(0)
+    text = log.read()
+    m = re.search(r"final: .*latency p50 ([\d.]+) ms p99 ([\d.]+) ms max ([\d.]+) ms", text)
+    if not m:
+        sys.exit("bench-plc: no final line from maa-plc:\n" + text[-2000:])
+    return [float(x) for x in m.groups()], text
+
+
+def competitor(endpoints, port, parts, ready, result):
+    """What a line would write itself: one loop, pyzmq and pymodbus's
+    synchronous client, steps from frame ids counted from each camera's
+    first frame, the same handshake as maa-plc."""
+    from pymodbus.client import ModbusTcpClient
+    ctx = zmq.Context()
+    socks = []
+    for (cam, _), ep in zip(CAMERAS, endpoints):
+        s = ctx.socket(zmq.SUB)
+        s.setsockopt(zmq.SUBSCRIBE, f"maad.{cam}".encode())
+        s.connect(ep)
+        socks.append(s)
+    poller = zmq.Poller()
+    for s in socks:
+        poller.register(s, zmq.POLLIN)
+    client = ModbusTcpClient("127.0.0.1", port=port)
+    client.connect()
+    counter = client.read_holding_registers(MAILBOX, 1, slave=1).registers[0]
+    first = [None] * 3
+    got = {}
+    next_part = 0  # every camera's first frame is of the same step
+    lat = []
+    done = 0
+    deadline = time.monotonic() + parts / 50 + 30
+    while done < parts and time.monotonic() < deadline:
+        for s, _ in poller.poll(100):
+            k = socks.index(s)
+            topic, body = s.recv_multipart()[:2]
+            if topic.endswith(b".heartbeat"):
+                continue
+            t_in = time.monotonic()
+            m = json.loads(body)
+            if first[k] is None:
+                first[k] = m["frame_id"]
+            d = (m["frame_id"] - first[k]) % 65535  # ids skip 0
+            got[(d - CAMERAS[k][1], k)] = m["verdict"]
+            while all((next_part, j) in got for j in range(3)):
+                reject = any(got.pop((next_part, j)) != "pass" for j in range(3))
+                counter = 1 if counter == 65535 else counter + 1
+                client.write_registers(MAILBOX, [counter, next_part >> 16, next_part & 0xFFFF,
+                                                 2 if reject else 1, 1 if reject else 0, 0],
+                                       slave=1)
+                lat.append((time.monotonic() - t_in) * 1000)
+                while client.read_holding_registers(MAILBOX + 6, 1,
+                                                    slave=1).registers[0] != counter:
+                    pass
+                next_part += 1
+                done += 1
+    client.close()
+    for s in socks:
+        s.close(0)
+    ctx.term()
+    result.extend(lat)
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--parts", type=int, default=10000)
+    ap.add_argument("--rate", type=float, default=100)
+    ap.add_argument("--port", type=int, default=15020)
+    ap.add_argument("--skip-competitor", action="store_true")
+    args = ap.parse_args()
+    if not os.access(os.path.join(ROOT, "build/maa-plc"), os.X_OK):
+        sys.exit("bench-plc: build/maa-plc missing: run make")
+    eps = [f"tcp://127.0.0.1:{args.port + 1 + k}" for k in range(3)]
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"bench-plc: {args.parts} parts at {args.rate:g} parts/s, 3 cameras, "
+              f"PLC = scripts/plc-sim.py (pymodbus) on loopback")
+        out = os.path.join(tmp, "plc-maa")
+        sim = start_sim(args.port, out)
+        try:
+            (p50, p99, mx), _ = run_maa_plc(tmp, eps, args.port, args)
+        finally:
+            stop(sim)
+        parts = [r["part"] for r in received(out)]
+        # maa-plc numbers the feed's first step 2 (the largest offset): its
+        # parts 0, 1 and the last two are incomplete (missing), the rest
+        # are the feed's parts.
+        ok = parts == list(range(args.parts + 4))
+        print(f"maa-plc:    p50 {p50:.3f} ms  p99 {p99:.3f} ms  max {mx:.3f} ms  "
+              f"({len(parts)} results: {'every part, in order' if ok else 'NOT every part in order'})")
+        if args.skip_competitor:
+            return
+        out = os.path.join(tmp, "plc-py")
+        sim = start_sim(args.port, out)
+        lat = []
+        ready = threading.Event()
+        th = threading.Thread(target=competitor, args=(eps, args.port, args.parts, ready, lat))
+        try:
+            th.start()
+            time.sleep(0.5)
+            feed(eps, args.parts, args.rate, ready)
+            th.join()
+        finally:
+            stop(sim)
+        c50, c99, cmx = pct(lat, 0.5), pct(lat, 0.99), max(lat) if lat else float("nan")
+        print(f"python:     p50 {c50:.3f} ms  p99 {c99:.3f} ms  max {cmx:.3f} ms  "
+              f"({len(lat)} results)")
+        print(f"ratio (python / maa-plc): p50 {c50 / p50:.2f}x  p99 {c99 / p99:.2f}x")
+        print(f"target p99 <= 2 ms: {'met' if p99 <= 2 else 'MISSED'} ({p99:.3f} ms)")
+
+
+if __name__ == "__main__":
+    main()
