@@ -4,15 +4,17 @@ bridge a line would otherwise write itself, in the same run.
 
 Three synthetic maad publishers (ZeroMQ PUB, verdicts in maad's v2 format,
 frame ids and capture times of one index pulse, cameras at offsets 0, 1, 2)
-send PARTS parts at RATE parts/s.  The PLC is scripts/plc-sim.py (pymodbus,
-acknowledging every result).  First maa-plc bridges them; then the
+send PARTS parts at RATE parts/s.  The PLC acknowledges every result at
+once: libmodbus's server (build/tests/helper_modbus_plc) and pymodbus's
+(scripts/plc-sim.py), one after the other.  First maa-plc bridges them; then the
 competitor: a straightforward Python bridge (pyzmq + pymodbus's client),
 matching by frame id and doing the same handshake (FC16 R+0..R+5, poll R+6).
 Both measure the same interval: from receiving the verdict that completes a
 part to the PLC's response to the mailbox write.  Prints p50/p99/max for
 both and their ratio; checks that every part reached the PLC in order.
 
-  scripts/bench-plc.py [--parts 10000] [--rate 100] [--skip-competitor]
+  scripts/bench-plc.py [--parts 10000] [--rate 100] [--plc libmodbus,pymodbus]
+                       [--skip-competitor]
 
 Not a test: timings depend on the machine.  docs/plc.md records a run."""
 import argparse
@@ -99,13 +101,21 @@ def feed(endpoints, parts, rate, ready):
     ctx.term()
 
 
-def start_sim(port, out):
-    p = subprocess.Popen([PY, os.path.join(ROOT, "scripts/plc-sim.py"), "--port", str(port),
-                          "--mailbox", str(MAILBOX), "--out", out],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start_plc(kind, port, out):
+    """The PLC: libmodbus's server (build/tests/helper_modbus_plc, answers
+    in microseconds) or pymodbus's (scripts/plc-sim.py, about a
+    millisecond, as slow as a busy PLC)."""
+    os.makedirs(out, exist_ok=True)
+    if kind == "libmodbus":
+        cmd = [os.path.join(ROOT, "build/tests/helper_modbus_plc"), str(port), str(MAILBOX),
+               os.path.join(out, "results.jsonl")]
+    else:
+        cmd = [PY, os.path.join(ROOT, "scripts/plc-sim.py"), "--port", str(port), "--quiet",
+               "--mailbox", str(MAILBOX), "--out", out]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = p.stdout.readline()
     if "listening" not in line:
-        sys.exit(f"bench-plc: plc-sim did not start: {line}{p.stdout.read()}")
+        sys.exit(f"bench-plc: the {kind} PLC did not start: {line}{p.stdout.read()}")
     return p
 
 
@@ -211,46 +221,60 @@ def main():
     ap.add_argument("--parts", type=int, default=10000)
     ap.add_argument("--rate", type=float, default=100)
     ap.add_argument("--port", type=int, default=15020)
+    ap.add_argument("--plc", default="libmodbus,pymodbus",
+                    help="the PLC servers to run against, comma-separated")
     ap.add_argument("--skip-competitor", action="store_true")
     args = ap.parse_args()
-    if not os.access(os.path.join(ROOT, "build/maa-plc"), os.X_OK):
-        sys.exit("bench-plc: build/maa-plc missing: run make")
+    for f in ("build/maa-plc", "build/tests/helper_modbus_plc"):
+        if not os.access(os.path.join(ROOT, f), os.X_OK):
+            sys.exit(f"bench-plc: {f} missing: run make")
     eps = [f"tcp://127.0.0.1:{args.port + 1 + k}" for k in range(3)]
+    print(f"bench-plc: {args.parts} parts at {args.rate:g} parts/s, 3 cameras (offsets 0, 1, 2), "
+          f"loopback; latency = verdict in to the PLC's reply to the mailbox write")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"bench-plc: {args.parts} parts at {args.rate:g} parts/s, 3 cameras, "
-              f"PLC = scripts/plc-sim.py (pymodbus) on loopback")
-        out = os.path.join(tmp, "plc-maa")
-        sim = start_sim(args.port, out)
-        try:
-            (p50, p99, mx), _ = run_maa_plc(tmp, eps, args.port, args)
-        finally:
-            stop(sim)
-        parts = [r["part"] for r in received(out)]
-        # maa-plc numbers the feed's first step 2 (the largest offset): its
-        # parts 0, 1 and the last two are incomplete (missing), the rest
-        # are the feed's parts.
-        ok = parts == list(range(args.parts + 4))
-        print(f"maa-plc:    p50 {p50:.3f} ms  p99 {p99:.3f} ms  max {mx:.3f} ms  "
-              f"({len(parts)} results: {'every part, in order' if ok else 'NOT every part in order'})")
-        if args.skip_competitor:
-            return
-        out = os.path.join(tmp, "plc-py")
-        sim = start_sim(args.port, out)
-        lat = []
-        ready = threading.Event()
-        th = threading.Thread(target=competitor, args=(eps, args.port, args.parts, ready, lat))
-        try:
-            th.start()
-            time.sleep(0.5)
-            feed(eps, args.parts, args.rate, ready)
-            th.join()
-        finally:
-            stop(sim)
-        c50, c99, cmx = pct(lat, 0.5), pct(lat, 0.99), max(lat) if lat else float("nan")
-        print(f"python:     p50 {c50:.3f} ms  p99 {c99:.3f} ms  max {cmx:.3f} ms  "
-              f"({len(lat)} results)")
-        print(f"ratio (python / maa-plc): p50 {c50 / p50:.2f}x  p99 {c99 / p99:.2f}x")
-        print(f"target p99 <= 2 ms: {'met' if p99 <= 2 else 'MISSED'} ({p99:.3f} ms)")
+        for kind in args.plc.split(","):
+            out = os.path.join(tmp, kind + "-maa")
+            plc = start_plc(kind, args.port, out)
+            try:
+                (p50, p99, mx), _ = run_maa_plc(tmp, eps, args.port, args)
+            finally:
+                stop(plc)
+            parts = [r["part"] for r in received(out)]
+            # maa-plc numbers the feed's first step 2 (the largest offset):
+            # its parts 0, 1 and the last two are incomplete (missing), the
+            # rest are the feed's parts.
+            ok = parts == list(range(args.parts + 4))
+            rows.append((kind, "maa-plc", p50, p99, mx,
+                         f"{len(parts)} results, {'every part in order' if ok else 'NOT IN ORDER'}"))
+            if args.skip_competitor:
+                continue
+            out = os.path.join(tmp, kind + "-py")
+            plc = start_plc(kind, args.port, out)
+            lat = []
+            ready = threading.Event()
+            th = threading.Thread(target=competitor,
+                                  args=(eps, args.port, args.parts, ready, lat))
+            try:
+                th.start()
+                time.sleep(0.5)
+                feed(eps, args.parts, args.rate, ready)
+                th.join()
+            finally:
+                stop(plc)
+            rows.append((kind, "python bridge", pct(lat, 0.5), pct(lat, 0.99),
+                         max(lat) if lat else float("nan"), f"{len(lat)} results"))
+    print(f"{'PLC server':<11} {'bridge':<14} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for kind, who, p50, p99, mx, note in rows:
+        print(f"{kind:<11} {who:<14} {p50:8.3f} {p99:8.3f} {mx:8.3f}  {note}")
+    for kind in args.plc.split(","):
+        mine = [r for r in rows if r[0] == kind and r[1] == "maa-plc"][0]
+        other = [r for r in rows if r[0] == kind and r[1] != "maa-plc"]
+        if other:
+            print(f"{kind}: python / maa-plc: p50 {other[0][2] / mine[2]:.2f}x, "
+                  f"p99 {other[0][3] / mine[3]:.2f}x")
+        print(f"{kind}: target p99 <= 2 ms: {'met' if mine[3] <= 2 else 'MISSED'} "
+              f"({mine[3]:.3f} ms)")
 
 
 if __name__ == "__main__":
