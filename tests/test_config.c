@@ -13,48 +13,7 @@
 #include "camera/camera.h"
 #include "engine/engine.h"
 #include "tests/check.h"
-
-static char tmpdir[64];
-
-/* Write text to tmpdir/name; returns the path (static buffer per call site). */
-static const char *write_file(const char *name, const char *text, size_t len)
-{
-    static char path[256];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return path;
-    fwrite(text, 1, len, f);
-    fclose(f);
-    return path;
-}
-
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
-
-static char *capture(void (*fn)(FILE *))
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    fn(m);
-    fclose(m);
-    return buf;
-}
+#include "tests/config_files.h"
 
 static char *dump(const maad_config *c)
 {
@@ -66,21 +25,12 @@ static char *dump(const maad_config *c)
     return buf;
 }
 
-/* Load text (len bytes) as a file and expect the error "<path>:<where_msg>".
- * Also checks that a failed load leaves the caller's config untouched. */
-static void expect_error_n(const char *text, size_t len, const char *where_msg, int line)
+static int load_maad(const char *path, void *c, char *err, size_t errlen)
 {
-    const char *path = write_file("bad.yaml", text, len);
-    maad_config c, before;
-    memset(&c, 0xA5, sizeof c);
-    before = c;
-    char err[MAA_ERRLEN] = "", want[MAA_ERRLEN];
-    snprintf(want, sizeof want, "%s:%s", path, where_msg);
-    int rc = maad_config_load(path, &c, err, sizeof err);
-    CHECK(rc == MAA_ERR, "line %d: loaded, expected %s", line, where_msg);
-    CHECK(strcmp(err, want) == 0, "line %d:\n    got  %s\n    want %s", line, err, want);
-    CHECK(memcmp(&c, &before, sizeof c) == 0, "line %d: config changed by a failed load", line);
+    return maad_config_load(path, c, err, errlen);
 }
+#define expect_error_n(text, len, where_msg, line)                                        \
+    expect_load_error(load_maad, sizeof(maad_config), text, len, where_msg, line)
 #define expect_error(text, where_msg) expect_error_n(text, strlen(text), where_msg, __LINE__)
 
 #define REQ "camera:\n  name: cam0\nmodel:\n  path: m\n  calibration: c\n"
@@ -471,13 +421,7 @@ static void test_full_file(void)
     /* No key left at its default: the file exercises every row. */
     maad_config def;
     maad_config_defaults(&def);
-    char *dd = dump(&def), *dc = dump(&c);
-    int same = 0;
-    for (char *a = strtok(dd, "\n"); a; a = strtok(NULL, "\n"))
-        same += strstr(dc, a) != NULL;
-    CHECK(same == 0, "%d keys of the full file are at their default", same);
-    free(dd);
-    free(dc);
+    check_none_at_default(dump(&def), dump(&c));
 }
 
 static void test_relative_paths(void)
@@ -518,23 +462,6 @@ static void test_relative_paths(void)
     CHECK(strcmp(c.model.path, want) == 0, "%s vs %s", c.model.path, want);
 }
 
-/* Compare the committed file with the generated text; on a mismatch leave
- * the generated one under build/ so that it can be copied over. */
-static void check_generated(const char *committed, const char *generated, const char *out)
-{
-    char *have = read_all(committed);
-    CHECK(have != NULL, "cannot read %s (run from the repository root)", committed);
-    if (have && strcmp(have, generated) != 0) {
-        FILE *f = fopen(out, "w");
-        if (f) {
-            fputs(generated, f);
-            fclose(f);
-        }
-        CHECK(0, "%s is not the generated text; see %s", committed, out);
-    }
-    free(have);
-}
-
 static void test_example_file(void)
 {
     char *doc = capture(maad_config_write_doc);
@@ -552,41 +479,15 @@ static void test_example_file(void)
     /* Every key appears, commented out or not. */
     maad_config_defaults(&want);
     char *d = dump(&want);
-    for (char *line = strtok(d, "\n"); line; line = strtok(NULL, "\n")) {
-        char needle[96];
-        snprintf(needle, sizeof needle, " %.*s: ", (int)strcspn(strchr(line, '.') + 1, " "),
-                 strchr(line, '.') + 1);
-        CHECK(strstr(doc, needle) != NULL, "%s missing from the example", needle);
-    }
+    check_every_key_shown(d, doc);
     free(d);
     free(doc);
 }
 
 static void test_docs_table(void)
 {
-    static const char begin[] = "<!-- keys: maad_config_write_table() -->\n";
-    static const char end[] = "<!-- end of keys -->\n";
-    char *md = read_all("docs/config.md");
-    CHECK(md != NULL, "cannot read docs/config.md (run from the repository root)");
-    if (!md)
-        return;
-    char *table = capture(maad_config_write_table);
-    char *b = strstr(md, begin), *e = b ? strstr(b, end) : NULL;
-    CHECK(b && e, "docs/config.md lacks the table markers");
-    if (b && e) {
-        b += sizeof begin - 1;
-        *e = '\0';
-        if (strcmp(b, table) != 0) {
-            FILE *f = fopen("build/tests/config-table.md", "w");
-            if (f) {
-                fputs(table, f);
-                fclose(f);
-            }
-            CHECK(0, "docs/config.md table differs; see build/tests/config-table.md");
-        }
-    }
-    free(table);
-    free(md);
+    check_docs_table("docs/config.md", "maad_config_write_table()", maad_config_write_table,
+                     "build/tests/config-table.md");
 }
 
 static void test_null_section_and_booleans(void)
@@ -658,11 +559,8 @@ static void test_enum_names(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_config.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (make_tmpdir("test_config"))
         return 1;
-    }
     RUN(test_yaml_syntax_errors);
     RUN(test_empty_and_top_level);
     RUN(test_unknown_names);
@@ -683,9 +581,6 @@ int main(void)
     RUN(test_docs_table);
     RUN(test_null_section_and_booleans);
     RUN(test_enum_names);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    remove_tmpdir();
     return CHECK_SUMMARY();
 }

@@ -10,46 +10,7 @@
 
 #include "engine/engine.h"
 #include "tests/check.h"
-
-static char tmpdir[64];
-
-/* Write text to tmpdir/name; returns the path (one static buffer). */
-static const char *write_file(const char *name, const char *text, size_t len)
-{
-    static char path[256];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return path;
-    fwrite(text, 1, len, f);
-    fclose(f);
-    return path;
-}
-
-/* What fn writes, or the file at path when fn is NULL; NULL if unreadable. */
-static char *text_of(void (*fn)(FILE *), const char *path)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    if (fn) {
-        fn(m);
-    } else {
-        FILE *f = fopen(path, "rb");
-        if (!f) {
-            fclose(m);
-            free(buf);
-            return NULL;
-        }
-        char chunk[4096];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-            fwrite(chunk, 1, n, m);
-        fclose(f);
-    }
-    fclose(m);
-    return buf;
-}
+#include "tests/config_files.h"
 
 static char *dump(const maa_plc_config *c)
 {
@@ -66,21 +27,12 @@ static int load(const char *text, maa_plc_config *c, char *err, size_t errlen)
     return maa_plc_config_load(write_file("plc.yaml", text, strlen(text)), c, err, errlen);
 }
 
-/* Load text (len bytes) as a file and expect the error "<path>:<where_msg>";
- * a failed load leaves the caller's config untouched. */
-static void expect_error_n(const char *text, size_t len, const char *where_msg, int line)
+static int load_plc(const char *path, void *c, char *err, size_t errlen)
 {
-    const char *path = write_file("bad.yaml", text, len);
-    maa_plc_config c, before;
-    memset(&c, 0xA5, sizeof c);
-    before = c;
-    char err[MAA_ERRLEN] = "", want[MAA_ERRLEN];
-    snprintf(want, sizeof want, "%s:%s", path, where_msg);
-    int rc = maa_plc_config_load(path, &c, err, sizeof err);
-    CHECK(rc == MAA_ERR, "line %d: loaded, expected %s", line, where_msg);
-    CHECK(strcmp(err, want) == 0, "line %d:\n    got  %s\n    want %s", line, err, want);
-    CHECK(memcmp(&c, &before, sizeof c) == 0, "line %d: config changed by a failed load", line);
+    return maa_plc_config_load(path, c, err, errlen);
 }
+#define expect_error_n(text, len, where_msg, line)                                        \
+    expect_load_error(load_plc, sizeof(maa_plc_config), text, len, where_msg, line)
 #define expect_error(text, where_msg) expect_error_n(text, strlen(text), where_msg, __LINE__)
 
 /* The least a file must say: lines 1-2 the PLC, 3-5 one camera. */
@@ -209,13 +161,7 @@ static void test_full_file(void)
     /* No section key left at its default: the file exercises every row. */
     maa_plc_config def;
     maa_plc_config_defaults(&def);
-    char *dd = dump(&def), *dc = dump(&c);
-    int same = 0;
-    for (char *a = strtok(dd, "\n"); a; a = strtok(NULL, "\n"))
-        same += strstr(dc, a) != NULL;
-    CHECK(same == 0, "%d keys of the full file are at their default", same);
-    free(dd);
-    free(dc);
+    check_none_at_default(dump(&def), dump(&c));
 }
 
 /* 16 cameras (a 16-bit register's bits) load; the 17th is refused there. */
@@ -401,26 +347,9 @@ static void test_common_errors(void)
     free(text);
 }
 
-/* Compare the committed file with the generated text; on a mismatch leave
- * the generated one under build/ so that it can be copied over. */
-static void check_generated(const char *committed, const char *generated, const char *out)
-{
-    char *have = text_of(NULL, committed);
-    CHECK(have != NULL, "cannot read %s (run from the repository root)", committed);
-    if (have && strcmp(have, generated) != 0) {
-        FILE *f = fopen(out, "w");
-        if (f) {
-            fputs(generated, f);
-            fclose(f);
-        }
-        CHECK(0, "%s is not the generated text; see %s", committed, out);
-    }
-    free(have);
-}
-
 static void test_example_file(void)
 {
-    char *doc = text_of(maa_plc_config_write_doc, NULL);
+    char *doc = capture(maa_plc_config_write_doc);
     check_generated("config/maa-plc.example.yaml", doc, "build/tests/maa-plc.example.yaml");
     /* It loads as the defaults, its PLC address and its line of three. */
     maa_plc_config c, want;
@@ -441,39 +370,16 @@ static void test_example_file(void)
           "%s", err);
     /* Every key appears, with its doc. */
     char *d = dump(&want);
-    for (char *line = strtok(d, "\n"); line; line = strtok(NULL, "\n")) {
-        char needle[96];
-        snprintf(needle, sizeof needle, " %.*s: ", (int)strcspn(strchr(line, '.') + 1, " "),
-                 strchr(line, '.') + 1);
-        CHECK(strstr(doc, needle) != NULL, "%s missing from the example", needle);
-    }
+    check_every_key_shown(d, doc);
     free(d);
     free(doc);
 }
 
 static void test_docs_table(void)
 {
-    static const char begin[] = "<!-- keys: maa_plc_config_write_table() -->\n";
-    static const char end[] = "<!-- end of keys -->\n";
-    char *md = text_of(NULL, "docs/plc.md");
-    CHECK(md != NULL, "cannot read docs/plc.md (run from the repository root)");
-    if (!md)
-        return;
-    char *table = text_of(maa_plc_config_write_table, NULL);
-    char *b = strstr(md, begin), *e = b ? strstr(b, end) : NULL;
-    CHECK(b && e, "docs/plc.md lacks the table markers");
-    if (b && e) {
-        b += sizeof begin - 1;
-        *e = '\0';
-        if (strcmp(b, table) != 0) {
-            FILE *f = fopen("build/tests/plc-config-table.md", "w");
-            if (f) {
-                fputs(table, f);
-                fclose(f);
-            }
-            CHECK(0, "docs/plc.md table differs; see build/tests/plc-config-table.md");
-        }
-    }
+    check_docs_table("docs/plc.md", "maa_plc_config_write_table()", maa_plc_config_write_table,
+                     "build/tests/plc-config-table.md");
+    char *table = capture(maa_plc_config_write_table);
     /* One row per key of the dump, and one for the cameras list. */
     maa_plc_config c;
     maa_plc_config_defaults(&c);
@@ -488,16 +394,12 @@ static void test_docs_table(void)
     CHECK(strstr(table, "| `cameras[].offset` | integer 0..10000 | `0` |") != NULL);
     free(d);
     free(table);
-    free(md);
 }
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_plc_config.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (make_tmpdir("test_plc_config"))
         return 1;
-    }
     RUN(test_defaults);
     RUN(test_minimal_file);
     RUN(test_full_file);
@@ -509,9 +411,6 @@ int main(void)
     RUN(test_common_errors);
     RUN(test_example_file);
     RUN(test_docs_table);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    remove_tmpdir();
     return CHECK_SUMMARY();
 }
