@@ -33,11 +33,11 @@ endif
 
 CAMERA_SRC := $(wildcard camera/*.c)
 CONFIG_SRC := $(wildcard config/*.c)
-# daemon/: maad.c is the daemon's main, maa.c and maa-*.c the maa tool;
-# everything else is shared by both.
+# daemon/: maad.c is the daemon's main; the rest is shared by maad, the maa
+# tool (maa/) and the PLC bridge (plc/).
 MAAD_MAIN  := daemon/maad.c
-MAA_SRC    := $(wildcard daemon/maa.c daemon/maa-*.c)
-DAEMON_SRC := $(filter-out $(MAAD_MAIN) $(MAA_SRC),$(wildcard daemon/*.c))
+MAA_SRC    := $(wildcard maa/*.c)
+DAEMON_SRC := $(filter-out $(MAAD_MAIN),$(wildcard daemon/*.c))
 # plc/: maa-plc.c is the PLC bridge's main, the rest its library.
 PLC_MAIN   := plc/maa-plc.c
 PLC_SRC    := $(filter-out $(PLC_MAIN),$(wildcard plc/*.c))
@@ -45,7 +45,9 @@ TEST_SRC   := $(wildcard tests/test_*.c)
 # Test helpers are programs the Python and shell tests drive.
 HELPER_SRC := $(wildcard tests/helper_*.c)
 
-obj = $(patsubst %.c,$(B)/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/%.cu.o,$(filter %.cu,$(1)))
+# Objects live under $(B)/obj/, mirroring the source tree, so that a
+# program may share its name with its source folder (build/maa, maa/).
+obj = $(patsubst %.c,$(B)/obj/%.o,$(filter %.c,$(1))) $(patsubst %.cu,$(B)/obj/%.cu.o,$(filter %.cu,$(1)))
 
 LIBS := $(B)/libplc.a $(B)/libmaad.a $(B)/libcamera.a $(B)/libconfig.a $(B)/libengine.a
 PROGS := $(B)/maa $(if $(wildcard $(MAAD_MAIN)),$(B)/maad) $(if $(wildcard $(PLC_MAIN)),$(B)/maa-plc)
@@ -71,12 +73,12 @@ $(B)/.flags: FORCE
 	@mkdir -p $(B)
 	@echo '$(CC) $(CFLAGS) $(NVFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(NVFLAGS)' > $@
 
-$(B)/%.o: %.c $(B)/.flags
+$(B)/obj/%.o: %.c $(B)/.flags
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(B)/%.cu.o: %.cu $(B)/.flags
+$(B)/obj/%.cu.o: %.cu $(B)/.flags
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  NVCC  $<")
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
@@ -99,17 +101,17 @@ $(B)/maad: $(call obj,$(MAAD_MAIN)) $(LIBS)
 	$(LINK)
 $(B)/maa-plc: $(call obj,$(PLC_MAIN)) $(LIBS)
 	$(LINK)
-$(B)/tests/%: $(B)/tests/%.o $(LIBS)
+$(B)/tests/%: $(B)/obj/tests/%.o $(LIBS)
 	$(LINK)
-$(B)/bench_cuda: $(B)/tests/bench_cuda.o $(LIBS)
+$(B)/bench_cuda: $(B)/obj/tests/bench_cuda.o $(LIBS)
 	$(LINK)
-$(B)/bench_cpu: $(B)/tests/bench_cpu.o $(LIBS)
+$(B)/bench_cpu: $(B)/obj/tests/bench_cpu.o $(LIBS)
 	$(LINK)
-$(B)/bench_fmd: $(B)/tests/bench_fmd.o $(LIBS)
+$(B)/bench_fmd: $(B)/obj/tests/bench_fmd.o $(LIBS)
 	$(LINK)
-$(B)/bench_preprocess: $(B)/tests/bench_preprocess.o $(LIBS)
+$(B)/bench_preprocess: $(B)/obj/tests/bench_preprocess.o $(LIBS)
 	$(LINK)
-$(B)/bench_publish: $(B)/tests/bench_publish.o $(LIBS)
+$(B)/bench_publish: $(B)/obj/tests/bench_publish.o $(LIBS)
 	$(LINK)
 
 # The frame ring again under ThreadSanitizer (fewer items: TSan is slow).

@@ -1,6 +1,6 @@
 /* daemon.h — the daemon module's internal header: the capture -> worker frame
- * ring, the ZeroMQ verdict publisher, sd_notify and journald logging, and the
- * `maa watch` subcommand.  Shared by maad (the daemon) and maa (the tool).
+ * ring, the ZeroMQ verdict publisher, sd_notify and journald logging.  Shared
+ * by maad (the daemon), maa (the tool) and maa-plc (the PLC bridge).
  *
  * Conventions as in engine/engine.h: MAA_OK / MAA_ERR, and a one-line reason
  * written into a caller-owned buffer (err, errlen; err may be NULL).
@@ -323,8 +323,5 @@ void maad_worker_stop(maad_worker *w, maad_worker_stats *st);
 void maad_worker_free(maad_worker *w);
 /* The final stats line maad prints and the tests read. */
 void maad_worker_stats_line(const maad_worker_stats *st, char *buf, size_t n);
-
-/* ---- maa watch (maa-watch.c) ---------------------------------------------- */
-int maa_cmd_watch(int argc, char **argv);
 
 #endif

@@ -1,4 +1,4 @@
-/* maa-common.c — what the maa subcommands share. */
+/* common.c — what the maa subcommands share. */
 #include <dirent.h>
 #include <libgen.h>
 #include <limits.h>
@@ -11,7 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "daemon/maa.h"
+#include "maa/maa.h"
 
 void maa_cli_engine_init(maa_cli_engine *c)
 {

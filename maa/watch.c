@@ -1,4 +1,4 @@
-/* maa-watch.c — `maa watch ENDPOINT`: follow a maad verdict stream.
+/* watch.c — `maa watch ENDPOINT`: follow a maad verdict stream.
  *
  * For operators: one line per verdict, and notes ("#") when seq jumps
  * (verdicts lost between daemon and here), when a daemon restarts, and when
@@ -22,6 +22,7 @@
 #include <zmq.h>
 
 #include "daemon/daemon.h"
+#include "maa/maa.h"
 
 #define HEARTBEAT_LATE_NS 2000000000ull
 #define MAX_CAMERAS 32

@@ -1,4 +1,4 @@
-/* maa-fakecam.c — `maa fakecam`: a fake GigE Vision camera serving a
+/* fakecam.c — `maa fakecam`: a fake GigE Vision camera serving a
  * directory of images, for demos and for trying maad without a camera. */
 #include <dirent.h>
 #include <getopt.h>
@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "camera/camera.h"
-#include "daemon/maa.h"
+#include "maa/maa.h"
 
 static const char fakecam_usage[] =
     "usage: maa fakecam --images DIR [--fps F] [--serial S] [--address A]\n"

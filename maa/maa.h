@@ -1,5 +1,6 @@
 /* maa.h — the `maa` command-line tool: one function per subcommand, and the
- * few helpers the subcommands share (daemon/maa-common.c). */
+ * few helpers the subcommands share (maa/common.c).  The module's only
+ * public header. */
 #ifndef MAA_TOOL_H
 #define MAA_TOOL_H
 
@@ -10,6 +11,7 @@ int maa_cmd_model_info(int argc, char **argv);
 int maa_cmd_calibrate(int argc, char **argv);
 int maa_cmd_eval(int argc, char **argv);
 int maa_cmd_fakecam(int argc, char **argv);
+int maa_cmd_watch(int argc, char **argv);
 
 /* Options every engine-running subcommand shares, for getopt_long tables:
  * --model, --calibration, --backend, --precision, --threads, --batch. */

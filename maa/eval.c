@@ -1,4 +1,4 @@
-/* maa-eval.c — `maa eval`: how well a calibrated model finds defects on a
+/* eval.c — `maa eval`: how well a calibrated model finds defects on a
  * labelled set in the MVTec AD layout (ROOT/test/<type>/, good parts in
  * ROOT/test/good, masks in ROOT/ground_truth/<type>/<name>_mask.png). */
 #include <dirent.h>
@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "daemon/daemon.h"
-#include "daemon/maa.h"
+#include "maa/maa.h"
 
 static const char usage[] =
     "usage: maa eval --model M --calibration C --data ROOT [--rule R] [--json REPORT]\n"

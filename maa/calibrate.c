@@ -1,4 +1,4 @@
-/* maa-calibrate.c — `maa calibrate`: the statistical model of good parts
+/* calibrate.c — `maa calibrate`: the statistical model of good parts
  * (contract §5) and the pixel threshold of the mask (contract §6). */
 #include <getopt.h>
 #include <glib.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/maa.h"
+#include "maa/maa.h"
 
 static const char usage[] =
     "usage: maa calibrate --model M [--images DIR] --out C.yaml [options] [engine options]\n"

@@ -1,4 +1,4 @@
-/* maa-infer.c — `maa infer` and `maa model-info`. */
+/* infer.c — `maa infer` and `maa model-info`. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "daemon/daemon.h"
-#include "daemon/maa.h"
+#include "maa/maa.h"
 
 static const char infer_usage[] =
     "usage: maa infer --model M [--calibration C [--rule R]] [--masks DIR] [engine options]\n"

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "daemon/daemon.h"
-#include "daemon/maa.h"
+#include "maa/maa.h"
 
 static const struct {
     const char *name;
