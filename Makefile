@@ -138,7 +138,9 @@ demo: deps
 PREFIX ?= /usr/local
 SCRIPTS := gen_synth.py synth_scene.py synth_png.py train.py export_model.py maa_net.py \
            maa_io.py plot_calibration.py plot_eval.py plc-sim.py
-# The docs show their pictures from img/ beside them; the units name the
+# The docs show their pictures from img/ beside them, and the example
+# configurations, which they link as ../config/ in the tree, beside them
+# too; the units name the
 # installed programs (ExecStart=) and documentation (Documentation=), all
 # written for /usr/local in systemd/.
 UNITS := maad@.service maa-plc.service
@@ -147,7 +149,10 @@ install: $(B)/maa $(B)/maad $(B)/maa-plc
 	    $(DESTDIR)$(PREFIX)/share/doc/maad/img $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/maad
 	install -m 0755 $(B)/maa $(B)/maad $(B)/maa-plc $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(addprefix scripts/,$(SCRIPTS)) $(DESTDIR)$(PREFIX)/share/maad/scripts/
-	install -m 0644 docs/*.md config/*.example.yaml $(DESTDIR)$(PREFIX)/share/doc/maad/
+	install -m 0644 config/*.example.yaml $(DESTDIR)$(PREFIX)/share/doc/maad/
+	for d in docs/*.md; do \
+	    sed 's|](\.\./config/|](|g' $$d > $(DESTDIR)$(PREFIX)/share/doc/maad/$${d#docs/} || exit 1; \
+	done
 	install -m 0644 docs/img/* $(DESTDIR)$(PREFIX)/share/doc/maad/img/
 	for u in $(UNITS); do \
 	    sed 's|/usr/local/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)/etc/systemd/system/$$u || exit 1; \

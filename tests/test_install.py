@@ -1,5 +1,6 @@
 """make install into a staging DESTDIR, as a packager runs it: the installed
-documentation finds every picture it shows (docs/img), and the systemd units
+documentation finds every file it links or shows (docs/img, the example
+configurations), and the systemd units
 (maad@, maa-plc) name the installed programs and documentation under the
 PREFIX chosen, not /usr/local.  Runs make in the repository (the programs must be built)."""
 import os
@@ -42,10 +43,12 @@ with tempfile.TemporaryDirectory() as tmp:
         for name in sorted(os.listdir(doc)):
             if name.endswith(".md"):
                 text = open(os.path.join(doc, name), encoding="utf-8").read()
-                for link in re.findall(r"\]\((img/[^)\s]+)\)", text):
+                for link in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", text):
+                    if re.match(r"[a-z]+:", link):
+                        continue  # http:, file: and the like
                     if not os.path.isfile(os.path.join(doc, link)):
                         missing.append(f"{name}: {link}")
-        check(f"PREFIX {where}: every picture the installed docs show is installed",
+        check(f"PREFIX {where}: every file the installed docs link or show is installed",
               not missing, "; ".join(missing))
         imgs = sorted(os.listdir(os.path.join(ROOT, "docs/img")))
         absent = [i for i in imgs if not os.path.isfile(os.path.join(doc, "img", i))]
