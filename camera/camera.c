@@ -826,11 +826,15 @@ int cam_start(cam_source *s, char *err, size_t errlen)
         s->triggering = true;
     }
     if (s->cfg.realtime_priority > 0) {
+        /* The software trigger too: its jitter is the line's frame jitter. */
         struct sched_param sp = {.sched_priority = s->cfg.realtime_priority};
         e = pthread_setschedparam(s->thread, SCHED_FIFO, &sp);
+        if (!e && s->triggering)
+            e = pthread_setschedparam(s->trigger_thread, SCHED_FIFO, &sp);
         if (e) {
             seterr(err, errlen, "camera: realtime priority %d (SCHED_FIFO) refused: %s; "
-                   "capturing at normal priority", s->cfg.realtime_priority, strerror(e));
+                   "capturing%s at normal priority", s->cfg.realtime_priority, strerror(e),
+                   s->triggering ? " and triggering" : "");
             return CAM_WARN;
         }
     }

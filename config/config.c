@@ -81,7 +81,8 @@ static const cfg_key camera_keys[] = {
     INT(camera, reconnect_max_ms, 100, 600000, TEXT(CAM_DEFAULT_RECONNECT_MAX_MS), 0,
         "Longest delay between reconnections; >= reconnect_min_ms."),
     INT(camera, realtime_priority, 0, 99, "0", 0,
-        "SCHED_FIFO priority of the capture thread; 0 = normal scheduling."),
+        "SCHED_FIFO priority of the capture thread and of maad's software trigger; "
+        "0 = normal scheduling."),
     CFG_END,
 };
 

@@ -12,6 +12,7 @@
 #include "tests/check.h"
 
 #include <arv.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -582,6 +583,32 @@ static int write_pnm(const char *path, int w, int h, int ch, const uint8_t *px)
     return fclose(f) == 0 && n == (size_t)w * h * ch ? 0 : -1;
 }
 
+
+/* Threads of this process under SCHED_FIFO (/proc/self/task/N/stat's
+ * policy, field 41). */
+static int fifo_threads(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char path[300], buf[1024];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = e->d_name[0] == '.' ? NULL : fopen(path, "r");
+        size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[len] = '\0';
+        char *p = strrchr(buf, ')'); /* the name may hold spaces */
+        int field = 2;
+        for (; p && *p && field < 41; p++)
+            field += *p == ' ';
+        n += p && field == 41 && atoi(p) == SCHED_FIFO;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
 static void test_replay(void)
 {
     char dir[] = "/tmp/test_camera_XXXXXX", path[64];
@@ -669,8 +696,11 @@ static void test_replay(void)
           r.bad_pixels, r.bad_shape);
     cam_close(s);
 
-    /* RGB8 replay of gray images replicates the gray. */
-    cfg.trigger = CAM_TRIGGER_FREE;
+    /* RGB8 replay of gray images replicates the gray; the source triggers
+     * itself 100 times a second, its capture and trigger threads both at
+     * realtime priority. */
+    cfg.trigger = CAM_TRIGGER_SOFTWARE;
+    cfg.trigger_rate = 100;
     cfg.pixel_format = CAM_PIX_RGB8;
     cfg.replay_fps = 100;
     cfg.realtime_priority = 10;
@@ -690,6 +720,11 @@ static void test_replay(void)
         CHECK(rc == MAA_OK || (rc == CAM_WARN && strstr(err, "realtime priority 10")),
               "%d: %s", rc, err);
         printf("  realtime priority: %s\n", rc == MAA_OK ? "granted" : err);
+        if (rc == MAA_OK)
+            CHECK(fifo_threads() == 2, "%d SCHED_FIFO threads, want the capture and the "
+                  "trigger thread", fifo_threads());
+        else
+            CHECK(strstr(err, "capturing and triggering at normal priority") != NULL, "%s", err);
         CHECK(wait_count(&r, 0, 3, 5000) >= 3);
         cam_stop(s);
         CHECK(r.frames >= 3 && !r.bad_pixels && !r.bad_shape && r.seen[0] && r.seen[2],
