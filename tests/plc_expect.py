@@ -183,6 +183,12 @@ def main():
             continue
         run.place(i, period)
         st = run.ext[i] + run.delta
+        off = (run.msgs[i]["t_capture_ns"] - st * period) / 1e6
+        if abs(off) > period / 1e6 / 4:
+            note("NOTE: %s's frame %d, which the bridge placed the camera by, was captured "
+                 "%.1f ms off its step (a fake camera's first frame after acquisition start "
+                 "is off the frame period's grid, or its capture time jittered)" % (
+                     c.name, fid, off))
         consts.append((bstep - st, "%s frame %d: step %d" % (c.name, fid, bstep)))
         for fid2, n in run.skips(period):
             note("NOTE: %s's fake camera skipped %d frame periods before frame %d without "
