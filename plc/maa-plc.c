@@ -65,9 +65,11 @@ static maad_log_level log_level(maad_cfg_log_level l)
 }
 
 typedef struct {
-    uint64_t refused, refused_logged;
+    uint64_t refused;       /* messages refused, since start */
+    uint64_t suppressed;    /* ... of them not logged since the last one logged */
     uint64_t last_refused_log;
-    uint64_t other; /* messages of another camera on this socket */
+    char last_refused[256]; /* the reason last logged */
+    uint64_t other;         /* messages of another camera on this socket */
 } cam_input;
 
 typedef struct {
@@ -134,16 +136,25 @@ static void log_result(const bridge *b, const plc_result *r)
                         "%spart %" PRIu32 ": pass", dry, r->part);
 }
 
+/* Every new kind of problem is logged; the same problem again only every
+ * REFUSED_LOG_NS, with the count of those not logged, so that a sender
+ * repeating one mistake at line rate cannot flood the journal. */
 static void refused(bridge *b, int k, const char *why, uint64_t now_mono)
 {
     cam_input *in = &b->in[k];
     in->refused++;
-    if (in->refused_logged && now_mono - in->last_refused_log < REFUSED_LOG_NS)
+    if (strcmp(why, in->last_refused) == 0 && now_mono - in->last_refused_log < REFUSED_LOG_NS) {
+        in->suppressed++;
         return;
-    uint64_t more = in->refused - in->refused_logged - 1;
-    maad_log(&b->log, MAAD_LOG_WARNING, "camera %s: message refused: %s%s", b->cfg.cameras[k].name,
-             why, more ? " (and more since the last report)" : "");
-    in->refused_logged = in->refused;
+    }
+    char more[64] = "";
+    if (in->suppressed)
+        snprintf(more, sizeof more, " (and %" PRIu64 " refused since the last report)",
+                 in->suppressed);
+    maad_log(&b->log, MAAD_LOG_WARNING, "camera %s: message refused: %s%s",
+             b->cfg.cameras[k].name, why, more);
+    snprintf(in->last_refused, sizeof in->last_refused, "%s", why);
+    in->suppressed = 0;
     in->last_refused_log = now_mono;
 }
 

@@ -12,8 +12,12 @@
  * (delta found) by capture time: its frame goes to the step whose frames,
  * from cameras already placed, were captured within sync_tolerance_ms of it
  * (they share the trigger).  That happens at its first verdict and again
- * whenever its maad restarts (seq or frame id goes back) or its ids jump.
- * The first camera placed when none is, anchors the steps.
+ * whenever its maad restarts (seq or frame id goes back) or its ids jump;
+ * the camera's next frame must fall on the next step too.  The first camera
+ * placed when none is, anchors the steps.  Capture times stay checked
+ * against the camera placed first: two steps in a row off by more than the
+ * tolerance place the camera again (a trigger missed without a frame id
+ * would otherwise shift it for good).
  *
  * A part is decided when every camera's verdict for it is known: arrived,
  * or missing because the camera has moved past that step, because the
@@ -38,6 +42,7 @@ enum { S_NONE = 0, S_PASS, S_REJECT, S_UNINSPECTED, S_MISSING, S_DOWN };
 typedef struct {
     int64_t step;     /* the step this slot holds; NONE: empty */
     uint64_t t_real;  /* earliest capture time of the step; 0: unknown */
+    uint64_t t_cap[MAA_PLC_MAX_CAMERAS]; /* each camera's capture time; 0: none */
     uint8_t st[MAA_PLC_MAX_CAMERAS];
 } slot;
 
@@ -45,11 +50,15 @@ typedef struct {
     plc_msg m;
     uint64_t mono;   /* arrival */
     int64_t checked; /* steps up to this one were tried for a match; NONE */
+    int64_t match;   /* the step it matched; NONE */
+    bool refuted;    /* the next frame did not confirm that match */
 } held;
 
 typedef struct {
     const maa_plc_camera_config *cfg;
     bool placed;
+    uint64_t placed_at;     /* order of placement: earlier placed, more trusted */
+    int disagree;           /* steps in a row its capture time disagreed */
     int64_t delta;          /* step = ext + delta */
     uint64_t last_id;       /* last frame id, as sent */
     int64_t last_ext;       /* ... extended through wraps */
@@ -72,6 +81,7 @@ struct plc_tracker {
     cam cams[MAA_PLC_MAX_CAMERAS];
     slot *slots;
     bool started;
+    uint64_t placements;
     int64_t next_part;      /* the next part to decide */
     int64_t top_step;       /* the latest step any placed camera reported; NONE */
     uint64_t top_t;         /* its capture time */
@@ -183,6 +193,53 @@ static void unplace(plc_tracker *t, int k, const char *why)
     c->placed = false;
 }
 
+/* Camera k's capture times disagree with a camera placed before it at the
+ * same steps: it was placed on the wrong step (a frame off the trigger, a
+ * trigger it missed without a frame id).  Its verdicts not yet used are
+ * dropped (their parts then miss them: rejected, never judged on another
+ * part's verdict) and it is placed again by capture time. */
+static void misplaced(plc_tracker *t, int k, int ref, uint64_t diff_ns)
+{
+    cam *c = &t->cams[k];
+    char why[160];
+    snprintf(why, sizeof why, "its capture times are %.1f ms off camera %s's at the same steps",
+             (double)diff_ns / 1e6, t->cams[ref].cfg->name);
+    unplace(t, k, why);
+    if (c->last_step != NONE)
+        for (int64_t step = t->next_part + c->cfg->offset; step <= c->last_step; step++) {
+            slot *s = find(t, step);
+            if (s)
+                s->st[k] = S_NONE, s->t_cap[k] = 0;
+        }
+    c->last_step = NONE;
+    c->disagree = 0;
+}
+
+/* After camera k's capture time at slot s is stored: each camera is checked
+ * against the most trusted one there (placed first), when the later of the
+ * two arrives.  Two steps in a row beyond the tolerance are a misplacement,
+ * one alone may be jitter. */
+static void cross_check(plc_tracker *t, slot *s, int k)
+{
+    int ref = -1;
+    for (int j = 0; j < t->ncams; j++)
+        if (s->t_cap[j] && t->cams[j].placed &&
+            (ref < 0 || t->cams[j].placed_at < t->cams[ref].placed_at))
+            ref = j;
+    if (ref < 0)
+        return;
+    for (int i = 0; i < t->ncams; i++) {
+        if (i == ref || !s->t_cap[i] || (ref != k && i != k))
+            continue;
+        uint64_t a = s->t_cap[i], b = s->t_cap[ref], d = a > b ? a - b : b - a;
+        cam *c = &t->cams[i];
+        if (d <= t->tolerance_ns)
+            c->disagree = 0;
+        else if (++c->disagree >= 2)
+            misplaced(t, i, ref, d);
+    }
+}
+
 static bool any_placed(const plc_tracker *t)
 {
     for (int k = 0; k < t->ncams; k++)
@@ -225,6 +282,8 @@ static void store(plc_tracker *t, int k, const plc_msg *m, int64_t step, uint64_
         t->top_step = step;
         t->top_t = s->t_real;
     }
+    s->t_cap[k] = m->t_capture_ns;
+    cross_check(t, s, k);
 }
 
 /* A verdict with a frame id from a placed camera. */
@@ -249,8 +308,8 @@ static void place_verdict(plc_tracker *t, int k, const plc_msg *m, uint64_t now_
  * little while it is held. */
 static int64_t match_step(plc_tracker *t, held *h)
 {
-    if (t->top_step == NONE)
-        return NONE;
+    if (h->match != NONE || h->refuted || t->top_step == NONE)
+        return h->refuted ? NONE : h->match;
     int64_t from = t->top_step - STEPS + 1;
     if (h->checked != NONE && h->checked + 1 > from)
         from = h->checked + 1;
@@ -265,7 +324,28 @@ static int64_t match_step(plc_tracker *t, held *h)
             best = step, best_d = d;
     }
     h->checked = t->top_step;
-    return best;
+    return h->match = best;
+}
+
+/* Whether the held verdicts after h (frames of the same camera) confirm
+ * its match: 1 yes, 0 no (refuted), -1 not yet known.  One frame can match
+ * the wrong step (a camera's first frame may come off the trigger, a step
+ * away from its neighbours); the next one tells. */
+static int confirmed(plc_tracker *t, const cam *c, int i)
+{
+    const held *h = &c->held[i];
+    for (int j = i + 1; j < c->nheld; j++) {
+        int64_t d = id_diff(h->m.frame_id, c->held[j].m.frame_id);
+        if (d <= 0)
+            continue;
+        const slot *s = find(t, h->match + d);
+        if (!s || !s->t_real)
+            return -1;
+        uint64_t tc = c->held[j].m.t_capture_ns;
+        uint64_t diff = s->t_real > tc ? s->t_real - tc : tc - s->t_real;
+        return diff <= t->tolerance_ns;
+    }
+    return -1;
 }
 
 /* Places camera k by its held verdicts, then feeds them in order. */
@@ -282,14 +362,24 @@ static void try_place(plc_tracker *t, int k, uint64_t now_real, uint64_t now_mon
         at = 0;
         step = t->top_step == NONE ? t->max_offset : t->top_step + 1;
     } else {
-        for (int i = 0; i < c->nheld && at < 0; i++)
-            if ((step = match_step(t, &c->held[i])) != NONE)
+        for (int i = 0; i < c->nheld && at < 0; i++) {
+            if ((step = match_step(t, &c->held[i])) == NONE)
+                continue;
+            int ok = confirmed(t, c, i);
+            if (ok < 0)
+                return; /* wait for the next frame */
+            if (ok)
                 at = i;
+            else
+                c->held[i].refuted = true;
+        }
     }
     if (at < 0)
         return;
     const plc_msg *a = &c->held[at].m;
     c->placed = true;
+    c->placed_at = ++t->placements;
+    c->disagree = 0;
     c->last_id = a->frame_id;
     c->last_ext = 0;
     c->delta = step;
@@ -322,7 +412,7 @@ static void hold(plc_tracker *t, int k, const plc_msg *m, uint64_t now_mono)
         c->nheld--;
         t->st.unmatched++;
     }
-    c->held[c->nheld++] = (held){*m, now_mono, NONE};
+    c->held[c->nheld++] = (held){*m, now_mono, NONE, NONE, false};
 }
 
 /* Held verdicts that found no step in a deadline never will: the parts
@@ -399,8 +489,15 @@ static int resolve(plc_tracker *t, int k, int64_t p, uint64_t now_real, bool for
     cam *c = &t->cams[k];
     int64_t step = p + c->cfg->offset;
     slot *s = find(t, step);
-    if (s && s->st[k] != S_NONE)
-        return s->st[k];
+    if (s && s->st[k] != S_NONE) {
+        if (!c->disagree)
+            return s->st[k];
+        /* One step of the camera disagrees in time with the others: its
+         * verdicts wait for the next step to clear or confirm the doubt
+         * (or for the deadline). */
+        return force || (s->t_real && now_real > s->t_real + t->deadline_ns) ? S_MISSING
+                                                                              : S_NONE;
+    }
     if (c->placed && c->last_step > step)
         return S_MISSING; /* ids run in order: that frame was lost */
     /* A silent maad or a failing camera sends nothing more for this step:
