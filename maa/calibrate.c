@@ -1,7 +1,6 @@
 /* calibrate.c — `maa calibrate`: the statistical model of good parts
  * (contract §5) and the pixel threshold of the mask (contract §6). */
 #include <getopt.h>
-#include <glib.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -66,96 +65,9 @@ static int check_images(char **files, int n)
     return MAA_OK;
 }
 
-/* The split file train.py writes beside a model: which images of its
- * train/good folder it held out, and (by content) which it trained on. */
-typedef struct {
-    json_t *doc;
-    char *dir;               /* "images", a relative one taken from the file's folder */
-    json_t *held, *trained;  /* arrays of {"file", "sha256"} */
-} split_file;
-
-static void split_free(split_file *sp)
-{
-    json_decref(sp->doc);
-    g_free(sp->dir);
-    memset(sp, 0, sizeof *sp);
-}
-
-/* 0: loaded; 1: no such file (not an error unless it was asked for);
- * -1: unreadable or malformed (printed). */
-static int split_load(const char *path, split_file *sp)
-{
-    memset(sp, 0, sizeof *sp);
-    if (!g_file_test(path, G_FILE_TEST_EXISTS))
-        return 1;
-    json_error_t je;
-    sp->doc = json_load_file(path, 0, &je);
-    if (!sp->doc) {
-        fprintf(stderr, "maa calibrate: %s: not a split file: %s (line %d)\n", path, je.text,
-                je.line);
-        return -1;
-    }
-    const char *format = json_string_value(json_object_get(sp->doc, "format"));
-    const char *images = json_string_value(json_object_get(sp->doc, "images"));
-    if (images) {
-        gchar *base = g_path_get_dirname(path);
-        sp->dir = g_path_is_absolute(images) ? g_strdup(images)
-                                             : g_build_filename(base, images, NULL);
-        g_free(base);
-    }
-    sp->held = json_object_get(sp->doc, "held_out");
-    sp->trained = json_object_get(sp->doc, "trained");
-    const char *bad = !format || strcmp(format, "maa-split") ? "format is not \"maa-split\""
-                      : !sp->dir                             ? "no \"images\" folder"
-                      : !json_is_array(sp->held)             ? "no \"held_out\" list"
-                      : !json_is_array(sp->trained)          ? "no \"trained\" list"
-                                                             : NULL;
-    for (size_t i = 0; !bad && i < json_array_size(sp->held) + json_array_size(sp->trained); i++) {
-        size_t nh = json_array_size(sp->held);
-        json_t *e = i < nh ? json_array_get(sp->held, i) : json_array_get(sp->trained, i - nh);
-        const char *f = json_string_value(json_object_get(e, "file"));
-        const char *h = json_string_value(json_object_get(e, "sha256"));
-        if (!f || !*f || strchr(f, '/') || !h || strlen(h) != 64)
-            bad = "an entry without a plain \"file\" name and a \"sha256\"";
-    }
-    if (bad) {
-        fprintf(stderr, "maa calibrate: %s: %s\n", path, bad);
-        split_free(sp);
-        return -1;
-    }
-    return 0;
-}
-
-/* SHA-256 of a file's bytes (lowercase hex, g_free it); NULL, printed, when
- * it cannot be read. */
-static char *file_sha256(const char *path)
-{
-    gchar *buf;
-    gsize len;
-    GError *ge = NULL;
-    if (!g_file_get_contents(path, &buf, &len, &ge)) {
-        fprintf(stderr, "maa calibrate: %s\n", ge->message);
-        g_error_free(ge);
-        return NULL;
-    }
-    char *hex = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)buf, len);
-    g_free(buf);
-    return hex;
-}
-
-static const char *split_find(json_t *list, const char *sha)
-{
-    for (size_t i = 0; i < json_array_size(list); i++) {
-        json_t *e = json_array_get(list, i);
-        if (strcmp(json_string_value(json_object_get(e, "sha256")), sha) == 0)
-            return json_string_value(json_object_get(e, "file"));
-    }
-    return NULL;
-}
-
 /* The held-out images of the split, checked to be the very files the split
  * recorded: a changed image would calibrate on something else. */
-static char **held_out_files(const char *split_path, const split_file *sp, int *n)
+static char **held_out_files(const char *split_path, const maa_cli_split *sp, int *n)
 {
     *n = 0;
     size_t nh = json_array_size(sp->held);
@@ -173,12 +85,12 @@ static char **held_out_files(const char *split_path, const split_file *sp, int *
             fprintf(stderr, "maa calibrate: out of memory\n");
             return NULL;
         }
-        char *sha = file_sha256(files[i]);
-        int same = sha && strcmp(sha, json_string_value(json_object_get(e, "sha256"))) == 0;
-        if (sha && !same)
+        char sha[65];
+        int read = maa_cli_file_sha256("maa calibrate", files[i], sha) == MAA_OK;
+        int same = read && strcmp(sha, json_string_value(json_object_get(e, "sha256"))) == 0;
+        if (read && !same)
             fprintf(stderr, "maa calibrate: %s is not the image %s held out (its content "
                     "changed); give the images with --images\n", files[i], split_path);
-        g_free(sha);
         if (!same) {
             maa_cli_free_list(files, (int)i + 1);
             return NULL;
@@ -190,19 +102,18 @@ static char **held_out_files(const char *split_path, const split_file *sp, int *
 
 /* Warns about the images the model was trained on: their scores are lower
  * than a new good part's, so thresholds fitted on them reject good parts. */
-static int warn_trained(char **files, int n, const split_file *sp, const char *split_path)
+static int warn_trained(char **files, int n, const maa_cli_split *sp, const char *split_path)
 {
     int trained = 0;
     const char *example = NULL;
     for (int i = 0; i < n; i++) {
-        char *sha = file_sha256(files[i]);
-        if (!sha)
+        int r = maa_cli_split_trained("maa calibrate", sp, files[i]);
+        if (r < 0)
             return MAA_ERR;
-        if (split_find(sp->trained, sha)) {
+        if (r) {
             trained++;
             example = example ? example : files[i];
         }
-        g_free(sha);
     }
     if (trained)
         fprintf(stderr, "maa calibrate: warning: %d of the %d images (e.g. %s) were used to "
@@ -270,15 +181,9 @@ int maa_cmd_calibrate(int argc, char **argv)
         fprintf(stderr, "maa calibrate: --model and --out are required\n%s", usage);
         return 2;
     }
-    char *split_path = split_arg ? strdup(split_arg) : NULL;
-    if (!split_path) {
-        const char *dot = strrchr(ce.model, '.'), *slash = strrchr(ce.model, '/');
-        size_t stem = dot && (!slash || dot > slash) ? (size_t)(dot - ce.model) : strlen(ce.model);
-        if (asprintf(&split_path, "%.*s.split.json", (int)stem, ce.model) < 0)
-            split_path = NULL;
-    }
-    split_file sp;
-    int have = split_path ? split_load(split_path, &sp) : -1;
+    char *split_path = split_arg ? strdup(split_arg) : maa_cli_split_path(ce.model);
+    maa_cli_split sp;
+    int have = split_path ? maa_cli_split_load("maa calibrate", split_path, &sp) : -1;
     if (have < 0 || (have == 1 && (split_arg || !dir))) {
         if (have == 1)
             fprintf(stderr, "maa calibrate: %s: no such split file%s\n", split_path,
@@ -302,12 +207,12 @@ int maa_cmd_calibrate(int argc, char **argv)
                     dir ? "" : " (train with a larger --holdout, or give --images)");
         maa_cli_free_list(files, n);
         if (have == 0)
-            split_free(&sp);
+            maa_cli_split_free(&sp);
         free(split_path);
         return 1;
     }
     if (have == 0)
-        split_free(&sp);
+        maa_cli_split_free(&sp);
     free(split_path);
     int status = 1;
     maa_model *m = NULL;

@@ -4,6 +4,8 @@
 #ifndef MAA_TOOL_H
 #define MAA_TOOL_H
 
+#include <jansson.h>
+
 #include "engine/engine.h"
 
 int maa_cmd_infer(int argc, char **argv);
@@ -61,5 +63,27 @@ int maa_cli_plot_scores(const char *png, const double *scores, int n,
                         const maa_calibration *cal);
 /* A progress line on stderr when it is a terminal. */
 void maa_cli_progress(const char *what, int done, int total);
+
+/* ---- train.py's split file, MODEL.split.json (maa/split.c) ---------------
+ * Functions that print take `who`, the subcommand's name for the message. */
+typedef struct {
+    json_t *doc;
+    char *dir;               /* "images", a relative one taken from the file's folder */
+    json_t *held, *trained;  /* arrays of {"file", "sha256"} */
+} maa_cli_split;
+
+/* Where train.py puts a model's split file: the model's path without its
+ * extension, + ".split.json" (malloc'd; NULL when out of memory). */
+char *maa_cli_split_path(const char *model);
+/* 0: loaded; 1: no such file (an error only where the caller needs it);
+ * -1: unreadable or malformed (printed). */
+int maa_cli_split_load(const char *who, const char *path, maa_cli_split *sp);
+void maa_cli_split_free(maa_cli_split *sp);
+/* SHA-256 of a file's bytes as lowercase hex; MAA_ERR (printed) when the
+ * file cannot be read. */
+int maa_cli_file_sha256(const char *who, const char *path, char hex[65]);
+/* 1 when the image at path is, by content, one the split says the model was
+ * trained on; 0 when not; -1 (printed) when it cannot be read. */
+int maa_cli_split_trained(const char *who, const maa_cli_split *sp, const char *path);
 
 #endif
