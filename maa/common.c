@@ -3,6 +3,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <errno.h>
 #include <stdio.h>
@@ -112,8 +113,9 @@ int maa_cli_inspect_files(maa_inspector *in, const maa_calibration *cal,
     return maa_inspect(in, cal, k, x, res, err, errlen);
 }
 
-static int is_image_name(const char *name)
+static int is_image_name(const char *dir, const char *name)
 {
+    (void)dir;
     static const char *ext[] = {".png", ".pgm", ".ppm", ".pnm", ".bmp"};
     size_t n = strlen(name);
     for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
@@ -122,12 +124,23 @@ static int is_image_name(const char *name)
     return 0;
 }
 
+static int is_dir(const char *dir, const char *name)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return !stat(p, &st) && S_ISDIR(st.st_mode);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-char **maa_cli_list_images(const char *dir, int *n)
+/* The entries of dir that keep() takes (hidden ones never), as "dir/name"
+ * when full, else as names, sorted. */
+static char **list_dir(const char *dir, int (*keep)(const char *, const char *), int full,
+                       int *n)
 {
     *n = 0;
     DIR *d = opendir(dir);
@@ -139,7 +152,7 @@ char **maa_cli_list_images(const char *dir, int *n)
     char **list = malloc((size_t)cap * sizeof *list);
     struct dirent *e;
     while (list && (e = readdir(d))) {
-        if (e->d_name[0] == '.' || !is_image_name(e->d_name))
+        if (e->d_name[0] == '.' || !keep(dir, e->d_name))
             continue;
         if (*n == cap) {
             char **bigger = realloc(list, (size_t)(cap *= 2) * sizeof *list);
@@ -150,7 +163,8 @@ char **maa_cli_list_images(const char *dir, int *n)
             }
             list = bigger;
         }
-        if (asprintf(&list[*n], "%s/%s", dir, e->d_name) < 0) {
+        if ((full ? asprintf(&list[*n], "%s/%s", dir, e->d_name)
+                  : asprintf(&list[*n], "%s", e->d_name)) < 0) {
             maa_cli_free_list(list, *n);
             list = NULL;
             break;
@@ -159,12 +173,16 @@ char **maa_cli_list_images(const char *dir, int *n)
     }
     closedir(d);
     if (!list) {
-        fprintf(stderr, "maa: %s: out of memory listing images\n", dir);
+        fprintf(stderr, "maa: %s: out of memory listing it\n", dir);
         return NULL;
     }
     qsort(list, (size_t)*n, sizeof *list, cmp_str);
     return list;
 }
+
+char **maa_cli_list_images(const char *dir, int *n) { return list_dir(dir, is_image_name, 1, n); }
+
+char **maa_cli_list_subdirs(const char *dir, int *n) { return list_dir(dir, is_dir, 0, n); }
 
 void maa_cli_free_list(char **list, int n)
 {

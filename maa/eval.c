@@ -33,32 +33,6 @@ static const char usage[] =
 
 #define WORST 8
 
-typedef struct {
-    char *path, *type;
-    int defective;
-    double score;
-    double l1, markov_l1; /* the paper's Table III distances, beside FMD */
-    double mask_score;    /* maa_region_score: a region is kept when > T_pix */
-    int evidence;         /* MAA_EVIDENCE_* at the calibrated thresholds */
-    int has_gt;
-} sample;
-
-/* What a rule ranks parts by, with 1 at its decision boundary: the score
- * over T, the mask's region score over T_pix, or the larger of the two.  A
- * part is rejected exactly when this exceeds 1 (for T, T_pix > 0). */
-static double rank_value(const sample *s, const maa_calibration *cal, maa_rule rule)
-{
-    double by_score = s->score / cal->threshold, by_mask = s->mask_score / cal->pixel_threshold;
-    return rule == MAA_RULE_SCORE ? by_score
-           : rule == MAA_RULE_MASK ? by_mask
-                                   : fmax(by_score, by_mask);
-}
-
-static int rejects(const sample *s, maa_rule rule)
-{
-    return (s->evidence & maa_rule_evidence(rule)) != 0;
-}
-
 /* Mean |a - b| over n values, in double. */
 static double mean_abs_diff(const float *a, const float *b, size_t n)
 {
@@ -80,52 +54,19 @@ static void tally(counts *c, int defective, int rejected)
         rejected ? c->fp++ : c->tn++;
 }
 
-static double ratio(int a, int b) { return b ? (double)a / b : NAN; }
-
-static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
 static json_t *rates(const counts *c, double *acc, double *prec, double *rec, double *f1)
 {
-    *acc = ratio(c->tp + c->tn, c->tp + c->tn + c->fp + c->fn);
-    *prec = ratio(c->tp, c->tp + c->fp);
-    *rec = ratio(c->tp, c->tp + c->fn);
+    *acc = maa_cli_ratio(c->tp + c->tn, c->tp + c->tn + c->fp + c->fn);
+    *prec = maa_cli_ratio(c->tp, c->tp + c->fp);
+    *rec = maa_cli_ratio(c->tp, c->tp + c->fn);
     *f1 = (*prec + *rec) > 0 ? 2 * *prec * *rec / (*prec + *rec) : NAN;
-    return json_pack("{s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i}", "accuracy", num(*acc), "precision",
-                     num(*prec), "recall", num(*rec), "f1", num(*f1), "tp", c->tp, "fp", c->fp,
-                     "tn", c->tn, "fn", c->fn);
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* The defect types: subfolders of ROOT/test, "good" first. */
-static char **list_types(const char *root, int *n)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/test", root);
-    DIR *d = opendir(dir);
-    *n = 0;
-    if (!d) {
-        fprintf(stderr, "maa eval: %s: %s (expected the MVTec AD layout ROOT/test/<type>/)\n", dir,
-                strerror(errno));
-        return NULL;
-    }
-    char **types = calloc(256, sizeof *types);
-    struct dirent *e;
-    while (types && (e = readdir(d)) && *n < 256) {
-        char p[4608];
-        struct stat st;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (e->d_name[0] != '.' && !stat(p, &st) && S_ISDIR(st.st_mode))
-            types[(*n)++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (types)
-        qsort(types, (size_t)*n, sizeof *types, cmp_str);
-    return types;
+    return json_pack("{s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i}", "accuracy", maa_cli_json_num(*acc),
+                     "precision", maa_cli_json_num(*prec), "recall", maa_cli_json_num(*rec), "f1",
+                     maa_cli_json_num(*f1), "tp", c->tp, "fp", c->fp, "tn", c->tn, "fn", c->fn);
 }
 
 /* The ground-truth mask of a defective image at the model's size, as 0/1. */
-static int load_gt(const char *root, const sample *s, int size, float *tmp, uint8_t *gt)
+static int load_gt(const char *root, const maa_cli_part *s, int size, float *tmp, uint8_t *gt)
 {
     char *copy = strdup(s->path), *base = basename(copy), *dot = strrchr(base, '.');
     if (dot)
@@ -175,20 +116,46 @@ static void label_regions(const uint8_t *gt, int s, int *region, int *next, int 
     }
 }
 
-static void to_png(const char *path, const float *x, int c, int s)
+/* What eval gathers beyond the judgement, batch by batch: the paper's
+ * Table III distances, and the variance maps and ground truth of the images
+ * whose truth is known, for the pixel-level metrics. */
+typedef struct {
+    const char *root;
+    const maa_cli_set *set;
+    const maa_model_info *info;
+    double *l1, *markov_l1;
+    float *pix;      /* variance maps, S x S each */
+    int *region;     /* their truth: 0, or a 1-based region id, per pixel */
+    int npix_images, next_region;
+    float *tmp;      /* scratch: S x S */
+    uint8_t *gt;     /* scratch: S x S */
+    int *stack;      /* scratch: 3 S x S */
+} gather;
+
+static int gather_batch(void *user, const maa_inspector *in, int first, int k, const float *x)
 {
-    uint8_t *px = malloc((size_t)c * s * s);
-    if (!px)
-        return;
-    for (int y = 0; y < s * s; y++)
-        for (int k = 0; k < c; k++) {
-            float v = (x[(size_t)k * s * s + y] + 1) * 127.5f;
-            px[(size_t)y * c + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
-        }
-    char err[MAA_ERRLEN];
-    if (maa_png_write(path, px, s, s, c, err, sizeof err))
-        fprintf(stderr, "maa eval: %s\n", err);
-    free(px);
+    gather *g = user;
+    const int S = g->info->image_size;
+    const size_t img = (size_t)g->info->channels * S * S, s2 = (size_t)S * S;
+    const size_t mk = (size_t)g->info->markov_size * g->info->markov_size;
+    for (int j = 0; j < k; j++) {
+        const maa_cli_part *p = &g->set->parts[first + j];
+        g->l1[first + j] = mean_abs_diff(x + (size_t)j * img, maa_inspector_recon(in, j), img);
+        g->markov_l1[first + j] = mean_abs_diff(maa_inspector_markov(in, j, 0),
+                                                maa_inspector_markov(in, j, 1), mk);
+        /* Pixel metrics use the images whose truth is known: good parts
+         * (no defect pixel) and defective parts with a mask file. */
+        if (p->defective && load_gt(g->root, p, S, g->tmp, g->gt) != MAA_OK)
+            continue;
+        if (!p->defective)
+            memset(g->gt, 0, s2);
+        memcpy(g->pix + (size_t)g->npix_images * s2, maa_inspector_varmap(in, j),
+               s2 * sizeof *g->pix);
+        label_regions(g->gt, S, g->region + (size_t)g->npix_images * s2, &g->next_region,
+                      g->stack);
+        g->npix_images++;
+    }
+    return 0;
 }
 
 int maa_cmd_eval(int argc, char **argv)
@@ -231,45 +198,20 @@ int maa_cmd_eval(int argc, char **argv)
         fprintf(stderr, "maa eval: --plots %s: %s\n", plots, strerror(errno));
         return 2;
     }
-    int ntypes = 0, ns = 0, status = 1;
-    char **types = list_types(root, &ntypes);
-    if (!types)
+    maa_cli_set set;
+    if (maa_cli_set_load("maa eval", root, &set))
         return 1;
-    sample *ss = NULL;
+    const int ns = set.n, ngood = set.ngood, ntypes = set.ntypes;
+    char *const *types = set.types;
+    int status = 1;
     maa_model *m = NULL;
     maa_inspector *in = NULL;
     maa_calibration cal;
-    float *x = NULL, *pix = NULL, *tmp = NULL;
-    uint8_t *gt = NULL;
-    int *region = NULL, *stack = NULL;
-    maa_result *res = NULL;
-    const char **paths = NULL;
+    maa_cli_judged *jd = NULL;
+    gather g = {.root = root, .set = &set, .next_region = 1};
     json_t *report = NULL;
     char err[MAA_ERRLEN];
 
-    for (int t = 0; t < ntypes; t++) {
-        char dir[4096];
-        int n;
-        snprintf(dir, sizeof dir, "%s/test/%s", root, types[t]);
-        char **files = maa_cli_list_images(dir, &n);
-        sample *bigger = files ? realloc(ss, (size_t)(ns + n + 1) * sizeof *ss) : NULL;
-        if (!bigger) {
-            maa_cli_free_list(files, n);
-            goto out;
-        }
-        ss = bigger;
-        for (int i = 0; i < n; i++)
-            ss[ns++] = (sample){.path = files[i], .type = types[t],
-                                .defective = strcmp(types[t], "good") != 0};
-        free(files); /* the paths now belong to ss */
-    }
-    int ngood = 0;
-    for (int i = 0; i < ns; i++)
-        ngood += !ss[i].defective;
-    if (ngood == 0 || ngood == ns) {
-        fprintf(stderr, "maa eval: %s/test needs good images (test/good) and defective ones\n", root);
-        goto out;
-    }
     if (maa_cli_load(&ce, &m, &cal, NULL))
         goto out;
     cal.rule = rule;
@@ -278,52 +220,25 @@ int maa_cmd_eval(int argc, char **argv)
         goto out;
     }
     const maa_model_info *info = maa_model_get_info(m);
-    const int B = ce.engine.max_batch, S = info->image_size;
-    const size_t img = (size_t)info->channels * S * S, s2 = (size_t)S * S;
-    const size_t mk = (size_t)info->markov_size * info->markov_size;
-    x = malloc((size_t)B * img * sizeof *x);
-    res = malloc((size_t)B * sizeof *res);
-    paths = malloc((size_t)B * sizeof *paths);
-    pix = malloc((size_t)ns * s2 * sizeof *pix);
-    region = malloc((size_t)ns * s2 * sizeof *region);
-    tmp = malloc(s2 * sizeof *tmp);
-    gt = malloc(s2);
-    stack = malloc(3 * s2 * sizeof *stack); /* also maa_region_score's scratch */
-    if (!x || !res || !paths || !pix || !region || !tmp || !gt || !stack) {
+    const int S = info->image_size;
+    const size_t s2 = (size_t)S * S;
+    g.info = info;
+    jd = malloc((size_t)ns * sizeof *jd);
+    g.l1 = malloc((size_t)ns * sizeof *g.l1);
+    g.markov_l1 = malloc((size_t)ns * sizeof *g.markov_l1);
+    g.pix = malloc((size_t)ns * s2 * sizeof *g.pix);
+    g.region = malloc((size_t)ns * s2 * sizeof *g.region);
+    g.tmp = malloc(s2 * sizeof *g.tmp);
+    g.gt = malloc(s2);
+    g.stack = malloc(3 * s2 * sizeof *g.stack);
+    if (!jd || !g.l1 || !g.markov_l1 || !g.pix || !g.region || !g.tmp || !g.gt || !g.stack) {
         fprintf(stderr, "maa eval: out of memory for %d images\n", ns);
         goto out;
     }
-    int next_region = 1, npix_images = 0;
-    for (int i = 0; i < ns; i += B) {
-        int k = ns - i < B ? ns - i : B;
-        for (int j = 0; j < k; j++)
-            paths[j] = ss[i + j].path;
-        if (maa_cli_inspect_files(in, &cal, info, paths, k, x, res, err, sizeof err)) {
-            fprintf(stderr, "maa eval: %s\n", err);
-            goto out;
-        }
-        for (int j = 0; j < k; j++) {
-            sample *s = &ss[i + j];
-            s->score = res[j].score;
-            s->l1 = mean_abs_diff(x + (size_t)j * img, maa_inspector_recon(in, j), img);
-            s->markov_l1 = mean_abs_diff(maa_inspector_markov(in, j, 0),
-                                         maa_inspector_markov(in, j, 1), mk);
-            s->evidence = res[j].evidence;
-            s->mask_score = maa_region_score(maa_inspector_varmap(in, j), S,
-                                             cal.min_region_area, stack);
-            /* Pixel metrics use the images whose truth is known: good parts
-             * (no defect pixel) and defective parts with a mask file. */
-            s->has_gt = !s->defective || load_gt(root, s, S, tmp, gt) == MAA_OK;
-            if (!s->has_gt)
-                continue;
-            if (!s->defective)
-                memset(gt, 0, s2);
-            memcpy(pix + (size_t)npix_images * s2, maa_inspector_varmap(in, j), s2 * sizeof *pix);
-            label_regions(gt, S, region + (size_t)npix_images * s2, &next_region, stack);
-            npix_images++;
-        }
-        maa_cli_progress("maa eval:", i + k, ns);
-    }
+    if (maa_cli_judge_set("maa eval", in, &cal, info, ce.engine.max_batch, &set, jd, gather_batch,
+                          &g))
+        goto out;
+    const int npix_images = g.npix_images;
 
     /* Image-level metrics. */
     float *sc = malloc((size_t)ns * sizeof *sc);
@@ -335,65 +250,53 @@ int maa_cmd_eval(int argc, char **argv)
         goto out;
     }
     for (int i = 0; i < ns; i++)
-        sc[i] = (float)ss[i].l1, lab[i] = (uint8_t)ss[i].defective;
+        sc[i] = (float)g.l1[i], lab[i] = (uint8_t)set.parts[i].defective;
     double auroc_l1 = maa_auroc(sc, lab, (size_t)ns);
     for (int i = 0; i < ns; i++)
-        sc[i] = (float)ss[i].markov_l1;
+        sc[i] = (float)g.markov_l1[i];
     double auroc_markov_l1 = maa_auroc(sc, lab, (size_t)ns);
     for (int i = 0; i < ns; i++)
-        sc[i] = (float)ss[i].score;
+        sc[i] = (float)jd[i].score;
     double auroc = maa_auroc(sc, lab, (size_t)ns);
     for (size_t p = 0; p < (size_t)npix_images * s2; p++)
-        pl[p] = region[p] != 0;
-    double pixel_auroc = maa_auroc(pix, pl, (size_t)npix_images * s2);
-    double aupro = maa_aupro(pix, region, (size_t)npix_images * s2, next_region - 1, 0.3);
+        pl[p] = g.region[p] != 0;
+    double pixel_auroc = maa_auroc(g.pix, pl, (size_t)npix_images * s2);
+    double aupro = maa_aupro(g.pix, g.region, (size_t)npix_images * s2, g.next_region - 1, 0.3);
     free(pl);
 
     /* Each rule at the calibrated thresholds: AUROC of what it ranks by,
      * recall of defective parts, share of good parts rejected. */
-    static const char *const ranks_by[] = {"max(FMD / T, mask score / T_pix)", "FMD",
-                                           "mask score"};
     json_t *rules = json_object();
-    double rule_auroc[3], rule_recall[3], rule_frr[3];
+    maa_cli_decision dec[3];
     for (int r = 0; r < 3; r++) {
-        int rej_bad = 0, rej_good = 0;
-        for (int i = 0; i < ns; i++) {
-            sc[i] = (float)rank_value(&ss[i], &cal, (maa_rule)r);
-            if (rejects(&ss[i], (maa_rule)r))
-                ss[i].defective ? rej_bad++ : rej_good++;
+        if (maa_cli_decide(&set, jd, &cal, (maa_rule)r, &dec[r])) {
+            free(sc), free(lab), json_decref(rules);
+            goto out;
         }
-        rule_auroc[r] = maa_auroc(sc, lab, (size_t)ns);
-        rule_recall[r] = ratio(rej_bad, ns - ngood);
-        rule_frr[r] = ratio(rej_good, ngood);
         json_object_set_new(rules, maa_rule_name((maa_rule)r),
-                            json_pack("{s:s,s:o,s:o,s:o,s:i,s:i}", "ranks_by", ranks_by[r],
-                                      "image_auroc", num(rule_auroc[r]), "recall",
-                                      num(rule_recall[r]), "false_reject_rate",
-                                      num(rule_frr[r]), "defective_rejected", rej_bad,
-                                      "good_rejected", rej_good));
+                            maa_cli_decision_json(&dec[r], (maa_rule)r));
     }
-    for (int i = 0; i < ns; i++)
-        sc[i] = (float)ss[i].score;
 
     const double t0 = cal.mu; /* gamma = 0: the paper's setting */
     counts at_t = {0}, at_0 = {0};
     for (int i = 0; i < ns; i++) {
-        tally(&at_t, ss[i].defective, ss[i].score > cal.threshold);
-        tally(&at_0, ss[i].defective, ss[i].score > t0);
+        tally(&at_t, set.parts[i].defective, jd[i].score > cal.threshold);
+        tally(&at_0, set.parts[i].defective, jd[i].score > t0);
     }
     double acc, prec, rec, f1, acc0, prec0, rec0, f10;
     report = json_object();
     json_t *rt = rates(&at_t, &acc, &prec, &rec, &f1), *r0 = rates(&at_0, &acc0, &prec0, &rec0, &f10);
-    json_object_set_new(report, "image_auroc", num(auroc));
-    json_object_set_new(report, "pixel_auroc", num(pixel_auroc));
-    json_object_set_new(report, "aupro", num(aupro));
+    json_object_set_new(report, "image_auroc", maa_cli_json_num(auroc));
+    json_object_set_new(report, "pixel_auroc", maa_cli_json_num(pixel_auroc));
+    json_object_set_new(report, "aupro", maa_cli_json_num(aupro));
     json_object_set_new(report, "image_auroc_by_distance",
-                        json_pack("{s:o,s:o,s:o}", "l1", num(auroc_l1), "markov_l1",
-                                  num(auroc_markov_l1), "fmd", num(auroc)));
-    json_object_set_new(report, "accuracy", num(acc));
-    json_object_set_new(report, "precision", num(prec));
-    json_object_set_new(report, "recall", num(rec));
-    json_object_set_new(report, "f1", num(f1));
+                        json_pack("{s:o,s:o,s:o}", "l1", maa_cli_json_num(auroc_l1),
+                                  "markov_l1", maa_cli_json_num(auroc_markov_l1), "fmd",
+                                  maa_cli_json_num(auroc)));
+    json_object_set_new(report, "accuracy", maa_cli_json_num(acc));
+    json_object_set_new(report, "precision", maa_cli_json_num(prec));
+    json_object_set_new(report, "recall", maa_cli_json_num(rec));
+    json_object_set_new(report, "f1", maa_cli_json_num(f1));
     json_object_set_new(report, "rule", json_string(maa_rule_name(rule)));
     json_object_set_new(report, "rules", rules);
     json_object_set_new(report, "pixel_threshold", json_real(cal.pixel_threshold));
@@ -411,8 +314,9 @@ int maa_cmd_eval(int argc, char **argv)
     printf("  %-7s %-34s %7s %7s %14s\n", "rule", "ranks parts by", "AUROC", "recall",
            "good rejected");
     for (int r = 0; r < 3; r++)
-        printf("  %-7s %-34s %7.4f %7.4f %7.2f%%%s\n", maa_rule_name((maa_rule)r), ranks_by[r],
-               rule_auroc[r], rule_recall[r], 100 * rule_frr[r],
+        printf("  %-7s %-34s %7.4f %7.4f %7.2f%%%s\n", maa_rule_name((maa_rule)r),
+               maa_cli_ranks_by((maa_rule)r), dec[r].image_auroc, dec[r].recall,
+               100 * dec[r].false_reject_rate,
                r == (int)rule ? "   <- verdicts below" : "");
     printf("\n  score (FMD): image AUROC %.4f   mask: pixel AUROC %.4f   AUPRO(0.3) %.4f\n", auroc,
            pixel_auroc, aupro);
@@ -431,31 +335,34 @@ int maa_cmd_eval(int argc, char **argv)
         int n = 0, by_rule = 0;
         counts ct = {0}, c0 = {0};
         for (int i = 0; i < ns; i++) {
-            if (strcmp(ss[i].type, types[t]))
+            const maa_cli_part *p = &set.parts[i];
+            if (strcmp(p->type, types[t]))
                 continue;
             n++;
-            by_rule += rejects(&ss[i], rule);
-            tally(&ct, ss[i].defective, ss[i].score > cal.threshold);
-            tally(&c0, ss[i].defective, ss[i].score > t0);
+            by_rule += maa_cli_rejects(&jd[i], rule);
+            tally(&ct, p->defective, jd[i].score > cal.threshold);
+            tally(&c0, p->defective, jd[i].score > t0);
         }
         /* Per type: that type against the good parts. */
         int k = 0;
         for (int i = 0; i < ns; i++)
-            if (!ss[i].defective || !strcmp(ss[i].type, types[t]))
-                sc[k] = (float)ss[i].score, lab[k++] = (uint8_t)ss[i].defective;
+            if (!set.parts[i].defective || !strcmp(set.parts[i].type, types[t]))
+                sc[k] = (float)jd[i].score, lab[k++] = (uint8_t)set.parts[i].defective;
         double a = strcmp(types[t], "good") ? maa_auroc(sc, lab, (size_t)k) : NAN;
         double ta, tp, tr, tf, za, zp, zr, zf;
         json_t *jt = rates(&ct, &ta, &tp, &tr, &tf), *j0 = rates(&c0, &za, &zp, &zr, &zf);
-        json_object_set_new(per, types[t], json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:o}", "n", n,
-                                                     "auroc", num(a), "recall", num(tr),
-                                                     "recall_gamma0", num(zr), "rejected_by_rule",
-                                                     num(ratio(by_rule, n)), "at_threshold", jt,
-                                                     "gamma0", j0));
+        json_object_set_new(per, types[t],
+                            json_pack("{s:i,s:o,s:o,s:o,s:o,s:o,s:o}", "n", n, "auroc",
+                                      maa_cli_json_num(a), "recall", maa_cli_json_num(tr),
+                                      "recall_gamma0", maa_cli_json_num(zr), "rejected_by_rule",
+                                      maa_cli_json_num(maa_cli_ratio(by_rule, n)),
+                                      "at_threshold", jt, "gamma0", j0));
         int good = !strcmp(types[t], "good");
         if (good) { /* for good parts: the share passed */
-            tr = ratio(ct.tn, ct.tn + ct.fp);
-            zr = ratio(c0.tn, c0.tn + c0.fp);
-            json_object_set_new(json_object_get(per, types[t]), "pass_rate", num(tr));
+            tr = maa_cli_ratio(ct.tn, ct.tn + ct.fp);
+            zr = maa_cli_ratio(c0.tn, c0.tn + c0.fp);
+            json_object_set_new(json_object_get(per, types[t]), "pass_rate",
+                                maa_cli_json_num(tr));
         }
         printf("  %-12s %5d %7.4f | %7.4f %7s %7.4f %7s | %7.4f %7s %7.4f %7s\n", types[t], n, a, ta,
                "", tr, "", za, "", zr, "");
@@ -471,13 +378,11 @@ int maa_cmd_eval(int argc, char **argv)
 
     json_t *jimgs = json_array();
     for (int i = 0; i < ns; i++) {
-        json_t *ev = maad_evidence_json(ss[i].evidence);
-        json_array_append_new(jimgs, json_pack("{s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:o,s:s}", "image",
-                                               ss[i].path, "type", ss[i].type, "defective",
-                                               ss[i].defective, "score", ss[i].score, "l1",
-                                               ss[i].l1, "markov_l1", ss[i].markov_l1,
-                                               "mask_score", ss[i].mask_score, "evidence", ev,
-                                               "verdict", rejects(&ss[i], rule) ? "reject" : "pass"));
+        json_t *ji = json_pack("{s:s,s:s,s:b,s:f,s:f}", "image", set.parts[i].path, "type",
+                               set.parts[i].type, "defective", set.parts[i].defective, "l1",
+                               g.l1[i], "markov_l1", g.markov_l1[i]);
+        json_object_update_new(ji, maa_cli_judged_json(&jd[i], rule));
+        json_array_append_new(jimgs, ji);
     }
     json_object_set_new(report, "images", jimgs);
     free(sc);
@@ -492,8 +397,8 @@ int maa_cmd_eval(int argc, char **argv)
             int best = -1;
             double worst = -INFINITY;
             for (int i = 0; i < ns; i++) {
-                double v = rank_value(&ss[i], &cal, rule);
-                double badness = ss[i].defective ? 1 - v : v - 1;
+                double v = maa_cli_rank_value(&jd[i], &cal, rule);
+                double badness = set.parts[i].defective ? 1 - v : v - 1;
                 if (!used[i] && badness > worst)
                     worst = badness, best = i;
             }
@@ -503,19 +408,15 @@ int maa_cmd_eval(int argc, char **argv)
         free(used);
         json_t *cases = json_array();
         for (int w = 0; w < nw; w++) {
-            sample *s = &ss[order[w]];
-            if (maa_cli_read_input(s->path, info, x, err, sizeof err) ||
-                maa_inspect(in, &cal, 1, x, res, err, sizeof err))
-                continue;
+            const maa_cli_part *p = &set.parts[order[w]];
             char rp[4608], mp[4608];
             snprintf(rp, sizeof rp, "%s/case%d_recon.png", plots, w);
             snprintf(mp, sizeof mp, "%s/case%d_mask.png", plots, w);
-            to_png(rp, maa_inspector_recon(in, 0), info->channels, S);
-            if (maa_png_write(mp, maa_inspector_mask(in, 0), S, S, 1, err, sizeof err))
-                fprintf(stderr, "maa eval: %s\n", err);
-            json_array_append_new(cases, json_pack("{s:s,s:s,s:s,s:s,s:f}", "image", s->path,
-                                                   "type", s->type, "recon", rp, "mask", mp,
-                                                   "score", s->score));
+            if (maa_cli_write_case("maa eval", in, &cal, info, p->path, rp, mp))
+                continue;
+            json_array_append_new(cases, json_pack("{s:s,s:s,s:s,s:s,s:f}", "image", p->path,
+                                                   "type", p->type, "recon", rp, "mask", mp,
+                                                   "score", jd[order[w]].score));
         }
         json_object_set_new(report, "worst_cases", cases);
         char rpath[4608];
@@ -533,20 +434,15 @@ int maa_cmd_eval(int argc, char **argv)
     status = 0;
 out:
     json_decref(report);
-    for (int i = 0; i < ns; i++)
-        free(ss[i].path);
-    free(ss);
-    for (int t = 0; t < ntypes; t++)
-        free(types[t]);
-    free(types);
-    free(x);
-    free(res);
-    free(paths);
-    free(pix);
-    free(region);
-    free(tmp);
-    free(gt);
-    free(stack);
+    free(jd);
+    free(g.l1);
+    free(g.markov_l1);
+    free(g.pix);
+    free(g.region);
+    free(g.tmp);
+    free(g.gt);
+    free(g.stack);
+    maa_cli_set_free(&set);
     maa_inspector_free(in);
     maa_model_free(m);
     return status;

@@ -53,6 +53,8 @@ int maa_cli_inspect_files(maa_inspector *in, const maa_calibration *cal,
 /* The image files of a directory, sorted by name (PNG, PGM/PPM, BMP by
  * extension); *n gets the count.  NULL with a message on failure. */
 char **maa_cli_list_images(const char *dir, int *n);
+/* The subfolders of a directory, by name, sorted, as maa_cli_list_images. */
+char **maa_cli_list_subdirs(const char *dir, int *n);
 void maa_cli_free_list(char **list, int n);
 /* Runs one of the project's Python scripts (scripts/NAME, found beside the
  * maa executable's ../scripts, or in $MAA_SCRIPTS) with /usr/bin/python3 (or
@@ -85,5 +87,76 @@ int maa_cli_file_sha256(const char *who, const char *path, char hex[65]);
 /* 1 when the image at path is, by content, one the split says the model was
  * trained on; 0 when not; -1 (printed) when it cannot be read. */
 int maa_cli_split_trained(const char *who, const maa_cli_split *sp, const char *path);
+
+/* ---- a labelled set judged by one model (maa/judge.c) --------------------
+ * What maa eval reports and maa compare sets side by side, computed in one
+ * place so that the two agree to the bit. */
+
+/* One image of a labelled set in the MVTec AD layout, ROOT/test/<type>/. */
+typedef struct {
+    char *path;
+    const char *type; /* its folder's name; "good" holds the good parts */
+    int defective;
+} maa_cli_part;
+
+typedef struct {
+    char **types;         /* the subfolders of ROOT/test, sorted */
+    int ntypes;
+    maa_cli_part *parts;  /* every image, by type, then by name */
+    int n, ngood;
+} maa_cli_set;
+
+/* Lists ROOT/test; refuses (printed) a set without both good and defective
+ * images. */
+int maa_cli_set_load(const char *who, const char *root, maa_cli_set *set);
+void maa_cli_set_free(maa_cli_set *set);
+
+/* How one model judged one part at its calibrated thresholds. */
+typedef struct {
+    double score;      /* FMD */
+    double mask_score; /* maa_region_score: a region is kept when > T_pix */
+    int evidence;      /* MAA_EVIDENCE_* */
+} maa_cli_judged;
+
+/* Sees parts first..first+k-1 after their batch, with its inputs x, while
+ * the inspector still holds their intermediates; non-zero stops the run. */
+typedef int (*maa_cli_batch_fn)(void *user, const maa_inspector *in, int first, int k,
+                                const float *x);
+/* Judges every part of set, batch images at a time, into out[i] (set->n of
+ * them); each, when not NULL, sees every batch.  MAA_ERR, printed. */
+int maa_cli_judge_set(const char *who, maa_inspector *in, const maa_calibration *cal,
+                      const maa_model_info *info, int batch, const maa_cli_set *set,
+                      maa_cli_judged *out, maa_cli_batch_fn each, void *user);
+
+/* What rule ranks parts by, with 1 at its decision boundary: FMD / T, the
+ * mask's region score / T_pix, or the larger of the two (either).  A part is
+ * rejected exactly when this exceeds 1 (for T, T_pix > 0). */
+double maa_cli_rank_value(const maa_cli_judged *j, const maa_calibration *cal, maa_rule rule);
+/* That value in words, for tables and reports. */
+const char *maa_cli_ranks_by(maa_rule rule);
+/* Whether rule rejects the part: the evidence it counts is present. */
+int maa_cli_rejects(const maa_cli_judged *j, maa_rule rule);
+
+/* A rule's decision on a judged set: the image AUROC of its rank value,
+ * the share of defective parts it rejects and of good parts. */
+typedef struct {
+    double image_auroc, recall, false_reject_rate;
+    int defective_rejected, good_rejected;
+} maa_cli_decision;
+int maa_cli_decide(const maa_cli_set *set, const maa_cli_judged *j, const maa_calibration *cal,
+                   maa_rule rule, maa_cli_decision *d);
+/* A decision as maa eval's report writes it under "rules". */
+json_t *maa_cli_decision_json(const maa_cli_decision *d, maa_rule rule);
+/* A part's score, mask_score, evidence and verdict under rule, as JSON. */
+json_t *maa_cli_judged_json(const maa_cli_judged *j, maa_rule rule);
+/* a / b, NAN when b is 0; and a number for JSON, null when not finite. */
+double maa_cli_ratio(int a, int b);
+json_t *maa_cli_json_num(double v);
+/* Judges one image alone and writes its mask and, when recon_png is not
+ * NULL, its reconstruction as PNGs of the model's size (for the pictures of
+ * eval's worst cases and compare's disagreements).  MAA_ERR, printed. */
+int maa_cli_write_case(const char *who, maa_inspector *in, const maa_calibration *cal,
+                       const maa_model_info *info, const char *image, const char *recon_png,
+                       const char *mask_png);
 
 #endif
