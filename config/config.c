@@ -216,6 +216,19 @@ const char *maad_config_enum_name(const char *key, int value)
     return cfg_enum_name(&maad_schema, key, value);
 }
 
+int maad_pixel_format_channels(maad_pixel_format f) { return f == MAAD_PIX_MONO8 ? 1 : 3; }
+
+int maad_config_check_channels(const maad_camera_config *cam, int channels,
+                               const char *model_path, char *err, size_t errlen)
+{
+    if (channels != 1 || maad_pixel_format_channels(cam->pixel_format) == 1)
+        return MAA_OK;
+    snprintf(err, errlen, "camera.pixel_format %s gives colour frames, but the model %.200s "
+             "is mono (1 channel); use Mono8 or a 3-channel model",
+             maad_config_enum_name("camera.pixel_format", (int)cam->pixel_format), model_path);
+    return MAA_ERR;
+}
+
 void maad_config_defaults(maad_config *c) { cfg_defaults(&maad_schema, c); }
 
 int maad_config_load(const char *path, maad_config *c, char *err, size_t errlen)

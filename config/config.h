@@ -133,6 +133,19 @@ typedef struct maad_config {
  * or value is out of range. */
 const char *maad_config_enum_name(const char *key, int value);
 
+/* Channels of the frames camera.pixel_format gives the engine: 1 for
+ * Mono8, 3 for RGB8 and the Bayer formats (demosaiced to RGB). */
+int maad_pixel_format_channels(maad_pixel_format f);
+
+/* Whether a model of `channels` channels can judge this camera's frames
+ * (contract §1): a gray frame feeds a 3-channel model replicated, but a
+ * colour frame is refused by a 1-channel one, so every frame would be
+ * published uninspected.  The check maad makes at start-up and maa compare
+ * makes of a candidate model.  MAA_ERR, with a reason naming model_path,
+ * when it cannot. */
+int maad_config_check_channels(const maad_camera_config *cam, int channels,
+                               const char *model_path, char *err, size_t errlen);
+
 /* Every key at its default; required keys (camera.name, model.path,
  * model.calibration) empty. */
 void maad_config_defaults(maad_config *c);

@@ -557,6 +557,28 @@ static void test_enum_names(void)
     CHECK(maad_config_enum_name("camera.levelx", 0) == NULL);
 }
 
+/* Which models can judge which cameras' frames: a mono model no colour
+ * camera's, in maad's own words; a colour model every camera's. */
+static void test_check_channels(void)
+{
+    maad_camera_config cam = {.pixel_format = MAAD_PIX_MONO8};
+    char err[512] = "";
+    CHECK(maad_pixel_format_channels(MAAD_PIX_MONO8) == 1);
+    CHECK(maad_config_check_channels(&cam, 1, "m1", err, sizeof err) == MAA_OK, "%s", err);
+    CHECK(maad_config_check_channels(&cam, 3, "m3", err, sizeof err) == MAA_OK, "%s", err);
+    for (int f = MAAD_PIX_RGB8; f <= MAAD_PIX_BAYER_BG8; f++) {
+        cam.pixel_format = (maad_pixel_format)f;
+        CHECK(maad_pixel_format_channels(cam.pixel_format) == 3, "format %d", f);
+        CHECK(maad_config_check_channels(&cam, 3, "m3", err, sizeof err) == MAA_OK, "%s", err);
+        CHECK(maad_config_check_channels(&cam, 1, "m1", err, sizeof err) == MAA_ERR, "format %d", f);
+    }
+    cam.pixel_format = MAAD_PIX_BAYER_RG8;
+    maad_config_check_channels(&cam, 1, "/var/lib/maad/m1.safetensors", err, sizeof err);
+    CHECK(!strcmp(err, "camera.pixel_format BayerRG8 gives colour frames, but the model "
+                       "/var/lib/maad/m1.safetensors is mono (1 channel); use Mono8 or a "
+                       "3-channel model"), "%s", err);
+}
+
 int main(void)
 {
     if (make_tmpdir("test_config"))
@@ -581,6 +603,7 @@ int main(void)
     RUN(test_docs_table);
     RUN(test_null_section_and_booleans);
     RUN(test_enum_names);
+    RUN(test_check_channels);
     remove_tmpdir();
     return CHECK_SUMMARY();
 }
