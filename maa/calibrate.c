@@ -9,6 +9,8 @@
 
 #include "maa/maa.h"
 
+static const char who[] = "maa calibrate";
+
 static const char usage[] =
     "usage: maa calibrate --model M [--images DIR] --out C.yaml [options] [engine options]\n"
     "Scores defect-free parts (at least 20) the model was not trained on and writes\n"
@@ -26,18 +28,6 @@ static const char usage[] =
     "  --min-area A       regions smaller than A model pixels are dropped (default 16)\n"
     "  --plot PNG         histogram of the scores with the fitted normal and T\n"
     "                     (default: C.yaml with .png; needs python3-matplotlib)\n";
-
-static int parse_num(const char *opt, const char *arg, double lo, double hi, double *out)
-{
-    char *end;
-    double v = strtod(arg, &end);
-    if (end == arg || *end || !isfinite(v) || v < lo || v > hi) {
-        fprintf(stderr, "maa calibrate: --%s \"%s\" is not a number in [%g, %g]\n", opt, arg, lo, hi);
-        return MAA_ERR;
-    }
-    *out = v;
-    return MAA_OK;
-}
 
 /* Every image must be readable and of one kind (gray or colour): a mixed set
  * is a wiring mistake on the line, not something to average over. */
@@ -86,7 +76,7 @@ static char **held_out_files(const char *split_path, const maa_cli_split *sp, in
             return NULL;
         }
         char sha[65];
-        int read = maa_cli_file_sha256("maa calibrate", files[i], sha) == MAA_OK;
+        int read = maa_cli_file_sha256(who, files[i], sha) == MAA_OK;
         int same = read && strcmp(sha, json_string_value(json_object_get(e, "sha256"))) == 0;
         if (read && !same)
             fprintf(stderr, "maa calibrate: %s is not the image %s held out (its content "
@@ -107,7 +97,7 @@ static int warn_trained(char **files, int n, const maa_cli_split *sp, const char
     int trained = 0;
     const char *example = NULL;
     for (int i = 0; i < n; i++) {
-        int r = maa_cli_split_trained("maa calibrate", sp, files[i]);
+        int r = maa_cli_split_trained(who, sp, files[i]);
         if (r < 0)
             return MAA_ERR;
         if (r) {
@@ -163,16 +153,25 @@ int maa_cmd_calibrate(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'p': plot = optarg; break;
         case 's': split_arg = optarg; break;
-        case 'g': if (parse_num("gamma", optarg, -10, 100, &gamma)) return 2; break;
-        case 'q': if (parse_num("mask-fraction", optarg, 0, 1, &q)) return 2; break;
+        case 'g':
+            if (maa_cli_parse_number(who, "gamma", optarg, -10, 100, &gamma))
+                return 2;
+            break;
+        case 'q':
+            if (maa_cli_parse_number(who, "mask-fraction", optarg, 0, 1, &q))
+                return 2;
+            break;
         case 'w':
-            if (parse_num("window", optarg, 1, 63, &window) || (int)window != window ||
-                !((int)window & 1)) {
+            if (maa_cli_parse_number(who, "window", optarg, 1, 63, &window) ||
+                (int)window != window || !((int)window & 1)) {
                 fprintf(stderr, "maa calibrate: --window must be an odd integer in 1..63\n");
                 return 2;
             }
             break;
-        case 'a': if (parse_num("min-area", optarg, 1, 1e6, &min_area)) return 2; break;
+        case 'a':
+            if (maa_cli_parse_number(who, "min-area", optarg, 1, 1e6, &min_area))
+                return 2;
+            break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -183,7 +182,7 @@ int maa_cmd_calibrate(int argc, char **argv)
     }
     char *split_path = split_arg ? strdup(split_arg) : maa_cli_split_path(ce.model);
     maa_cli_split sp;
-    int have = split_path ? maa_cli_split_load("maa calibrate", split_path, &sp) : -1;
+    int have = split_path ? maa_cli_split_load(who, split_path, &sp) : -1;
     if (have < 0 || (have == 1 && (split_arg || !dir))) {
         if (have == 1)
             fprintf(stderr, "maa calibrate: %s: no such split file%s\n", split_path,

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -33,6 +34,19 @@ static int parse_count(const char *what, const char *arg, int lo, int hi, int *o
     }
     *out = (int)v;
     return 1;
+}
+
+int maa_cli_parse_number(const char *who, const char *opt, const char *arg, double lo, double hi,
+                         double *out)
+{
+    char *end;
+    double v = strtod(arg, &end);
+    if (end == arg || *end || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "%s: --%s \"%s\" is not a number in [%g, %g]\n", who, opt, arg, lo, hi);
+        return MAA_ERR;
+    }
+    *out = v;
+    return MAA_OK;
 }
 
 int maa_cli_engine_option(maa_cli_engine *c, int opt, const char *arg)

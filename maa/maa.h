@@ -37,6 +37,9 @@ void maa_cli_engine_init(maa_cli_engine *c);
 /* 1 when opt was one of the shared options (and arg was good), 0 when it
  * was not one, -1 (after printing why) when its argument is bad. */
 int maa_cli_engine_option(maa_cli_engine *c, int opt, const char *arg);
+/* An option's number in [lo, hi]; MAA_ERR, printed as who's, otherwise. */
+int maa_cli_parse_number(const char *who, const char *opt, const char *arg, double lo, double hi,
+                         double *out);
 /* Loads the model and (when given) the calibration, checking they belong
  * together; prints the reason and returns MAA_ERR otherwise. */
 int maa_cli_load(const maa_cli_engine *c, maa_model **m, maa_calibration *cal,
