@@ -97,10 +97,10 @@ static int warn_trained(char **files, int n, const maa_cli_split *sp, const char
     int trained = 0;
     const char *example = NULL;
     for (int i = 0; i < n; i++) {
-        int r = maa_cli_split_trained(who, sp, files[i]);
+        int r = maa_cli_split_find(who, sp, files[i]);
         if (r < 0)
             return MAA_ERR;
-        if (r) {
+        if (r == MAA_SPLIT_TRAINED) {
             trained++;
             example = example ? example : files[i];
         }

@@ -87,9 +87,11 @@ void maa_cli_split_free(maa_cli_split *sp);
 /* SHA-256 of a file's bytes as lowercase hex; MAA_ERR (printed) when the
  * file cannot be read. */
 int maa_cli_file_sha256(const char *who, const char *path, char hex[65]);
-/* 1 when the image at path is, by content, one the split says the model was
- * trained on; 0 when not; -1 (printed) when it cannot be read. */
-int maa_cli_split_trained(const char *who, const maa_cli_split *sp, const char *path);
+/* What the split says of the image at path, found by content: one of the
+ * model's training images, one it held out, or neither; -1 (printed) when
+ * the image cannot be read. */
+enum { MAA_SPLIT_NONE = 0, MAA_SPLIT_TRAINED, MAA_SPLIT_HELD_OUT };
+int maa_cli_split_find(const char *who, const maa_cli_split *sp, const char *path);
 
 /* ---- a labelled set judged by one model (maa/judge.c) --------------------
  * What maa eval reports and maa compare sets side by side, computed in one

@@ -84,15 +84,17 @@ int maa_cli_file_sha256(const char *who, const char *path, char hex[65])
     return MAA_OK;
 }
 
-int maa_cli_split_trained(const char *who, const maa_cli_split *sp, const char *path)
+int maa_cli_split_find(const char *who, const maa_cli_split *sp, const char *path)
 {
     char sha[65];
     if (maa_cli_file_sha256(who, path, sha))
         return -1;
-    for (size_t i = 0; i < json_array_size(sp->trained); i++) {
-        json_t *e = json_array_get(sp->trained, i);
-        if (strcmp(json_string_value(json_object_get(e, "sha256")), sha) == 0)
-            return 1;
-    }
-    return 0;
+    const json_t *lists[] = {sp->trained, sp->held};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < json_array_size(lists[k]); i++) {
+            json_t *e = json_array_get(lists[k], i);
+            if (strcmp(json_string_value(json_object_get(e, "sha256")), sha) == 0)
+                return k == 0 ? MAA_SPLIT_TRAINED : MAA_SPLIT_HELD_OUT;
+        }
+    return MAA_SPLIT_NONE;
 }
