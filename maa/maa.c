@@ -14,6 +14,7 @@ static const struct {
     {"model-info", maa_cmd_model_info, "print a model file's metadata, tensor and parameter counts"},
     {"calibrate", maa_cmd_calibrate, "fit the threshold and the mask on images of good parts"},
     {"eval", maa_cmd_eval, "measure detection on a labelled set (MVTec AD layout)"},
+    {"compare", maa_cmd_compare, "a candidate model against the running one: deploy or keep"},
     {"watch", maa_cmd_watch, "follow a maad verdict stream (ZeroMQ)"},
     {"fakecam", maa_cmd_fakecam, "serve a directory of images as a fake GigE Vision camera"},
 };

@@ -12,6 +12,7 @@ int maa_cmd_infer(int argc, char **argv);
 int maa_cmd_model_info(int argc, char **argv);
 int maa_cmd_calibrate(int argc, char **argv);
 int maa_cmd_eval(int argc, char **argv);
+int maa_cmd_compare(int argc, char **argv);
 int maa_cmd_fakecam(int argc, char **argv);
 int maa_cmd_watch(int argc, char **argv);
 

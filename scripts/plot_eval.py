@@ -22,6 +22,16 @@ def roc(scores, labels):
     return np.r_[0, fps / max(fps[-1], 1)], np.r_[0, tps / max(tps[-1], 1)]
 
 
+def overlay(ax, inp, mask):
+    """The input with a mask (read with plt.imread) in translucent red."""
+    ax.imshow(inp, cmap="gray")
+    if mask.max() > 0:
+        over = np.zeros(mask.shape[:2] + (4,))
+        over[..., 0] = 1
+        over[..., 3] = 0.5 * (mask[..., 0] if mask.ndim == 3 else mask)
+        ax.imshow(over, extent=(0, inp.shape[1], inp.shape[0], 0))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--report", required=True)
@@ -68,13 +78,7 @@ def main():
             mask = plt.imread(c["mask"])
             row[0].imshow(inp, cmap="gray")
             row[1].imshow(rec, cmap="gray")
-            row[2].imshow(inp, cmap="gray")
-            if mask.max() > 0:
-                over = np.zeros(mask.shape[:2] + (4,))
-                over[..., 0] = 1
-                over[..., 3] = 0.5 * (mask[..., 0] if mask.ndim == 3 else mask)
-                ext = (0, inp.shape[1], inp.shape[0], 0)
-                row[2].imshow(over, extent=ext)
+            overlay(row[2], inp, mask)
             row[0].set_ylabel(f"{c['type']}\n{c['score']:.3g}", fontsize=8)
             for ax in row:
                 ax.set_xticks([])
