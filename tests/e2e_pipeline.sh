@@ -3,7 +3,10 @@
 # train (S=64, small widths, 200 iterations, a fifth of the good parts held
 # out) -> calibrate on the held-out parts -> eval -> infer with the
 # calibration under each decision rule; every step must produce well-formed
-# output, and the calibration must bind to its model.
+# output, and the calibration must bind to its model.  Then the retraining
+# loop's deployment check: a candidate trained briefly, `maa compare` against
+# the first model (its numbers are maa eval's, its status the criterion's)
+# and its refusals.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-/usr/bin/python3}
@@ -155,11 +158,134 @@ assert inf.keys() == ev.keys()
 assert all(abs(inf[k] - ev[k]) <= 1e-9 * max(1, abs(ev[k])) for k in inf), "scores differ"
 PYEOF
 
-$PY scripts/export_model.py --random --size 64 --g-base 4 --d-base 8 --out "$tmp/other.safetensors" \
-    >/dev/null 2>&1
+# A mono model: for this refusal any other model does; maa compare's camera
+# check below needs a mono one.
+$PY scripts/export_model.py --random --size 64 --channels 1 --g-base 4 --d-base 8 \
+    --out "$tmp/other.safetensors" >/dev/null 2>&1
 $MAA infer --model "$tmp/other.safetensors" --calibration "$tmp/c.yaml" "$tmp"/data/test/good/*.png \
     >/dev/null 2>"$tmp/other.err"
 check "a calibration for another model is refused" grep -q "calibration was made for the model" "$tmp/other.err"
+
+# maa compare: the model above runs; a candidate retrained briefly (another
+# seed, so another split) is calibrated on its own held-out parts.
+$PY scripts/train.py --data "$tmp/data" --out "$tmp/cand.safetensors" --size 64 --g-base 4 \
+    --d-base 8 --iters 30 --batch 8 --device cpu --seed 1 --workdir "$tmp/work-cand" \
+    >"$tmp/train-cand.log" 2>&1
+$MAA calibrate --model "$tmp/cand.safetensors" --out "$tmp/cc.yaml" >"$tmp/cal-cand.log" 2>&1
+$MAA eval --model "$tmp/cand.safetensors" --calibration "$tmp/cc.yaml" --data "$tmp/data" \
+    --json "$tmp/report-cand.json" >"$tmp/eval-cand.log" 2>&1
+# The line's camera: Mono8 gray frames, which a 3-channel model takes; its
+# configuration names the running model, calibration and rule.
+printf 'camera:\n  name: cam0\nmodel:\n  path: m.safetensors\n  calibration: c.yaml\n' \
+    >"$tmp/mono.yaml"
+compare() { # OUT_PREFIX ARGS...: runs maa compare, keeps its stdout, stderr and status
+    local out=$1; shift
+    $MAA compare "$@" >"$out.out" 2>"$out.err"
+    echo $? >"$out.rc"
+}
+run=(--model "$tmp/m.safetensors" --calibration "$tmp/c.yaml")
+cand=(--candidate "$tmp/cand.safetensors" --candidate-calibration "$tmp/cc.yaml")
+compare "$tmp/cmp" --camera "$tmp/mono.yaml" "${cand[@]}" --data "$tmp/data" \
+    --json "$tmp/cmp.json" --plots "$tmp/cmp-plots"
+check "compare: both models' numbers are maa eval's on each alone, the status the default criterion's" \
+    $PY - "$tmp" <<'PYEOF'
+import json, sys
+t = sys.argv[1]
+run, cand = (json.load(open(f"{t}/{f}")) for f in ("report.json", "report-cand.json"))
+cmp = json.load(open(f"{t}/cmp.json"))
+rc, out = int(open(f"{t}/cmp.rc").read()), open(f"{t}/cmp.out").read().splitlines()
+assert cmp["rule"] == "either" and cmp["n_good"] == 10 and cmp["n_defective"] == 15, cmp["rule"]
+assert cmp["running"]["rules"] == run["rules"], (cmp["running"]["rules"], run["rules"])
+assert cmp["candidate"]["rules"] == cand["rules"], (cmp["candidate"]["rules"], cand["rules"])
+assert cmp["running"]["model"].endswith("/m.safetensors"), cmp["running"]  # from --camera
+r, c = run["rules"]["either"], cand["rules"]["either"]
+more_rejected = c["good_rejected"] > r["good_rejected"]
+fewer_found = c["defective_rejected"] < r["defective_rejected"]
+want = 1 if more_rejected or fewer_found else 0
+assert rc == want, (rc, want, r, c)
+assert cmp["recommendation"] == ("keep" if want else "deploy") and len(cmp["reasons"]) == \
+    more_rejected + fewer_found, cmp["reasons"]
+assert out[-1].startswith("recommendation: " + ("keep the running model: " if want else
+                                                "deploy the candidate: ")), out[-1]
+# The disagreements are the parts whose verdicts differ in the two eval reports.
+verdict = lambda rep: {i["image"]: i["verdict"] for i in rep["images"]}
+vr, vc = verdict(run), verdict(cand)
+differ = {k for k in vr if vr[k] != vc[k]}
+assert {d["image"] for d in cmp["disagreements"]} == differ, (cmp["disagreements"], differ)
+for d in cmp["disagreements"]:
+    assert d["right"] == ("candidate" if (vc[d["image"]] == "reject") == d["defective"]
+                          else "running"), d
+print(f"running either: {r['good_rejected']}/10 good rejected, {r['defective_rejected']}/15 found;"
+      f" candidate {c['good_rejected']}/10, {c['defective_rejected']}/15; "
+      f"{len(differ)} disagreements; exit {rc}")
+PYEOF
+check "compare: the table, then the recommendation line" \
+    grep -q "^  good rejected .*%.*%.*pts.*at most +0.00 pts" "$tmp/cmp.out"
+check "compare --plots: score distributions and the contact sheet of the disagreements" \
+    eval 'test -s "$tmp/cmp-plots/scores.png" && { ! grep -q "disagree on" "$tmp/cmp.out" ||
+        test -s "$tmp/cmp-plots/disagreements.png"; }'
+
+# The criterion both ways, at its boundary: the candidate's changes exactly
+# allowed deploy it; half a part less allowed keeps the running model, for
+# each criterion alone.
+read -r dgood dgood_less drecall drecall_more < <($PY - "$tmp" <<'PYEOF'
+import json, sys
+t = sys.argv[1]
+r, c = (json.load(open(f"{t}/{f}"))["rules"]["either"] for f in ("report.json", "report-cand.json"))
+dg = (c["good_rejected"] - r["good_rejected"]) / 10
+dr = (c["defective_rejected"] - r["defective_rejected"]) / 15
+print(dg, dg - 0.5 / 10, dr, dr + 0.5 / 15)
+PYEOF
+)
+compare "$tmp/cmp-at" "${run[@]}" "${cand[@]}" --data "$tmp/data" \
+    --max-good-rejected-increase "$dgood" \
+    --min-recall-change "$drecall"
+check "compare: changes exactly at the criterion deploy the candidate (exit 0)" \
+    eval '[ "$(cat "$tmp/cmp-at.rc")" = 0 ] && tail -n 1 "$tmp/cmp-at.out" | grep -q "^recommendation: deploy the candidate: it rejects .* of the 10 good parts"'
+compare "$tmp/cmp-frr" "${run[@]}" "${cand[@]}" --data "$tmp/data" \
+    --max-good-rejected-increase "$dgood_less" \
+    --min-recall-change "$drecall"
+check "compare: one good part too many rejected keeps the running model (exit 1), saying why" \
+    eval '[ "$(cat "$tmp/cmp-frr.rc")" = 1 ] && tail -n 1 "$tmp/cmp-frr.out" | grep -q "^recommendation: keep the running model: the candidate rejects .* of the 10 good parts (.* pts; at most .* allowed)$"'
+compare "$tmp/cmp-recall" "${run[@]}" "${cand[@]}" --data "$tmp/data" \
+    --max-good-rejected-increase "$dgood" \
+    --min-recall-change "$drecall_more"
+check "compare: one defective part too few found keeps the running model (exit 1), saying why" \
+    eval '[ "$(cat "$tmp/cmp-recall.rc")" = 1 ] && tail -n 1 "$tmp/cmp-recall.out" | grep -q "^recommendation: keep the running model: it finds .* of the 15 defective parts (recall .*; at least .* required)$"'
+
+# Refusals (exit 2, nothing judged).
+compare "$tmp/cmp-foreign" "${run[@]}" --candidate "$tmp/cand.safetensors" \
+    --candidate-calibration "$tmp/c.yaml" --data "$tmp/data"
+check "compare refuses a candidate with the running model's calibration" \
+    eval '[ "$(cat "$tmp/cmp-foreign.rc")" = 2 ] && grep -q "c.yaml: calibration was made for the model with sha256 .*, but .*cand.safetensors has sha256" "$tmp/cmp-foreign.err" && grep -q "^maa compare: refused: the candidate model .*cand.safetensors with calibration .*c.yaml" "$tmp/cmp-foreign.err"'
+$PY - "$tmp/c.yaml" "$tmp/other.safetensors" "$tmp/other.yaml" <<'PYEOF'
+import hashlib, re, sys
+sha = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
+text = re.sub(r"(?m)^model_sha256: .*$", "model_sha256: " + sha, open(sys.argv[1]).read())
+open(sys.argv[3], "w").write(text)
+PYEOF
+sed 's/^  name: cam0$/  name: cam0\n  pixel_format: RGB8/' "$tmp/mono.yaml" >"$tmp/rgb.yaml"
+compare "$tmp/cmp-mono" --camera "$tmp/rgb.yaml" --candidate "$tmp/other.safetensors" \
+    --candidate-calibration "$tmp/other.yaml" --data "$tmp/data"
+check "compare refuses a mono candidate for an RGB8 camera (--camera), in maad's words" \
+    eval '[ "$(cat "$tmp/cmp-mono.rc")" = 2 ] && grep -q "^maa compare: refused: camera.pixel_format RGB8 gives colour frames, but the model .*other.safetensors is mono (1 channel); use Mono8 or a 3-channel model (--camera .*rgb.yaml)$" "$tmp/cmp-mono.err"'
+# A set whose good parts include three the candidate trained on, and one
+# whose good parts include two it held out.
+$PY - "$tmp" <<'PYEOF'
+import json, os, shutil, sys
+t = sys.argv[1]
+split = json.load(open(f"{t}/cand.split.json"))
+for name, key, k in (("seen", "trained", 3), ("held", "held_out", 2)):
+    shutil.copytree(f"{t}/data/test", f"{t}/{name}/test")
+    for e in split[key][:k]:
+        shutil.copy(os.path.join(split["images"], e["file"]), f"{t}/{name}/test/good/x{e['file']}")
+PYEOF
+compare "$tmp/cmp-seen" "${run[@]}" "${cand[@]}" --data "$tmp/seen"
+check "compare refuses a candidate trained on some of the good parts, by content (its split file)" \
+    eval '[ "$(cat "$tmp/cmp-seen.rc")" = 2 ] && grep -q "^maa compare: refused: the candidate .*cand.safetensors was trained on 3 of the 28 parts (e.g. .*/seen/test/good/x.*; .*cand.split.json)" "$tmp/cmp-seen.err" && [ ! -s "$tmp/cmp-seen.out" ]'
+compare "$tmp/cmp-held" "${run[@]}" "${cand[@]}" --data "$tmp/held"
+check "compare judges parts the candidate held out, with a warning" \
+    eval 'grep -q "^maa compare: warning: 2 of the parts (e.g. .*/held/test/good/x.*) are ones the candidate held out" "$tmp/cmp-held.err" && grep -q "^recommendation: " "$tmp/cmp-held.out"'
 
 if [ "$fail" -gt 0 ]; then
     for log in "$tmp"/*.log "$tmp"/*.err; do
