@@ -230,5 +230,40 @@ with tempfile.TemporaryDirectory(prefix="maa-cli-") as tmp:
     check("eval: plots", all(os.path.exists(os.path.join(tmp, "plots", f)) for f in
                              ("roc.png", "scores.png", "worst.png")), r.stderr)
 
+    # maa compare's usage errors and refusals (exit 2: no comparison); its
+    # numbers and criteria are tests/e2e_pipeline.sh's, on trained models.
+    def compare_args(candidate=model, data=root):
+        return ["--model", model, "--calibration", cal, "--candidate", candidate,
+                "--candidate-calibration", cal, "--data", data, "--backend", "ref"]
+
+    both = compare_args()
+    r = maa("compare", "--model", model, "--calibration", cal, "--data", root)
+    check("compare: the candidate is required", r.returncode == 2 and "--candidate" in r.stderr
+          and "required" in r.stderr, r.stderr)
+    for opt, val, why in (("--max-good-rejected-increase", "a bit", "not a number in [-1, 1]"),
+                          ("--min-recall-change", "1.5", "not a number in [-1, 1]"),
+                          ("--rule", "both", "need either, score or mask")):
+        r = maa("compare", *both, opt, val)
+        check(f"compare: {opt} {val} refused", r.returncode == 2 and why in r.stderr
+              and not r.stdout, r.stderr)
+    r = maa("compare", *both, "--camera", os.path.join(tmp, "nope.yaml"))
+    check("compare: an unreadable --camera configuration refused",
+          r.returncode == 2 and "--camera" in r.stderr and "nope.yaml" in r.stderr, r.stderr)
+    r = maa("compare", *both, "--candidate-split", os.path.join(tmp, "nope.split.json"))
+    check("compare: a missing --candidate-split refused",
+          r.returncode == 2 and "nope.split.json: no such split file" in r.stderr, r.stderr)
+    r = maa("compare", *compare_args(data=imgs))
+    check("compare: a set without test/<type> refused", r.returncode == 2 and "MVTec" in r.stderr,
+          r.stderr)
+    r = maa("compare", *compare_args(candidate=other))
+    check("compare: a candidate whose calibration is another model's refused",
+          r.returncode == 2 and "calibration was made for the model" in r.stderr
+          and "refused: the candidate model" in r.stderr, r.stderr)
+    r = maa("compare", *both)
+    check("compare: a model against itself agrees on every part and may be deployed (exit 0)",
+          r.returncode == 0 and "they agree on every part" in r.stdout
+          and r.stdout.splitlines()[-1].startswith("recommendation: deploy the candidate")
+          and "no split file" in r.stderr, r.stdout + r.stderr)
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
