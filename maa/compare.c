@@ -384,7 +384,7 @@ int maa_cmd_compare(int argc, char **argv)
     if (ndis) {
         printf("\n  they disagree on %d of the %d parts; the candidate is right on %d:\n", ndis,
                set.n, cand_right);
-        printf("    %-28s %-10s %-8s %-10s\n", "part", "truth", "running", "candidate");
+        printf("    %-28s %-10s %-8s %s\n", "part", "truth", "running", "candidate");
     } else {
         printf("\n  they agree on every part\n");
     }
@@ -422,7 +422,7 @@ int maa_cmd_compare(int argc, char **argv)
         json_array_append_new(reasons, json_string(err));
     }
     if (!recall_ok) {
-        snprintf(err, sizeof err, "it finds %s of the %d defective parts (recall %+.4f; at least "
+        snprintf(err, sizeof err, "the candidate finds %s of the %d defective parts (recall %+.4f; at least "
                  "%+.4f required)", more_fewer(ddef, n1, sizeof n1), ndef, recall_change,
                  min_recall_change);
         json_array_append_new(reasons, json_string(err));

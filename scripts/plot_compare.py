@@ -23,11 +23,13 @@ def scores(rep, out):
     imgs = rep["images"]
     bad = np.array([i["defective"] for i in imgs])
     v = {s: np.array([i[s]["rank_value"] for i in imgs], float) for s in SIDES}
-    hi = max(np.nanmax(v[s]) for s in SIDES)
-    bins = np.linspace(0, max(hi, 1.05), 40)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=100)
     for ax, s in zip(axes, SIDES):
         d = rep[s]["rules"][rep["rule"]]
+        # Each model's own range around its boundary: one model's spread
+        # must not crush the other's into a bin or two.
+        lo, hi = min(np.nanmin(v[s]), 1), max(np.nanmax(v[s]), 1)
+        bins = np.linspace(lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo), 40)
         ax.hist(v[s][~bad], bins=bins, alpha=0.6, color=GOOD, label="good")
         ax.hist(v[s][bad], bins=bins, alpha=0.6, color=BAD, label="defective")
         ax.axvline(1, color="k", lw=1.5, label="decision boundary")

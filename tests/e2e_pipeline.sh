@@ -251,7 +251,7 @@ compare "$tmp/cmp-recall" "${run[@]}" "${cand[@]}" --data "$tmp/data" \
     --max-good-rejected-increase "$dgood" \
     --min-recall-change "$drecall_more"
 check "compare: one defective part too few found keeps the running model (exit 1), saying why" \
-    eval '[ "$(cat "$tmp/cmp-recall.rc")" = 1 ] && tail -n 1 "$tmp/cmp-recall.out" | grep -q "^recommendation: keep the running model: it finds .* of the 15 defective parts (recall .*; at least .* required)$"'
+    eval '[ "$(cat "$tmp/cmp-recall.rc")" = 1 ] && tail -n 1 "$tmp/cmp-recall.out" | grep -q "^recommendation: keep the running model: the candidate finds .* of the 15 defective parts (recall .*; at least .* required)$"'
 
 # Refusals (exit 2, nothing judged).
 compare "$tmp/cmp-foreign" "${run[@]}" --candidate "$tmp/cand.safetensors" \
