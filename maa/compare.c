@@ -80,22 +80,22 @@ static const char *part_name(const maa_cli_part *p)
                : p->path;
 }
 
-/* How many parts of the set the split lists as trained on (what ==
- * MAA_SPLIT_TRAINED) or held out; *example names the first.  -1: an image
- * could not be read. */
-static int count_in_split(const maa_cli_split *sp, const maa_cli_set *set, int what,
-                          const char **example)
+/* How many parts of the set the split lists under each MAA_SPLIT_* (n[]),
+ * and the first of each (example[]); MAA_ERR (printed) when an image cannot
+ * be read. */
+static int count_in_split(const maa_cli_split *sp, const maa_cli_set *set, int n[3],
+                          const char *example[3])
 {
-    int n = 0;
-    *example = NULL;
+    for (int k = 0; k < 3; k++)
+        n[k] = 0, example[k] = NULL;
     for (int i = 0; i < set->n; i++) {
         int r = maa_cli_split_find(who, sp, set->parts[i].path);
         if (r < 0)
-            return -1;
-        if (r == what && !n++)
-            *example = set->parts[i].path;
+            return MAA_ERR;
+        if (!n[r]++)
+            example[r] = set->parts[i].path;
     }
-    return n;
+    return MAA_OK;
 }
 
 /* The candidate must not be measured on its own training images: a model
@@ -115,20 +115,22 @@ static int check_candidate_split(const char *model, const char *split_arg, const
                 "these parts cannot be checked\n", who, path);
         rc = MAA_OK;
     } else if (have == 0) {
-        const char *ex;
-        int trained = count_in_split(&sp, set, MAA_SPLIT_TRAINED, &ex);
-        if (trained > 0)
-            fprintf(stderr, "%s: refused: the candidate %s was trained on %d of the %d parts "
-                    "(e.g. %s; %s).  A model scores its training images lower than new parts, "
-                    "so it would look better than it is: compare on parts it never saw.\n",
-                    who, model, trained, set->n, ex, path);
-        int held = trained == 0 ? count_in_split(&sp, set, MAA_SPLIT_HELD_OUT, &ex) : -1;
-        if (held > 0)
-            fprintf(stderr, "%s: warning: %d of the parts (e.g. %s) are ones the candidate held "
-                    "out (%s); if its calibration was made on them (maa calibrate's default), "
-                    "its false-reject rate on them is lower than on new parts\n", who, held, ex,
-                    path);
-        rc = trained == 0 && held >= 0 ? MAA_OK : MAA_ERR;
+        int n[3];
+        const char *ex[3];
+        if (count_in_split(&sp, set, n, ex) == MAA_OK) {
+            if (n[MAA_SPLIT_TRAINED])
+                fprintf(stderr, "%s: refused: the candidate %s was trained on %d of the %d parts "
+                        "(e.g. %s; %s).  A model scores its training images lower than new "
+                        "parts, so it would look better than it is: compare on parts it never "
+                        "saw.\n", who, model, n[MAA_SPLIT_TRAINED], set->n,
+                        ex[MAA_SPLIT_TRAINED], path);
+            else if (n[MAA_SPLIT_HELD_OUT])
+                fprintf(stderr, "%s: warning: %d of the parts (e.g. %s) are ones the candidate "
+                        "held out (%s); if its calibration was made on them (maa calibrate's "
+                        "default), its false-reject rate on them is lower than on new parts\n",
+                        who, n[MAA_SPLIT_HELD_OUT], ex[MAA_SPLIT_HELD_OUT], path);
+            rc = n[MAA_SPLIT_TRAINED] ? MAA_ERR : MAA_OK;
+        }
         maa_cli_split_free(&sp);
     }
     free(path);
@@ -142,12 +144,12 @@ static void check_running_split(const char *model, const maa_cli_set *set)
     char *path = maa_cli_split_path(model);
     maa_cli_split sp;
     if (path && maa_cli_split_load(who, path, &sp) == 0) {
-        const char *ex;
-        int trained = count_in_split(&sp, set, MAA_SPLIT_TRAINED, &ex);
-        if (trained > 0)
+        int n[3];
+        const char *ex[3];
+        if (count_in_split(&sp, set, n, ex) == MAA_OK && n[MAA_SPLIT_TRAINED])
             fprintf(stderr, "%s: warning: the running model was trained on %d of the parts "
                     "(e.g. %s; %s): its numbers look better than they are, which favours "
-                    "keeping it\n", who, trained, ex, path);
+                    "keeping it\n", who, n[MAA_SPLIT_TRAINED], ex[MAA_SPLIT_TRAINED], path);
         maa_cli_split_free(&sp);
     }
     free(path);
@@ -190,6 +192,139 @@ static json_t *part_json(const maa_cli_part *p, side *const sides[2], int i, maa
         json_object_set_new(j, sides[k]->name, v);
     }
     return j;
+}
+
+/* Where the candidate stands against the criteria: the changes are whole
+ * parts over the same parts, the tolerance far below one part of any set
+ * (the options are typed as decimals). */
+typedef struct {
+    int ngood, ndef, dgood, ddef;
+    double frr_change, recall_change, max_frr_increase, min_recall_change;
+    int frr_ok, recall_ok;
+} outcome;
+
+static outcome judge_outcome(const maa_cli_set *set, const maa_cli_decision *dr,
+                             const maa_cli_decision *dc, double max_frr_increase,
+                             double min_recall_change)
+{
+    outcome o = {.ngood = set->ngood, .ndef = set->n - set->ngood,
+                 .dgood = dc->good_rejected - dr->good_rejected,
+                 .ddef = dc->defective_rejected - dr->defective_rejected,
+                 .max_frr_increase = max_frr_increase, .min_recall_change = min_recall_change};
+    o.frr_change = maa_cli_ratio(o.dgood, o.ngood);
+    o.recall_change = maa_cli_ratio(o.ddef, o.ndef);
+    o.frr_ok = o.frr_change <= max_frr_increase + 1e-9;
+    o.recall_ok = o.recall_change >= min_recall_change - 1e-9;
+    return o;
+}
+
+/* The short table: each model's numbers under the rule, the change, and the
+ * criterion it is held to. */
+static void print_table(const char *root, maa_rule rule, const side *run, const side *cand,
+                        const outcome *o)
+{
+    const maa_cli_decision *dr = &run->dec[rule], *dc = &cand->dec[rule];
+    char a[32], b[32], d[32];
+    printf("%s on %s: %d good and %d defective parts, rule %s\n", who, root, o->ngood, o->ndef,
+           maa_rule_name(rule));
+    printf("  running:   %s with %s\n", run->ce.model, run->ce.calibration);
+    printf("  candidate: %s with %s\n\n", cand->ce.model, cand->ce.calibration);
+    printf("  %-16s %-16s %-16s %-11s %s\n", "", "running", "candidate", "change", "criterion");
+    snprintf(a, sizeof a, "%.2f%% (%d/%d)", 100 * dr->false_reject_rate, dr->good_rejected,
+             o->ngood);
+    snprintf(b, sizeof b, "%.2f%% (%d/%d)", 100 * dc->false_reject_rate, dc->good_rejected,
+             o->ngood);
+    snprintf(d, sizeof d, "%+.2f pts", 100 * o->frr_change);
+    printf("  %-16s %-16s %-16s %-11s at most %+.2f pts%s\n", "good rejected", a, b, d,
+           100 * o->max_frr_increase, o->frr_ok ? "" : "  FAILED");
+    snprintf(a, sizeof a, "%.4f (%d/%d)", dr->recall, dr->defective_rejected, o->ndef);
+    snprintf(b, sizeof b, "%.4f (%d/%d)", dc->recall, dc->defective_rejected, o->ndef);
+    snprintf(d, sizeof d, "%+.4f", o->recall_change);
+    printf("  %-16s %-16s %-16s %-11s at least %+.4f%s\n", "recall", a, b, d,
+           o->min_recall_change, o->recall_ok ? "" : "  FAILED");
+    snprintf(a, sizeof a, "%.4f", dr->image_auroc);
+    snprintf(b, sizeof b, "%.4f", dc->image_auroc);
+    snprintf(d, sizeof d, "%+.4f", dc->image_auroc - dr->image_auroc);
+    printf("  %-16s %-16s %-16s %s\n", "AUROC", a, b, d);
+    printf("  (good rejected and recall at the calibrated thresholds; AUROC of what rule %s\n"
+           "   ranks parts by: %s)\n", maa_rule_name(rule), maa_cli_ranks_by(rule));
+}
+
+/* The parts on which the two verdicts differ, the candidate's mistakes
+ * first (they are what deploying it would cost): listed on stdout, with
+ * each model's mask written under plots for the contact sheet, and
+ * returned as the report's "disagreements" (NULL when out of memory). */
+static json_t *disagreements(const maa_cli_set *set, side *const sides[2], maa_rule rule,
+                             const char *plots)
+{
+    const side *run = sides[0], *cand = sides[1];
+    int *dis = malloc((size_t)set->n * sizeof *dis), ndis = 0, cand_right = 0;
+    json_t *list = json_array();
+    if (!dis || !list) {
+        fprintf(stderr, "%s: out of memory\n", who);
+        free(dis);
+        json_decref(list);
+        return NULL;
+    }
+    for (int right = 0; right < 2; right++)
+        for (int i = 0; i < set->n; i++) {
+            int vr = maa_cli_rejects(&run->jd[i], rule), vc = maa_cli_rejects(&cand->jd[i], rule);
+            if (vr != vc && (vc == set->parts[i].defective) == right) {
+                dis[ndis++] = i;
+                cand_right += right;
+            }
+        }
+    if (ndis) {
+        printf("\n  they disagree on %d of the %d parts; the candidate is right on %d:\n", ndis,
+               set->n, cand_right);
+        printf("    %-28s %-10s %-8s %s\n", "part", "truth", "running", "candidate");
+    } else {
+        printf("\n  they agree on every part\n");
+    }
+    for (int d = 0; d < ndis; d++) {
+        const int i = dis[d];
+        const maa_cli_part *p = &set->parts[i];
+        const int vr = maa_cli_rejects(&run->jd[i], rule), vc = maa_cli_rejects(&cand->jd[i], rule);
+        const int right = vc == p->defective;
+        json_t *e = part_json(p, sides, i, rule);
+        json_object_set_new(e, "right", json_string(right ? "candidate" : "running"));
+        for (int k = 0; plots && d < SHEET_MAX && k < 2; k++) {
+            char mp[4608];
+            snprintf(mp, sizeof mp, "%s/disagree%d_%s_mask.png", plots, d, sides[k]->name);
+            if (maa_cli_write_case(who, sides[k]->in, &sides[k]->cal,
+                                   maa_model_get_info(sides[k]->m), p->path, NULL, mp) == MAA_OK)
+                json_object_set_new(json_object_get(e, sides[k]->name), "mask", json_string(mp));
+        }
+        json_array_append_new(list, e);
+        if (d < LIST_MAX)
+            printf("    %-28s %-10s %-8s %-10s candidate %s\n", part_name(p),
+                   p->defective ? "defective" : "good", vr ? "reject" : "pass",
+                   vc ? "reject" : "pass", right ? "right" : "wrong");
+    }
+    if (ndis > LIST_MAX)
+        printf("    ... and %d more (--json)\n", ndis - LIST_MAX);
+    free(dis);
+    return list;
+}
+
+/* Why the candidate is kept out, one sentence per failed criterion. */
+static json_t *reasons(const outcome *o)
+{
+    json_t *list = json_array();
+    char why[256], n[32];
+    if (!o->frr_ok) {
+        snprintf(why, sizeof why, "the candidate rejects %s of the %d good parts (%+.2f pts; at "
+                 "most %+.2f allowed)", more_fewer(o->dgood, n, sizeof n), o->ngood,
+                 100 * o->frr_change, 100 * o->max_frr_increase);
+        json_array_append_new(list, json_string(why));
+    }
+    if (!o->recall_ok) {
+        snprintf(why, sizeof why, "the candidate finds %s of the %d defective parts (recall "
+                 "%+.4f; at least %+.4f required)", more_fewer(o->ddef, n, sizeof n), o->ndef,
+                 o->recall_change, o->min_recall_change);
+        json_array_append_new(list, json_string(why));
+    }
+    return list;
 }
 
 int maa_cmd_compare(int argc, char **argv)
@@ -246,10 +381,9 @@ int maa_cmd_compare(int argc, char **argv)
         fprintf(stderr, "%s: unexpected argument \"%s\"\n%s", who, argv[optind], usage);
         return 2;
     }
-    /* Static: --model and --calibration may point into it. */
-    static maad_config cfg;
+    maad_config cfg;
+    char err[MAA_ERRLEN + 64];
     if (camera) {
-        char err[MAA_ERRLEN + 64];
         if (maad_config_load(camera, &cfg, err, sizeof err)) {
             fprintf(stderr, "%s: --camera: %s\n", who, err);
             return 2;
@@ -257,13 +391,13 @@ int maa_cmd_compare(int argc, char **argv)
         run.ce.model = run.ce.model ? run.ce.model : cfg.model.path;
         run.ce.calibration = run.ce.calibration ? run.ce.calibration : cfg.model.calibration;
         rule = have_rule ? rule : (maa_rule)cfg.model.rule;
-        /* maad moves the thresholds by these keys, whichever calibration it
-         * loads; this comparison uses the calibrations as they are. */
+        /* maad moves the thresholds by these keys whichever calibration it
+         * loads; the comparison takes the calibrations as they are. */
         if (cfg.model.has_gamma)
             fprintf(stderr, "%s: warning: %s sets model.gamma %g, which maad applies to any "
-                    "calibration; the comparison uses each calibration's own gamma (%s)\n", who,
-                    camera, cfg.model.gamma, "calibrate both at that gamma to compare what the "
-                    "line would do");
+                    "calibration; the comparison uses each calibration's own (calibrate both "
+                    "at that gamma to compare what the line would do)\n", who, camera,
+                    cfg.model.gamma);
         if (cfg.mask.min_region_area >= 0)
             fprintf(stderr, "%s: warning: %s sets mask.min_region_area %d, which maad applies to "
                     "any calibration; the comparison uses each calibration's own\n", who, camera,
@@ -280,13 +414,12 @@ int maa_cmd_compare(int argc, char **argv)
         return 2;
     }
 
-    int status = 2;
     maa_cli_set set;
     if (maa_cli_set_load(who, root, &set))
         return 2;
+    int status = 2;
     side *const sides[2] = {&run, &cand};
     json_t *report = NULL;
-    char err[MAA_ERRLEN + 64];
     /* Refusals first, before any image is judged.  maa_cli_load refuses a
      * calibration made for another model (by the model file's SHA-256),
      * which also keeps a calibration made at another image size or channel
@@ -298,9 +431,8 @@ int maa_cmd_compare(int argc, char **argv)
                     sides[k]->ce.calibration);
             goto out;
         }
-    const maa_model_info *info = maa_model_get_info(cand.m);
-    if (camera &&
-        maad_config_check_channels(&cfg.camera, info->channels, cand.ce.model, err, sizeof err)) {
+    if (camera && maad_config_check_channels(&cfg.camera, maa_model_get_info(cand.m)->channels,
+                                             cand.ce.model, err, sizeof err)) {
         fprintf(stderr, "%s: refused: %s (--camera %s)\n", who, err, camera);
         goto out;
     }
@@ -320,131 +452,40 @@ int maa_cmd_compare(int argc, char **argv)
             fprintf(stderr, "%s: %s\n", who, err);
             goto out;
         }
-        if (maa_cli_judge_set(who, s->in, &s->cal, maa_model_get_info(s->m), s->ce.engine.max_batch,
-                              &set, s->jd, NULL, NULL))
+        if (maa_cli_judge_set(who, s->in, &s->cal, maa_model_get_info(s->m),
+                              s->ce.engine.max_batch, &set, s->jd, NULL, NULL))
             goto out;
         for (int r = 0; r < 3; r++)
             if (maa_cli_decide(&set, s->jd, &s->cal, (maa_rule)r, &s->dec[r]))
                 goto out;
     }
 
-    /* The criterion, on whole parts: the changes are counts over the same
-     * parts, the tolerance far below one part of any set. */
     const maa_cli_decision *dr = &run.dec[rule], *dc = &cand.dec[rule];
-    const int ngood = set.ngood, ndef = set.n - set.ngood;
-    const int dgood = dc->good_rejected - dr->good_rejected;
-    const int ddef = dc->defective_rejected - dr->defective_rejected;
-    const double frr_change = maa_cli_ratio(dgood, ngood);
-    const double recall_change = maa_cli_ratio(ddef, ndef);
-    const int frr_ok = frr_change <= max_frr_increase + 1e-9;
-    const int recall_ok = recall_change >= min_recall_change - 1e-9;
-
-    printf("%s on %s: %d good and %d defective parts, rule %s\n", who, root, ngood, ndef,
-           maa_rule_name(rule));
-    printf("  running:   %s with %s\n", run.ce.model, run.ce.calibration);
-    printf("  candidate: %s with %s\n\n", cand.ce.model, cand.ce.calibration);
-    printf("  %-16s %-16s %-16s %-11s %s\n", "", "running", "candidate", "change", "criterion");
-    char a[32], b[32], n1[32], n2[32];
-    snprintf(a, sizeof a, "%.2f%% (%d/%d)", 100 * dr->false_reject_rate, dr->good_rejected, ngood);
-    snprintf(b, sizeof b, "%.2f%% (%d/%d)", 100 * dc->false_reject_rate, dc->good_rejected, ngood);
-    snprintf(n1, sizeof n1, "%+.2f pts", 100 * frr_change);
-    printf("  %-16s %-16s %-16s %-11s at most %+.2f pts%s\n", "good rejected", a, b, n1,
-           100 * max_frr_increase, frr_ok ? "" : "  FAILED");
-    snprintf(a, sizeof a, "%.4f (%d/%d)", dr->recall, dr->defective_rejected, ndef);
-    snprintf(b, sizeof b, "%.4f (%d/%d)", dc->recall, dc->defective_rejected, ndef);
-    snprintf(n1, sizeof n1, "%+.4f", recall_change);
-    printf("  %-16s %-16s %-16s %-11s at least %+.4f%s\n", "recall", a, b, n1, min_recall_change,
-           recall_ok ? "" : "  FAILED");
-    snprintf(a, sizeof a, "%.4f", dr->image_auroc);
-    snprintf(b, sizeof b, "%.4f", dc->image_auroc);
-    snprintf(n1, sizeof n1, "%+.4f", dc->image_auroc - dr->image_auroc);
-    printf("  %-16s %-16s %-16s %s\n", "AUROC", a, b, n1);
-    printf("  (good rejected and recall at the calibrated thresholds; AUROC of what rule %s\n"
-           "   ranks parts by: %s)\n", maa_rule_name(rule), maa_cli_ranks_by(rule));
-
-    /* The disagreements, the candidate's mistakes first: they are what
-     * deploying it would cost. */
-    int *dis = malloc((size_t)set.n * sizeof *dis), ndis = 0, cand_right = 0;
-    if (!dis) {
-        fprintf(stderr, "%s: out of memory\n", who);
+    const outcome o = judge_outcome(&set, dr, dc, max_frr_increase, min_recall_change);
+    const int deploy = o.frr_ok && o.recall_ok;
+    print_table(root, rule, &run, &cand, &o);
+    json_t *dis = disagreements(&set, sides, rule, plots);
+    if (!dis)
         goto out;
-    }
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < set.n; i++) {
-            int vr = maa_cli_rejects(&run.jd[i], rule), vc = maa_cli_rejects(&cand.jd[i], rule);
-            int right = vc == set.parts[i].defective;
-            if (vr != vc && right == pass) {
-                dis[ndis++] = i;
-                cand_right += right;
-            }
-        }
-    report = json_pack("{s:s,s:i,s:s,s:s,s:i,s:i}", "format", "maa-compare", "version", 1, "data",
-                       root, "rule", maa_rule_name(rule), "n_good", ngood, "n_defective", ndef);
-    json_t *jd = json_array();
-    if (ndis) {
-        printf("\n  they disagree on %d of the %d parts; the candidate is right on %d:\n", ndis,
-               set.n, cand_right);
-        printf("    %-28s %-10s %-8s %s\n", "part", "truth", "running", "candidate");
-    } else {
-        printf("\n  they agree on every part\n");
-    }
-    for (int d = 0; d < ndis; d++) {
-        int i = dis[d];
-        const maa_cli_part *p = &set.parts[i];
-        int vr = maa_cli_rejects(&run.jd[i], rule), vc = maa_cli_rejects(&cand.jd[i], rule);
-        int right = vc == p->defective;
-        json_t *e = part_json(p, sides, i, rule);
-        json_object_set_new(e, "right", json_string(right ? "candidate" : "running"));
-        if (plots && d < SHEET_MAX)
-            for (int k = 0; k < 2; k++) {
-                char mp[4608];
-                snprintf(mp, sizeof mp, "%s/disagree%d_%s_mask.png", plots, d, sides[k]->name);
-                if (maa_cli_write_case(who, sides[k]->in, &sides[k]->cal,
-                                       maa_model_get_info(sides[k]->m), p->path, NULL, mp) == 0)
-                    json_object_set_new(json_object_get(e, sides[k]->name), "mask",
-                                        json_string(mp));
-            }
-        json_array_append_new(jd, e);
-        if (d < LIST_MAX)
-            printf("    %-28s %-10s %-8s %-10s candidate %s\n", part_name(p),
-                   p->defective ? "defective" : "good", vr ? "reject" : "pass",
-                   vc ? "reject" : "pass", right ? "right" : "wrong");
-    }
-    if (ndis > LIST_MAX)
-        printf("    ... and %d more (--json)\n", ndis - LIST_MAX);
-    free(dis);
-
-    json_t *reasons = json_array();
-    if (!frr_ok) {
-        snprintf(err, sizeof err, "the candidate rejects %s of the %d good parts (%+.2f pts; at "
-                 "most %+.2f allowed)", more_fewer(dgood, n1, sizeof n1), ngood,
-                 100 * frr_change, 100 * max_frr_increase);
-        json_array_append_new(reasons, json_string(err));
-    }
-    if (!recall_ok) {
-        snprintf(err, sizeof err, "the candidate finds %s of the %d defective parts (recall %+.4f; at least "
-                 "%+.4f required)", more_fewer(ddef, n1, sizeof n1), ndef, recall_change,
-                 min_recall_change);
-        json_array_append_new(reasons, json_string(err));
-    }
-    json_t *images = json_array();
+    json_t *images = json_array(), *why = reasons(&o);
     for (int i = 0; i < set.n; i++)
         json_array_append_new(images, part_json(&set.parts[i], sides, i, rule));
-    json_object_set_new(report, "criteria",
-                        json_pack("{s:f,s:f}", "max_good_rejected_increase", max_frr_increase,
-                                  "min_recall_change", min_recall_change));
-    json_object_set_new(report, "running", side_json(&run));
-    json_object_set_new(report, "candidate", side_json(&cand));
-    json_object_set_new(report, "change",
-                        json_pack("{s:f,s:f,s:o}", "false_reject_rate", frr_change, "recall",
-                                  recall_change, "image_auroc",
-                                  maa_cli_json_num(dc->image_auroc - dr->image_auroc)));
-    json_object_set_new(report, "recommendation",
-                        json_string(frr_ok && recall_ok ? "deploy" : "keep"));
-    json_object_set_new(report, "reasons", reasons);
-    json_object_set_new(report, "disagreements", jd);
-    json_object_set_new(report, "images", images);
-
+    report = json_pack("{s:s,s:i,s:s,s:s,s:i,s:i,s:{s:f,s:f},s:o,s:o,s:{s:f,s:f,s:o},s:s,s:o,s:o,"
+                       "s:o}",
+                       "format", "maa-compare", "version", 1, "data", root, "rule",
+                       maa_rule_name(rule), "n_good", o.ngood, "n_defective", o.ndef, "criteria",
+                       "max_good_rejected_increase", max_frr_increase, "min_recall_change",
+                       min_recall_change, "running", side_json(&run), "candidate",
+                       side_json(&cand), "change", "false_reject_rate", o.frr_change, "recall",
+                       o.recall_change, "image_auroc",
+                       maa_cli_json_num(dc->image_auroc - dr->image_auroc), "recommendation",
+                       deploy ? "deploy" : "keep", "reasons", json_incref(why), "disagreements",
+                       dis, "images", images);
+    if (!report) {
+        fprintf(stderr, "%s: out of memory for the report\n", who);
+        json_decref(why);
+        goto out;
+    }
     if (plots) {
         char rpath[4608];
         snprintf(rpath, sizeof rpath, "%s/report.json", plots);
@@ -452,27 +493,27 @@ int maa_cmd_compare(int argc, char **argv)
             const char *args[] = {"--report", rpath, "--out", plots, NULL};
             if (maa_cli_run_script("plot_compare.py", args) == MAA_OK)
                 printf("\n  plots in %s (scores.png%s)\n", plots,
-                       ndis ? ", disagreements.png" : "");
+                       json_array_size(dis) ? ", disagreements.png" : "");
         }
     }
     if (json_path && json_dump_file(report, json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(17))) {
         fprintf(stderr, "%s: cannot write %s\n", who, json_path);
+        json_decref(why);
         goto out;
     }
-    printf("\n");
-    if (frr_ok && recall_ok) {
-        printf("recommendation: deploy the candidate: it rejects %s of the %d good parts "
+    /* The last line, for people and for scripts that keep only that. */
+    char n1[32], n2[32];
+    if (deploy)
+        printf("\nrecommendation: deploy the candidate: it rejects %s of the %d good parts "
                "(%+.2f pts) and finds %s of the %d defective parts (recall %+.4f)\n",
-               more_fewer(dgood, n1, sizeof n1), ngood, 100 * frr_change,
-               more_fewer(ddef, n2, sizeof n2), ndef, recall_change);
-        status = 0;
-    } else {
-        printf("recommendation: keep the running model: ");
-        for (size_t r = 0; r < json_array_size(reasons); r++)
-            printf("%s%s", r ? "; " : "", json_string_value(json_array_get(reasons, r)));
-        printf("\n");
-        status = 1;
-    }
+               more_fewer(o.dgood, n1, sizeof n1), o.ngood, 100 * o.frr_change,
+               more_fewer(o.ddef, n2, sizeof n2), o.ndef, o.recall_change);
+    else
+        printf("\nrecommendation: keep the running model: %s%s%s\n",
+               json_string_value(json_array_get(why, 0)), json_array_size(why) > 1 ? "; " : "",
+               json_array_size(why) > 1 ? json_string_value(json_array_get(why, 1)) : "");
+    json_decref(why);
+    status = deploy ? 0 : 1;
 out:
     json_decref(report);
     for (int k = 0; k < 2; k++) {
