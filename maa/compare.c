@@ -49,14 +49,15 @@ static const char usage[] =
     "  --max-good-rejected-increase F  it may reject at most this larger share of the\n"
     "                     good parts (default 0: no more of them; 0.01: one point more)\n"
     "  --min-recall-change F  its recall must change by at least F (default 0: it\n"
-    "                     must find as many defective parts; -0.02: two points fewer)\n"
+    "                     must find at least as many defective parts; -0.02: two\n"
+    "                     points fewer will do)\n"
     "  --json REPORT      both models' numbers under every rule, every part's verdicts,\n"
     "                     the disagreements and the recommendation, as JSON\n"
     "  --plots DIR        the score distributions (scores.png) and a contact sheet of\n"
     "                     the parts they disagree on (disagreements.png)\n";
 
 #define LIST_MAX 10  /* disagreements listed on stdout; the report has them all */
-#define SHEET_MAX 16 /* and on the contact sheet */
+#define SHEET_MAX 16 /* disagreements on the contact sheet */
 
 /* One of the two models, its calibration and its judgement of the set. */
 typedef struct {

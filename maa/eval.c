@@ -1,7 +1,6 @@
 /* eval.c — `maa eval`: how well a calibrated model finds defects on a
  * labelled set in the MVTec AD layout (ROOT/test/<type>/, good parts in
  * ROOT/test/good, masks in ROOT/ground_truth/<type>/<name>_mask.png). */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -12,7 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "daemon/daemon.h"
 #include "maa/maa.h"
 
 static const char usage[] =
