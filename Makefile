@@ -64,6 +64,27 @@ BENCH := $(B)/bench_cuda $(B)/bench_cpu $(B)/bench_fmd $(B)/bench_preprocess \
 
 all: $(PROGS) $(TEST_PROGS) $(BENCH)
 
+# The programs and C tests again under AddressSanitizer and
+# UndefinedBehaviorSanitizer, in build/san/ (tests/run.sh runs them after the
+# plain ones).  Without CUDA: its runtime and ASan's shadow memory do not
+# mix; the CUDA code is exercised by the plain build on a GPU.  Warnings are
+# the plain build's to check: at -O1 gcc guesses string lengths differently.
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+             -fno-sanitize-recover=undefined -Wno-format-truncation
+san:
+	@$(MAKE) --no-print-directory B=$(B)/san CUDA=/nonexistent CFLAGS="$(SAN_FLAGS)" \
+	    san-progs
+san-progs: $(PROGS) $(filter-out $(B)/tests/test_ring_tsan,$(TEST_PROGS))
+
+# The tests of the threaded modules under ThreadSanitizer, in build/tsan/:
+# the worker (capture hand-off, batching, keep-alive), the publisher, the
+# PLC bridge's bus thread.  The ring has its own build (test_ring_tsan).
+TSAN_TESTS := test_worker test_publish test_plc_bus
+tsan:
+	@$(MAKE) --no-print-directory B=$(B)/tsan CUDA=/nonexistent \
+	    CFLAGS="-O1 -g -fsanitize=thread -Wno-format-truncation" \
+	    $(addprefix $(B)/tsan/tests/,$(TSAN_TESTS))
+
 # Quiet by default; make V=1 shows the commands.
 Q := $(if $(V),,@)
 
@@ -93,7 +114,7 @@ $(B)/%.a:
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 # The C++ runtime is needed only when CUDA objects are in libengine.a.
-LINK = $(if $(V),,@echo "  LINK  $@";) $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
+LINK = $(Q)mkdir -p $(@D); $(if $(V),,echo "  LINK  $@";) $(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(if $(HAVE_CUDA),-lstdc++)
 
 $(B)/maa: $(call obj,$(MAA_SRC)) $(LIBS)
 	$(LINK)
@@ -125,7 +146,7 @@ deps:
 	@scripts/install-deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all san tsan
 	@PYTHON=$(PYTHON) tests/run.sh
 
 demo: deps
@@ -161,6 +182,6 @@ install: $(B)/maa $(B)/maad $(B)/maa-plc
 clean:
 	rm -rf $(B)
 
-.PHONY: all deps test demo install clean FORCE
+.PHONY: all san san-progs tsan deps test demo install clean FORCE
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
