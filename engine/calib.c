@@ -15,6 +15,8 @@
 #include "engine/backend.h"
 
 #define MIN_GOOD 20
+/* A calibration is about a kilobyte; anything this large is a wrong path. */
+#define MAX_FILE_BYTES (1 << 20)
 #define NORMALITY_TEST "dagostino-pearson"
 
 /* ---- D'Agostino-Pearson K^2, as scipy.stats.normaltest ------------------ */
@@ -368,18 +370,17 @@ static const char *what_expected(int f)
 int maa_calibration_load(const char *path, maa_calibration *out,
                          char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        maa_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t *text;
+    size_t len;
+    if (maa_read_file(path, MAX_FILE_BYTES, "a calibration file", &text, &len, err, errlen))
         return MAA_ERR;
-    }
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p)) {
-        fclose(f);
+        free(text);
         maa_seterr(err, errlen, "%s: out of memory", path);
         return MAA_ERR;
     }
-    yaml_parser_set_input_file(&p, f);
+    yaml_parser_set_input_string(&p, text, len);
 
     maa_calibration c;
     memset(&c, 0, sizeof c);
@@ -474,6 +475,6 @@ int maa_calibration_load(const char *path, maa_calibration *out,
     rv = MAA_OK;
 out:
     yaml_parser_delete(&p);
-    fclose(f);
+    free(text);
     return rv;
 }

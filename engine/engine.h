@@ -215,6 +215,16 @@ int maa_png_encode(const uint8_t *px, int w, int h, int ch, void **buf,
 int maa_preprocess(const maa_image *img, int s, int c, float *out,
                    char *err, size_t errlen);
 
+/* ---- files --------------------------------------------------------------- */
+
+/* The whole of the regular file at path into *buf (malloc'd, with a NUL
+ * after its *len bytes, so that a text can be parsed in place).  Refused,
+ * with the path: a file that cannot be opened, a directory or anything else
+ * that is not a regular file, and one larger than max bytes ("larger than
+ * 1 MiB, not <what>"). */
+int maa_read_file(const char *path, size_t max, const char *what, uint8_t **buf,
+                  size_t *len, char *err, size_t errlen);
+
 /* ---- evaluation metrics -------------------------------------------------- */
 
 /* Area under the ROC curve of scores against 0/1 labels (ties get the

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "engine/backend.h"
 #include "engine/pixel.h"
@@ -20,37 +19,6 @@
 #define MAX_PIXELS (1ll << 27)
 
 static int area_ok(const char *path, long long w, long long h, char *err, size_t errlen);
-
-static int read_file(const char *path, uint8_t **buf, size_t *len, char *err,
-                     size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        maa_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return MAA_ERR;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        maa_seterr(err, errlen, "%s: not a regular file", path);
-        fclose(f);
-        return MAA_ERR;
-    }
-    *len = (size_t)st.st_size;
-    *buf = malloc(*len ? *len : 1);
-    if (!*buf) {
-        maa_seterr(err, errlen, "%s: out of memory for %zu bytes", path, *len);
-        fclose(f);
-        return MAA_ERR;
-    }
-    if (fread(*buf, 1, *len, f) != *len) {
-        maa_seterr(err, errlen, "%s: read error: %s", path, strerror(errno));
-        free(*buf);
-        fclose(f);
-        return MAA_ERR;
-    }
-    fclose(f);
-    return MAA_OK;
-}
 
 static int alloc_image(maa_image *img, int w, int h, int ch, int depth,
                        const char *path, char *err, size_t errlen)
@@ -401,7 +369,7 @@ int maa_image_load(const char *path, maa_image *img, char *err, size_t errlen)
     uint8_t *buf;
     size_t len;
     memset(img, 0, sizeof *img);
-    if (read_file(path, &buf, &len, err, errlen))
+    if (maa_read_file(path, SIZE_MAX, "an image", &buf, &len, err, errlen))
         return MAA_ERR;
     static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     int rv;

@@ -94,38 +94,6 @@ static void shape_str(char *buf, size_t len, const int64_t *shape, int ndim)
         snprintf(buf + off, len - off, "]");
 }
 
-static int read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        maa_seterr(err, errlen, "%s: %s", path, strerror(errno));
-        return MAA_ERR;
-    }
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        maa_seterr(err, errlen, "%s: cannot determine the file size", path);
-        fclose(f);
-        return MAA_ERR;
-    }
-    *buf = malloc(size ? (size_t)size : 1);
-    if (!*buf) {
-        maa_seterr(err, errlen, "%s: out of memory reading %ld bytes", path, size);
-        fclose(f);
-        return MAA_ERR;
-    }
-    size_t got = fread(*buf, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) {
-        maa_seterr(err, errlen, "%s: read error", path);
-        free(*buf);
-        return MAA_ERR;
-    }
-    *len = (size_t)size;
-    return MAA_OK;
-}
-
 /* Strict decimal parsers for metadata values (strings by the format). */
 static int parse_int(const char *s, long lo, long hi, int *out)
 {
@@ -498,7 +466,8 @@ int maa_model_load(const char *path, maa_model **out, char *err, size_t errlen)
         maa_seterr(err, errlen, "%s: out of memory", path);
         return MAA_ERR;
     }
-    if (read_file(path, &buf, &len, err, errlen) || parse(m, buf, len, err, errlen)) {
+    if (maa_read_file(path, SIZE_MAX, "a model file", &buf, &len, err, errlen) ||
+        parse(m, buf, len, err, errlen)) {
         free(buf);
         maa_model_free(m);
         return MAA_ERR;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
@@ -255,6 +256,19 @@ static void test_load_refusals(void)
     fclose(fopen(path, "w"));
     CHECK(maa_calibration_load(path, &c, err, sizeof err) == MAA_ERR &&
               strstr(err, "missing key 'model_sha256'"), "%s", err);
+    /* A directory was handed to libyaml, which said "input error". */
+    snprintf(path, sizeof path, "%s/cal.d", dir);
+    CHECK(mkdir(path, 0700) == 0, "cannot make %s", path);
+    CHECK(maa_calibration_load(path, &c, err, sizeof err) == MAA_ERR &&
+              strstr(err, path) && strstr(err, "is a directory"), "%s", err);
+    /* Nor is a file of any size read: a calibration is a kilobyte. */
+    snprintf(path, sizeof path, "%s/huge.yaml", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f && ftruncate(fileno(f), 2 << 20) == 0, "cannot write %s", path);
+    if (f)
+        fclose(f);
+    CHECK(maa_calibration_load(path, &c, err, sizeof err) == MAA_ERR &&
+              strstr(err, "larger than 1 MiB, not a calibration file"), "%s", err);
 }
 
 static void test_save_refuses_invalid(void)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "engine/engine.h"
 #include "engine/pixel.h"
@@ -260,6 +261,10 @@ static void test_png_broken(void)
     write_bytes("wide.png", f, n);
     refused("wide.png", "PNG");
     refused("missing.png", "cannot open");
+    CHECK(mkdir(fixture("dir.png"), 0700) == 0, "cannot make dir.png");
+    refused("dir.png", "is a directory");
+    CHECK(mkfifo(fixture("fifo.png"), 0600) == 0, "cannot make fifo.png");
+    refused("fifo.png", "not a regular file");
 }
 
 /* ---- PNM ----------------------------------------------------------------- */

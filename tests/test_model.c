@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/backend.h"
@@ -178,6 +179,24 @@ static void test_shape_overflow(void)
     maa_model_free(m);
 }
 
+/* A path that is no regular file: a directory's size from ftell was near
+ * 2^63 (a hash cookie on ext4), which the loader asked malloc for (the
+ * sanitizer build aborted); a FIFO would hang the open until a writer
+ * came.  Both are refused at once, naming the path and what it is. */
+static void test_not_a_file(void)
+{
+    maa_model *m = NULL;
+    char err[MAA_ERRLEN] = "";
+    const char *d = tpath("dir.safetensors");
+    CHECK(mkdir(d, 0700) == 0, "cannot make %s", d);
+    CHECK(maa_model_load(d, &m, err, sizeof err) == MAA_ERR && !m);
+    CHECK(strstr(err, d) && strstr(err, "is a directory"), "%s", err);
+    const char *fifo = tpath("fifo.safetensors");
+    CHECK(mkfifo(fifo, 0600) == 0, "cannot make %s", fifo);
+    CHECK(maa_model_load(fifo, &m, err, sizeof err) == MAA_ERR && !m);
+    CHECK(strstr(err, fifo) && strstr(err, "not a regular file"), "%s", err);
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) {
@@ -188,6 +207,7 @@ int main(void)
     RUN(test_valid_f16_and_extra);
     RUN(test_refusals);
     RUN(test_shape_overflow);
+    RUN(test_not_a_file);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
