@@ -269,6 +269,17 @@ static void test_load_refusals(void)
         fclose(f);
     CHECK(maa_calibration_load(path, &c, err, sizeof err) == MAA_ERR &&
               strstr(err, "larger than 1 MiB, not a calibration file"), "%s", err);
+    /* libyaml's document loader takes seconds over a value nested 40,000
+     * levels deep; this loader reads events and stops at the first nested
+     * one. */
+    snprintf(path, sizeof path, "%s/deep.yaml", dir);
+    f = fopen(path, "w");
+    fputs("mu: ", f);
+    for (int i = 0; i < 40000; i++)
+        fputc('{', f);
+    fclose(f);
+    CHECK(maa_calibration_load(path, &c, err, sizeof err) == MAA_ERR &&
+              strstr(err, "deep.yaml:1: nested mappings are not allowed"), "%s", err);
 }
 
 static void test_save_refuses_invalid(void)

@@ -51,6 +51,48 @@ static void test_yaml_syntax_errors(void)
     expect_error(REQ "---\nlog: {level: info}\n", "7:1: more than one YAML document in the file");
 }
 
+/* libyaml's loader takes time quadratic in the nesting depth and in the
+ * number of anchors (2 s for 40,000 levels in 80 KB; the 1 MiB a file may
+ * have would take an hour): the file's events are counted first, and it is
+ * refused at the first one beyond a limit, before the load.  At the limits
+ * the load runs and the schema says what is wrong. */
+static void test_yaml_limits(void)
+{
+    enum { DEEP = 40000 };
+    char *text = malloc(2 * DEEP + 16), want[64];
+    size_t n = (size_t)sprintf(text, "camera: ");
+    memset(text + n, '[', DEEP);
+    memset(text + n + DEEP, ']', DEEP);
+    strcpy(text + n + 2 * DEEP, "\n");
+    /* The top-level mapping is the first level, the 32nd '[' the 33rd. */
+    expect_error_n(text, strlen(text), "1:40: nested deeper than 32 levels", __LINE__);
+    memset(text + n, '[', 31);
+    memset(text + n + 31, ']', 31);
+    strcpy(text + n + 62, "\n");
+    expect_error(text, "1:9: section camera: expected a mapping of keys, got a sequence");
+    free(text);
+
+    /* 65 anchors, then 65 aliases. */
+    char many[1024];
+    n = (size_t)sprintf(many, "camera: [");
+    for (int i = 0; i < 65; i++)
+        n += (size_t)sprintf(many + n, "&a%d 0, ", i);
+    strcpy(many + n, "]\n");
+    snprintf(want, sizeof want, "1:%td: more than 64 anchors (&name)",
+             strstr(many, "&a64") - many + 1);
+    expect_error(many, want);
+    strcpy(strstr(many, "&a64"), "]\n");
+    expect_error(many, "1:9: section camera: expected a mapping of keys, got a sequence");
+    n = (size_t)sprintf(many, "camera: [&a 0");
+    for (int i = 0; i < 65; i++)
+        n += (size_t)sprintf(many + n, ", *a");
+    strcpy(many + n, "]\n");
+    snprintf(want, sizeof want, "1:%zu: more than 64 aliases (*name)", n - 1);
+    expect_error(many, want);
+    strcpy(many + n - 4, "]\n");
+    expect_error(many, "1:9: section camera: expected a mapping of keys, got a sequence");
+}
+
 static void test_empty_and_top_level(void)
 {
     expect_error("", "1:1: empty file");
@@ -584,6 +626,7 @@ int main(void)
     if (make_tmpdir("test_config"))
         return 1;
     RUN(test_yaml_syntax_errors);
+    RUN(test_yaml_limits);
     RUN(test_empty_and_top_level);
     RUN(test_unknown_names);
     RUN(test_wrong_types);
