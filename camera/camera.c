@@ -95,6 +95,18 @@ static const struct {
 };
 #define NPIXFMTS (sizeof pixfmts / sizeof pixfmts[0])
 
+/* Bytes of a w x h frame of n bytes a pixel, from sides checked first and a
+ * product in 64 bits; 0 when a side is outside 1..MAA_IMAGE_MAX_SIDE.  The
+ * sides come from the stream (Aravis gives the leader's 32-bit fields as
+ * int): a spoofed -1 x -1 frame made an int product of 1 byte, and an image
+ * that preprocessing sized at 2^64 bytes. */
+static uint64_t frame_bytes(int w, int h, int n)
+{
+    if (w < 1 || h < 1 || w > MAA_IMAGE_MAX_SIDE || h > MAA_IMAGE_MAX_SIDE)
+        return 0;
+    return (uint64_t)w * (uint64_t)h * (uint64_t)n;
+}
+
 int cam_pixfmt_parse(const char *name, cam_pixfmt *out)
 {
     for (size_t i = 0; name && i < NPIXFMTS; i++)
@@ -469,18 +481,24 @@ static void arv_deliver(cam_source *s, ArvBuffer *b)
         ev.width = arv_buffer_get_image_width(b);
         ev.height = arv_buffer_get_image_height(b);
         ev.data = arv_buffer_get_image_data(b, &ev.size);
+        uint64_t bytes = 0;
         if (pixfmt_from_arv(pf, &ev.fmt) != MAA_OK) {
             ev.kind = CAM_INCOMPLETE;
             snprintf(why, sizeof why, "pixel format 0x%08x is not supported", (unsigned)pf);
             ev.reason = why;
-        } else if (ev.size < (size_t)ev.width * ev.height * pixfmts[ev.fmt].bpp) {
+        } else if (!(bytes = frame_bytes(ev.width, ev.height, pixfmts[ev.fmt].bpp))) {
+            ev.kind = CAM_INCOMPLETE;
+            snprintf(why, sizeof why, "a %dx%d image: each side must be 1..%d", ev.width,
+                     ev.height, MAA_IMAGE_MAX_SIDE);
+            ev.reason = why;
+        } else if (ev.size < bytes) {
             ev.kind = CAM_INCOMPLETE;
             snprintf(why, sizeof why, "%zu bytes for a %dx%d %s image", ev.size,
                      ev.width, ev.height, cam_pixfmt_name(ev.fmt));
             ev.reason = why;
         } else {
             ev.kind = CAM_FRAME;
-            ev.size = (size_t)ev.width * ev.height * pixfmts[ev.fmt].bpp;
+            ev.size = (size_t)bytes;
         }
         if (ev.kind != CAM_FRAME)
             ev.data = NULL, ev.size = 0, ev.width = ev.height = 0;
@@ -628,7 +646,7 @@ static int replay_load(cam_source *s, char *err, size_t errlen)
                 struct replay_image *r = &s->imgs[s->nimgs];
                 r->width = im.width;
                 r->height = im.height;
-                r->px = malloc((size_t)im.width * im.height * pixfmts[c->pixel_format].bpp);
+                r->px = malloc(frame_bytes(im.width, im.height, pixfmts[c->pixel_format].bpp));
                 if (r->px) {
                     image_convert(&im, c->pixel_format, r->px);
                     s->nimgs++;
@@ -678,7 +696,7 @@ static void replay_loop(cam_source *s)
         const struct replay_image *r = &s->imgs[idx];
         cam_event ev = {.kind = CAM_FRAME, .frame_id = id++, .width = r->width,
                         .height = r->height, .fmt = s->cfg.pixel_format, .data = r->px,
-                        .size = (size_t)r->width * r->height * pixfmts[s->cfg.pixel_format].bpp};
+                        .size = frame_bytes(r->width, r->height, pixfmts[s->cfg.pixel_format].bpp)};
         emit(s, &ev);
         if (++idx == s->nimgs) {
             idx = 0;
@@ -922,7 +940,7 @@ void cam_get_stats(const cam_source *s, cam_stats *out)
 
 size_t cam_image_bytes(const cam_event *ev)
 {
-    return (size_t)ev->width * ev->height * (ev->fmt == CAM_PIX_MONO8 ? 1 : 3);
+    return frame_bytes(ev->width, ev->height, ev->fmt == CAM_PIX_MONO8 ? 1 : 3);
 }
 
 /* Colour (0 R, 1 G, 2 B) at even/odd x, y for each Bayer layout, named by
@@ -1005,6 +1023,19 @@ int cam_frame_to_image(const cam_event *ev, void *buf, size_t bufsize,
         return MAA_ERR;
     }
     size_t need = cam_image_bytes(ev);
+    if (!need) {
+        seterr(err, errlen, "camera: frame %llu is %dx%d: each side must be 1..%d",
+               (unsigned long long)ev->frame_id, ev->width, ev->height, MAA_IMAGE_MAX_SIDE);
+        return MAA_ERR;
+    }
+    /* The event may be a copy out of a ring slot: its size is checked, not
+     * trusted to match the sides. */
+    if (ev->size < frame_bytes(ev->width, ev->height, pixfmts[ev->fmt].bpp)) {
+        seterr(err, errlen, "camera: frame %llu has %zu bytes, too few for a %dx%d %s image",
+               (unsigned long long)ev->frame_id, ev->size, ev->width, ev->height,
+               cam_pixfmt_name(ev->fmt));
+        return MAA_ERR;
+    }
     if (bufsize < need) {
         seterr(err, errlen, "camera: frame %llu needs %zu bytes, buffer has %zu",
                (unsigned long long)ev->frame_id, need, bufsize);
@@ -1031,7 +1062,8 @@ size_t cam_frame_bytes(const cam_source *s)
     size_t most = 0;
     if (s->cfg.source == CAM_SOURCE_REPLAY) {
         for (int i = 0; i < s->nimgs; i++) {
-            size_t b = (size_t)s->imgs[i].width * s->imgs[i].height * pixfmts[s->cfg.pixel_format].bpp;
+            size_t b = frame_bytes(s->imgs[i].width, s->imgs[i].height,
+                                   pixfmts[s->cfg.pixel_format].bpp);
             most = b > most ? b : most;
         }
         return most;

@@ -164,10 +164,13 @@ void cam_get_stats(const cam_source *s, cam_stats *out);
 /* ---- frames to engine images --------------------------------------------- */
 
 /* Bytes cam_frame_to_image writes for this frame: width*height*channels,
- * 1 channel for Mono8, 3 for RGB8 and Bayer. */
+ * 1 channel for Mono8, 3 for RGB8 and Bayer; 0 when a side is outside
+ * 1..MAA_IMAGE_MAX_SIDE (such a frame is refused). */
 size_t cam_image_bytes(const cam_event *ev);
 /* Converts a CAM_FRAME into an 8-bit maa_image in buf (no allocation):
- * Mono8 and RGB8 are copied, Bayer is demosaiced bilinearly to RGB. */
+ * Mono8 and RGB8 are copied, Bayer is demosaiced bilinearly to RGB.  A
+ * frame with a side outside 1..MAA_IMAGE_MAX_SIDE, or with fewer bytes than
+ * its sides need, is refused. */
 int cam_frame_to_image(const cam_event *ev, void *buf, size_t bufsize,
                        maa_image *img, char *err, size_t errlen);
 

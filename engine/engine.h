@@ -199,6 +199,11 @@ typedef struct {
     void *data;    /* interleaved rows, no padding */
 } maa_image;
 
+/* The largest width or height of an image the engine takes, in pixels: a
+ * camera frame's sides (maad's camera.width and camera.height) are at most
+ * this; image files are limited further (docs/engine.md). */
+#define MAA_IMAGE_MAX_SIDE 65535
+
 /* PNG (8/16-bit gray, gray+alpha, RGB, RGBA), PGM/PPM (P2, P3, P5, P6) and
  * BMP (8-bit palette, 24, 32-bit); the format is read from the content. */
 int maa_image_load(const char *path, maa_image *img, char *err, size_t errlen);
@@ -211,7 +216,8 @@ int maa_png_encode(const uint8_t *px, int w, int h, int ch, void **buf,
 /* Resize to s x s (area average when shrinking, bilinear when enlarging,
  * per axis), scale to [-1, 1] (16-bit: p / 32767.5 - 1), and write c x s x s
  * planar floats.  Gray feeds a 3-channel model by replication; an RGB image
- * for a 1-channel model is refused. */
+ * for a 1-channel model is refused, and so is one without data or with a
+ * side outside 1..MAA_IMAGE_MAX_SIDE. */
 int maa_preprocess(const maa_image *img, int s, int c, float *out,
                    char *err, size_t errlen);
 

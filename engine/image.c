@@ -617,6 +617,18 @@ int maa_preprocess(const maa_image *img, int s, int c, float *out,
                    "1-channel (mono) model; convert it to gray first");
         return MAA_ERR;
     }
+    /* The sides may come from a camera's stream: a negative one made the
+     * buffers below 2^64 bytes. */
+    if (img->width < 1 || img->height < 1 || img->width > MAA_IMAGE_MAX_SIDE ||
+        img->height > MAA_IMAGE_MAX_SIDE) {
+        maa_seterr(err, errlen, "preprocess: a %dx%d image: each side must be 1..%d",
+                   img->width, img->height, MAA_IMAGE_MAX_SIDE);
+        return MAA_ERR;
+    }
+    if (!img->data) {
+        maa_seterr(err, errlen, "preprocess: an image without data");
+        return MAA_ERR;
+    }
     int iw = img->width, ih = img->height;
     /* A gray image is resized once and the plane copied into every
      * channel. */

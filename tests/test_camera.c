@@ -826,10 +826,40 @@ static void test_demosaic_flat(void)
     CHECK(cam_pixfmt_parse("Mono16", &f) == MAA_ERR);
 }
 
+/* A spoofed stream's sides: Aravis gives the leader's 32-bit width and
+ * height as int, and a -1 x -1 frame of one byte passed a size check made
+ * with a wrapping product (1 byte), to become an image that preprocessing
+ * sized at 2^64 bytes.  Sides are checked first, sizes counted in 64 bits;
+ * a frame with fewer bytes than its sides need is refused, not read past. */
+static void test_frame_geometry(void)
+{
+    static const int sides[][2] = {{-1, -1}, {-65536, -65536}, {0, 4}, {4, 0},
+                                   {65536, 1}, {1, -2147483647 - 1}};
+    uint8_t px[16] = {0}, out[48];
+    char err[MAA_ERRLEN];
+    maa_image img;
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+        cam_event ev = {.kind = CAM_FRAME, .frame_id = 7, .width = sides[i][0],
+                        .height = sides[i][1], .fmt = CAM_PIX_MONO8, .data = px,
+                        .size = sizeof px};
+        err[0] = 0;
+        CHECK(cam_image_bytes(&ev) == 0, "%dx%d: %zu bytes", ev.width, ev.height,
+              cam_image_bytes(&ev));
+        CHECK(cam_frame_to_image(&ev, out, sizeof out, &img, err, sizeof err) == MAA_ERR &&
+                  strstr(err, "each side must be 1..65535"),
+              "%dx%d: %s", ev.width, ev.height, err);
+    }
+    cam_event ev = {.kind = CAM_FRAME, .frame_id = 7, .width = 4, .height = 4,
+                    .fmt = CAM_PIX_RGB8, .data = px, .size = sizeof px};
+    CHECK(cam_frame_to_image(&ev, out, sizeof out, &img, err, sizeof err) == MAA_ERR &&
+              strstr(err, "frame 7 has 16 bytes, too few for a 4x4 RGB8 image"), "%s", err);
+}
+
 int main(void)
 {
     enter_private_loopback();
     RUN(test_demosaic_flat);
+    RUN(test_frame_geometry);
     RUN(test_replay);
     RUN(test_bad_device);
     RUN(test_fake_mono8);

@@ -670,6 +670,25 @@ static void test_channels(void)
     CHECK(maa_preprocess(&ra, 2, 2, o2, err, sizeof err) == MAA_ERR, "c=2 accepted");
 }
 
+/* An image's sides may come from a camera's stream: a -1 x -1 frame made
+ * the resize buffers 2^64 bytes (the sanitizer build aborted).  Sides are
+ * checked before anything is sized. */
+static void test_bad_sides(void)
+{
+    static const int sides[][2] = {{-1, -1}, {0, 2}, {2, -2}, {65536, 1}};
+    uint8_t px[4] = {0};
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+        maa_image img = {sides[i][0], sides[i][1], 1, 8, px};
+        err[0] = 0;
+        CHECK(maa_preprocess(&img, 4, 1, out, err, sizeof err) == MAA_ERR &&
+                  strstr(err, "each side must be 1..65535"),
+              "%dx%d: %s", img.width, img.height, err);
+    }
+    maa_image none = {2, 2, 1, 8, NULL};
+    CHECK(maa_preprocess(&none, 4, 1, out, err, sizeof err) == MAA_ERR &&
+              strstr(err, "without data"), "%s", err);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -689,6 +708,7 @@ int main(void)
     RUN(test_matches_torch);
     RUN(test_bilinear_2x2);
     RUN(test_channels);
+    RUN(test_bad_sides);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
