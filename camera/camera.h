@@ -178,11 +178,18 @@ int cam_frame_to_image(const cam_event *ev, void *buf, size_t bufsize,
 
 typedef struct cam_fake cam_fake;
 
+/* What a fake camera takes: Aravis's fake sensor is 2048 x 2048, and its
+ * frame period is a 32-bit register in microseconds (0.0001 frames/s was
+ * converted to it with an overflow). */
+#define CAM_FAKE_MAX_SIDE 2048
+#define CAM_FAKE_MIN_FPS 0.01
+#define CAM_FAKE_MAX_FPS 1000.0
+
 typedef struct {
     const char *address;  /* NULL: "127.0.0.1" */
     const char *serial;   /* NULL: "MAA0" */
-    double fps;           /* 0: the fake's default (25) */
-    int width, height;    /* 0: the first image's */
+    double fps;           /* CAM_FAKE_MIN_FPS..CAM_FAKE_MAX_FPS; 0: the fake's default (25) */
+    int width, height;    /* 1..CAM_FAKE_MAX_SIDE; 0: the first image's */
     cam_pixfmt fmt;
 } cam_fake_config;
 

@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert(CAM_FAKE_MAX_SIDE == ARV_FAKE_CAMERA_SENSOR_WIDTH &&
+                   CAM_FAKE_MAX_SIDE == ARV_FAKE_CAMERA_SENSOR_HEIGHT,
+               "camera.h's CAM_FAKE_MAX_SIDE is Aravis's fake sensor");
+
 struct fake_image {
     int width, height;
     uint8_t *rgb; /* RGB8, the image's own size */
@@ -118,12 +122,13 @@ int cam_fake_start(const cam_fake_config *cfg, const maa_image *images, int n,
     }
     if ((unsigned)cfg->fmt >= sizeof arv_fmt / sizeof arv_fmt[0])
         snprintf(why, sizeof why, "pixel format %d is not known", (int)cfg->fmt);
-    else if (cfg->fps < 0 || cfg->width < 0 || cfg->height < 0 ||
-             cfg->width > ARV_FAKE_CAMERA_SENSOR_WIDTH ||
-             cfg->height > ARV_FAKE_CAMERA_SENSOR_HEIGHT)
-        snprintf(why, sizeof why, "size %dx%d (at most %dx%d) or rate %g is out of range",
-                 cfg->width, cfg->height, ARV_FAKE_CAMERA_SENSOR_WIDTH,
-                 ARV_FAKE_CAMERA_SENSOR_HEIGHT, cfg->fps);
+    else if (cfg->fps != 0 && !(cfg->fps >= CAM_FAKE_MIN_FPS && cfg->fps <= CAM_FAKE_MAX_FPS))
+        snprintf(why, sizeof why, "rate %g frames/s is outside [%g, %g]", cfg->fps,
+                 CAM_FAKE_MIN_FPS, CAM_FAKE_MAX_FPS);
+    else if (cfg->width < 0 || cfg->height < 0 || cfg->width > CAM_FAKE_MAX_SIDE ||
+             cfg->height > CAM_FAKE_MAX_SIDE)
+        snprintf(why, sizeof why, "size %dx%d is out of range (at most %dx%d)", cfg->width,
+                 cfg->height, CAM_FAKE_MAX_SIDE, CAM_FAKE_MAX_SIDE);
     for (int i = 0; !*why && i < n; i++) {
         const maa_image *im = &images[i];
         if (im->width <= 0 || im->height <= 0 || !im->data ||
@@ -157,10 +162,10 @@ int cam_fake_start(const cam_fake_config *cfg, const maa_image *images, int n,
     ArvFakeCamera *fc = arv_gv_fake_camera_get_fake_camera(f->gv);
     int w = cfg->width ? cfg->width : images[0].width;
     int h = cfg->height ? cfg->height : images[0].height;
-    if (w > ARV_FAKE_CAMERA_SENSOR_WIDTH)
-        w = ARV_FAKE_CAMERA_SENSOR_WIDTH;
-    if (h > ARV_FAKE_CAMERA_SENSOR_HEIGHT)
-        h = ARV_FAKE_CAMERA_SENSOR_HEIGHT;
+    if (w > CAM_FAKE_MAX_SIDE)
+        w = CAM_FAKE_MAX_SIDE;
+    if (h > CAM_FAKE_MAX_SIDE)
+        h = CAM_FAKE_MAX_SIDE;
     arv_fake_camera_write_register(fc, ARV_FAKE_CAMERA_REGISTER_WIDTH, (guint32)w);
     arv_fake_camera_write_register(fc, ARV_FAKE_CAMERA_REGISTER_HEIGHT, (guint32)h);
     arv_fake_camera_write_register(fc, ARV_FAKE_CAMERA_REGISTER_PIXEL_FORMAT, arv_fmt[cfg->fmt]);

@@ -139,7 +139,8 @@ int maa_cmd_calibrate(int argc, char **argv)
     maa_cli_engine ce;
     maa_cli_engine_init(&ce);
     const char *dir = NULL, *out = NULL, *plot = NULL, *split_arg = NULL;
-    double gamma = 3, q = 0.01, window = 7, min_area = 16;
+    double gamma = 3, q = 0.01;
+    long long window = 7, min_area = 16;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -162,14 +163,16 @@ int maa_cmd_calibrate(int argc, char **argv)
                 return 2;
             break;
         case 'w':
-            if (maa_cli_parse_number(who, "window", optarg, 1, 63, &window) ||
-                (int)window != window || !((int)window & 1)) {
-                fprintf(stderr, "maa calibrate: --window must be an odd integer in 1..63\n");
+            if (maa_cli_parse_integer(who, "window", optarg, 1, 63, &window))
+                return 2;
+            if (!(window & 1)) {
+                fprintf(stderr, "%s: --window \"%s\" is not an odd integer in 1..63\n", who,
+                        optarg);
                 return 2;
             }
             break;
         case 'a':
-            if (maa_cli_parse_number(who, "min-area", optarg, 1, 1e6, &min_area))
+            if (maa_cli_parse_integer(who, "min-area", optarg, 1, 1000000, &min_area))
                 return 2;
             break;
         case 'h': fputs(usage, stdout); return 0;

@@ -23,30 +23,43 @@ void maa_cli_engine_init(maa_cli_engine *c)
     c->engine.max_batch = 4;
 }
 
-static int parse_count(const char *what, const char *arg, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(arg, &end, 10);
-    if (errno || end == arg || *end || v < lo || v > hi) {
-        fprintf(stderr, "maa: --%s \"%s\" is not an integer in %d..%d\n", what, arg, lo, hi);
-        return -1;
-    }
-    *out = (int)v;
-    return 1;
-}
-
 int maa_cli_parse_number(const char *who, const char *opt, const char *arg, double lo, double hi,
                          double *out)
 {
     char *end;
     double v = strtod(arg, &end);
     if (end == arg || *end || !isfinite(v) || v < lo || v > hi) {
-        fprintf(stderr, "%s: --%s \"%s\" is not a number in [%g, %g]\n", who, opt, arg, lo, hi);
+        fprintf(stderr, "%s: --%s \"%s\" is not a number in [%.15g, %.15g]\n", who, opt, arg,
+                lo, hi);
         return MAA_ERR;
     }
     *out = v;
     return MAA_OK;
+}
+
+int maa_cli_parse_integer(const char *who, const char *opt, const char *arg, long long lo,
+                          long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (errno || end == arg || *end || v < lo || v > hi) {
+        fprintf(stderr, "%s: --%s \"%s\" is not an integer in %lld..%lld\n", who, opt, arg, lo,
+                hi);
+        return MAA_ERR;
+    }
+    *out = v;
+    return MAA_OK;
+}
+
+/* A shared option's count, returned as maa_cli_engine_option returns. */
+static int engine_count(const char *opt, const char *arg, int lo, int hi, int *out)
+{
+    long long v;
+    if (maa_cli_parse_integer("maa", opt, arg, lo, hi, &v))
+        return -1;
+    *out = (int)v;
+    return 1;
 }
 
 int maa_cli_engine_option(maa_cli_engine *c, int opt, const char *arg)
@@ -66,8 +79,8 @@ int maa_cli_engine_option(maa_cli_engine *c, int opt, const char *arg)
             return -1;
         }
         return 1;
-    case 'T': return parse_count("threads", arg, 0, 1024, &c->engine.threads);
-    case 'N': return parse_count("batch", arg, 1, 256, &c->engine.max_batch);
+    case 'T': return engine_count("threads", arg, 0, 1024, &c->engine.threads);
+    case 'N': return engine_count("batch", arg, 1, 256, &c->engine.max_batch);
     default: return 0;
     }
 }

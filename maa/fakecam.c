@@ -12,6 +12,8 @@
 #include "camera/camera.h"
 #include "maa/maa.h"
 
+static const char who[] = "maa fakecam";
+
 static const char fakecam_usage[] =
     "usage: maa fakecam --images DIR [--fps F] [--serial S] [--address A]\n"
     "                   [--width W --height H] [--pixel-format FMT] [--duration SEC]\n"
@@ -19,12 +21,13 @@ static const char fakecam_usage[] =
     "GigE Vision camera until SIGINT/SIGTERM or the duration.  Prints the device id\n"
     "to open on stdout, then a line of statistics a second on stderr.\n\n"
     "  --images DIR       the images (resized to the camera's size)\n"
-    "  --fps F            frames per second (default 10)\n"
+    "  --fps F            frames per second, 0.01 to 1000 (default 10)\n"
     "  --serial S         serial number; the device id is Aravis-Fake-S (default MAA0)\n"
     "  --address A        IPv4 address or interface to serve on (default 127.0.0.1)\n"
-    "  --width W, --height H   camera size (default: the first image's)\n"
+    "  --width W, --height H   camera size, 1 to 2048 (default: the first image's)\n"
     "  --pixel-format FMT Mono8, RGB8 or BayerRG8/GR8/GB8/BG8 (default Mono8)\n"
-    "  --duration SEC     stop after SEC seconds (default: run until signalled)\n";
+    "  --duration SEC     stop after SEC seconds, at most a year (default 0: run until\n"
+    "                     signalled)\n";
 
 static volatile sig_atomic_t fakecam_quit;
 
@@ -91,15 +94,30 @@ int maa_cmd_fakecam(int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        char *end = NULL;
+        long long side;
         switch (c) {
         case 'i': dir = optarg; break;
         case 's': fc.serial = optarg; break;
         case 'a': fc.address = optarg; break;
-        case 'f': fc.fps = strtod(optarg, &end); break;
-        case 'd': duration = strtod(optarg, &end); break;
-        case 'W': fc.width = (int)strtol(optarg, &end, 10); break;
-        case 'H': fc.height = (int)strtol(optarg, &end, 10); break;
+        case 'f':
+            if (maa_cli_parse_number(who, "fps", optarg, CAM_FAKE_MIN_FPS, CAM_FAKE_MAX_FPS,
+                                     &fc.fps))
+                return 2;
+            break;
+        case 'd':
+            if (maa_cli_parse_number(who, "duration", optarg, 0, MAA_CLI_MAX_SECONDS, &duration))
+                return 2;
+            break;
+        case 'W':
+            if (maa_cli_parse_integer(who, "width", optarg, 1, CAM_FAKE_MAX_SIDE, &side))
+                return 2;
+            fc.width = (int)side;
+            break;
+        case 'H':
+            if (maa_cli_parse_integer(who, "height", optarg, 1, CAM_FAKE_MAX_SIDE, &side))
+                return 2;
+            fc.height = (int)side;
+            break;
         case 'p':
             if (cam_pixfmt_parse(optarg, &fc.fmt) != MAA_OK) {
                 fprintf(stderr, "maa fakecam: unknown pixel format \"%s\"\n", optarg);
@@ -109,13 +127,8 @@ int maa_cmd_fakecam(int argc, char **argv)
         case 'h': fputs(fakecam_usage, stdout); return 0;
         default: fputs(fakecam_usage, stderr); return 2;
         }
-        if (end && (*end || end == optarg)) {
-            fprintf(stderr, "maa fakecam: \"%s\" is not a number\n", optarg);
-            return 2;
-        }
     }
-    if (!dir || optind < argc || !(fc.fps > 0) || duration < 0 || fc.width < 0 ||
-        fc.height < 0 || (fc.width > 0) != (fc.height > 0)) {
+    if (!dir || optind < argc || (fc.width > 0) != (fc.height > 0)) {
         fputs(fakecam_usage, stderr);
         return 2;
     }

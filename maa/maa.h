@@ -38,9 +38,18 @@ void maa_cli_engine_init(maa_cli_engine *c);
 /* 1 when opt was one of the shared options (and arg was good), 0 when it
  * was not one, -1 (after printing why) when its argument is bad. */
 int maa_cli_engine_option(maa_cli_engine *c, int opt, const char *arg);
-/* An option's number in [lo, hi]; MAA_ERR, printed as who's, otherwise. */
+/* An option's number in [lo, hi]; MAA_ERR, printed as who's ("who: --opt
+ * "arg" is not a number in [lo, hi]"), otherwise.  Every numeric option of
+ * maa goes through this or maa_cli_parse_integer: a value that does not
+ * convert, or converts outside the range, is refused, never clamped. */
 int maa_cli_parse_number(const char *who, const char *opt, const char *arg, double lo, double hi,
                          double *out);
+/* An option's decimal integer in lo..hi; MAA_ERR, printed, otherwise. */
+int maa_cli_parse_integer(const char *who, const char *opt, const char *arg, long long lo,
+                          long long hi, long long *out);
+/* The longest time an option of maa takes, in seconds (a year): beyond it
+ * a time in nanoseconds would not fit 64 bits for long. */
+#define MAA_CLI_MAX_SECONDS 31536000.0
 /* Loads the model and (when given) the calibration, checking they belong
  * together; prints the reason and returns MAA_ERR otherwise. */
 int maa_cli_load(const maa_cli_engine *c, maa_model **m, maa_calibration *cal,

@@ -25,6 +25,8 @@
 #include "maa/maa.h"
 
 #define HEARTBEAT_LATE_NS 2000000000ull
+/* --count: more verdicts than a camera at 1000 frames/s sends in 30 years. */
+#define MAX_COUNT 1000000000000ll
 #define MAX_CAMERAS 32
 /* --passes count, not on a terminal: a run of passes is reported at the
  * latest this long after its first, so that a log shows the line alive. */
@@ -366,11 +368,11 @@ int maa_cmd_watch(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    static const char who[] = "maa watch";
     const char *topic = "maad.";
     long long count = 0;
     double timeout = 0;
     watch w = {.notes = stdout};
-    char *end;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "t:n:jT:p:h", opts, NULL)) != -1) {
@@ -379,22 +381,16 @@ int maa_cmd_watch(int argc, char **argv)
             topic = optarg;
             break;
         case 'n':
-            count = strtoll(optarg, &end, 10);
-            if (*end || count < 1) {
-                fprintf(stderr, "maa watch: --count %s: want a number >= 1\n", optarg);
+            if (maa_cli_parse_integer(who, "count", optarg, 1, MAX_COUNT, &count))
                 return 2;
-            }
             break;
         case 'j':
             w.json = 1;
             w.notes = stderr;
             break;
         case 'T':
-            timeout = strtod(optarg, &end);
-            if (*end || !(timeout > 0)) {
-                fprintf(stderr, "maa watch: --timeout %s: want seconds > 0\n", optarg);
+            if (maa_cli_parse_number(who, "timeout", optarg, 0.001, MAA_CLI_MAX_SECONDS, &timeout))
                 return 2;
-            }
             break;
         case 'p':
             if (strcmp(optarg, "each") && strcmp(optarg, "count")) {

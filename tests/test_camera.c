@@ -855,11 +855,33 @@ static void test_frame_geometry(void)
               strstr(err, "frame 7 has 16 bytes, too few for a 4x4 RGB8 image"), "%s", err);
 }
 
+/* The fake camera's rate becomes a frame period in microseconds in a 32-bit
+ * register: 0.0001 frames/s overflowed the conversion.  Rate and size are
+ * checked against what the fake takes before it starts. */
+static void test_fake_refusals(void)
+{
+    uint8_t px[16] = {0};
+    maa_image im = {4, 4, 1, 8, px};
+    char err[MAA_ERRLEN] = "";
+    cam_fake *f = NULL;
+    cam_fake_config fc = {.serial = "RF", .fps = 0.0001, .fmt = CAM_PIX_MONO8};
+    CHECK(cam_fake_start(&fc, &im, 1, &f, err, sizeof err) == MAA_ERR &&
+              strstr(err, "rate 0.0001 frames/s is outside [0.01, 1000]"), "%s", err);
+    cam_fake_stop(f);
+    fc.fps = 10;
+    fc.width = 4096;
+    fc.height = 4;
+    CHECK(cam_fake_start(&fc, &im, 1, &f, err, sizeof err) == MAA_ERR &&
+              strstr(err, "size 4096x4 is out of range (at most 2048x2048)"), "%s", err);
+    cam_fake_stop(f);
+}
+
 int main(void)
 {
     enter_private_loopback();
     RUN(test_demosaic_flat);
     RUN(test_frame_geometry);
+    RUN(test_fake_refusals);
     RUN(test_replay);
     RUN(test_bad_device);
     RUN(test_fake_mono8);

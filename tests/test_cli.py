@@ -265,5 +265,45 @@ with tempfile.TemporaryDirectory(prefix="maa-cli-") as tmp:
           and r.stdout.splitlines()[-1].startswith("recommendation: deploy the candidate")
           and "no split file" in r.stderr, r.stdout + r.stderr)
 
+    # Every numeric option is range-checked where it is parsed, with the
+    # option and its range in the message and exit 2: a value that converts
+    # with an overflow (--fps 0.0001 became a 32-bit frame period, --timeout
+    # 1e30 a deadline in nanoseconds), wraps (--width 4294967360 became 64)
+    # or is clamped by strtoll (--count became LLONG_MAX) is refused.
+    # watch and fakecam would otherwise run: they get an endpoint and
+    # images, and 10 s.
+    def refused(name, args, why):
+        try:
+            r = subprocess.run([MAA, *args], capture_output=True, text=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            check(name, False, "still running after 10 s")
+            return
+        check(name, r.returncode == 2 and why in r.stderr and not r.stdout,
+              f"exit {r.returncode}: {r.stderr}")
+
+    watch = ["watch", "tcp://127.0.0.1:9"]
+    fakecam = ["fakecam", "--images", cal_dir, "--address", "127.0.0.1", "--duration", "5"]
+    infer = ["infer", "--model", model, "--backend", "ref", good[0]]
+    calibrate = ["calibrate", "--model", model, "--images", cal_dir, "--backend", "ref",
+                 "--out", os.path.join(tmp, "refused.yaml")]
+    for args, opt, val, why in (
+            (fakecam, "--fps", "0.0001", 'is not a number in [0.01, 1000]'),
+            (fakecam, "--fps", "nan", 'is not a number in [0.01, 1000]'),
+            (fakecam, "--width", "4294967360", 'is not an integer in 1..2048'),
+            (fakecam, "--height", "0", 'is not an integer in 1..2048'),
+            (fakecam, "--duration", "-1", 'is not a number in [0, 31536000]'),
+            (fakecam, "--duration", "1e400", 'is not a number in [0, 31536000]'),
+            (watch, "--timeout", "1e30", 'is not a number in [0.001, 31536000]'),
+            (watch, "--timeout", "0", 'is not a number in [0.001, 31536000]'),
+            (watch, "--count", "99999999999999999999", 'is not an integer in 1..1000000000000'),
+            (watch, "--count", "1.5", 'is not an integer in 1..1000000000000'),
+            (infer, "--threads", "4294967296", 'is not an integer in 0..1024'),
+            (infer, "--batch", "0", 'is not an integer in 1..256'),
+            (calibrate, "--window", "6", 'is not an odd integer in 1..63'),
+            (calibrate, "--window", "65", 'is not an integer in 1..63'),
+            (calibrate, "--min-area", "1.5", 'is not an integer in 1..1000000'),
+            (calibrate, "--gamma", "1e400", 'is not a number in [-10, 100]')):
+        refused(f"{args[0]} {opt} {val} refused", [*args, opt, val], f'{opt} "{val}" {why}')
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -326,7 +326,7 @@ def test_timeout_and_usage():
     check(w.returncode == 2 and "usage: maa watch" in w.stderr, w.stderr)
     w = subprocess.run([MAA, "watch", EP, "--count", "x"],
                        capture_output=True, text=True, timeout=10)
-    check(w.returncode == 2 and "--count x" in w.stderr, w.stderr)
+    check(w.returncode == 2 and '--count "x" is not an integer' in w.stderr, w.stderr)
     w = subprocess.run([MAA, "watch", EP, "--passes", "some"],
                        capture_output=True, text=True, timeout=10)
     check(w.returncode == 2 and "--passes some: want each or count" in w.stderr, w.stderr)
