@@ -103,8 +103,8 @@ static const cfg_key model_keys[] = {
     ENUM(model, rule, rule_names, "either",
          "Which evidence rejects a part: either = the score above T or a defect-mask "
          "region; score = the score alone (the paper's rule); mask = a mask region alone."),
-    {.name = "gamma", .type = T_DOUBLE, .off = offsetof(maad_model_config, gamma), .min = -10,
-     .max = 100, .example = "3", .flags = F_OPTIONAL,
+    {.name = "gamma", .type = T_DOUBLE, .off = offsetof(maad_model_config, gamma),
+     .min = MAA_GAMMA_MIN, .max = MAA_GAMMA_MAX, .example = "3", .flags = F_OPTIONAL,
      .set_off = offsetof(maad_model_config, has_gamma),
      .doc = "Sensitivity of T = mu + gamma*sigma; absent = the calibration's."},
     CFG_END,

@@ -203,11 +203,13 @@ static int is_sha256(const char *s)
     return 1;
 }
 
-/* Semantic checks shared by save and load: what a daemon may rely on.
- * Writes the failing field's index into *field. */
-static const char *invalid(const maa_calibration *c, int *field)
+/* Semantic checks shared by save and load: what a daemon may rely on, and
+ * the ranges maa calibrate writes (a file may carry anything: a mask window
+ * of 2^31 - 1 made every frame's mask 17 times slower).  0 when valid;
+ * otherwise 1, the failing field's index in *field and why in why. */
+static int invalid(const maa_calibration *c, int *field, char *why, size_t n)
 {
-#define BAD(f, msg) do { *field = (f); return (msg); } while (0)
+#define BAD(f, ...) do { *field = (f); snprintf(why, n, __VA_ARGS__); return 1; } while (0)
     if (!is_sha256(c->model_sha256))
         BAD(F_SHA, "must be 64 lowercase hex digits");
     if (c->n < MIN_GOOD)
@@ -216,8 +218,8 @@ static const char *invalid(const maa_calibration *c, int *field)
         BAD(F_MU, "must be finite");
     if (!(c->sigma > 0) || !isfinite(c->sigma))
         BAD(F_SIGMA, "must be a finite number > 0");
-    if (!isfinite(c->gamma))
-        BAD(F_GAMMA, "must be finite");
+    if (!(c->gamma >= MAA_GAMMA_MIN && c->gamma <= MAA_GAMMA_MAX))
+        BAD(F_GAMMA, "must be a number in [%g, %g]", MAA_GAMMA_MIN, MAA_GAMMA_MAX);
     double want = c->mu + c->gamma * c->sigma;
     if (!isfinite(c->threshold) ||
         fabs(c->threshold - want) > 1e-9 * fmax(fabs(want), fabs(c->threshold)))
@@ -232,14 +234,14 @@ static const char *invalid(const maa_calibration *c, int *field)
         BAD(F_PIX, "must be a finite number >= 0");
     if (!(c->mask_fraction >= 0 && c->mask_fraction <= 1))
         BAD(F_MASKFRAC, "must be between 0 and 1");
-    if (c->mask_window < 1 || c->mask_window % 2 == 0)
-        BAD(F_WINDOW, "must be an odd number >= 1");
-    if (c->min_region_area < 1)
-        BAD(F_MINAREA, "must be at least 1");
+    if (c->mask_window < 1 || c->mask_window > MAA_MASK_WINDOW_MAX || c->mask_window % 2 == 0)
+        BAD(F_WINDOW, "must be an odd integer in 1..%d", MAA_MASK_WINDOW_MAX);
+    if (c->min_region_area < 1 || c->min_region_area > MAA_MIN_AREA_MAX)
+        BAD(F_MINAREA, "must be an integer in 1..%d", MAA_MIN_AREA_MAX);
     if (!isfinite(c->score_min) || !isfinite(c->score_max) ||
         c->score_min > c->score_max)
         BAD(F_SMAX, "score_min and score_max must be finite, min <= max");
-    return NULL;
+    return 0;
 #undef BAD
 }
 
@@ -247,8 +249,8 @@ int maa_calibration_save(const char *path, const maa_calibration *c,
                          char *err, size_t errlen)
 {
     int field;
-    const char *why = invalid(c, &field);
-    if (why) {
+    char why[64];
+    if (invalid(c, &field, why, sizeof why)) {
         maa_seterr(err, errlen, "%s: not saving an invalid calibration: %s %s",
                    path, field_names[field], why);
         return MAA_ERR;
@@ -465,8 +467,8 @@ int maa_calibration_load(const char *path, maa_calibration *out,
             goto out;
         }
     int field;
-    const char *why = invalid(&c, &field);
-    if (why) {
+    char why[64];
+    if (invalid(&c, &field, why, sizeof why)) {
         maa_seterr(err, errlen, "%s:%d: %s %s", path, line[field],
                    field_names[field], why);
         goto out;

@@ -173,6 +173,13 @@ typedef struct {
     maa_rule rule;
 } maa_calibration;
 
+/* The ranges maa calibrate takes and writes, and which a loaded calibration
+ * must keep to (maad's model.gamma too). */
+#define MAA_GAMMA_MIN (-10.0)
+#define MAA_GAMMA_MAX 100.0
+#define MAA_MASK_WINDOW_MAX 63       /* mask_window: odd, 1..this */
+#define MAA_MIN_AREA_MAX 1000000     /* min_region_area: 1..this */
+
 /* Fit mu, sigma (sample sd), n, threshold and the normality test from the
  * scores of good images (n >= 20). */
 int maa_calibration_fit(const double *scores, int n, double gamma,

@@ -155,7 +155,7 @@ int maa_cmd_calibrate(int argc, char **argv)
         case 'p': plot = optarg; break;
         case 's': split_arg = optarg; break;
         case 'g':
-            if (maa_cli_parse_number(who, "gamma", optarg, -10, 100, &gamma))
+            if (maa_cli_parse_number(who, "gamma", optarg, MAA_GAMMA_MIN, MAA_GAMMA_MAX, &gamma))
                 return 2;
             break;
         case 'q':
@@ -163,16 +163,16 @@ int maa_cmd_calibrate(int argc, char **argv)
                 return 2;
             break;
         case 'w':
-            if (maa_cli_parse_integer(who, "window", optarg, 1, 63, &window))
+            if (maa_cli_parse_integer(who, "window", optarg, 1, MAA_MASK_WINDOW_MAX, &window))
                 return 2;
             if (!(window & 1)) {
-                fprintf(stderr, "%s: --window \"%s\" is not an odd integer in 1..63\n", who,
-                        optarg);
+                fprintf(stderr, "%s: --window \"%s\" is not an odd integer in 1..%d\n", who,
+                        optarg, MAA_MASK_WINDOW_MAX);
                 return 2;
             }
             break;
         case 'a':
-            if (maa_cli_parse_integer(who, "min-area", optarg, 1, 1000000, &min_area))
+            if (maa_cli_parse_integer(who, "min-area", optarg, 1, MAA_MIN_AREA_MAX, &min_area))
                 return 2;
             break;
         case 'h': fputs(usage, stdout); return 0;

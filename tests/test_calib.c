@@ -174,9 +174,19 @@ static void test_round_trip(void)
     CHECK(access(tmp, F_OK) != 0, "%s left behind", tmp);
 }
 
-/* Writes the saved calibration with the line starting with `key:` replaced
- * by `repl` (NULL: removed), plus `extra` appended; loads it and returns the
- * error message (empty when it loaded). */
+/* Whether line holds one of the keys named in keys (separated by spaces). */
+static int names_key(const char *keys, const char *line)
+{
+    size_t n = strcspn(line, ":");
+    for (const char *k = keys; *k; k += strcspn(k, " "), k += *k == ' ')
+        if (strcspn(k, " ") == n && strncmp(k, line, n) == 0 && line[n] == ':')
+            return 1;
+    return 0;
+}
+
+/* Writes the saved calibration with the lines of the keys named in `key`
+ * replaced by `repl` (NULL: removed), plus `extra` appended; loads it and
+ * returns the error message (empty when it loaded). */
 static const char *load_edited(const char *key, const char *repl,
                                const char *extra)
 {
@@ -187,9 +197,10 @@ static const char *load_edited(const char *key, const char *repl,
     snprintf(path, sizeof path, "%s/edit.yaml", dir);
     CHECK(maa_calibration_save(path, &c, err, sizeof err) == MAA_OK, "%s", err);
     FILE *f = fopen(path, "r");
+    int replaced = 0;
     while (f && fgets(line, sizeof line, f)) {
-        if (key && strncmp(line, key, strlen(key)) == 0 && line[strlen(key)] == ':') {
-            if (repl)
+        if (key && names_key(key, line)) {
+            if (repl && !replaced++)
                 strcat(text, repl);
             continue;
         }
@@ -235,8 +246,30 @@ static void test_load_refusals(void)
             "threshold: 2\n", NULL);
     REFUSED(":8: sigma must be a finite number > 0", "sigma", "sigma: -1\n", NULL);
     REFUSED(":6: n must be at least 20", "n", "n: 19\n", NULL);
-    REFUSED(":16: mask_window must be an odd number", "mask_window",
+    REFUSED(":16: mask_window must be an odd integer in 1..63", "mask_window",
             "mask_window: 6\n", NULL);
+    /* The ranges maa calibrate writes: a file may carry anything, and a
+     * window of 2^31 - 1 made every frame's mask 17 times slower. */
+    REFUSED(":16: mask_window must be an odd integer in 1..63", "mask_window",
+            "mask_window: 2147483647\n", NULL);
+    REFUSED(":16: mask_window must be an odd integer in 1..63", "mask_window",
+            "mask_window: 65\n", NULL);
+    REFUSED(":17: min_region_area must be an integer in 1..1000000", "min_region_area",
+            "min_region_area: 1000001\n", NULL);
+    REFUSED(":17: min_region_area must be an integer in 1..1000000", "min_region_area",
+            "min_region_area: 0\n", NULL);
+    /* A gamma beyond the range with the threshold that goes with it. */
+    maa_calibration g;
+    fitted(&g);
+    char both[128];
+    snprintf(both, sizeof both, "gamma: 100.5\nthreshold: %.17g\n", g.mu + 100.5 * g.sigma);
+    REFUSED(":9: gamma must be a number in [-10, 100]", "gamma threshold", both, NULL);
+    snprintf(both, sizeof both, "gamma: -11\nthreshold: %.17g\n", g.mu - 11 * g.sigma);
+    REFUSED(":9: gamma must be a number in [-10, 100]", "gamma threshold", both, NULL);
+    const char *e = load_edited("mask_window", "mask_window: 63\n", NULL);
+    CHECK(!e[0], "the largest window refused: %s", e);
+    e = load_edited("min_region_area", "min_region_area: 1000000\n", NULL);
+    CHECK(!e[0], "the largest minimum area refused: %s", e);
     REFUSED(":13: normality_p must be between 0 and 1", "normality_p",
             "normality_p: 1.5\n", NULL);
     REFUSED(":11: normality_test must be dagostino-pearson", "normality_test",
