@@ -4,6 +4,7 @@
  * line's image archive is full of files whose extension lies. */
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <spng.h>
 #include <stdio.h>
@@ -17,12 +18,30 @@
 /* 2^27 pixels (e.g. 16384 x 8192): a header can claim 32768 x 32768 in a few
  * bytes, which would ask for gigabytes before the data turns out missing. */
 #define MAX_PIXELS (1ll << 27)
+/* 512 MiB of samples: the pixel limit alone let a 16-bit RGBA header ask
+ * for 1 GiB. */
+#define MAX_BYTES (1ull << 29)
+/* Deflate shrinks at most 1032 to 1 (a 258-byte match in 2 bits), so a
+ * PNG's rows need at least this share of the file. */
+#define DEFLATE_MAX_RATIO 1032
 
 static int area_ok(const char *path, long long w, long long h, char *err, size_t errlen);
+
+/* Whether an image of w x h taking bytes is within MAX_BYTES; else why. */
+static int bytes_ok(const char *path, int w, int h, uint64_t bytes, char *err, size_t errlen)
+{
+    if (bytes <= MAX_BYTES)
+        return 1;
+    maa_seterr(err, errlen, "%s: a %dx%d image of %" PRIu64 " bytes is larger than the "
+               "%llu MiB maa reads", path, w, h, bytes, MAX_BYTES >> 20);
+    return 0;
+}
 
 static int alloc_image(maa_image *img, int w, int h, int ch, int depth,
                        const char *path, char *err, size_t errlen)
 {
+    if (!bytes_ok(path, w, h, (uint64_t)w * h * ch * (depth / 8), err, errlen))
+        return MAA_ERR;
     img->width = w;
     img->height = h;
     img->channels = ch;
@@ -37,6 +56,17 @@ static int alloc_image(maa_image *img, int w, int h, int ch, int depth,
 }
 
 /* ---- PNG ----------------------------------------------------------------- */
+
+/* Bytes of one row as a PNG stores it, before compression: a filter byte
+ * and the samples, packed (an interlaced image stores a little more). */
+static uint64_t png_row_bytes(const struct spng_ihdr *ih)
+{
+    int samples = ih->color_type == SPNG_COLOR_TYPE_TRUECOLOR         ? 3
+                  : ih->color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA ? 2
+                  : ih->color_type == SPNG_COLOR_TYPE_TRUECOLOR_ALPHA ? 4
+                                                                      : 1;
+    return 1 + ((uint64_t)ih->width * (unsigned)samples * ih->bit_depth + 7) / 8;
+}
 
 static int load_png(const char *path, const uint8_t *buf, size_t len,
                     maa_image *img, char *err, size_t errlen)
@@ -57,6 +87,17 @@ static int load_png(const char *path, const uint8_t *buf, size_t len,
     if (r)
         goto spng_fail;
     if (!area_ok(path, ih.width, ih.height, err, errlen)) {
+        spng_ctx_free(ctx);
+        return MAA_ERR;
+    }
+    /* The header is checked against the file before anything is allocated
+     * for it: 69 bytes claiming 16384 x 8192 RGB had 384 MiB allocated
+     * before libspng found the data missing. */
+    uint64_t rows = png_row_bytes(&ih) * ih.height;
+    if (rows / DEFLATE_MAX_RATIO > len) {
+        maa_seterr(err, errlen, "%s: truncated PNG: its header claims %ux%u pixels, %" PRIu64
+                   " bytes of rows, which %zu bytes of file cannot hold", path, ih.width,
+                   ih.height, rows, len);
         spng_ctx_free(ctx);
         return MAA_ERR;
     }
@@ -97,8 +138,9 @@ static int load_png(const char *path, const uint8_t *buf, size_t len,
     size_t size;
     if ((r = spng_decoded_image_size(ctx, fmt, &size)))
         goto spng_fail;
-    if (alloc_image(img, (int)ih.width, (int)ih.height, ch, depth, path, err,
-                    errlen))
+    /* The decoded buffer too, which keeps an alpha channel to drop. */
+    if (!bytes_ok(path, (int)ih.width, (int)ih.height, size, err, errlen) ||
+        alloc_image(img, (int)ih.width, (int)ih.height, ch, depth, path, err, errlen))
         goto out;
     void *dst = img->data;
     if (drop_alpha) {
@@ -211,6 +253,13 @@ static int load_pnm(const char *path, const uint8_t *buf, size_t len,
                        path, kind, (size_t)(c.end - c.p), need);
             return MAA_ERR;
         }
+    } else if ((size_t)(c.end - c.p) < 2 * n - 1) {
+        /* A text sample is a digit and a separator at least: 20 bytes of
+         * header claiming 16384 x 8192 had 256 MiB allocated before the
+         * samples turned out missing. */
+        maa_seterr(err, errlen, "%s: truncated P%c data: %zu bytes cannot hold %zu samples",
+                   path, kind, (size_t)(c.end - c.p), n);
+        return MAA_ERR;
     }
     if (alloc_image(img, (int)w, (int)h, ch, depth, path, err, errlen))
         return MAA_ERR;

@@ -334,7 +334,8 @@ static void test_pnm(void)
     const char over[] = "P2 2 1 100 5 101";
     write_bytes("over.pgm", over, sizeof over - 1);
     refused("over.pgm", "above maxval 100");
-    const char a_cut[] = "P3 2 1 255 1 2 3 4";
+    /* Bytes enough for 6 samples (the spaces), but 4 of them. */
+    const char a_cut[] = "P3 2 1 255 1 2 3 4      ";
     write_bytes("acut.ppm", a_cut, sizeof a_cut - 1);
     refused("acut.ppm", "data at sample 4 of 6");
     const char pbm[] = "P4 8 1\n\xff";
@@ -394,6 +395,38 @@ static void test_huge_claims(void)
     write_bytes("huge.bmp", bmp, sizeof bmp);
     CHECK(maa_image_load(fixture("huge.bmp"), &img, err, sizeof err) == MAA_ERR &&
               strstr(err, "larger than"), "%s", err);
+
+    /* Claims within the pixel limit, checked against the data before the
+     * allocation: 20 bytes of P2 header had 256 MiB allocated for its
+     * samples, a 69-byte PNG 384 MiB for its rows. */
+    const char p2[] = "P2 16384 8192 65535\n";
+    write_bytes("claim.pgm", p2, sizeof p2 - 1);
+    refused("claim.pgm", "truncated P2 data: 1 bytes cannot hold 134217728 samples");
+    uint8_t png[69] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}, ih[13] = {0};
+    be32(ih, 16384);
+    be32(ih + 4, 8192);
+    ih[8] = 8;
+    ih[9] = 2;  /* RGB */
+    size_t n = 8 + chunk(png + 8, "IHDR", ih, 13);
+    static const uint8_t z[12] = {0x78, 0x01};  /* a zlib stream cut short */
+    n += chunk(png + n, "IDAT", z, sizeof z);
+    n += chunk(png + n, "IEND", NULL, 0);
+    CHECK(n == sizeof png, "%zu bytes", n);
+    write_bytes("claim.png", png, n);
+    refused("claim.png", "truncated PNG: its header claims 16384x8192 pixels, 402661376 "
+            "bytes of rows, which 69 bytes of file cannot hold");
+    /* Beyond 512 MiB of samples whatever the file: 2^27 pixels of 16-bit
+     * RGBA are 1 GiB (in a file large enough for its rows). */
+    ih[8] = 16;
+    ih[9] = 6;  /* RGBA */
+    chunk(png + 8, "IHDR", ih, 13);
+    uint8_t *big = calloc(1, 1100000);
+    if (big) {
+        memcpy(big, png, n);
+        write_bytes("rgba16.png", big, 1100000);
+        refused("rgba16.png", "a 16384x8192 image of 1073741824 bytes is larger than the 512 MiB");
+    }
+    free(big);
 }
 
 static void test_bmp(void)
