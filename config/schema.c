@@ -751,31 +751,6 @@ static int check_limits(cfg_loader *L, const char *text, size_t len)
     return rc;
 }
 
-static int read_file(const char *path, char **text, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return MAA_ERR;
-    }
-    char *buf = malloc(MAX_FILE_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, MAX_FILE_BYTES + 1, f) : 0;
-    int bad = !buf ? ENOMEM : ferror(f) ? EIO : 0;
-    fclose(f);
-    if (bad || n > MAX_FILE_BYTES) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path,
-                     bad ? strerror(bad) : "larger than 1 MiB, not a config file");
-        free(buf);
-        return MAA_ERR;
-    }
-    buf[n] = '\0';
-    *text = buf;
-    *len = n;
-    return MAA_OK;
-}
-
 /* The places of every section, entry and key, all unseen; NULL when out of memory. */
 static place *new_places(const cfg_schema *S)
 {
@@ -787,10 +762,11 @@ static place *new_places(const cfg_schema *S)
 
 int cfg_load(const cfg_schema *S, const char *path, void *out, char *err, size_t errlen)
 {
-    char *text;
+    uint8_t *bytes;
     size_t len;
-    if (read_file(path, &text, &len, err, errlen) != MAA_OK)
+    if (maa_read_file(path, MAX_FILE_BYTES, "a config file", &bytes, &len, err, errlen) != MAA_OK)
         return MAA_ERR;
+    char *text = (char *)bytes;
 
     cfg_loader L = {.S = S, .file = path, .err = err, .errlen = errlen};
     void *c = malloc(S->size);

@@ -1,10 +1,10 @@
 /* calib.c — the statistical model of good parts (contract §5) and the pixel
  * threshold of the mask (contract §6), and their file.
  *
- * The file is YAML, read with libyaml.  It is written with stdio because
- * libyaml's emitter cannot write comments and the file opens with one that
- * says what it is; every value is a plain scalar, doubles as %.17g so that
- * load(save(c)) == c bit for bit. */
+ * The file is YAML, read with libyaml.  It is written as formatted text
+ * because libyaml's emitter cannot write comments and the file opens with
+ * one that says what it is; every value is a plain scalar, doubles as %.17g
+ * so that load(save(c)) == c bit for bit. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -255,19 +255,8 @@ int maa_calibration_save(const char *path, const maa_calibration *c,
                    path, field_names[field], why);
         return MAA_ERR;
     }
-    /* Written next to the target and renamed over it, so a reader never
-     * sees half a file. */
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        maa_seterr(err, errlen, "%s: path too long", path);
-        return MAA_ERR;
-    }
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        maa_seterr(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
-        return MAA_ERR;
-    }
-    fprintf(f,
+    char *text;
+    if (asprintf(&text,
             "# maad calibration for the model file with this SHA-256 (docs/contract.md).\n"
             "# Evidence of a defect: score > threshold = mu + gamma * sigma, or a mask\n"
             "# region of at least min_region_area pixels above pixel_threshold; maad's\n"
@@ -290,20 +279,13 @@ int maa_calibration_save(const char *path, const maa_calibration *c,
             c->model_sha256, c->n, c->mu, c->sigma, c->gamma, c->threshold,
             c->normality_test, c->normality_stat, c->normality_p,
             c->pixel_threshold, c->mask_fraction, c->mask_window,
-            c->min_region_area, c->score_min, c->score_max);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        maa_seterr(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
-        remove(tmp);
+            c->min_region_area, c->score_min, c->score_max) < 0) {
+        maa_seterr(err, errlen, "%s: out of memory", path);
         return MAA_ERR;
     }
-    if (rename(tmp, path) != 0) {
-        maa_seterr(err, errlen, "%s: cannot rename to %s: %s", tmp, path,
-                   strerror(errno));
-        remove(tmp);
-        return MAA_ERR;
-    }
-    return MAA_OK;
+    int rc = maa_write_file(path, text, strlen(text), err, errlen);
+    free(text);
+    return rc;
 }
 
 static int parse_double(const char *s, double *out)

@@ -237,6 +237,12 @@ int maa_preprocess(const maa_image *img, int s, int c, float *out,
  * 1 MiB, not <what>"). */
 int maa_read_file(const char *path, size_t max, const char *what, uint8_t **buf,
                   size_t *len, char *err, size_t errlen);
+/* Writes len bytes as the file at path: into a new file beside it, created
+ * exclusively (never through a symbolic link planted there), then renamed
+ * over path, which replaces a link at path instead of writing through it.
+ * A reader never sees half a file. */
+int maa_write_file(const char *path, const void *data, size_t len, char *err,
+                   size_t errlen);
 
 /* ---- evaluation metrics -------------------------------------------------- */
 

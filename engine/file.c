@@ -1,15 +1,20 @@
-/* file.c — whole files in, checked before anything is allocated for them.
+/* file.c — whole files in, checked before anything is allocated for them,
+ * and whole files out, never through a link someone left in the way.
  *
- * Every loader of the engine (model, image, calibration) reads its file
- * whole through maa_read_file, so that what may stand at a path is judged
- * in one place: the size of a directory or a device says nothing about what
- * read() will return (a directory's stream position is a hash cookie near
- * 2^63 on ext4), so only a regular file is read. */
+ * Every loader of the project (model, image, calibration, configuration)
+ * reads its file whole through maa_read_file, so that what may stand at a
+ * path is judged in one place: the size of a directory or a device says
+ * nothing about what read() will return (a directory's stream position is
+ * a hash cookie near 2^63 on ext4), so only a regular file is read.  Every
+ * file the tools write (calibrations, PNGs, reports) goes through
+ * maa_write_file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -84,5 +89,58 @@ int maa_read_file(const char *path, size_t max, const char *what, uint8_t **buf,
     b[size] = 0;
     *buf = b;
     *len = size;
+    return MAA_OK;
+}
+
+/* A new file beside path, under a random name, created with O_EXCL: O_CREAT
+ * | O_EXCL never opens an existing file nor follows a symbolic link, so a
+ * link planted under the name (the fixed PATH.tmp of old was one) fails
+ * the write instead of redirecting it.  Mode 0666 less the umask, as fopen
+ * creates. */
+static int create_beside(const char *path, char *tmp, size_t n, char *err, size_t errlen)
+{
+    uint64_t r;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        maa_seterr(err, errlen, "%s: cannot write: no random name: %s", path, strerror(errno));
+        return -1;
+    }
+    if (snprintf(tmp, n, "%s.%016" PRIx64 ".tmp", path, r) >= (int)n) {
+        maa_seterr(err, errlen, "%s: cannot write: path too long", path);
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0)
+        maa_seterr(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+    return fd;
+}
+
+int maa_write_file(const char *path, const void *data, size_t len, char *err, size_t errlen)
+{
+    char tmp[4096];
+    int fd = create_beside(path, tmp, sizeof tmp, err, errlen);
+    if (fd < 0)
+        return MAA_ERR;
+    const uint8_t *p = data;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(fd, p + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            break;
+        done += (size_t)w;
+    }
+    int bad = done < len ? errno : 0;
+    if (close(fd) != 0 && !bad)
+        bad = errno;
+    /* rename replaces whatever stands at path, a link included, without
+     * following it; a reader never sees half a file. */
+    if (!bad && rename(tmp, path) != 0)
+        bad = errno;
+    if (bad) {
+        maa_seterr(err, errlen, "%s: cannot write: %s", path, strerror(bad));
+        unlink(tmp);
+        return MAA_ERR;
+    }
     return MAA_OK;
 }

@@ -501,16 +501,9 @@ int maa_png_write(const char *path, const uint8_t *px, int w, int h, int ch,
     size_t len;
     if (maa_png_encode(px, w, h, ch, &buf, &len, err, errlen))
         return MAA_ERR;
-    FILE *f = fopen(path, "wb");
-    int ok = f && fwrite(buf, 1, len, f) == len;
-    if (f && fclose(f) != 0)
-        ok = 0;
+    int rc = maa_write_file(path, buf, len, err, errlen);
     free(buf);
-    if (!ok) {
-        maa_seterr(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        return MAA_ERR;
-    }
-    return MAA_OK;
+    return rc;
 }
 
 /* ---- preprocessing (contract §1) ----------------------------------------- */

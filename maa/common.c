@@ -278,6 +278,17 @@ int maa_cli_run_script(const char *name, const char *const *args)
     return MAA_OK;
 }
 
+int maa_cli_write_json(const char *who, const json_t *report, const char *path)
+{
+    char err[MAA_ERRLEN];
+    char *text = json_dumps(report, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
+    int rc = text ? maa_write_file(path, text, strlen(text), err, sizeof err) : MAA_ERR;
+    if (rc)
+        fprintf(stderr, "%s: %s\n", who, text ? err : "out of memory for the report");
+    free(text);
+    return rc;
+}
+
 int maa_cli_plot_scores(const char *png, const double *scores, int n, const maa_calibration *cal)
 {
     char tmp[] = "/tmp/maa-scores-XXXXXX";

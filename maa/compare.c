@@ -490,15 +490,14 @@ int maa_cmd_compare(int argc, char **argv)
     if (plots) {
         char rpath[4608];
         snprintf(rpath, sizeof rpath, "%s/report.json", plots);
-        if (json_dump_file(report, rpath, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) == 0) {
+        if (maa_cli_write_json(who, report, rpath) == MAA_OK) {
             const char *args[] = {"--report", rpath, "--out", plots, NULL};
             if (maa_cli_run_script("plot_compare.py", args) == MAA_OK)
                 printf("\n  plots in %s (scores.png%s)\n", plots,
                        json_array_size(dis) ? ", disagreements.png" : "");
         }
     }
-    if (json_path && json_dump_file(report, json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(17))) {
-        fprintf(stderr, "%s: cannot write %s\n", who, json_path);
+    if (json_path && maa_cli_write_json(who, report, json_path)) {
         json_decref(why);
         goto out;
     }

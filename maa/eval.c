@@ -419,16 +419,14 @@ int maa_cmd_eval(int argc, char **argv)
         json_object_set_new(report, "worst_cases", cases);
         char rpath[4608];
         snprintf(rpath, sizeof rpath, "%s/report.json", plots);
-        if (json_dump_file(report, rpath, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) == 0) {
+        if (maa_cli_write_json("maa eval", report, rpath) == MAA_OK) {
             const char *args[] = {"--report", rpath, "--out", plots, NULL};
             if (maa_cli_run_script("plot_eval.py", args) == MAA_OK)
                 printf("  plots in %s (roc.png, scores.png, worst.png)\n", plots);
         }
     }
-    if (json_path && json_dump_file(report, json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(17))) {
-        fprintf(stderr, "maa eval: cannot write %s\n", json_path);
+    if (json_path && maa_cli_write_json("maa eval", report, json_path))
         goto out;
-    }
     status = 0;
 out:
     json_decref(report);

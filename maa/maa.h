@@ -73,6 +73,10 @@ void maa_cli_free_list(char **list, int n);
  * maa executable's ../scripts, or in $MAA_SCRIPTS) with /usr/bin/python3 (or
  * $MAA_PYTHON).  args ends with NULL.  Warns and returns MAA_ERR on failure. */
 int maa_cli_run_script(const char *name, const char *const *args);
+/* A report as indented JSON, doubles to 17 digits, written as the file at
+ * path (maa_write_file: never through a link planted there); MAA_ERR,
+ * printed as who's, when it cannot be. */
+int maa_cli_write_json(const char *who, const json_t *report, const char *path);
 /* The calibration histogram: scores, the fitted normal and T, as a PNG. */
 int maa_cli_plot_scores(const char *png, const double *scores, int n,
                         const maa_calibration *cal);

@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from plot_eval import save  # noqa: E402
 
 
 def main():
@@ -35,7 +36,7 @@ def main():
     ax.set_title(f"maa calibration (normality p = {a.normality_p:.3g})")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(a.out)
+    save(fig, a.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from plot_eval import overlay  # noqa: E402
+from plot_eval import overlay, save  # noqa: E402
 
 SIDES = ("running", "candidate")
 GOOD, BAD = "#2e86c1", "#c0392b"
@@ -49,7 +49,7 @@ def scores(rep, out):
                  "(off-diagonal quadrants)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "scores.png"))
+    save(fig, os.path.join(out, "scores.png"))
 
 
 def contact_sheet(rep, out):
@@ -82,7 +82,7 @@ def contact_sheet(rep, out):
         for ax, t in zip(axes[0][3 * c:3 * c + 3], ("input", "running: mask", "candidate: mask")):
             ax.set_title(t, fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "disagreements.png"))
+    save(fig, os.path.join(out, "disagreements.png"))
 
 
 def main():

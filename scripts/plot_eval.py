@@ -3,8 +3,10 @@
 and defective parts with T, and a grid of the worst cases (input,
 reconstruction, mask over the input).  Called by `maa eval --plots DIR`."""
 import argparse
+import io
 import json
 import os
+import secrets
 
 import matplotlib
 
@@ -20,6 +22,23 @@ def roc(scores, labels):
     tps = np.cumsum(y)[distinct]
     fps = (1 + distinct) - tps
     return np.r_[0, fps / max(fps[-1], 1)], np.r_[0, tps / max(tps[-1], 1)]
+
+
+def save(fig, path):
+    """fig as the file at path, written as maa writes its files: into a new
+    file beside it, created exclusively (never through a symbolic link
+    planted there), then renamed over path."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=os.path.splitext(path)[1][1:] or "png")
+    tmp = "%s.%s.tmp" % (path, secrets.token_hex(8))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, path)
+    except OSError:
+        os.unlink(tmp)
+        raise
 
 
 def overlay(ax, inp, mask):
@@ -55,7 +74,7 @@ def main():
     ax.set_title("ROC, image level")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(os.path.join(a.out, "roc.png"))
+    save(fig, os.path.join(a.out, "roc.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     bins = np.linspace(scores.min(), scores.max(), 50)
@@ -67,7 +86,7 @@ def main():
     ax.set_ylabel("images")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(a.out, "scores.png"))
+    save(fig, os.path.join(a.out, "scores.png"))
 
     cases = rep.get("worst_cases", [])
     if cases:
@@ -87,7 +106,7 @@ def main():
         axes[0][1].set_title("reconstruction", fontsize=9)
         axes[0][2].set_title("mask", fontsize=9)
         fig.tight_layout()
-        fig.savefig(os.path.join(a.out, "worst.png"))
+        save(fig, os.path.join(a.out, "worst.png"))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 /* test_calib.c — calibration fit, pixel threshold and the calibration file
  * (contract §5, §6). */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,9 +170,45 @@ static void test_round_trip(void)
     if (f)
         fclose(f);
     /* no temporary left behind */
-    char tmp[300];
+    DIR *ls = opendir(dir);
+    struct dirent *e;
+    while (ls && (e = readdir(ls)))
+        CHECK(!strstr(e->d_name, ".tmp"), "%s left behind", e->d_name);
+    if (ls)
+        closedir(ls);
+}
+
+/* The calibration was written to PATH.tmp with fopen, through whatever
+ * stood there: a link planted under that name made maa calibrate write over
+ * its target.  Now the temporary file is created exclusively under a random
+ * name, and a link at PATH itself is replaced, not written through. */
+static void test_save_through_links(void)
+{
+    maa_calibration c;
+    fitted(&c);
+    char path[256], tmp[300], victim[256], err[MAA_ERRLEN] = "";
+    snprintf(path, sizeof path, "%s/linked.yaml", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    CHECK(access(tmp, F_OK) != 0, "%s left behind", tmp);
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    FILE *f = fopen(victim, "w");
+    CHECK(f && fputs("precious\n", f) >= 0, "cannot write %s", victim);
+    if (f)
+        fclose(f);
+    CHECK(symlink(victim, tmp) == 0 && symlink(victim, path) == 0, "cannot make links");
+    CHECK(maa_calibration_save(path, &c, err, sizeof err) == MAA_OK, "%s", err);
+    char text[64] = "";
+    f = fopen(victim, "r");
+    CHECK(f && fgets(text, sizeof text, f) && !strcmp(text, "precious\n"),
+          "the link's target was written: '%s'", text);
+    if (f)
+        fclose(f);
+    struct stat st;
+    CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode), "%s is not a regular file", path);
+    maa_calibration d;
+    CHECK(maa_calibration_load(path, &d, err, sizeof err) == MAA_OK, "%s", err);
+    /* The planted name is left alone, as it was found. */
+    CHECK(lstat(tmp, &st) == 0 && S_ISLNK(st.st_mode), "%s is no longer a link", tmp);
+    unlink(tmp);
 }
 
 /* Whether line holds one of the keys named in keys (separated by spaces). */
@@ -367,6 +404,7 @@ int main(void)
     RUN(test_round_trip);
     RUN(test_load_refusals);
     RUN(test_save_refuses_invalid);
+    RUN(test_save_through_links);
     RUN(test_check_model);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -65,6 +65,22 @@ def bmp(path, a):
                 + struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, len(body), 2835, 2835, 0, 0) + body)
 
 
+def plant(link, victim):
+    """A symbolic link at link to victim, a new file that must survive: maa
+    wrote its outputs with fopen (jansson's json_dump_file, matplotlib's
+    savefig), through whatever link stood at the path or at the fixed
+    PATH.tmp of a calibration."""
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    os.symlink(victim, link)
+
+
+def written_beside(path, victim):
+    """path was replaced by a regular file, and the victim is intact."""
+    return (os.path.isfile(path) and not os.path.islink(path)
+            and open(victim, "rb").read() == b"precious\n")
+
+
 def part(rng, size=80, shift=0.0):
     """A smooth, slightly noisy 'part' so scores vary a little."""
     y, x = np.mgrid[0:size, 0:size] / size
@@ -170,9 +186,17 @@ with tempfile.TemporaryDirectory(prefix="maa-cli-") as tmp:
     check("calibrate: refuses an unreadable image, naming it", r.returncode != 0 and "010.png" in r.stderr,
           r.stderr)
 
+    hist = os.path.join(tmp, "hist.png")
+    victim = os.path.join(tmp, "victim-")
+    plant(cal + ".tmp", victim + "cal")
+    plant(hist, victim + "hist")
     r = maa("calibrate", "--model", model, "--images", cal_dir, "--out", cal, "--backend", "ref",
-            "--gamma", "3", "--plot", os.path.join(tmp, "hist.png"))
+            "--gamma", "3", "--plot", hist)
     check("calibrate: succeeds on 24 good images", r.returncode == 0, r.stdout + r.stderr)
+    check("calibrate: the calibration is not written through a link at its PATH.tmp",
+          written_beside(cal, victim + "cal"), r.stderr)
+    check("calibrate: the plot replaces a link at its path", written_beside(hist, victim + "hist"),
+          r.stderr)
     text = open(cal).read() if os.path.exists(cal) else ""
     for key in ("mu:", "sigma:", "n:", "gamma:", "threshold:", "normality_stat:", "normality_p:",
                 "pixel_threshold:", "model_sha256:"):
@@ -184,8 +208,12 @@ with tempfile.TemporaryDirectory(prefix="maa-cli-") as tmp:
     check("infer --masks refuses two images with one stem (rgb.png, rgb.ppm)",
           r.returncode == 2 and "rgb_mask.png" in r.stderr and not r.stdout, r.stderr)
     good = [p for p in good if not p.endswith((".ppm", ".bmp"))]
+    os.makedirs(os.path.join(tmp, "masks"))
+    plant(os.path.join(tmp, "masks", "rgb_mask.png"), victim + "mask")
     r = maa("infer", "--model", model, "--calibration", cal, "--backend", "ref", "--masks",
             os.path.join(tmp, "masks"), *good)
+    check("infer --masks: a mask replaces a link at its path",
+          written_beside(os.path.join(tmp, "masks", "rgb_mask.png"), victim + "mask"), r.stderr)
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     check("infer with calibration: verdict, threshold, defects",
           lines and all(x["verdict"] in ("pass", "reject") and "threshold" in x and "defects" in x
@@ -218,9 +246,17 @@ with tempfile.TemporaryDirectory(prefix="maa-cli-") as tmp:
         png(os.path.join(root, "test/blot", f"{i:03d}.png"), (img * 255).astype(np.uint8))
         png(os.path.join(root, "ground_truth/blot", f"{i:03d}_mask.png"), m)
     rep = os.path.join(tmp, "report.json")
+    plots = os.path.join(tmp, "plots")
+    os.makedirs(plots)
+    linked = [rep, *(os.path.join(plots, n) for n in ("report.json", "roc.png", "case0_mask.png"))]
+    for i, path in enumerate(linked):
+        plant(path, victim + f"eval{i}")
     r = maa("eval", "--model", model, "--calibration", cal, "--data", root, "--json", rep, "--backend", "ref",
-            "--plots", os.path.join(tmp, "plots"))
+            "--plots", plots)
     check("eval: runs", r.returncode == 0, r.stdout + r.stderr)
+    for i, path in enumerate(linked):
+        check(f"eval: {os.path.relpath(path, tmp)} replaces a link at its path",
+              written_beside(path, victim + f"eval{i}"), r.stderr)
     j = json.load(open(rep)) if os.path.exists(rep) else {}
     check("eval: report keys", all(k in j for k in ("image_auroc", "pixel_auroc", "accuracy", "recall",
                                                      "precision", "f1", "per_type")), str(j.keys()))

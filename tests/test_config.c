@@ -270,6 +270,18 @@ static void test_unreadable_file(void)
     CHECK(maad_config_load(path, &c, NULL, 0) == MAA_ERR);
     const char *bad = write_file("bad.yaml", "camera: 5\n", 10);
     CHECK(maad_config_load(bad, &c, NULL, 0) == MAA_ERR);
+    /* A directory read as a FILE stream said "Input/output error"; a FIFO
+     * hung the open until a writer came. */
+    snprintf(path, sizeof path, "%s/conf.d", tmpdir);
+    CHECK(mkdir(path, 0700) == 0, "cannot make %s", path);
+    snprintf(want, sizeof want, "%s: is a directory, not a file", path);
+    CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_ERR && !strcmp(err, want), "%s",
+          err);
+    snprintf(path, sizeof path, "%s/fifo.yaml", tmpdir);
+    CHECK(mkfifo(path, 0600) == 0, "cannot make %s", path);
+    snprintf(want, sizeof want, "%s: not a regular file", path);
+    CHECK(maad_config_load(path, &c, err, sizeof err) == MAA_ERR && !strcmp(err, want), "%s",
+          err);
 }
 
 static void test_defaults_for_absent_keys(void)

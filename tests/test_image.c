@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine/engine.h"
 #include "engine/pixel.h"
@@ -155,6 +156,36 @@ static void test_png_8bit_via_writer(void)
     CHECK(maa_png_encode(g, 3, 2, 1, &buf, &len, err, sizeof err) == MAA_OK &&
           len > 8 && memcmp(buf, "\x89PNG", 4) == 0, "%s", err);
     free(buf);
+}
+
+/* maa_png_write opened its path with fopen, so a link planted there (in
+ * maa infer --masks's folder, say) had its target overwritten.  The PNG
+ * now replaces the link. */
+static void test_png_write_over_link(void)
+{
+    write_bytes("victim", "precious", 8);
+    char victim[256];
+    snprintf(victim, sizeof victim, "%s", fixture("victim"));
+    CHECK(symlink(victim, fixture("linked.png")) == 0, "cannot make the link");
+    uint8_t g[6] = {0, 50, 100, 150, 200, 255};
+    CHECK(maa_png_write(fixture("linked.png"), g, 3, 2, 1, err, sizeof err) == MAA_OK,
+          "%s", err);
+    char text[16] = "";
+    FILE *f = fopen(victim, "rb");
+    CHECK(f && fread(text, 1, sizeof text, f) == 8 && !memcmp(text, "precious", 8),
+          "the link's target was written");
+    if (f)
+        fclose(f);
+    struct stat st;
+    CHECK(lstat(fixture("linked.png"), &st) == 0 && S_ISREG(st.st_mode), "not a regular file");
+    maa_image img;
+    if (load("linked.png", &img)) {
+        CHECK(img.width == 3 && img.height == 2 && !memcmp(img.data, g, 6), "pixels differ");
+        maa_image_free(&img);
+    }
+    CHECK(maa_png_write(fixture("no/such/dir.png"), g, 3, 2, 1, err, sizeof err) == MAA_ERR &&
+              strstr(err, "no/such/dir.png: cannot write: No such file or directory"),
+          "%s", err);
 }
 
 static void test_png_crafted(void)
@@ -729,6 +760,7 @@ int main(void)
         return 1;
     }
     RUN(test_png_8bit_via_writer);
+    RUN(test_png_write_over_link);
     RUN(test_png_crafted);
     RUN(test_png_broken);
     RUN(test_pnm);
