@@ -126,6 +126,10 @@ typedef struct {
     const char *reason;         /* NULL: a default for the verdict */
     double score;               /* ignored (null) when uninspected */
     double threshold;
+    /* The SHA-256 (64 hex digits) of the model file in force: the one that
+     * judged the frame, or the one running when it was not judged.
+     * Required. */
+    const char *model;
     /* The decision (ignored, null, when uninspected): the rule, which
      * evidence exceeded its threshold (MAA_EVIDENCE_* bits), and the mask's
      * peak beside the pixel threshold. */
@@ -171,11 +175,12 @@ int maad_pub_create(const maad_pub_opts *opts, maad_pub **out, char *err,
 void maad_pub_free(maad_pub *p);
 /* Publish one verdict with the next seq.  A message the socket refuses is
  * counted in send_dropped (its seq is spent, so subscribers see the gap);
- * MAA_ERR only for a bad argument. */
+ * MAA_ERR only for a bad argument (a verdict without a model, say). */
 int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err,
                      size_t errlen);
-/* Publish each frame of d as uninspected, reason "ring overflow". */
-int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold,
+/* Publish each frame of d as uninspected, reason "ring overflow", with the
+ * threshold and model (SHA-256) in force. */
+int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold, const char *model,
                    char *err, size_t errlen);
 /* Call often (at least every heartbeat_ms; the worker calls it every loop
  * turn and after each wait): sends the heartbeat when it is due.  extra may
@@ -203,7 +208,8 @@ uint64_t maad_notify_watchdog_usec(void);
  * Under systemd (JOURNAL_STREAM names our stderr, or INVOCATION_ID is set)
  * and with journald's socket present, records go to the journal with
  * structured fields (MESSAGE, PRIORITY, MAAD_CAMERA, and for verdicts
- * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_SCORE, MAAD_THRESHOLD);
+ * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_SCORE, MAAD_THRESHOLD,
+ * MAAD_MODEL);
  * otherwise to stderr as "<time> <program>[pid]: <level>: message", the time in
  * ISO 8601 UTC with milliseconds ("2026-11-28T10:15:30.123Z").  Levels are
  * syslog priorities.  A logger is read-only after init: threads may share
@@ -233,12 +239,13 @@ void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void maad_vlog(const maad_logger *lg, maad_log_level l, const char *fmt,
                va_list ap);
-/* A record with extra journal fields, each "NAME=value" (at most 8). */
+/* A record with extra journal fields, each "NAME=value" (at most 10). */
 void maad_log_fields(const maad_logger *lg, maad_log_level l, const char *const *fields,
                      int nfields, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* One verdict: pass at debug, reject at notice, uninspected at warning, with
- * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_REASON, MAAD_THRESHOLD fields,
- * and when judged MAAD_SCORE, MAAD_MASK_PEAK and MAAD_PIXEL_THRESHOLD.  A
+ * MAAD_SEQ, MAAD_FRAME_ID, MAAD_VERDICT, MAAD_REASON, MAAD_THRESHOLD and
+ * MAAD_MODEL (the model's SHA-256) fields, and when judged MAAD_SCORE,
+ * MAAD_MASK_PEAK and MAAD_PIXEL_THRESHOLD.  A
  * verdict of MAAD_FRAME_ID_UNKNOWN reads "frame ?" and has no
  * MAAD_FRAME_ID. */
 void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v);
@@ -262,11 +269,18 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v
 typedef int (*maad_image_fn)(const maad_slot *s, maa_image *img, void *buf,
                              size_t buf_bytes, char *err, size_t errlen);
 
+/* The model the worker judges with. */
+typedef struct {
+    maa_inspector *inspector;   /* created with max_batch >= batch_max */
+    int image_size, channels;   /* the model's S and C */
+    const char *sha256;         /* the model file's (64 hex digits), copied: each
+                                   verdict carries it */
+} maad_worker_model;
+
 typedef struct {
     maad_ring *ring;            /* the worker is its only consumer */
     maad_pub *pub;              /* the worker's (and its keep-alive thread's) */
-    maa_inspector *inspector;   /* created with max_batch >= batch_max */
-    int image_size, channels;   /* the model's S and C */
+    maad_worker_model model;    /* to start with */
     maa_calibration cal;        /* threshold and mask parameters to start with */
     maad_image_fn to_image;
     int batch_max;              /* 1..64 */

@@ -79,8 +79,11 @@ void maad_log_init(maad_logger *lg, const char *camera, maad_log_level level)
     lg->program = "maad";
 }
 
-/* fields: "NAME=value" strings already formatted, nfields of them. */
-#define MAX_FIELDS 8
+/* fields: "NAME=value" strings already formatted, nfields of them.  A
+ * verdict has up to VERDICT_FIELDS; beyond MAX_FIELDS, emit drops them. */
+#define MAX_FIELDS 10
+#define VERDICT_FIELDS 9
+_Static_assert(VERDICT_FIELDS <= MAX_FIELDS, "a verdict's journal fields all fit");
 
 static void emit(const maad_logger *lg, maad_log_level l, const char *msg,
                  const char *const *fields, int nfields)
@@ -160,7 +163,7 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v
                                                    : MAAD_LOG_WARNING;
     if (l > lg->level)
         return;
-    char f[MAX_FIELDS][MAAD_REASON_SIZE + 32], msg[MAAD_REASON_SIZE + 256];
+    char f[VERDICT_FIELDS][MAAD_REASON_SIZE + 32], msg[MAAD_REASON_SIZE + 256];
     const size_t fl = sizeof f[0];
     int n = 0;
     const char *reason = v->reason;
@@ -182,6 +185,8 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v
         snprintf(f[n++], fl, "MAAD_PIXEL_THRESHOLD=%.6g", v->mask_threshold);
     }
     snprintf(f[n++], fl, "MAAD_THRESHOLD=%.6g", v->threshold);
+    if (v->model)
+        snprintf(f[n++], fl, "MAAD_MODEL=%s", v->model);
     if (judged)
         snprintf(msg, sizeof msg, "seq %llu frame %s: %s, score %.4g, threshold %.4g, "
                  "mask peak %.4g, pixel threshold %.4g%s%s", (unsigned long long)seq,
@@ -193,7 +198,7 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v
                  (unsigned long long)seq, frame,
                  maad_outcome_name(v->verdict), reason ? ": " : "",
                  reason ? reason : "");
-    const char *fp[MAX_FIELDS];
+    const char *fp[VERDICT_FIELDS];
     for (int i = 0; i < n; i++)
         fp[i] = f[i];
     emit(lg, l, msg, fp, n);

@@ -324,8 +324,10 @@ static int start(maad *d, char *err, size_t errlen)
 
     double rate = c->camera.source == MAAD_SOURCE_REPLAY ? c->replay.fps : c->camera.frame_rate;
     maad_worker_opts wo = {
-        .ring = d->ring, .pub = d->pub, .inspector = d->inspector,
-        .image_size = mi->image_size, .channels = mi->channels, .cal = d->cal,
+        .ring = d->ring, .pub = d->pub,
+        .model = {.inspector = d->inspector, .image_size = mi->image_size,
+                  .channels = mi->channels, .sha256 = maa_model_sha256(d->model)},
+        .cal = d->cal,
         .to_image = frame_image, .batch_max = c->engine.batch_max,
         /* By default a frame waits at most one frame period for company. */
         .batch_timeout_ms = c->engine.batch_timeout_ms > 0 ? c->engine.batch_timeout_ms

@@ -243,8 +243,11 @@ json_t *maad_evidence_json(int evidence)
 
 static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t errlen)
 {
-    if ((unsigned)v->verdict > MAAD_UNINSPECTED || v->nregions < 0 ||
-        (v->nregions && !v->regions) ||
+    /* Every verdict names the model in force, judged or not (contract §8):
+     * across a model swap, that is how a subscriber tells the models'
+     * verdicts apart. */
+    if ((unsigned)v->verdict > MAAD_UNINSPECTED || !v->model || !*v->model ||
+        v->nregions < 0 || (v->nregions && !v->regions) ||
         ((v->nregions || v->mask) && v->model_size <= 0)) {
         snprintf(err, err ? errlen : 0, "publish: bad verdict for frame %llu",
                  (unsigned long long)v->frame_id);
@@ -292,12 +295,12 @@ static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t 
     int judged = v->verdict != MAAD_UNINSPECTED;
     json_t *evidence = maad_evidence_json(judged ? v->evidence : 0);
     json_t *o = json_pack(
-        "{s:i,s:s,s:I,s:o,s:I,s:I,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:{s:s,s:i,s:i}}",
+        "{s:i,s:s,s:I,s:o,s:I,s:I,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:{s:s,s:i,s:i}}",
         "v", PROTOCOL_VERSION, "camera", p->camera, "seq", (json_int_t)seq,
         "frame_id", v->frame_id == MAAD_FRAME_ID_UNKNOWN
                         ? json_null() : json_integer((json_int_t)v->frame_id),
         "t_capture_ns", (json_int_t)v->t_capture_ns,
-        "t_publish_ns", (json_int_t)maad_now_ns(),
+        "t_publish_ns", (json_int_t)maad_now_ns(), "model", v->model,
         "verdict", maad_outcome_name(v->verdict), "reason", reason,
         "score", judged ? number_or_null(v->score) : json_null(),
         "threshold", number_or_null(v->threshold),
@@ -337,7 +340,7 @@ int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err, size_t errle
     return rc;
 }
 
-int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold,
+int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold, const char *model,
                    char *err, size_t errlen)
 {
     int rc = MAA_OK;
@@ -345,7 +348,7 @@ int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold,
     for (uint64_t k = 0; k < d->count && rc == MAA_OK; k++) {
         maad_verdict v = {.verdict = MAAD_UNINSPECTED,
                           .reason = "ring overflow",
-                          .threshold = threshold};
+                          .threshold = threshold, .model = model};
         maad_drops_frame(d, k, &v.frame_id, &v.t_capture_ns);
         rc = verdict_locked(p, &v, err, errlen);
     }

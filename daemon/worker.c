@@ -37,6 +37,15 @@
 #define LAT_BASE_MS 0.1
 #define LAT_STEP 1.2
 
+/* The model a batch is judged with, and what the worker keeps for it. */
+typedef struct {
+    maa_inspector *in;
+    int image_size, channels;   /* S, C */
+    char sha256[65];
+    float *x;                   /* batch_max x C x S x S: preprocessed frames */
+    size_t frame_cap;           /* maa_inspector_frame_bytes */
+} model;
+
 typedef struct {
     uint64_t frame_id, t_capture_ns;
     int width, height;
@@ -66,8 +75,7 @@ struct maad_worker {
 
     /* Worker thread only from here on. */
     maa_calibration cal;
-    float *x;                   /* batch_max x C x S x S: preprocessed frames */
-    size_t frame_cap;           /* maa_inspector_frame_bytes */
+    model m;
     maa_image *img;             /* batch_max: frames kept as 8-bit, in the engine's buffers */
     maa_result *res;
     entry *batch;
@@ -188,7 +196,7 @@ static void publish(maad_worker *w, const maad_verdict *v, int log_it)
         maad_log(w->o.log, MAAD_LOG_ERR, "%s", w->err);
         maad_verdict u = {.frame_id = v->frame_id, .t_capture_ns = v->t_capture_ns,
                           .verdict = MAAD_UNINSPECTED, .reason = "internal error",
-                          .threshold = v->threshold};
+                          .threshold = v->threshold, .model = v->model};
         maad_pub_verdict(w->o.pub, &u, NULL, 0);
     }
     note_latency(w, v->t_capture_ns);
@@ -201,13 +209,14 @@ static void publish_uninspected(maad_worker *w, uint64_t frame_id,
 {
     maad_verdict v = {.frame_id = frame_id, .t_capture_ns = t_capture_ns,
                       .verdict = MAAD_UNINSPECTED, .reason = reason,
-                      .score = NAN, .threshold = w->cal.threshold};
+                      .score = NAN, .threshold = w->cal.threshold, .model = w->m.sha256};
     publish(w, &v, 1);
 }
 
 static void publish_drops(maad_worker *w, const maad_drops *d)
 {
-    if (maad_pub_drops(w->o.pub, d, w->cal.threshold, w->err, sizeof w->err) != MAA_OK)
+    if (maad_pub_drops(w->o.pub, d, w->cal.threshold, w->m.sha256, w->err, sizeof w->err) !=
+        MAA_OK)
         maad_log(w->o.log, MAAD_LOG_ERR, "%s", w->err);
     for (uint64_t k = 0; k < d->count; k++) {
         uint64_t id, t;
@@ -243,24 +252,25 @@ static void take_calibration(maad_worker *w)
  * image and published as uninspected. */
 static int judge_images(maad_worker *w)
 {
+    const model *m = &w->m;
     if (w->nraw == w->nx)
-        return maa_inspect_frames(w->o.inspector, &w->cal, w->nx, w->img, w->res, w->err,
+        return maa_inspect_frames(m->in, &w->cal, w->nx, w->img, w->res, w->err,
                                   sizeof w->err);
-    const size_t plane = (size_t)w->o.channels * w->o.image_size * w->o.image_size;
+    const size_t plane = (size_t)m->channels * m->image_size * m->image_size;
     char why[MAA_ERRLEN];
     for (int i = 0; i < w->nbatch; i++) {
         entry *e = &w->batch[i];
         if (e->xi < 0 || !e->raw)
             continue;
-        float *x = w->x + (size_t)e->xi * plane;
-        if (maa_preprocess(&w->img[e->xi], w->o.image_size, w->o.channels, x, why,
+        float *x = m->x + (size_t)e->xi * plane;
+        if (maa_preprocess(&w->img[e->xi], m->image_size, m->channels, x, why,
                            sizeof why) != MAA_OK) {
             memset(x, 0, plane * sizeof *x);
             snprintf(e->reason, sizeof e->reason, "preprocess error: %s", why);
             e->xi = -1;
         }
     }
-    return maa_inspect(w->o.inspector, &w->cal, w->nx, w->x, w->res, w->err, sizeof w->err);
+    return maa_inspect(m->in, &w->cal, w->nx, m->x, w->res, w->err, sizeof w->err);
 }
 
 /* Judge and publish the batch, in order. */
@@ -314,9 +324,9 @@ static void judge(maad_worker *w)
             .rule = w->cal.rule, .evidence = r->evidence,
             .mask_peak = r->mask_peak, .mask_threshold = w->cal.pixel_threshold,
             .regions = r->regions, .nregions = r->nregions,
-            .model_size = w->o.image_size,
+            .model = w->m.sha256, .model_size = w->m.image_size,
             .cam_width = e->width, .cam_height = e->height,
-            .mask = maa_inspector_mask(w->o.inspector, e->xi)};
+            .mask = maa_inspector_mask(w->m.in, e->xi)};
         publish(w, &v, 1);
     }
     w->nbatch = w->nx = w->nraw = 0;
@@ -332,19 +342,20 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
     e->height = s->height;
     e->xi = -1;
     e->raw = 0;
-    const size_t side = (size_t)w->o.image_size, plane = (size_t)w->o.channels * side * side;
+    const model *m = &w->m;
+    const size_t side = (size_t)m->image_size, plane = (size_t)m->channels * side * side;
     maa_image img;
     char why[MAA_ERRLEN];
     /* Into the engine's buffer for this place in the batch where there is
      * one: a frame it takes is then not copied again.  One too large for it
      * converts into the scratch buffer. */
-    uint8_t *fb = maa_inspector_frame_buffer(w->o.inspector, w->nx);
-    int rc = fb ? w->o.to_image(s, &img, fb, w->frame_cap, why, sizeof why) : MAA_ERR;
+    uint8_t *fb = maa_inspector_frame_buffer(m->in, w->nx);
+    int rc = fb ? w->o.to_image(s, &img, fb, m->frame_cap, why, sizeof why) : MAA_ERR;
     if (rc != MAA_OK)
         rc = w->o.to_image(s, &img, w->scratch, w->scratch_bytes, why, sizeof why);
     if (rc != MAA_OK) {
         snprintf(e->reason, sizeof e->reason, "frame error: %s", why);
-    } else if (fb && maa_inspector_takes_frame(w->o.inspector, &img)) {
+    } else if (fb && maa_inspector_takes_frame(m->in, &img)) {
         /* img may point into the slot, released before the batch is judged. */
         if (img.data != fb)
             memcpy(fb, img.data, (size_t)img.width * img.height * img.channels);
@@ -353,8 +364,8 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
         e->raw = 1;
         w->nraw++;
         e->xi = w->nx++;
-    } else if (maa_preprocess(&img, w->o.image_size, w->o.channels,
-                              w->x + (size_t)w->nx * plane, why, sizeof why) != MAA_OK) {
+    } else if (maa_preprocess(&img, m->image_size, m->channels,
+                              m->x + (size_t)w->nx * plane, why, sizeof why) != MAA_OK) {
         snprintf(e->reason, sizeof e->reason, "preprocess error: %s", why);
     } else {
         e->xi = w->nx++;
@@ -396,7 +407,7 @@ static int take_too_old(maad_worker *w, const maad_slot *s)
              (unsigned long long)age_ms, w->o.max_age_ms);
     maad_verdict v = {.frame_id = s->frame_id, .t_capture_ns = s->t_capture_ns,
                       .verdict = MAAD_UNINSPECTED, .reason = reason,
-                      .score = NAN, .threshold = w->cal.threshold};
+                      .score = NAN, .threshold = w->cal.threshold, .model = w->m.sha256};
     publish(w, &v, 0);
     atomic_fetch_add_explicit(&w->too_old, 1, memory_order_relaxed);
     if (!w->old_run++) {
@@ -567,12 +578,32 @@ static void *run(void *arg)
 
 /* ---- life cycle ------------------------------------------------------------- */
 
+static int model_valid(const maad_worker_model *m)
+{
+    return m->inspector && m->image_size >= 8 && (m->channels == 1 || m->channels == 3) &&
+           m->sha256 && strlen(m->sha256) == 64;
+}
+
+/* m for src, with its own batch of preprocessed frames; MAA_ERR when out
+ * of memory. */
+static int model_make(model *m, const maad_worker_model *src, int batch_max)
+{
+    const size_t side = (size_t)src->image_size;
+    m->in = src->inspector;
+    m->image_size = src->image_size;
+    m->channels = src->channels;
+    snprintf(m->sha256, sizeof m->sha256, "%s", src->sha256);
+    m->frame_cap = maa_inspector_frame_bytes(src->inspector);
+    m->x = malloc((size_t)batch_max * src->channels * side * side * sizeof(float));
+    return m->x ? MAA_OK : MAA_ERR;
+}
+
 int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
                       size_t errlen)
 {
     *out = NULL;
     if (o->batch_max < 1 || o->batch_timeout_ms <= 0 || o->max_age_ms < 0 || !o->to_image ||
-        o->image_size < 8 || (o->channels != 1 && o->channels != 3)) {
+        !model_valid(&o->model)) {
         snprintf(err, err ? errlen : 0, "worker: bad options");
         return MAA_ERR;
     }
@@ -583,16 +614,14 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     }
     w->o = *o;
     w->cal = o->cal;
-    const size_t side = (size_t)o->image_size;
-    w->x = malloc((size_t)o->batch_max * o->channels * side * side * sizeof(float));
-    w->frame_cap = maa_inspector_frame_bytes(o->inspector);
     w->img = calloc((size_t)o->batch_max, sizeof *w->img);
     w->res = calloc((size_t)o->batch_max, sizeof *w->res);
     w->batch = calloc((size_t)o->batch_max, sizeof *w->batch);
     /* A demosaiced Bayer frame takes three times its slot. */
     w->scratch_bytes = 3 * maad_ring_slot_bytes(o->ring);
     w->scratch = malloc(w->scratch_bytes);
-    if (!w->x || !w->img || !w->res || !w->batch || !w->scratch) {
+    if (model_make(&w->m, &o->model, o->batch_max) != MAA_OK || !w->img || !w->res ||
+        !w->batch || !w->scratch) {
         maad_worker_free(w);
         snprintf(err, err ? errlen : 0, "worker: out of memory for a batch of %d",
                  o->batch_max);
@@ -642,7 +671,7 @@ void maad_worker_free(maad_worker *w)
 {
     if (!w)
         return;
-    free(w->x);
+    free(w->m.x);
     free(w->img);
     free(w->scratch);
     free(w->res);

@@ -301,20 +301,23 @@ EOF
 # (docs/protocol.md).  Judged: "score" evidence exactly when score >
 # threshold, "mask" evidence exactly when defects is not empty (and then
 # mask_peak > mask_threshold), reject exactly when the evidence holds what
-# its rule counts.  Uninspected: no score, rule or evidence.  A verdict
-# judged under one calibration and published with another fails here.
-# Prints the first verdict that does not agree; fails on no verdict at all.
+# its rule counts.  Uninspected: no score, rule or evidence.  Either way,
+# the SHA-256 of a model.  A verdict judged under one calibration and
+# published with another fails here.  Prints the first verdict that does
+# not agree; fails on no verdict at all.
 e2e_judged()
 {
     "$PY" - "$1" <<'EOF'
-import json, sys
+import json, re, sys
 counts = {"either": {"score", "mask"}, "score": {"score"}, "mask": {"mask"}}
 msgs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 if not msgs:
     sys.exit("no verdict to check")
 for m in msgs:
     ev, s, t = set(m["evidence"]), m["score"], m["threshold"]
-    if m["verdict"] == "uninspected":
+    if not re.fullmatch("[0-9a-f]{64}", str(m.get("model"))):
+        ok = False
+    elif m["verdict"] == "uninspected":
         ok = s is None and m["rule"] is None and not ev
     else:
         # score and threshold are published to 15 digits: equal ones may
@@ -327,8 +330,9 @@ for m in msgs:
               (m["verdict"] == "reject") == bool(ev & counts[m["rule"]]))
     if not ok:
         print("verdict disagrees with what it carries:", json.dumps(
-            {k: m.get(k) for k in ("seq", "frame_id", "verdict", "reason", "rule", "evidence",
-                                   "score", "threshold", "mask_peak", "mask_threshold")}),
+            {k: m.get(k) for k in ("seq", "frame_id", "model", "verdict", "reason", "rule",
+                                   "evidence", "score", "threshold", "mask_peak",
+                                   "mask_threshold")}),
               "defects", len(m["defects"]))
         sys.exit(1)
 EOF

@@ -115,6 +115,9 @@ static long long jint(const json_t *o, const char *k)
 }
 
 #define S 16
+/* A model file's SHA-256, as every verdict carries one. */
+#define MODEL "5d4dc4a16543cd125fe9fb0e2df70cc1e97eb8c4a3055d53d39e2ebd593ea5e1"
+#define MODEL2 "63c885439f0cead87e5c36a629bbe1d13b1ae3bbbf0237434f547a3cc49a176a"
 
 static void make_mask(uint8_t *mask, int salt)
 {
@@ -155,6 +158,7 @@ static void test_verdicts(void)
                           .verdict = (maad_outcome)(i % 3),
                           .reason = i % 3 == 2 ? "engine error: test" : NULL,
                           .score = 1.5 + i, .threshold = 100.25,
+                          .model = i < n / 2 ? MODEL : MODEL2,
                           .rule = i % 3 == 1 ? MAA_RULE_MASK : MAA_RULE_EITHER,
                           .evidence = i % 3 == 1 ? MAA_EVIDENCE_SCORE | MAA_EVIDENCE_MASK : 0,
                           .mask_peak = 0.125 * i, .mask_threshold = 7.5,
@@ -181,6 +185,8 @@ static void test_verdicts(void)
         CHECK(jint(o, "v") == 2);
         CHECK(strcmp(jstr(o, "camera"), "cam0") == 0);
         CHECK(jint(o, "frame_id") == 1000 + i);
+        CHECK(strcmp(jstr(o, "model"), i < n / 2 ? MODEL : MODEL2) == 0,
+              "verdict %d: model %s", i, jstr(o, "model"));
         json_t *rule = json_object_get(o, "rule"), *ev = json_object_get(o, "evidence");
         json_t *peak = json_object_get(o, "mask_peak"), *tpix = json_object_get(o, "mask_threshold");
         if (i % 3 == 2) {
@@ -273,7 +279,7 @@ static void test_png_mask(void)
             mask[9] = 255;
         char err[MAA_ERRLEN];
         maad_verdict v = {.frame_id = 7 + k, .verdict = MAAD_REJECT, .score = 9,
-                          .threshold = 1, .model_size = side, .mask = mask};
+                          .threshold = 1, .model = MODEL, .model_size = side, .mask = mask};
         CHECK(maad_pub_verdict(p, &v, err, sizeof err) == MAA_OK, "%s", err);
         msg m;
         if (!next_verdict(sub, &m)) {
@@ -312,9 +318,9 @@ static void test_drops(void)
     char err[MAA_ERRLEN];
     maad_drops d = {.count = 4, .first_id = 50, .last_id = 53,
                     .first_t_ns = 1000, .last_t_ns = 4000};
-    CHECK(maad_pub_drops(p, &d, 2.5, err, sizeof err) == MAA_OK);
+    CHECK(maad_pub_drops(p, &d, 2.5, MODEL, err, sizeof err) == MAA_OK);
     maad_verdict v = {.frame_id = 54, .verdict = MAAD_PASS, .score = 1,
-                      .threshold = 2.5};
+                      .threshold = 2.5, .model = MODEL};
     CHECK(maad_pub_verdict(p, &v, err, sizeof err) == MAA_OK);
     msg m;
     long long seq0 = -1;
@@ -330,6 +336,7 @@ static void test_drops(void)
             CHECK(jint(m.json, "t_capture_ns") == 1000 * (k + 1));
             CHECK(strcmp(jstr(m.json, "verdict"), "uninspected") == 0);
             CHECK(strcmp(jstr(m.json, "reason"), "ring overflow") == 0);
+            CHECK(strcmp(jstr(m.json, "model"), MODEL) == 0, "%s", jstr(m.json, "model"));
             CHECK(json_is_null(json_object_get(m.json, "score")));
             CHECK(strcmp(jstr(json_object_get(m.json, "mask"), "format"), "none") == 0);
             CHECK(m.parts == 2);
@@ -363,7 +370,7 @@ static void test_heartbeat(void)
     void *sub = sub_open(EP, "maad.cam0.heartbeat");
     CHECK(sync_sub(p, sub), "no heartbeat reached the subscriber");
     maad_verdict v = {.frame_id = 1, .verdict = MAAD_REJECT, .score = 3,
-                      .threshold = 2};
+                      .threshold = 2, .model = MODEL};
     maad_pub_verdict(p, &v, err, sizeof err);
     /* A worker's loop: tick every 10 ms for 1.5 s of real time. */
     maad_stat extra[2] = {{"ring_overflow", 12}, {"fps", 29.5}};
@@ -409,7 +416,7 @@ static void test_prefix_filter(void)
     CHECK(sync_sub(b, sub), "no heartbeat reached the subscriber");
     char err[MAA_ERRLEN];
     for (int i = 0; i < 10; i++) {
-        maad_verdict v = {.frame_id = (uint64_t)i, .verdict = MAAD_PASS};
+        maad_verdict v = {.frame_id = (uint64_t)i, .verdict = MAAD_PASS, .model = MODEL};
         maad_pub_verdict(a, &v, err, sizeof err);
         maad_pub_tick(a, maad_now_ns() + (uint64_t)i * 2000000000ull, NULL, 0);
         maad_pub_verdict(b, &v, err, sizeof err);
@@ -457,8 +464,12 @@ static void test_errors(void)
     o.heartbeat_ms = 1500;
     CHECK(maad_pub_create(&o, &q, err, sizeof err) == MAA_ERR);
     CHECK(strstr(err, "heartbeat_ms") != NULL, "%s", err);
-    maad_verdict v = {.verdict = MAAD_REJECT, .nregions = 1};
+    maad_verdict v = {.verdict = MAAD_REJECT, .model = MODEL, .nregions = 1};
     CHECK(maad_pub_verdict(p, &v, err, sizeof err) == MAA_ERR);
+    /* Every verdict names its model (contract §8). */
+    maad_verdict anonymous = {.verdict = MAAD_PASS, .score = 1, .threshold = 2};
+    CHECK(maad_pub_verdict(p, &anonymous, err, sizeof err) == MAA_ERR);
+    CHECK(strstr(err, "bad verdict") != NULL, "%s", err);
     maad_mask_format mf;
     CHECK(maad_mask_format_parse("png", &mf) == MAA_OK && mf == MAAD_MASK_PNG);
     CHECK(maad_mask_format_parse("jpeg", &mf) == MAA_ERR);

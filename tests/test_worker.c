@@ -69,6 +69,7 @@ typedef struct {
     char verdict[16];
     char reason[96];
     double score, threshold;
+    char model[65];
 } msg;
 
 /* One whole message from the SUB socket: its JSON part into json (NUL
@@ -150,8 +151,10 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
     maa_calibration cal = {.n = 20, .sigma = 1, .gamma = 0, .threshold = threshold,
                            .pixel_threshold = 1e30, .mask_fraction = 0.01,
                            .mask_window = 7, .min_region_area = 1};
-    maad_worker_opts wo = {.ring = r->ring, .pub = r->pub, .inspector = r->in,
-                           .image_size = S, .channels = 1, .cal = cal,
+    maad_worker_opts wo = {.ring = r->ring, .pub = r->pub,
+                           .model = {.inspector = r->in, .image_size = S, .channels = 1,
+                                     .sha256 = maa_model_sha256(model)},
+                           .cal = cal,
                            .to_image = mono_image, .batch_max = batch_max,
                            .batch_timeout_ms = timeout_ms, .max_age_ms = max_age_ms,
                            .test_delay_ms = delay_ms,
@@ -258,6 +261,8 @@ static int next_verdict(rig *r, msg *m)
         json_t *sc = json_object_get(o, "score");
         m->score = json_is_number(sc) ? json_number_value(sc) : NAN;
         m->threshold = json_number_value(json_object_get(o, "threshold"));
+        const char *sha = json_string_value(json_object_get(o, "model"));
+        snprintf(m->model, sizeof m->model, "%s", sha ? sha : "");
         json_decref(o);
         return 1;
     }
@@ -303,7 +308,8 @@ static void frame(rig *r, uint64_t id)
 }
 
 /* Frames, camera errors and a frame the converter refuses, in one order:
- * every one comes back once, in order, with the right verdict kind. */
+ * every one comes back once, in order, with the right verdict kind, and
+ * names the model. */
 static void test_order_and_kinds(void)
 {
     rig r;
@@ -334,6 +340,9 @@ static void test_order_and_kinds(void)
         if (id == 10 && !strstr(m.reason, "Mono8"))
             bad_kind++;
         if (!strcmp(want, "pass") && !isfinite(m.score))
+            bad_kind++;
+        /* Judged or not, each names the model in force. */
+        if (strcmp(m.model, maa_model_sha256(model)))
             bad_kind++;
         got++;
     }
