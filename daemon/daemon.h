@@ -316,6 +316,7 @@ typedef struct {
     uint64_t send_dropped;      /* verdicts the socket refused (seq spent) */
     uint64_t heartbeats;
     uint64_t calibrations;      /* calibrations swapped in after the start */
+    uint64_t models;            /* models swapped in after the start */
 } maad_worker_stats;
 
 typedef struct maad_worker maad_worker;
@@ -330,6 +331,17 @@ void maad_worker_camera_error(maad_worker *w, uint64_t frame_id,
                               uint64_t t_capture_ns, const char *reason);
 /* Any thread: the worker judges the batches it starts from now on with c. */
 void maad_worker_set_calibration(maad_worker *w, const maa_calibration *c);
+/* Any thread but the worker's, until maad_worker_stop: the worker judges
+ * with m and its calibration c from its next batch on, and drops a
+ * calibration set before.  The frames it has batched already are judged
+ * first, by the model they were batched for: a batch is never split
+ * between two models.  Returns once the worker has taken m (at most one
+ * batch in the engine later): *old is the inspector m replaced, for the
+ * caller to free, with its model, now that nothing uses them; *first_seq
+ * the seq of the first verdict under m.  MAA_ERR, the worker keeping its
+ * model, when m is not valid or its batch finds no memory. */
+int maad_worker_set_model(maad_worker *w, const maad_worker_model *m, const maa_calibration *c,
+                          maa_inspector **old, uint64_t *first_seq, char *err, size_t errlen);
 /* After the capture thread has stopped for good: hands the pending drops
  * over, lets the worker publish everything in flight, joins it and fills
  * *st with the final counts.  Then maad_worker_free. */

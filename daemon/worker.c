@@ -19,7 +19,14 @@
  * takes as it is (cuda backend, 8-bit frames up to the engine's frame_bytes:
  * resize, preprocessing and mask on the GPU) is kept as 8-bit, converted
  * straight into the engine's pinned frame buffer; any other is preprocessed
- * on arrival, while the batch fills, and fails alone if it cannot be. */
+ * on arrival, while the batch fills, and fails alone if it cannot be.
+ *
+ * So a batch belongs to the model it was started under (its frames are
+ * preprocessed to that model's size, or lie in its inspector's buffers).
+ * A model handed over (maad_worker_set_model, maad's SIGHUP) is taken only
+ * between two batches: the worker first judges what it has batched with
+ * the old model, then swaps, and hands the old one back to the caller to
+ * free, so that the worker never waits on an allocation or a free. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -69,9 +76,19 @@ struct maad_worker {
      * acquire load then sees every slot). */
     atomic_int finishing;
 
-    pthread_mutex_t cal_lock;
-    maa_calibration cal_next;   /* guarded by cal_lock */
+    /* What other threads hand the worker, to take between two batches. */
+    pthread_mutex_t lock;
+    maa_calibration cal_next;   /* guarded by lock */
     atomic_int cal_pending;
+    /* maad_worker_set_model's model and its calibration; once the worker
+     * has taken them (model_pending 0 again, model_taken signalled),
+     * model_next holds the model it replaced, and model_seq the seq of the
+     * first verdict under the new one.  Guarded by lock. */
+    model model_next;
+    maa_calibration model_cal;
+    uint64_t model_seq;
+    atomic_int model_pending;
+    pthread_cond_t model_taken;
 
     /* Worker thread only from here on. */
     maa_calibration cal;
@@ -93,6 +110,26 @@ struct maad_worker {
     uint64_t old_run, old_first, old_last, old_max_ms;
     char err[MAA_ERRLEN];
 };
+
+static int model_valid(const maad_worker_model *m)
+{
+    return m->inspector && m->image_size >= 8 && (m->channels == 1 || m->channels == 3) &&
+           m->sha256 && strlen(m->sha256) == 64;
+}
+
+/* m for src, with its own batch of preprocessed frames; MAA_ERR when out
+ * of memory. */
+static int model_make(model *m, const maad_worker_model *src, int batch_max)
+{
+    const size_t side = (size_t)src->image_size;
+    m->in = src->inspector;
+    m->image_size = src->image_size;
+    m->channels = src->channels;
+    snprintf(m->sha256, sizeof m->sha256, "%s", src->sha256);
+    m->frame_cap = maa_inspector_frame_bytes(src->inspector);
+    m->x = malloc((size_t)batch_max * src->channels * side * side * sizeof(float));
+    return m->x ? MAA_OK : MAA_ERR;
+}
 
 static void sleep_ms(double ms)
 {
@@ -153,10 +190,41 @@ void maad_worker_camera_error(maad_worker *w, uint64_t frame_id,
 
 void maad_worker_set_calibration(maad_worker *w, const maa_calibration *c)
 {
-    pthread_mutex_lock(&w->cal_lock);
+    pthread_mutex_lock(&w->lock);
     w->cal_next = *c;
     atomic_store_explicit(&w->cal_pending, 1, memory_order_release);
-    pthread_mutex_unlock(&w->cal_lock);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int maad_worker_set_model(maad_worker *w, const maad_worker_model *m, const maa_calibration *c,
+                          maa_inspector **old, uint64_t *first_seq, char *err, size_t errlen)
+{
+    model next;
+    if (!model_valid(m)) {
+        snprintf(err, err ? errlen : 0, "worker: bad model");
+        return MAA_ERR;
+    }
+    /* The new model's batch is allocated here, and the old one freed
+     * here, so that the worker never waits on memory. */
+    if (model_make(&next, m, w->o.batch_max) != MAA_OK) {
+        snprintf(err, err ? errlen : 0, "worker: out of memory for a batch of %d at S %d, C %d",
+                 w->o.batch_max, m->image_size, m->channels);
+        return MAA_ERR;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->model_next = next;
+    w->model_cal = *c;
+    atomic_store_explicit(&w->model_pending, 1, memory_order_release);
+    /* A worker waiting for frames takes it now, not when one comes. */
+    maad_ring_wake(w->o.ring);
+    while (atomic_load_explicit(&w->model_pending, memory_order_relaxed))
+        pthread_cond_wait(&w->model_taken, &w->lock);
+    const model replaced = w->model_next;
+    *first_seq = w->model_seq;
+    pthread_mutex_unlock(&w->lock);
+    free(replaced.x);
+    *old = replaced.in;
+    return MAA_OK;
 }
 
 /* ---- publishing ------------------------------------------------------------ */
@@ -236,10 +304,10 @@ static void take_calibration(maad_worker *w)
 {
     if (!atomic_load_explicit(&w->cal_pending, memory_order_acquire))
         return;
-    pthread_mutex_lock(&w->cal_lock);
+    pthread_mutex_lock(&w->lock);
     w->cal = w->cal_next;
     atomic_store_explicit(&w->cal_pending, 0, memory_order_relaxed);
-    pthread_mutex_unlock(&w->cal_lock);
+    pthread_mutex_unlock(&w->lock);
     w->st.calibrations++;
     maad_log(w->o.log, MAAD_LOG_NOTICE,
              "calibration swapped in: threshold %.6g (gamma %.3g), pixel threshold %.6g",
@@ -330,6 +398,32 @@ static void judge(maad_worker *w)
         publish(w, &v, 1);
     }
     w->nbatch = w->nx = w->nraw = 0;
+}
+
+/* Between two batches: the model maad_worker_set_model handed over, with
+ * its calibration, replaces the worker's, which goes back to it. */
+static void take_model(maad_worker *w)
+{
+    if (!atomic_load_explicit(&w->model_pending, memory_order_acquire))
+        return;
+    /* The frames batched so far were preprocessed for the old model, or
+     * lie in its inspector's buffers: it judges them, and no batch is
+     * split between two models. */
+    judge(w);
+    maad_pub_stats ps;
+    maad_pub_get_stats(w->o.pub, &ps);
+    pthread_mutex_lock(&w->lock);
+    const model old = w->m;
+    w->m = w->model_next;
+    w->model_next = old;
+    w->cal = w->model_cal;
+    /* A calibration still pending was made for the model just replaced. */
+    atomic_store_explicit(&w->cal_pending, 0, memory_order_relaxed);
+    w->model_seq = ps.seq_next;
+    atomic_store_explicit(&w->model_pending, 0, memory_order_relaxed);
+    pthread_cond_signal(&w->model_taken);
+    pthread_mutex_unlock(&w->lock);
+    w->st.models++;
 }
 
 /* A frame slot into the batch: kept as 8-bit or preprocessed (see top). */
@@ -548,6 +642,8 @@ static void *run(void *arg)
     const uint64_t timeout_ns = (uint64_t)(w->o.batch_timeout_ms * 1e6);
     const int idle_ms = tick_period_ms(w);
     for (;;) {
+        /* Also while no frame comes: maad_worker_set_model waits for it. */
+        take_model(w);
         int wait_ms = idle_ms;
         if (w->nbatch) {
             uint64_t now = maad_mono_ns();
@@ -559,6 +655,7 @@ static void *run(void *arg)
         int finishing = atomic_load_explicit(&w->finishing, memory_order_acquire);
         uint32_t n = maad_ring_wait(w->o.ring, finishing ? 0 : wait_ms);
         for (uint32_t i = 0; i < n; i++) {
+            take_model(w);
             maad_slot *s = maad_ring_peek(w->o.ring, 0);
             take_slot(w, s, timeout_ns);
             maad_ring_release(w->o.ring, 1);
@@ -578,24 +675,10 @@ static void *run(void *arg)
 
 /* ---- life cycle ------------------------------------------------------------- */
 
-static int model_valid(const maad_worker_model *m)
+static void sync_destroy(maad_worker *w)
 {
-    return m->inspector && m->image_size >= 8 && (m->channels == 1 || m->channels == 3) &&
-           m->sha256 && strlen(m->sha256) == 64;
-}
-
-/* m for src, with its own batch of preprocessed frames; MAA_ERR when out
- * of memory. */
-static int model_make(model *m, const maad_worker_model *src, int batch_max)
-{
-    const size_t side = (size_t)src->image_size;
-    m->in = src->inspector;
-    m->image_size = src->image_size;
-    m->channels = src->channels;
-    snprintf(m->sha256, sizeof m->sha256, "%s", src->sha256);
-    m->frame_cap = maa_inspector_frame_bytes(src->inspector);
-    m->x = malloc((size_t)batch_max * src->channels * side * side * sizeof(float));
-    return m->x ? MAA_OK : MAA_ERR;
+    pthread_cond_destroy(&w->model_taken);
+    pthread_mutex_destroy(&w->lock);
 }
 
 int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
@@ -627,13 +710,14 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
                  o->batch_max);
         return MAA_ERR;
     }
-    pthread_mutex_init(&w->cal_lock, NULL);
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->model_taken, NULL);
     w->wd_usec = maad_notify_watchdog_usec();
     w->sum_t_ns = maad_mono_ns();
     w->sum_next_ns = w->sum_t_ns + (uint64_t)o->summary_interval_s * 1000000000u;
     int e = pthread_create(&w->keepalive, NULL, keepalive, w);
     if (e) {
-        pthread_mutex_destroy(&w->cal_lock);
+        sync_destroy(w);
         maad_worker_free(w);
         snprintf(err, err ? errlen : 0, "worker: cannot start its keep-alive thread: %s",
                  strerror(e));
@@ -643,7 +727,7 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     if (e) {
         atomic_store(&w->keepalive_stop, 1);
         pthread_join(w->keepalive, NULL);
-        pthread_mutex_destroy(&w->cal_lock);
+        sync_destroy(w);
         maad_worker_free(w);
         snprintf(err, err ? errlen : 0, "worker: cannot start its thread: %s",
                  strerror(e));
@@ -663,7 +747,7 @@ void maad_worker_stop(maad_worker *w, maad_worker_stats *st)
     pthread_join(w->thread, NULL);
     atomic_store(&w->keepalive_stop, 1);
     pthread_join(w->keepalive, NULL);
-    pthread_mutex_destroy(&w->cal_lock);
+    sync_destroy(w);
     fill_stats(w, st);
 }
 

@@ -5,8 +5,11 @@
  * captured frame, seq gap-free, frames in capture order, uninspected with the
  * right reason for camera errors, ring overflow and frames too old to
  * judge; batching by size; a calibration swapped between batches and while
- * a batch is in the engine; the final counts.  Every verdict read is also checked against the score,
- * threshold, rule and evidence it carries (next_verdict).  On a CUDA device,
+ * a batch is in the engine; a model (another S, its calibration) swapped
+ * in while a batch fills and while one is in the engine, each frame judged
+ * by exactly one model and naming it; the final counts.  Every verdict read
+ * is also checked against the score, threshold, rule and evidence it
+ * carries (next_verdict).  On a CUDA device,
  * also the worker's 8-bit frame path (test_device_frames). */
 #include <jansson.h>
 #include <math.h>
@@ -20,13 +23,14 @@
 #include "tests/testmodel.h"
 
 #define S 64
+#define S2 48   /* the model swapped in */
 #define W 80
 #define H 60
 #define BW 160  /* test_device_frames: larger than S x S x 4 bytes */
 #define BH 120
 #define PFNC_MONO8 0x01080001u
 
-static maa_model *model;
+static maa_model *model, *model2;
 static char dir[64];
 
 /* The worker's to_image: odd frame ids are copied into the buffer given,
@@ -70,6 +74,7 @@ typedef struct {
     char reason[96];
     double score, threshold;
     char model[65];
+    int mask_side;  /* the mask's width: the S of the model that judged the frame */
 } msg;
 
 /* One whole message from the SUB socket: its JSON part into json (NUL
@@ -263,6 +268,8 @@ static int next_verdict(rig *r, msg *m)
         m->threshold = json_number_value(json_object_get(o, "threshold"));
         const char *sha = json_string_value(json_object_get(o, "model"));
         snprintf(m->model, sizeof m->model, "%s", sha ? sha : "");
+        m->mask_side = (int)json_integer_value(
+            json_object_get(json_object_get(o, "mask"), "width"));
         json_decref(o);
         return 1;
     }
@@ -726,6 +733,156 @@ static void test_calibration_in_engine(void)
     rig_down(&r, &st);
 }
 
+/* An inspector of model2 (S2) as the worker's next model, and the
+ * calibration it comes with, which rejects every frame. */
+static maa_inspector *inspector2(void)
+{
+    maa_engine_opts eo = {.backend = MAA_BACKEND_REF, .max_batch = 4, .threads = 1};
+    maa_inspector *in = NULL;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maa_inspector_create(model2, &eo, &in, err, sizeof err) == MAA_OK, "%s", err);
+    return in;
+}
+
+static const maa_calibration rejects_all = {.n = 20, .sigma = 1, .gamma = 0, .threshold = -1,
+                                            .pixel_threshold = 1e30, .mask_window = 7,
+                                            .min_region_area = 1};
+
+/* Hands the rig's worker model2 (in, its inspector); the rig keeps the
+ * returned inspector, which must be the one replaced, for rig_down to
+ * free.  The seq of the first verdict under model2, -1 on failure. */
+static long long swap_to_model2(rig *r, maa_inspector *in)
+{
+    maad_worker_model m = {.inspector = in, .image_size = S2, .channels = 1,
+                           .sha256 = maa_model_sha256(model2)};
+    maa_inspector *old = NULL;
+    uint64_t first_seq = 0;
+    char err[MAA_ERRLEN] = "";
+    if (maad_worker_set_model(r->w, &m, &rejects_all, &old, &first_seq, err, sizeof err)) {
+        CHECK(0, "%s", err);
+        maa_inspector_free(in);
+        return -1;
+    }
+    CHECK(old == r->in, "the inspector returned is not the one replaced");
+    maa_inspector_free(old);
+    r->in = in;
+    return (long long)first_seq;
+}
+
+/* Whether verdict m was judged (or not) under model 1 (passes, mask S) or
+ * model 2 (rejects, mask S2), as old says; prints it when not. */
+static int under(const msg *m, int old)
+{
+    const int ok = !strcmp(m->model, maa_model_sha256(old ? model : model2)) &&
+                   !strcmp(m->verdict, old ? "pass" : "reject") &&
+                   m->threshold == (old ? 1e30 : -1) && m->mask_side == (old ? S : S2);
+    if (!ok)
+        printf("  seq %lld frame %lld: %s, threshold %g, mask %d, model %.12s, expected model %d\n",
+               m->seq, m->frame_id, m->verdict, m->threshold, m->mask_side, m->model,
+               old ? 1 : 2);
+    return ok;
+}
+
+/* A model handed over while a batch fills: the frames batched so far are
+ * judged at once, as one batch, by the old model (not 60 s later, when the
+ * batch would time out); every frame after by the new one, at its own size
+ * (S2) and with its calibration; the old inspector comes back; none is
+ * lost, repeated or out of order. */
+static void test_model_swap(void)
+{
+    rig r;
+    maad_worker_stats st;
+    if (rig_up(&r, 4, 60000, 0, 64, 1e30))
+        return;
+    maa_inspector *in = inspector2();
+    if (!in) {
+        rig_down(&r, &st);
+        return;
+    }
+    for (int id = 1; id <= 3; id++)
+        frame(&r, (uint64_t)id);
+    /* Lets the worker take frames 1..3, which wait for a fourth. */
+    usleep(100000);
+    const long long first = swap_to_model2(&r, in);
+    for (int id = 4; id <= 9; id++)
+        frame(&r, (uint64_t)id);
+    rig_stop(&r, &st);
+    msg m;
+    int got = 0, bad = 0;
+    while (got < 9 && next_verdict(&r, &m)) {
+        bad += m.seq != got || m.frame_id != got + 1 || !under(&m, m.frame_id <= 3);
+        got++;
+    }
+    CHECK(first == 3, "first seq under the new model %lld", first);
+    CHECK(got == 9 && bad == 0, "%d verdicts of 9, %d out of order or under the wrong model",
+          got, bad);
+    /* 1..3, then 4..7 and 8..9: one batch each */
+    CHECK(st.batches == 3 && st.models == 1 && st.pass == 3 && st.reject == 6,
+          "batches %llu, models %llu, passes %llu, rejects %llu",
+          (unsigned long long)st.batches, (unsigned long long)st.models,
+          (unsigned long long)st.pass, (unsigned long long)st.reject);
+    rig_down(&r, &st);
+}
+
+static atomic_int in_engine, handing_over;
+
+/* test_model_swap_in_engine's test_in_engine: the first batch stays in the
+ * engine until the model is being handed over. */
+static void hold_first_batch(rig *r)
+{
+    (void)r;
+    if (atomic_fetch_add(&in_engine, 1) != 0)
+        return;
+    while (!atomic_load(&handing_over))
+        usleep(1000);
+    /* maad_worker_set_model's few steps before it waits */
+    usleep(100000);
+}
+
+/* A model handed over while a batch is in the engine (a SIGHUP during a
+ * slow batch): that batch is published as the old model judged it, and
+ * the frames that came meanwhile are judged by the new one with its
+ * calibration, not with one set for the old model after that batch had
+ * taken its own (threshold 7 here). */
+static void test_model_swap_in_engine(void)
+{
+    rig r;
+    maad_worker_stats st;
+    atomic_store(&in_engine, 0);
+    atomic_store(&handing_over, 0);
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 2, NULL, hold_first_batch, 0))
+        return;
+    maa_inspector *in = inspector2();
+    if (!in) {
+        rig_down(&r, &st);
+        return;
+    }
+    frame(&r, 1);
+    frame(&r, 2);
+    while (!atomic_load(&in_engine))
+        usleep(1000);
+    frame(&r, 3);
+    frame(&r, 4);
+    maa_calibration stale = rejects_all;
+    stale.threshold = 7;
+    maad_worker_set_calibration(r.w, &stale);
+    atomic_store(&handing_over, 1);
+    const long long first = swap_to_model2(&r, in);
+    rig_stop(&r, &st);
+    msg m;
+    int got = 0, bad = 0;
+    while (got < 4 && next_verdict(&r, &m)) {
+        bad += m.seq != got || m.frame_id != got + 1 || !under(&m, m.frame_id <= 2);
+        got++;
+    }
+    CHECK(first == 2, "first seq under the new model %lld", first);
+    CHECK(got == 4 && bad == 0, "%d verdicts of 4, %d out of order or under the wrong model",
+          got, bad);
+    CHECK(st.batches == 2 && st.models == 1, "batches %llu, models %llu",
+          (unsigned long long)st.batches, (unsigned long long)st.models);
+    rig_down(&r, &st);
+}
+
 /* A reason JSON cannot carry (not UTF-8, as a truncated multi-byte name
  * can leave it): the frame still gets exactly one verdict, and seq stays
  * gap-free as sent. */
@@ -858,11 +1015,14 @@ int main(void)
     snprintf(dir, sizeof dir, "/tmp/test_worker.XXXXXX");
     if (!mkdtemp(dir))
         return 1;
-    char path[128], err[MAA_ERRLEN];
+    char path[128], path2[128], err[MAA_ERRLEN];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(path2, sizeof path2, "%s/model2.safetensors", dir);
     maa_model_info info = {.image_size = S, .channels = 1, .g_base = 1, .d_base = 2};
+    maa_model_info info2 = {.image_size = S2, .channels = 1, .g_base = 1, .d_base = 2};
     spoil none = {0};
-    if (write_model(path, &info, &none) || maa_model_load(path, &model, err, sizeof err)) {
+    if (write_model(path, &info, &none) || maa_model_load(path, &model, err, sizeof err) ||
+        write_model(path2, &info2, &none) || maa_model_load(path2, &model2, err, sizeof err)) {
         fprintf(stderr, "model: %s\n", err);
         return 1;
     }
@@ -877,12 +1037,14 @@ int main(void)
     RUN(test_failing_engine);
     RUN(test_calibration_swap);
     RUN(test_calibration_in_engine);
+    RUN(test_model_swap);
+    RUN(test_model_swap_in_engine);
     RUN(test_unencodable_reason);
     RUN(test_long_reason);
     RUN(test_stats_line);
     RUN(test_device_frames);
     maa_model_free(model);
-    unlink(path);
+    maa_model_free(model2);
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
