@@ -346,6 +346,46 @@ e2e_fixture()
         e2e_calibrate model.safetensors good cal.yaml
 }
 
+# e2e_overflowing MODEL CAL OUT OUTCAL: OUT, MODEL with every convolution's
+# weights times 1e10, so that its Markov maps overflow float32 and no FMD
+# exists (the engine fails every batch), and OUTCAL, CAL re-addressed to
+# it (no calibration of such a model can be made).
+e2e_overflowing()
+{
+    "$PY" - "$E2E_ROOT/scripts" "$@" <<'EOF'
+import hashlib, re, sys
+sys.path.insert(0, sys.argv[1])
+import maa_io
+model, cal, out, outcal = sys.argv[2:6]
+t, meta, _ = maa_io.read_safetensors(model)
+for k, v in t.items():
+    if v.ndim == 4:
+        t[k] = v * 1e10
+maa_io.write_safetensors(out, t, meta)
+sha = hashlib.sha256(open(out, "rb").read()).hexdigest()
+open(outcal, "w").write(re.sub(r"(model_sha256:\s*)\S+", r"\g<1>" + sha, open(cal).read()))
+EOF
+}
+
+# e2e_notify_listen SOCKET LOG: a systemd notify socket at SOCKET in the
+# background, writing each notification (READY=1, STATUS=...) to LOG as a
+# line; for maad started with NOTIFY_SOCKET=SOCKET.
+e2e_notify_listen()
+{
+    "$PY" - "$1" "$2" >"$2.err" 2>&1 <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "w") as f:
+    while True:
+        for line in s.recv(4096).decode().splitlines():
+            f.write(line + "\n")
+            f.flush()
+EOF
+    E2E_PIDS+=($!)
+    e2e_wait_file "$1" 10
+}
+
 # e2e_fakecam IMAGES FPS SERIAL LOG [ARGS...]: `maa fakecam` in the background
 # (ARGS are more of its options); the device id to open is in E2E_CAM_ID and
 # the pid in E2E_CAM once it serves.

@@ -35,18 +35,7 @@ log:
   summary_interval_s: 1
 EOC
 
-"$PY" - "$E2E_TMP/notify.sock" notify.log >listener.log 2>&1 <<'PYEOF' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-with open(sys.argv[2], "w") as f:
-    while True:
-        for line in s.recv(4096).decode().splitlines():
-            f.write(line + "\n")
-            f.flush()
-PYEOF
-E2E_PIDS+=($!)
-e2e_wait_file notify.sock 10 || fail "notify listener"
+e2e_notify_listen "$E2E_TMP/notify.sock" notify.log || fail "notify listener"
 
 e2e_subscribe tcp://127.0.0.1:5605 verdicts.jsonl
 NOTIFY_SOCKET=$E2E_TMP/notify.sock WATCHDOG_USEC=1000000 \
