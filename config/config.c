@@ -99,9 +99,11 @@ static const cfg_key replay_keys[] = {
 };
 
 static const cfg_key model_keys[] = {
-    STR(model, path, NULL, "model.safetensors", F_REQUIRED | F_PATH, "The model file."),
+    STR(model, path, NULL, "model.safetensors", F_REQUIRED | F_PATH,
+        "The model file; on SIGHUP, a file of other content (another path, or a new file "
+        "moved to this one) is swapped in without stopping the line."),
     STR(model, calibration, NULL, "calibration.yaml", F_REQUIRED | F_PATH,
-        "The calibration file made for that model (maa calibrate)."),
+        "The calibration file made for that model (maa calibrate); reloaded on SIGHUP."),
     ENUM(model, rule, rule_names, "either",
          "Which evidence rejects a part: either = the score above T or a defect-mask "
          "region; score = the score alone (the paper's rule); mask = a mask region alone."),

@@ -7,10 +7,13 @@
  * (worker.c, never blocking; with camera.trigger: software the module's
  * trigger thread fires them at camera.frame_rate), the worker judges and
  * publishes them, and this thread waits for signals: SIGHUP reloads the
- * calibration, SIGTERM/SIGINT stop the camera and let the worker publish
+ * calibration, or swaps in a new model with its calibration (its engine
+ * made and tested here, beside the running one, while the worker goes on
+ * judging), SIGTERM/SIGINT stop the camera and let the worker publish
  * everything in flight.  An
  * engine failing batch after batch stops it the same way, exit status 1. */
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,6 +36,7 @@ typedef struct {
     maa_model *model;
     maa_calibration cal;
     maa_inspector *inspector;
+    maa_engine_opts eo;         /* what a swapped-in model's engine is made with */
     maad_ring *ring;
     maad_pub *pub;
     maad_worker *worker;
@@ -48,8 +52,11 @@ static void usage(FILE *f)
             "                                 the calibration, print the effective\n"
             "                                 configuration, exit 0 when all is good\n"
             "       maad --version | --help\n"
-            "Signals: SIGHUP reloads the calibration (and model.gamma); SIGTERM or\n"
-            "SIGINT stop after every captured frame has its verdict published.\n"
+            "Signals: SIGHUP reloads the model and its calibration (model.*,\n"
+            "mask.min_region_area): a new model file is checked, made and tested\n"
+            "beside the running one and swapped in between two batches, or refused\n"
+            "with the running one kept; SIGTERM or SIGINT stop after every captured\n"
+            "frame has its verdict published.\n"
             "See docs/operations.md and docs/config.md.\n");
 }
 
@@ -98,6 +105,26 @@ static int load_calibration(const maad_config *cfg, const maa_model *m,
     return MAA_OK;
 }
 
+/* The model's channels are what the camera's frames give: 1 for Mono8, 3
+ * for a colour format.  Otherwise every colour frame would be published
+ * uninspected by a mono model, and a colour model would judge gray frames
+ * copied into its three channels, nothing like the parts it learnt, and
+ * reject them all: a wiring mistake to refuse at the start and at a model
+ * swap, not a line that fails after READY. */
+static int check_channels(const maad_config *cfg, const maa_model *m, char *err, size_t errlen)
+{
+    const int channels = maa_model_get_info(m)->channels;
+    const int mono = cfg->camera.pixel_format == MAAD_PIX_MONO8;
+    if (channels == (mono ? 1 : 3))
+        return MAA_OK;
+    snprintf(err, errlen, "camera.pixel_format %s gives %s frames, but the model %.200s is %s "
+             "(%d channel%s); use %s or a %d-channel model",
+             maad_config_enum_name("camera.pixel_format", (int)cfg->camera.pixel_format),
+             mono ? "mono" : "colour", maa_model_path(m), mono ? "colour" : "mono", channels,
+             channels == 1 ? "" : "s", mono ? "a colour pixel format" : "Mono8", mono ? 1 : 3);
+    return MAA_ERR;
+}
+
 /* Configuration, model, calibration and the backend's availability: what
  * --check-config answers for and what start-up needs first. */
 static int load_files(maad *d, char *err, size_t errlen)
@@ -109,18 +136,9 @@ static int load_files(maad *d, char *err, size_t errlen)
         snprintf(err, errlen, "model.path: %s", why);
         return MAA_ERR;
     }
-    if (load_calibration(&d->cfg, d->model, &d->cal, err, errlen) != MAA_OK)
+    if (load_calibration(&d->cfg, d->model, &d->cal, err, errlen) != MAA_OK ||
+        check_channels(&d->cfg, d->model, err, errlen) != MAA_OK)
         return MAA_ERR;
-    /* Every colour frame would be published uninspected: a wiring mistake
-     * to refuse now, not a line that rejects every part after READY. */
-    if (maa_model_get_info(d->model)->channels == 1 &&
-        d->cfg.camera.pixel_format != MAAD_PIX_MONO8) {
-        snprintf(err, errlen, "camera.pixel_format %s gives colour frames, but the model %.200s "
-                 "is mono (1 channel); use Mono8 or a 3-channel model",
-                 maad_config_enum_name("camera.pixel_format", (int)d->cfg.camera.pixel_format),
-                 d->cfg.model.path);
-        return MAA_ERR;
-    }
     maa_backend_kind kind = (maa_backend_kind)d->cfg.engine.backend;
     if (kind != MAA_BACKEND_AUTO && maa_backend_available(kind, why, sizeof why) != MAA_OK) {
         snprintf(err, errlen, "engine.backend %s: %s", maa_backend_name(kind), why);
@@ -293,18 +311,18 @@ static int start(maad *d, char *err, size_t errlen)
     }
     /* Created once the camera's frame size is known: a backend that
      * preprocesses on its device sizes its frame buffers for it. */
-    maa_engine_opts eo = {.backend = (maa_backend_kind)c->engine.backend,
-                          .precision = (maa_precision)c->engine.precision,
-                          .max_batch = c->engine.batch_max,
-                          .threads = c->engine.threads,
-                          .device = c->engine.device,
-                          .frame_bytes = cam_image_bytes_max(d->camera)};
+    d->eo = (maa_engine_opts){.backend = (maa_backend_kind)c->engine.backend,
+                              .precision = (maa_precision)c->engine.precision,
+                              .max_batch = c->engine.batch_max,
+                              .threads = c->engine.threads,
+                              .device = c->engine.device,
+                              .frame_bytes = cam_image_bytes_max(d->camera)};
     /* cuda: a cuDNN search per layer and graph captures per batch size,
      * seconds that the operator sees here rather than wonders about. */
     maad_notify_status("starting: making the engine (backend %s, batch %d)",
-                       maa_backend_name(eo.backend), eo.max_batch);
+                       maa_backend_name(d->eo.backend), d->eo.max_batch);
     const uint64_t t0 = maad_mono_ns();
-    if (maa_inspector_create(d->model, &eo, &d->inspector, err, errlen) != MAA_OK)
+    if (maa_inspector_create(d->model, &d->eo, &d->inspector, err, errlen) != MAA_OK)
         return MAA_ERR;
     const double create_s = (maad_mono_ns() - t0) / 1e9;
     maa_engine *e = maa_inspector_engine(d->inspector);
@@ -361,13 +379,148 @@ static int start(maad *d, char *err, size_t errlen)
     return MAA_OK;
 }
 
+/* STATUS= while inspecting: the camera and the model judging, and what the
+ * last SIGHUP refused (note; NULL: nothing). */
+static void notify_inspecting(const maad *d, const char *note)
+{
+    maad_notify_status("inspecting camera %s with model %s (sha256 %.12s)%s%s",
+                       d->cfg.camera.name, maa_model_path(d->model),
+                       maa_model_sha256(d->model), note ? "; " : "", note ? note : "");
+}
+
+/* A candidate model not swapped in (sha256 NULL: it did not load): said in
+ * the journal and in STATUS=, the running model named as the one kept. */
+static void refuse_model(maad *d, const char *path, const char *sha256, const char *why)
+{
+    char sha[32] = "", note[MAA_ERRLEN + 320];
+    if (sha256)
+        snprintf(sha, sizeof sha, " (sha256 %.12s)", sha256);
+    maad_log(&d->log, MAAD_LOG_ERR, "SIGHUP: model %s%s not swapped in, keeping %s (sha256 "
+             "%.12s): %s", path, sha, maa_model_path(d->model), maa_model_sha256(d->model), why);
+    snprintf(note, sizeof note, "SIGHUP: model %s%s not swapped in: %s", path, sha, why);
+    notify_inspecting(d, note);
+}
+
+/* A frame of the model's size and channels, a shaded texture as a part's
+ * surface gives, through in: a model that loads but computes nothing
+ * finite (overflowing weights, say) is refused here, not found out on the
+ * line.  Its score into *score. */
+static int self_test(maa_inspector *in, const maa_model *m, const maa_calibration *cal,
+                     double *score, char *err, size_t errlen)
+{
+    const maa_model_info *mi = maa_model_get_info(m);
+    const int s = mi->image_size, c = mi->channels;
+    uint8_t *px = malloc((size_t)s * s * c);
+    if (!px) {
+        snprintf(err, errlen, "self-test: out of memory");
+        return MAA_ERR;
+    }
+    for (int y = 0; y < s; y++)
+        for (int x = 0; x < s * c; x++)
+            px[(size_t)y * s * c + x] =
+                (uint8_t)(128 + 60 * sin(x / (5.0 * c)) * cos(y / 7.0) + (x * 7 + y * 13) % 9);
+    maa_image img = {.width = s, .height = s, .channels = c, .depth = 8, .data = px};
+    maa_result r;
+    char why[MAA_ERRLEN];
+    int rc = maa_inspect_frames(in, cal, 1, &img, &r, why, sizeof why);
+    free(px);
+    if (rc != MAA_OK) {
+        snprintf(err, errlen, "self-test: %s", why);
+        return MAA_ERR;
+    }
+    if (!isfinite(r.score) || !isfinite(r.mask_peak)) {
+        snprintf(err, errlen, "self-test: score %g, mask peak %g on a test frame", r.score,
+                 r.mask_peak);
+        return MAA_ERR;
+    }
+    *score = r.score;
+    return MAA_OK;
+}
+
+/* SIGHUP with a model file of other content than the running one's: m,
+ * with cfg's calibration, checked against the camera, its engine made
+ * beside the running one and tested, then handed to the worker, which
+ * swaps it in between two batches; the old engine and model are freed
+ * here once the worker has let go of them.  At the first failure m is
+ * refused and the running model kept. */
+static void swap_model(maad *d, const maad_config *cfg, maa_model *m)
+{
+    const maa_model_info *mi = maa_model_get_info(m);
+    char err[MAA_ERRLEN + 64], why[MAA_ERRLEN];
+    maa_calibration cal;
+    maa_inspector *in = NULL, *old = NULL;
+    uint64_t first_seq = 0;
+    double made_s = 0, test_ms = 0, score = 0;
+    int rc = check_channels(&d->cfg, m, err, sizeof err);
+    if (rc == MAA_OK)
+        rc = load_calibration(cfg, m, &cal, err, sizeof err);
+    if (rc == MAA_OK) {
+        const uint64_t t0 = maad_mono_ns();
+        /* On a GPU, or a machine short of memory, the second engine may
+         * not fit: then the running one stays. */
+        rc = maa_inspector_create(m, &d->eo, &in, why, sizeof why);
+        if (rc != MAA_OK)
+            snprintf(err, sizeof err, "cannot make its engine beside the running one: %s", why);
+        made_s = (maad_mono_ns() - t0) / 1e9;
+    }
+    if (rc == MAA_OK) {
+        const uint64_t t0 = maad_mono_ns();
+        rc = self_test(in, m, &cal, &score, err, sizeof err);
+        test_ms = (maad_mono_ns() - t0) / 1e6;
+    }
+    if (rc == MAA_OK) {
+        maad_worker_model wm = {.inspector = in, .image_size = mi->image_size,
+                                .channels = mi->channels, .sha256 = maa_model_sha256(m)};
+        rc = maad_worker_set_model(d->worker, &wm, &cal, &old, &first_seq, err, sizeof err);
+    }
+    if (rc != MAA_OK) {
+        maa_inspector_free(in);
+        refuse_model(d, maa_model_path(m), maa_model_sha256(m), err);
+        maa_model_free(m);
+        return;
+    }
+    maad_log(&d->log, MAAD_LOG_NOTICE, "SIGHUP: model %s (sha256 %.12s) swapped in from the "
+             "next batch, seq %llu on: S %d, C %d; calibration %s: threshold %.6g, pixel "
+             "threshold %.6g, rule %s; engine made in %.2f s beside the running one, self-test "
+             "score %.6g in %.1f ms; replaces %s (sha256 %.12s), freed", maa_model_path(m),
+             maa_model_sha256(m), (unsigned long long)first_seq, mi->image_size, mi->channels,
+             cfg->model.calibration, cal.threshold, cal.pixel_threshold, maa_rule_name(cal.rule),
+             made_s, score, test_ms, maa_model_path(d->model), maa_model_sha256(d->model));
+    maa_inspector_free(old);
+    maa_model_free(d->model);
+    d->model = m;
+    d->inspector = in;
+    d->cal = cal;
+    notify_inspecting(d, NULL);
+}
+
+/* SIGHUP: the configuration again.  A model file whose content differs
+ * from the running model's (another path, or a new file moved into place
+ * at the same one: told apart by their SHA-256) is swapped in; with the
+ * same model, the calibration and the configuration's choices are
+ * reloaded. */
 static void reload(maad *d)
 {
     maad_config cfg;
     maa_calibration cal;
+    maa_model *m = NULL;
     char err[MAA_ERRLEN + 64];
-    if (maad_config_load(d->config_path, &cfg, err, sizeof err) != MAA_OK ||
-        load_calibration(&cfg, d->model, &cal, err, sizeof err) != MAA_OK) {
+    if (maad_config_load(d->config_path, &cfg, err, sizeof err) != MAA_OK) {
+        maad_log(&d->log, MAAD_LOG_ERR, "SIGHUP: configuration not reloaded, keeping model %s "
+                 "(sha256 %.12s) and threshold %.6g: %s", maa_model_path(d->model),
+                 maa_model_sha256(d->model), d->cal.threshold, err);
+        return;
+    }
+    if (maa_model_load(cfg.model.path, &m, err, sizeof err) != MAA_OK) {
+        refuse_model(d, cfg.model.path, NULL, err);
+        return;
+    }
+    if (strcmp(maa_model_sha256(m), maa_model_sha256(d->model)) != 0) {
+        swap_model(d, &cfg, m);
+        return;
+    }
+    maa_model_free(m);
+    if (load_calibration(&cfg, d->model, &cal, err, sizeof err) != MAA_OK) {
         maad_log(&d->log, MAAD_LOG_ERR, "SIGHUP: calibration not reloaded, keeping "
                  "threshold %.6g: %s", d->cal.threshold, err);
         return;
@@ -423,7 +576,7 @@ static int run(maad *d)
         return 1;
     }
     maad_notify_ready();
-    maad_notify_status("inspecting camera %s", d->cfg.camera.name);
+    notify_inspecting(d, NULL);
     maad_log(&d->log, MAAD_LOG_NOTICE, "ready: camera %s, publishing on %s",
              d->cfg.camera.name, d->cfg.publish.endpoint);
 

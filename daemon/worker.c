@@ -564,13 +564,15 @@ static void summary(maad_worker *w, uint64_t now)
     double p50 = latency_quantile(w, 0.5), p99 = latency_quantile(w, 0.99);
     char line[256];
     /* overflow, too_old and send_dropped: the heartbeat's names for the
-     * losses. */
+     * losses.  The model, because this line is also STATUS=, which should
+     * say what is judging. */
     snprintf(line, sizeof line,
              "fps %.1f, passes %llu, rejects %llu, uninspected %llu, overflow %llu, "
-             "too_old %llu, send_dropped %llu, latency p50 %.1f ms p99 %.1f ms",
+             "too_old %llu, send_dropped %llu, latency p50 %.1f ms p99 %.1f ms, model %.12s",
              fps, (unsigned long long)st.pass, (unsigned long long)st.reject,
              (unsigned long long)st.uninspected, (unsigned long long)st.overflow,
-             (unsigned long long)st.too_old, (unsigned long long)st.send_dropped, p50, p99);
+             (unsigned long long)st.too_old, (unsigned long long)st.send_dropped, p50, p99,
+             w->m.sha256);
     maad_log(w->o.log, MAAD_LOG_INFO, "summary: %s", line);
     maad_notify_status("%s", line);
     memset(w->lat, 0, sizeof w->lat);

@@ -44,12 +44,14 @@ maad=$E2E_BG
 e2e_wait_for notify.log '^READY=1$' 30 "$maad" && ok "READY=1" || fail "no READY=1" "$(cat maad.log)"
 # While the unit is activating, `systemctl status` names each start-up step
 # (the worker's pings and summaries may come in between).
-e2e_wait_for notify.log '^STATUS=inspecting camera notified$' 10
+sha=$(sha256sum model.safetensors | cut -c1-12)
+inspecting="STATUS=inspecting camera notified with model $PWD/model.safetensors (sha256 $sha)"
+e2e_wait_for notify.log '^STATUS=inspecting camera notified with model ' 10
 grep -E '^(READY=1|STATUS=starting: |STATUS=inspecting )' notify.log | tr '\n' '|' |
-    grep -qxF 'STATUS=starting: opening camera notified|STATUS=starting: making the engine (backend ref, batch 4)|READY=1|STATUS=inspecting camera notified|' &&
+    grep -qxF "STATUS=starting: opening camera notified|STATUS=starting: making the engine (backend ref, batch 4)|READY=1|$inspecting|" &&
     ok "STATUS= names each start-up step, then inspecting" ||
     fail "start-up STATUS" "$(grep -v '^WATCHDOG=' notify.log | head -n 6)"
-e2e_wait_for notify.log '^STATUS=fps [0-9.]+, passes [0-9]+, rejects [0-9]+, uninspected [0-9]+, overflow [0-9]+, too_old [0-9]+, send_dropped [0-9]+, latency p50 [0-9.]+ ms p99 [0-9.]+ ms$' 10 &&
+e2e_wait_for notify.log "^STATUS=fps [0-9.]+, passes [0-9]+, rejects [0-9]+, uninspected [0-9]+, overflow [0-9]+, too_old [0-9]+, send_dropped [0-9]+, latency p50 [0-9.]+ ms p99 [0-9.]+ ms, model $sha\$" 10 &&
     ok "STATUS= summary" || fail "no STATUS" "$(cat notify.log)"
 e2e_wait_for notify.log '^WATCHDOG=1$' 10 && ok "WATCHDOG=1 pings" || fail "no WATCHDOG=1"
 e2e_wait_file verdicts.jsonl.ready 10 || fail "no heartbeat"
