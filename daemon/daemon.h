@@ -258,7 +258,8 @@ void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v
  * preprocesses and judges them, and publishes exactly one verdict per
  * captured frame in capture order: frames it could not or would not judge
  * (ring overflow, older than max_age_ms, camera error, preprocessing or
- * engine error) as uninspected with a reason.
+ * engine error) as uninspected with a reason.  Each batch is judged by one
+ * model; a new calibration or model is taken between two batches.
  * It also sends the heartbeats, the periodic summary (log line and sd_notify
  * STATUS) and the watchdog pings. */
 
