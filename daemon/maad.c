@@ -14,6 +14,7 @@
  * engine failing batch after batch stops it the same way, exit status 1. */
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -544,6 +545,21 @@ static void teardown(maad *d)
     maa_model_free(d->model);
 }
 
+/* The thread that waits for the signals: run's, the main thread. */
+static pthread_t signal_thread;
+
+/* Threads that a library starts before main (OpenBLAS's pool, from its
+ * constructor) do not block the signals run waits for, and one the kernel
+ * hands to such a thread would take its default action: a SIGTERM, or a
+ * second SIGHUP, that came while the main thread was busy swapping a
+ * model in would end maad at once, the frames in flight unpublished.
+ * This handler, which runs only there, passes it on to the main thread,
+ * which blocks it until sigwaitinfo takes it. */
+static void pass_signal(int sig)
+{
+    pthread_kill(signal_thread, sig);
+}
+
 static int run(maad *d)
 {
     char err[MAA_ERRLEN + 64];
@@ -555,13 +571,22 @@ static int run(maad *d)
     maad_log_init(&d->log, d->cfg.camera.name, log_level(d->cfg.log.level));
 
     /* Every thread started from here on inherits the mask, so the signals
-     * reach only sigwaitinfo below. */
+     * reach only sigwaitinfo below (or pass_signal, on threads started
+     * before). */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* Blocked here first: on this thread the handler would pass the
+     * signal to itself, for ever. */
+    signal_thread = pthread_self();
+    struct sigaction pass = {.sa_handler = pass_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&pass.sa_mask);
+    sigaction(SIGTERM, &pass, NULL);
+    sigaction(SIGINT, &pass, NULL);
+    sigaction(SIGHUP, &pass, NULL);
     /* A subscriber vanishing must not kill us through a write. */
     signal(SIGPIPE, SIG_IGN);
 
