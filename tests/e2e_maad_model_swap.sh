@@ -11,7 +11,10 @@
 # made for another model, a model with 3 channels for the Mono8 camera, and
 # one whose engine computes nothing finite (its self-test fails).  Each is
 # refused with its reason in the log and in STATUS=, and the second model
-# goes on judging.
+# goes on judging.  Last, a SIGTERM that comes while a candidate is being
+# made and tested waits for it, and maad stops as it should: exit 0, every
+# frame published (a signal that a library's thread, started before main,
+# took would have ended maad at once).
 . "$(dirname "$0")/../scripts/e2e-lib.sh"
 e2e_isolate "$@"
 e2e_need_build
@@ -30,7 +33,9 @@ export_model()
         export_model --seed 12 --size 64 --channels 1 --out foreign.safetensors &&
         export_model --seed 13 --size 64 --channels 3 --out colour.safetensors &&
         e2e_calibrate colour.safetensors good colour.yaml &&
-        e2e_overflowing model2.safetensors cal2.yaml overflowing.safetensors overflowing.yaml
+        e2e_overflowing model2.safetensors cal2.yaml overflowing.safetensors overflowing.yaml &&
+        export_model --seed 14 --size 1024 --channels 1 --out big.safetensors &&
+        e2e_overflowing big.safetensors cal2.yaml slow.safetensors slow.yaml
 } || { fail "fixture (models, images, calibrations)"; e2e_summary; exit 1; }
 cp model.safetensors line.safetensors
 sha1=$(sha256sum model.safetensors | cut -d' ' -f1)
@@ -118,9 +123,21 @@ refused "a 3-channel model for the Mono8 camera" colour.safetensors colour.yaml 
 refused "a model whose engine computes nothing finite" overflowing.safetensors overflowing.yaml \
     "self-test: .*non-finite"
 
+# S = 1024: its engine and self-test take the main thread about a second.
+write_config slow.safetensors slow.yaml
+kill -HUP "$E2E_MAAD"
+sleep 0.3
+t_term=$(date +%s%N)
 e2e_stop "$E2E_MAAD"
 rc=$?
-[ "$rc" -eq 0 ] && ok "maad exits 0 on SIGTERM" || fail "maad exit status $rc" "$(tail -5 maad.log)"
+[ "$rc" -eq 0 ] && ok "maad exits 0 on a SIGTERM during a swap" ||
+    fail "maad exit status $rc" "$(tail -5 maad.log)"
+line=$(grep -n 'slow.safetensors .* not swapped in' maad.log)
+stop=$(grep -n 'stopping: draining' maad.log | cut -d: -f1)
+t_refused=$(date -d "$(sed -E 's/^[0-9]+:([^ ]+) .*/\1/' <<<"$line")" +%s%N 2>/dev/null)
+[ -n "$line" ] && [ "${line%%:*}" -lt "${stop:-0}" ] && [ "${t_refused:-0}" -gt "$t_term" ] &&
+    ok "the SIGTERM waited for the swap it came during" ||
+    fail "SIGTERM during a swap" "SIGTERM at $t_term ns, refusal at ${t_refused:-never}: $(grep -E 'slow|stopping' maad.log)"
 e2e_stop "$E2E_CAM" 10
 e2e_stop_sub verdicts.jsonl maad.log
 
