@@ -106,26 +106,6 @@ static int load_calibration(const maad_config *cfg, const maa_model *m,
     return MAA_OK;
 }
 
-/* The model's channels are what the camera's frames give: 1 for Mono8, 3
- * for a colour format.  Otherwise every colour frame would be published
- * uninspected by a mono model, and a colour model would judge gray frames
- * copied into its three channels, nothing like the parts it learnt, and
- * reject them all: a wiring mistake to refuse at the start and at a model
- * swap, not a line that fails after READY. */
-static int check_channels(const maad_config *cfg, const maa_model *m, char *err, size_t errlen)
-{
-    const int channels = maa_model_get_info(m)->channels;
-    const int mono = cfg->camera.pixel_format == MAAD_PIX_MONO8;
-    if (channels == (mono ? 1 : 3))
-        return MAA_OK;
-    snprintf(err, errlen, "camera.pixel_format %s gives %s frames, but the model %.200s is %s "
-             "(%d channel%s); use %s or a %d-channel model",
-             maad_config_enum_name("camera.pixel_format", (int)cfg->camera.pixel_format),
-             mono ? "mono" : "colour", maa_model_path(m), mono ? "colour" : "mono", channels,
-             channels == 1 ? "" : "s", mono ? "a colour pixel format" : "Mono8", mono ? 1 : 3);
-    return MAA_ERR;
-}
-
 /* Configuration, model, calibration and the backend's availability: what
  * --check-config answers for and what start-up needs first. */
 static int load_files(maad *d, char *err, size_t errlen)
@@ -137,8 +117,13 @@ static int load_files(maad *d, char *err, size_t errlen)
         snprintf(err, errlen, "model.path: %s", why);
         return MAA_ERR;
     }
+    /* Every colour frame would be published uninspected by a mono model: a
+     * wiring mistake to refuse now (and at a model swap), not a line that
+     * rejects every part after READY.  config's rule, shared with maa
+     * compare. */
     if (load_calibration(&d->cfg, d->model, &d->cal, err, errlen) != MAA_OK ||
-        check_channels(&d->cfg, d->model, err, errlen) != MAA_OK)
+        maad_config_check_channels(&d->cfg.camera, maa_model_get_info(d->model)->channels,
+                                   maa_model_path(d->model), err, errlen) != MAA_OK)
         return MAA_ERR;
     maa_backend_kind kind = (maa_backend_kind)d->cfg.engine.backend;
     if (kind != MAA_BACKEND_AUTO && maa_backend_available(kind, why, sizeof why) != MAA_OK) {
@@ -452,7 +437,9 @@ static void swap_model(maad *d, const maad_config *cfg, maa_model *m)
     maa_inspector *in = NULL, *old = NULL;
     uint64_t first_seq = 0;
     double made_s = 0, test_ms = 0, score = 0;
-    int rc = check_channels(&d->cfg, m, err, sizeof err);
+    /* The camera's frames as it was opened: its keys need a restart. */
+    int rc = maad_config_check_channels(&d->cfg.camera, mi->channels, maa_model_path(m), err,
+                                        sizeof err);
     if (rc == MAA_OK)
         rc = load_calibration(cfg, m, &cal, err, sizeof err);
     if (rc == MAA_OK) {

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # e2e_maad_model_swap — the model swapped while the line runs: a fake GigE
-# Vision camera (maa fakecam) at 25 frames/s into maad on the ref backend.
-# Mid-run, a second model (another seed, and S = 96 instead of 64) is moved
+# Vision camera (maa fakecam, RGB8) at 25 frames/s into maad on the ref
+# backend, with 3-channel models.  Mid-run, a second model (another seed, and S = 96 instead of 64) is moved
 # into place at model.path, as an update is deployed, the configuration
 # names its calibration, and SIGHUP swaps it in: every frame
 # gets exactly one verdict, seq gap-free, none uninspected; the verdicts up
 # to the seq the swap's log line names carry the first model's SHA-256 and
 # its mask size, those from there on the second's.  Then four broken
 # candidates, one after the other: a truncated model file, a calibration
-# made for another model, a model with 3 channels for the Mono8 camera, and
-# one whose engine computes nothing finite (its self-test fails).  Each is
+# made for another model, a mono model for the colour camera, and one whose
+# engine computes nothing finite (its self-test fails).  Each is
 # refused with its reason in the log and in STATUS=, and the second model
 # goes on judging.  Last, a SIGTERM that comes while a candidate is being
 # made and tested waits for it, and maad stops as it should: exit 0, every
@@ -25,22 +25,25 @@ export_model()
     "$PY" "$E2E_ROOT/scripts/export_model.py" --random --g-base 1 --d-base 2 "$@" >/dev/null
 }
 
+# The models are calibrated on gray images, which feed a 3-channel model
+# replicated (contract §1), as the camera's RGB8 frames of them do.
 {
-    e2e_fixture &&
-        export_model --seed 11 --size 96 --channels 1 --out model2.safetensors &&
+    e2e_images good 20 1 &&
+        export_model --seed 10 --size 64 --channels 3 --out model.safetensors &&
+        e2e_calibrate model.safetensors good cal.yaml &&
+        export_model --seed 11 --size 96 --channels 3 --out model2.safetensors &&
         e2e_calibrate model2.safetensors good cal2.yaml &&
         head -c 100000 model2.safetensors >truncated.safetensors &&
-        export_model --seed 12 --size 64 --channels 1 --out foreign.safetensors &&
-        export_model --seed 13 --size 64 --channels 3 --out colour.safetensors &&
-        e2e_calibrate colour.safetensors good colour.yaml &&
+        export_model --seed 12 --size 64 --channels 3 --out foreign.safetensors &&
+        e2e_model mono.safetensors && e2e_calibrate mono.safetensors good mono.yaml &&
         e2e_overflowing model2.safetensors cal2.yaml overflowing.safetensors overflowing.yaml &&
-        export_model --seed 14 --size 1024 --channels 1 --out big.safetensors &&
+        export_model --seed 14 --size 1024 --channels 3 --out big.safetensors &&
         e2e_overflowing big.safetensors cal2.yaml slow.safetensors slow.yaml
 } || { fail "fixture (models, images, calibrations)"; e2e_summary; exit 1; }
 cp model.safetensors line.safetensors
 sha1=$(sha256sum model.safetensors | cut -d' ' -f1)
 sha2=$(sha256sum model2.safetensors | cut -d' ' -f1)
-e2e_fakecam good 25 SWAP fakecam.log || { fail "maa fakecam" "$(cat fakecam.log.out)"; e2e_summary; exit 1; }
+e2e_fakecam good 25 SWAP fakecam.log --pixel-format RGB8 || { fail "maa fakecam" "$(cat fakecam.log.out)"; e2e_summary; exit 1; }
 
 # write_config MODEL CALIBRATION
 write_config()
@@ -49,6 +52,7 @@ write_config()
 camera:
   name: line1
   device_id: "$E2E_CAM_ID"
+  pixel_format: RGB8
   packet_socket: false
   frame_rate: 25
 model:
@@ -118,8 +122,8 @@ refused "a truncated model file" truncated.safetensors cal2.yaml \
     "$PWD/truncated\.safetensors: .*truncated file"
 refused "a calibration made for another model" foreign.safetensors cal2.yaml \
     "model\.calibration: calibration was made for the model with sha256 $sha2, but .*foreign\.safetensors has sha256"
-refused "a 3-channel model for the Mono8 camera" colour.safetensors colour.yaml \
-    "camera\.pixel_format Mono8 gives mono frames, but the model .*colour\.safetensors is colour \(3 channels\)"
+refused "a mono model for the RGB8 camera" mono.safetensors mono.yaml \
+    "camera\.pixel_format RGB8 gives colour frames, but the model .*mono\.safetensors is mono \(1 channel\)"
 refused "a model whose engine computes nothing finite" overflowing.safetensors overflowing.yaml \
     "self-test: .*non-finite"
 
