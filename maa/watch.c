@@ -324,6 +324,24 @@ static void summary(watch *w)
     fflush(w->notes);
 }
 
+/* One message as recv_message gives it: its topic, and its JSON (jl bytes,
+ * NUL-terminated; NULL when the message had no second part).  Apart from
+ * the socket, this is all maa watch does with what a publisher sends, so
+ * tests/fuzz/fuzz_watch.c feeds hostile messages here. */
+static void on_message(watch *w, const char *topic, const char *js, size_t jl, uint64_t now)
+{
+    json_error_t je;
+    json_t *o = js ? json_loadb(js, jl, 0, &je) : NULL;
+    size_t tl = strlen(topic);
+    if (!o)
+        note(w, "# %s: message without valid JSON\n", topic);
+    else if (tl > 10 && strcmp(topic + tl - 10, ".heartbeat") == 0)
+        on_heartbeat(w, o, now);
+    else
+        on_verdict(w, o, js, jl);
+    json_decref(o);
+}
+
 /* Receives one multipart message: topic into topic, second part into *json
  * (malloc'd, NUL-terminated); further parts are discarded. */
 static int recv_message(void *sock, char *topic, size_t tlen, char **json,
@@ -459,16 +477,7 @@ int maa_cmd_watch(int argc, char **argv)
         int got;
         while (!stop_signal &&
                (got = recv_message(sock, tp, sizeof tp, &js, &jl)) > 0) {
-            json_error_t je;
-            json_t *o = js ? json_loadb(js, jl, 0, &je) : NULL;
-            size_t tl = strlen(tp);
-            if (!o)
-                note(&w, "# %s: message without valid JSON\n", tp);
-            else if (tl > 10 && strcmp(tp + tl - 10, ".heartbeat") == 0)
-                on_heartbeat(&w, o, maad_now_ns());
-            else
-                on_verdict(&w, o, js, jl);
-            json_decref(o);
+            on_message(&w, tp, js, jl, maad_now_ns());
             free(js);
             if (count && (long long)w.frames >= count)
                 break;
