@@ -11,10 +11,12 @@ PYTHON     ?= /usr/bin/python3
 B          := build
 
 PKGS   := aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke libmodbus
+PKGS_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKGS_LIBS   := $(shell pkg-config --libs $(PKGS))
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fopenmp \
-                   -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
-LDLIBS := $(shell pkg-config --libs $(PKGS)) -ldnnl -lgomp -lopenblas -lm -pthread
+                   -MMD -MP -I. $(PKGS_CFLAGS)
+LDLIBS := $(PKGS_LIBS) -ldnnl -lgomp -lopenblas -lm -pthread
 
 NVCC      := $(CUDA)/bin/nvcc
 HAVE_CUDA := $(if $(and $(wildcard $(NVCC)),$(wildcard engine/backend_cuda.c)),1,)
@@ -90,9 +92,11 @@ Q := $(if $(V),,@)
 
 # Objects depend on the flags they were built with: a change of CFLAGS (CUDA
 # found or not, say) rebuilds them.
-$(B)/.flags: FORCE
-	@mkdir -p $(B)
-	@echo '$(CC) $(CFLAGS) $(NVFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(NVFLAGS)' > $@
+$(B)/.flags: FLAGS = $(CC) $(CFLAGS) $(NVFLAGS)
+$(B)/fuzz/.flags: FLAGS = $(FUZZ_CC) $(FUZZ_CFLAGS)
+$(B)/.flags $(B)/fuzz/.flags: FORCE
+	@mkdir -p $(@D)
+	@echo '$(FLAGS)' | cmp -s - $@ || echo '$(FLAGS)' > $@
 
 $(B)/obj/%.o: %.c $(B)/.flags
 	@mkdir -p $(@D)
@@ -140,6 +144,34 @@ $(B)/tests/test_ring_tsan: tests/test_ring.c daemon/ring.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -fsanitize=thread -DRING_ITEMS=300000u -o $@ $(filter %.c,$^)
 
+# The libFuzzer harnesses, tests/fuzz/fuzz_*.c (docs/fuzzing.md), built
+# with clang under AddressSanitizer and UndefinedBehaviorSanitizer into
+# $(B)/fuzz/, from the sources compiled again with coverage instrumentation
+# into $(B)/fuzz/obj/ (instrumented objects do not mix with gcc's).  Without
+# CUDA, and without the cpu backend, whose OpenMP header clang finds only in
+# libomp-dev: no harness reaches a backend.
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -g -O1 \
+                -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=all -MMD -MP -I. $(PKGS_CFLAGS)
+FUZZ_LDLIBS  := $(PKGS_LIBS) -lm -pthread
+FUZZ_SRC     := $(filter-out $(CUDA_SRC) engine/backend_cpu.c,$(ENGINE_SRC)) $(CAMERA_SRC) \
+                $(CONFIG_SRC) $(DAEMON_SRC) $(PLC_SRC)
+FUZZ_PROGS   := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+$(B)/fuzz/obj/%.o: %.c $(B)/fuzz/.flags
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZCC $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(B)/fuzz/libmaad.a: $(patsubst %.c,$(B)/fuzz/obj/%.o,$(FUZZ_SRC))
+
+$(B)/fuzz/fuzz_%: $(B)/fuzz/obj/tests/fuzz/fuzz_%.o $(B)/fuzz/libmaad.a
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(FUZZ_LDLIBS)
+
+fuzz-build: $(FUZZ_PROGS)
+
 # test and demo first install the Debian packages they need, then build in
 # a fresh make so that pkg-config sees the new packages.
 deps:
@@ -182,6 +214,6 @@ install: $(B)/maa $(B)/maad $(B)/maa-plc
 clean:
 	rm -rf $(B)
 
-.PHONY: all san san-progs tsan deps test demo install clean FORCE
+.PHONY: all san san-progs tsan deps test demo install clean fuzz-build FORCE
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
