@@ -1,0 +1,52 @@
+/* fuzz_camera.c — a camera's frame into the model's input, as maad's worker
+ * takes it (camera/camera.h cam_frame_to_image, then engine/engine.h
+ * maa_preprocess): Mono8 and RGB8 copied, the four Bayer layouts
+ * demosaiced, then resized to the model's size and scaled.
+ *
+ * The input is a frame as a GigE Vision camera describes it: width and
+ * height (32-bit little-endian each, as the stream's leader carries them:
+ * a hostile camera chooses any), the pixel format, the model's channels and
+ * size, then the pixels.  What camera.c refuses before a frame goes out
+ * (fewer bytes than width x height x bytes per pixel) is refused here
+ * too, by the same arithmetic. */
+#include "camera/camera.h"
+#include "tests/fuzz/fuzz.h"
+
+enum { HEADER = 11 };
+
+static int32_t le32(const uint8_t *p)
+{
+    return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                     (uint32_t)p[3] << 24);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < HEADER)
+        return 0;
+    cam_event ev = {.kind = CAM_FRAME,
+                    .width = le32(data),
+                    .height = le32(data + 4),
+                    .fmt = (cam_pixfmt)(data[8] % (CAM_PIX_BAYER_BG8 + 1)),
+                    .data = data + HEADER,
+                    .size = size - HEADER};
+    int channels = data[9] & 1 ? 3 : 1, side = 1 + data[10] % 64;
+    if (ev.size < (size_t)ev.width * ev.height * (ev.fmt == CAM_PIX_RGB8 ? 3 : 1))
+        return 0;
+    /* The worker's buffer holds the converted frame exactly. */
+    size_t bytes = cam_image_bytes(&ev);
+    uint8_t *buf = malloc(bytes);
+    if (!buf && bytes)
+        abort();
+    maa_image img;
+    char err[MAA_ERRLEN];
+    if (cam_frame_to_image(&ev, buf, bytes, &img, err, sizeof err) == MAA_OK) {
+        float *x = malloc(sizeof(float) * (size_t)channels * side * side);
+        if (!x)
+            abort();
+        maa_preprocess(&img, side, channels, x, err, sizeof err);
+        free(x);
+    }
+    free(buf);
+    return 0;
+}
