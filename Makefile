@@ -2,6 +2,7 @@
 #   make          build everything under build/
 #   make test     build and run every test; ends with "N passed, N failed"
 #   make demo     a live line on a fake GigE camera (see README)
+#   make fuzz     the libFuzzer harnesses, FUZZ_SECONDS each (docs/fuzzing.md)
 # CUDA is built when $(CUDA)/bin/nvcc exists; CUDA_ARCHS lists the targets.
 
 CC         ?= cc
@@ -172,6 +173,13 @@ $(B)/fuzz/fuzz_%: $(B)/fuzz/obj/tests/fuzz/fuzz_%.o $(B)/fuzz/libmaad.a
 
 fuzz-build: $(FUZZ_PROGS)
 
+# Each harness FUZZ_SECONDS over its seeds (FUZZ=pattern: those whose names
+# match), and every kept crash input once; what they find stays in
+# $(B)/fuzz/work/ for the next run.  The test does the same, shorter.
+FUZZ_SECONDS ?= 60
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_WORK=$(B)/fuzz/work tests/e2e_fuzz.sh
+
 # test and demo first install the Debian packages they need, then build in
 # a fresh make so that pkg-config sees the new packages.
 deps:
@@ -214,6 +222,6 @@ install: $(B)/maa $(B)/maad $(B)/maa-plc
 clean:
 	rm -rf $(B)
 
-.PHONY: all san san-progs tsan deps test demo install clean fuzz-build FORCE
+.PHONY: all san san-progs tsan deps test demo install clean fuzz fuzz-build FORCE
 .SECONDARY:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
