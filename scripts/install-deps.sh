@@ -7,6 +7,10 @@ pkgs=(build-essential pkg-config libaravis-dev aravis-tools libusb-1.0-0-dev
       libopenblas-dev libjansson-dev libspng-dev python3-torch python3-numpy
       python3-scipy python3-sklearn python3-matplotlib python3-zmq iproute2
       util-linux libmodbus-dev python3-pymodbus
+      # The fuzzing harnesses (make fuzz): clang-14 has the sanitizer and
+      # libFuzzer runtimes as a recommendation only (of libclang-common-14-dev),
+      # which --no-install-recommends skips.
+      clang libclang-rt-14-dev
       # pymodbus 3.0 imports these two whether or not a serial port is used.
       python3-serial python3-serial-asyncio)
 missing=()
