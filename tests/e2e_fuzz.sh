@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # e2e_fuzz — the libFuzzer harnesses (tests/fuzz/, docs/fuzzing.md): each
 # runs over its seed corpus, tests/fuzz/corpus/NAME/, and goes on fuzzing
-# until FUZZ_SECONDS (default 15) have passed; a crash, a leak, a sanitizer
+# until FUZZ_SECONDS (default 12) have passed; a crash, a leak, a sanitizer
 # report or an input slower than FUZZ_INPUT_TIMEOUT seconds (default 10)
 # fails it.  Then every input kept under tests/fuzz/crashes/NAME/ runs once
 # through its harness: each is a test of its own, failing for as long as
@@ -17,7 +17,7 @@ set -u
 cd "$(dirname "$0")/.."
 . scripts/e2e-lib.sh
 cc=${FUZZ_CC:-clang}
-seconds=${FUZZ_SECONDS:-15}
+seconds=${FUZZ_SECONDS:-12}
 input_timeout=${FUZZ_INPUT_TIMEOUT:-10}
 # An undefined behaviour is reported with its stack, as the other errors.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
