@@ -41,6 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     maa_image img;
     char err[MAA_ERRLEN];
     if (cam_frame_to_image(&ev, buf, bytes, &img, err, sizeof err) == MAA_OK) {
+        /* Exactly the model's input, so that a write past it is caught. */
         float *x = malloc(sizeof(float) * (size_t)channels * side * side);
         if (!x)
             abort();

@@ -9,16 +9,27 @@
 /* The smallest model size the model file allows. */
 #define S 40
 
+/* Into a block of exactly the model's input, so that a write past it is
+ * caught. */
+static void preprocess(const maa_image *img, int c)
+{
+    float *x = malloc(sizeof(float) * c * S * S);
+    char err[MAA_ERRLEN];
+    if (!x)
+        abort();
+    maa_preprocess(img, S, c, x, err, sizeof err);
+    free(x);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     maa_image img;
     char err[MAA_ERRLEN];
     if (maa_image_load(fuzz_file(data, size), &img, err, sizeof err) != MAA_OK)
         return 0;
-    static float x[3 * S * S];
-    maa_preprocess(&img, S, 3, x, err, sizeof err);
+    preprocess(&img, 3);
     if (img.channels == 1)
-        maa_preprocess(&img, S, 1, x, err, sizeof err);
+        preprocess(&img, 1);
     maa_image_free(&img);
     return 0;
 }

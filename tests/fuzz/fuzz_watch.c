@@ -10,7 +10,7 @@
 #include "maa/watch.c"
 #include "tests/fuzz/fuzz.h"
 
-/* Verdict lines go to stdout, notes to stderr with --json: both would bury
+/* Verdict lines go to stdout (notes go to fuzz_null below): they would bury
  * the fuzzer's own output. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
