@@ -14,10 +14,12 @@ B          := build
 PKGS   := aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke libmodbus
 PKGS_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKGS_LIBS   := $(shell pkg-config --libs $(PKGS))
+# Everything but OpenMP's runtime, which is the compiler's own.
+BASE_LIBS   := $(PKGS_LIBS) -ldnnl -lopenblas -lm -pthread
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fopenmp \
                    -MMD -MP -I. $(PKGS_CFLAGS)
-LDLIBS := $(PKGS_LIBS) -ldnnl -lgomp -lopenblas -lm -pthread
+LDLIBS := $(BASE_LIBS) -lgomp
 
 NVCC      := $(CUDA)/bin/nvcc
 HAVE_CUDA := $(if $(and $(wildcard $(NVCC)),$(wildcard engine/backend_cuda.c)),1,)
@@ -39,6 +41,7 @@ CONFIG_SRC := $(wildcard config/*.c)
 # daemon/: maad.c is the daemon's main; the rest is shared by maad, the maa
 # tool (maa/) and the PLC bridge (plc/).
 MAAD_MAIN  := daemon/maad.c
+MAA_MAIN   := maa/maa.c
 MAA_SRC    := $(wildcard maa/*.c)
 DAEMON_SRC := $(filter-out $(MAAD_MAIN),$(wildcard daemon/*.c))
 # plc/: maa-plc.c is the PLC bridge's main, the rest its library.
@@ -148,16 +151,15 @@ $(B)/tests/test_ring_tsan: tests/test_ring.c daemon/ring.c
 # The libFuzzer harnesses, tests/fuzz/fuzz_*.c (docs/fuzzing.md), built
 # with clang under AddressSanitizer and UndefinedBehaviorSanitizer into
 # $(B)/fuzz/, from the sources compiled again with coverage instrumentation
-# into $(B)/fuzz/obj/ (instrumented objects do not mix with gcc's).  Without
-# CUDA, and without the cpu backend, whose OpenMP header clang finds only in
-# libomp-dev: no harness reaches a backend.
+# into $(B)/fuzz/obj/ (instrumented objects do not mix with gcc's): every
+# module but the programs' mains, so that a harness may call into any of
+# them, without CUDA.  clang's OpenMP (libomp-dev) stands in for gcc's.
 FUZZ_CC      ?= clang
-FUZZ_CFLAGS  := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -g -O1 \
+FUZZ_CFLAGS  := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fopenmp -g -O1 \
                 -fno-omit-frame-pointer -fsanitize=address,undefined \
                 -fno-sanitize-recover=all -MMD -MP -I. $(PKGS_CFLAGS)
-FUZZ_LDLIBS  := $(PKGS_LIBS) -lm -pthread
-FUZZ_SRC     := $(filter-out $(CUDA_SRC) engine/backend_cpu.c,$(ENGINE_SRC)) $(CAMERA_SRC) \
-                $(CONFIG_SRC) $(DAEMON_SRC) $(PLC_SRC)
+FUZZ_SRC     := $(filter-out $(CUDA_SRC),$(ENGINE_SRC)) $(CAMERA_SRC) $(CONFIG_SRC) \
+                $(DAEMON_SRC) $(PLC_SRC) $(filter-out $(MAA_MAIN),$(MAA_SRC))
 FUZZ_PROGS   := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 $(B)/fuzz/obj/%.o: %.c $(B)/fuzz/.flags
@@ -169,7 +171,7 @@ $(B)/fuzz/libmaad.a: $(patsubst %.c,$(B)/fuzz/obj/%.o,$(FUZZ_SRC))
 
 $(B)/fuzz/fuzz_%: $(B)/fuzz/obj/tests/fuzz/fuzz_%.o $(B)/fuzz/libmaad.a
 	@$(if $(Q),echo "  LINK  $@")
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(FUZZ_LDLIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(BASE_LIBS)
 
 fuzz-build: $(FUZZ_PROGS)
 

@@ -9,8 +9,8 @@ pkgs=(build-essential pkg-config libaravis-dev aravis-tools libusb-1.0-0-dev
       util-linux libmodbus-dev python3-pymodbus
       # The fuzzing harnesses (make fuzz): clang-14 has the sanitizer and
       # libFuzzer runtimes as a recommendation only (of libclang-common-14-dev),
-      # which --no-install-recommends skips.
-      clang libclang-rt-14-dev
+      # which --no-install-recommends skips; its OpenMP is a package of its own.
+      clang libclang-rt-14-dev libomp-dev
       # pymodbus 3.0 imports these two whether or not a serial port is used.
       python3-serial python3-serial-asyncio)
 missing=()

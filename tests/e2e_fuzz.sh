@@ -11,8 +11,8 @@
 # the inputs each harness finds (FUZZ_WORK/NAME/) for the next run
 # (default: a temporary folder, removed).  A crash found is kept as
 # build/fuzz/artifacts/NAME-crash-<sha1>, and printed in base64 for a CI
-# log.  Skipped where clang and its libFuzzer runtime are missing
-# (scripts/install-deps.sh installs them).
+# log.  Skipped where clang, its libFuzzer runtime or its OpenMP are
+# missing (scripts/install-deps.sh installs them).
 set -u
 cd "$(dirname "$0")/.."
 . scripts/e2e-lib.sh
@@ -24,8 +24,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
 # The whole toolchain the harnesses need, tried on an empty harness.
 if ! echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }' |
-    "$cc" -x c -fsanitize=fuzzer,address,undefined -o /dev/null - 2>/dev/null; then
-    echo "  SKIP: $cc cannot build a libFuzzer harness (install clang libclang-rt-14-dev)"
+    "$cc" -x c -fsanitize=fuzzer,address,undefined -fopenmp -o /dev/null - 2>/dev/null; then
+    echo "  SKIP: $cc cannot build a libFuzzer harness with OpenMP (install clang libclang-rt-14-dev libomp-dev)"
     echo "0 passed, 0 failed, 1 skipped"
     exit 0
 fi
