@@ -9,8 +9,8 @@
 # the threaded modules' tests on the ThreadSanitizer build (build/tsan/).
 # TESTS="pattern" limits the run to the tests whose names match.
 # A program still running after TEST_TIMEOUT seconds (default 600; the
-# whole run takes about 15 minutes on the 2-core development machine, 2 of
-# them tests/e2e_fuzz.sh) is
+# whole run takes about 15 minutes on the 2-core development machine, and
+# tests/e2e_fuzz.sh about 2 more) is
 # killed, with everything it started, and counted as a failure under its
 # name, so that one hung test does not hang the run.  A sanitizer report in a
 # program's output fails it too.
