@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -152,6 +153,14 @@ static camera_state *camera(watch *w, const char *name)
     return c;
 }
 
+/* A seq maad can send: 0 up, and one more after it still counts.  Anything
+ * else (a forged or corrupt message) would overflow the gap arithmetic. */
+static int seq_ok(const json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) >= 0 &&
+           json_integer_value(v) < LLONG_MAX;
+}
+
 /* Checks seq against what the camera's stream promised so far. */
 static void check_seq(watch *w, camera_state *c, long long seq, int verdict)
 {
@@ -185,7 +194,7 @@ static void on_verdict(watch *w, json_t *o, const char *raw, size_t rawlen)
     const char *cam = json_string_value(json_object_get(o, "camera"));
     const char *verdict = json_string_value(json_object_get(o, "verdict"));
     json_t *seqj = json_object_get(o, "seq");
-    if (!cam || !verdict || !json_is_integer(seqj)) {
+    if (!cam || !verdict || !seq_ok(seqj)) {
         note(w, "# malformed verdict: %.*s\n", (int)rawlen, raw);
         return;
     }
@@ -272,9 +281,9 @@ static void on_heartbeat(watch *w, json_t *o, uint64_t now)
     snprintf(vt, sizeof vt, "maad.%s", cam);
     if (strncmp(vt, w->topic, strlen(w->topic)) != 0)
         return;
-    if (json_is_integer(next) && c->seen_verdict)
+    if (seq_ok(next) && c->seen_verdict)
         check_seq(w, c, json_integer_value(next), 0);
-    else if (json_is_integer(next)) {
+    else if (seq_ok(next)) {
         c->seen_verdict = 1;
         c->next_seq = json_integer_value(next);
     }
