@@ -14,10 +14,9 @@
  * (they share the trigger).  That happens at its first verdict and again
  * whenever its maad restarts (seq or frame id goes back) or its ids jump;
  * the camera's next frame must fall on the next step too.  The first camera
- * placed when none is, anchors the steps.  Capture times stay checked
- * against the camera placed first: two steps in a row off by more than the
- * tolerance place the camera again (a trigger missed without a frame id
- * would otherwise shift it for good).
+ * placed when none is, anchors the steps.  (A trigger a camera misses
+ * without using a frame id shifts it until it is placed again: docs/plc.md,
+ * "The line it assumes".)
  *
  * A part is decided when every camera's verdict for it is known: arrived,
  * or missing because the camera has moved past that step, because the
@@ -42,7 +41,6 @@ enum { S_NONE = 0, S_PASS, S_REJECT, S_UNINSPECTED, S_MISSING, S_DOWN };
 typedef struct {
     int64_t step;     /* the step this slot holds; NONE: empty */
     uint64_t t_real;  /* earliest capture time of the step; 0: unknown */
-    uint64_t t_cap[MAA_PLC_MAX_CAMERAS]; /* each camera's capture time; 0: none */
     uint8_t st[MAA_PLC_MAX_CAMERAS];
 } slot;
 
@@ -57,8 +55,6 @@ typedef struct {
 typedef struct {
     const maa_plc_camera_config *cfg;
     bool placed;
-    uint64_t placed_at;     /* order of placement: earlier placed, more trusted */
-    int disagree;           /* steps in a row its capture time disagreed */
     int64_t delta;          /* step = ext + delta */
     uint64_t last_id;       /* last frame id, as sent */
     int64_t last_ext;       /* ... extended through wraps */
@@ -81,7 +77,6 @@ struct plc_tracker {
     cam cams[MAA_PLC_MAX_CAMERAS];
     slot *slots;
     bool started;
-    uint64_t placements;
     int64_t next_part;      /* the next part to decide */
     int64_t top_step;       /* the latest step any placed camera reported; NONE */
     uint64_t top_t;         /* its capture time */
@@ -193,53 +188,6 @@ static void unplace(plc_tracker *t, int k, const char *why)
     c->placed = false;
 }
 
-/* Camera k's capture times disagree with a camera placed before it at the
- * same steps: it was placed on the wrong step (a frame off the trigger, a
- * trigger it missed without a frame id).  Its verdicts not yet used are
- * dropped (their parts then miss them: rejected, never judged on another
- * part's verdict) and it is placed again by capture time. */
-static void misplaced(plc_tracker *t, int k, int ref, uint64_t diff_ns)
-{
-    cam *c = &t->cams[k];
-    char why[160];
-    snprintf(why, sizeof why, "its capture times are %.1f ms off camera %s's at the same steps",
-             (double)diff_ns / 1e6, t->cams[ref].cfg->name);
-    unplace(t, k, why);
-    if (c->last_step != NONE)
-        for (int64_t step = t->next_part + c->cfg->offset; step <= c->last_step; step++) {
-            slot *s = find(t, step);
-            if (s)
-                s->st[k] = S_NONE, s->t_cap[k] = 0;
-        }
-    c->last_step = NONE;
-    c->disagree = 0;
-}
-
-/* After camera k's capture time at slot s is stored: each camera is checked
- * against the most trusted one there (placed first), when the later of the
- * two arrives.  Two steps in a row beyond the tolerance are a misplacement,
- * one alone may be jitter. */
-static void cross_check(plc_tracker *t, slot *s, int k)
-{
-    int ref = -1;
-    for (int j = 0; j < t->ncams; j++)
-        if (s->t_cap[j] && t->cams[j].placed &&
-            (ref < 0 || t->cams[j].placed_at < t->cams[ref].placed_at))
-            ref = j;
-    if (ref < 0)
-        return;
-    for (int i = 0; i < t->ncams; i++) {
-        if (i == ref || !s->t_cap[i] || (ref != k && i != k))
-            continue;
-        uint64_t a = s->t_cap[i], b = s->t_cap[ref], d = a > b ? a - b : b - a;
-        cam *c = &t->cams[i];
-        if (d <= t->tolerance_ns)
-            c->disagree = 0;
-        else if (++c->disagree >= 2)
-            misplaced(t, i, ref, d);
-    }
-}
-
 static bool any_placed(const plc_tracker *t)
 {
     for (int k = 0; k < t->ncams; k++)
@@ -282,8 +230,6 @@ static void store(plc_tracker *t, int k, const plc_msg *m, int64_t step, uint64_
         t->top_step = step;
         t->top_t = s->t_real;
     }
-    s->t_cap[k] = m->t_capture_ns;
-    cross_check(t, s, k);
 }
 
 /* A verdict with a frame id from a placed camera. */
@@ -378,8 +324,6 @@ static void try_place(plc_tracker *t, int k, uint64_t now_real, uint64_t now_mon
         return;
     const plc_msg *a = &c->held[at].m;
     c->placed = true;
-    c->placed_at = ++t->placements;
-    c->disagree = 0;
     c->last_id = a->frame_id;
     c->last_ext = 0;
     c->delta = step;
@@ -489,15 +433,8 @@ static int resolve(plc_tracker *t, int k, int64_t p, uint64_t now_real, bool for
     cam *c = &t->cams[k];
     int64_t step = p + c->cfg->offset;
     slot *s = find(t, step);
-    if (s && s->st[k] != S_NONE) {
-        if (!c->disagree)
-            return s->st[k];
-        /* One step of the camera disagrees in time with the others: its
-         * verdicts wait for the next step to clear or confirm the doubt
-         * (or for the deadline). */
-        return force || (s->t_real && now_real > s->t_real + t->deadline_ns) ? S_MISSING
-                                                                              : S_NONE;
-    }
+    if (s && s->st[k] != S_NONE)
+        return s->st[k];
     if (c->placed && c->last_step > step)
         return S_MISSING; /* ids run in order: that frame was lost */
     /* A silent maad or a failing camera sends nothing more for this step:

@@ -344,42 +344,6 @@ static void test_first_frame_off_the_trigger(void)
           (unsigned long long)st.resyncs);
 }
 
-/* Camera 2 misses the trigger of step 20 and makes no frame (no id): by ids
- * its later frames would land a step early.  Their capture times disagree
- * with camera 0's, so it is placed again; the parts between are rejected
- * as missing, and no part is ever judged on another part's verdict. */
-static void test_missed_trigger(void)
-{
-    setup(300);
-    ngot = 0;
-    for (int s = 2; s < 80; s++) {
-        verdict(0, s, MAAD_PASS, 0);
-        verdict(1, s, MAAD_PASS, 0);
-        if (s != 20)
-            verdict(2, s, s % 3 == 2 ? MAAD_REJECT : MAAD_PASS, 0); /* parts 3n */
-        plc_tracker_tick(tr, now_real, now_mono);
-    }
-    take();
-    CHECK(in_order() && ngot == 78, "%d results", ngot);
-    int judged_wrong = 0, missing = 0;
-    for (int i = 0; i < ngot; i++) {
-        if (got[i].missing & 4) {
-            missing++;
-            continue;
-        }
-        /* Camera 2's verdict was used: it must be this part's. */
-        judged_wrong += ((got[i].rejected & 4) != 0) != (got[i].part % 3 == 0);
-    }
-    CHECK(judged_wrong == 0, "%d parts judged on another part's verdict of camera 2",
-          judged_wrong);
-    CHECK(missing >= 1 && missing <= 6, "%d parts missing camera 2", missing);
-    const plc_result *r = part(70);
-    CHECK(r && !r->missing && r->reject == (70 % 3 == 0), "part 70 after the new placement");
-    plc_tracker_stats st;
-    plc_tracker_get_stats(tr, &st);
-    CHECK(st.resyncs == 4, "%llu placements", (unsigned long long)st.resyncs);
-}
-
 static void test_flush(void)
 {
     setup(60000);
@@ -470,7 +434,6 @@ int main(void)
     RUN(test_camera_error);
     RUN(test_camera_on_another_trigger);
     RUN(test_first_frame_off_the_trigger);
-    RUN(test_missed_trigger);
     RUN(test_flush);
     RUN(test_messages);
     plc_tracker_free(tr);
