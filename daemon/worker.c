@@ -417,6 +417,9 @@ static void take_model(maad_worker *w)
     w->m = w->model_next;
     w->model_next = old;
     w->cal = w->model_cal;
+    /* The new engine starts with a clean record: the old one's failures
+     * must not count towards stopping maad on the new one. */
+    w->failed_run = 0;
     /* A calibration still pending was made for the model just replaced. */
     atomic_store_explicit(&w->cal_pending, 0, memory_order_relaxed);
     w->model_seq = ps.seq_next;
@@ -705,8 +708,10 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     /* A demosaiced Bayer frame takes three times its slot. */
     w->scratch_bytes = 3 * maad_ring_slot_bytes(o->ring);
     w->scratch = malloc(w->scratch_bytes);
-    if (model_make(&w->m, &o->model, o->batch_max) != MAA_OK || !w->img || !w->res ||
-        !w->batch || !w->scratch) {
+    int made = model_make(&w->m, &o->model, o->batch_max);
+    /* w->m is the model from here on; the caller's may be freed by a swap. */
+    memset(&w->o.model, 0, sizeof w->o.model);
+    if (made != MAA_OK || !w->img || !w->res || !w->batch || !w->scratch) {
         maad_worker_free(w);
         snprintf(err, err ? errlen : 0, "worker: out of memory for a batch of %d",
                  o->batch_max);

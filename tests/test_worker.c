@@ -824,6 +824,45 @@ static void test_model_swap(void)
     rig_down(&r, &st);
 }
 
+/* A new model starts with a clean record: two failed batches of the old
+ * engine and one of the new do not make three in a row (on_failing would
+ * stop maad on a model that failed once).  Both engines are built for one
+ * frame and fail each batch of two. */
+static void test_model_swap_resets_failures(void)
+{
+    rig r;
+    maad_worker_stats st;
+    if (rig_up_engine(&r, 2, 60000, 0, 64, 1e30, 1, NULL, NULL, 0))
+        return;
+    maa_engine_opts eo = {.backend = MAA_BACKEND_REF, .max_batch = 1, .threads = 1};
+    maa_inspector *in = NULL;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maa_inspector_create(model2, &eo, &in, err, sizeof err) == MAA_OK, "%s", err);
+    if (!in) {
+        rig_down(&r, &st);
+        return;
+    }
+    atomic_store(&failing_calls, 0);
+    for (int id = 1; id <= 4; id++)
+        frame(&r, (uint64_t)id);
+    msg m;
+    int got = 0;
+    while (got < 4 && next_verdict(&r, &m))
+        got++;
+    CHECK(got == 4, "%d verdicts of the old engine's 4", got);
+    swap_to_model2(&r, in);
+    frame(&r, 5);
+    frame(&r, 6);
+    rig_stop(&r, &st);
+    while (got < 6 && next_verdict(&r, &m))
+        got++;
+    CHECK(got == 6 && st.engine_errors == 6, "%d verdicts, %llu engine errors", got,
+          (unsigned long long)st.engine_errors);
+    CHECK(atomic_load(&failing_calls) == 0, "on_failing after %d failures in a row",
+          atomic_load(&failing_batches));
+    rig_down(&r, &st);
+}
+
 static atomic_int in_engine, handing_over;
 
 /* test_model_swap_in_engine's test_in_engine: the first batch stays in the
@@ -1039,6 +1078,7 @@ int main(void)
     RUN(test_calibration_in_engine);
     RUN(test_model_swap);
     RUN(test_model_swap_in_engine);
+    RUN(test_model_swap_resets_failures);
     RUN(test_unencodable_reason);
     RUN(test_long_reason);
     RUN(test_stats_line);
