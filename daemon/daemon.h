@@ -233,6 +233,9 @@ typedef struct {
 /* "debug", "info", "notice", "warning" (also "err"). */
 int maad_log_level_parse(const char *name, maad_log_level *out);
 const char *maad_log_level_name(maad_log_level l);
+/* The level of the configuration's log.level (a maad_cfg_log_level, from
+ * config/config.h: debug, info, notice, warning). */
+maad_log_level maad_log_level_of(int cfg_level);
 /* Picks the journal or stderr from the environment (see above). */
 void maad_log_init(maad_logger *lg, const char *camera, maad_log_level level);
 void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)

@@ -39,6 +39,14 @@ int maad_log_level_parse(const char *name, maad_log_level *out)
     return MAA_ERR;
 }
 
+maad_log_level maad_log_level_of(int cfg_level)
+{
+    /* The configuration's names are the syslog levels from debug up. */
+    static const maad_log_level of[] = {MAAD_LOG_DEBUG, MAAD_LOG_INFO, MAAD_LOG_NOTICE,
+                                        MAAD_LOG_WARNING};
+    return cfg_level >= 0 && cfg_level < 4 ? of[cfg_level] : MAAD_LOG_WARNING;
+}
+
 const char *maad_log_level_name(maad_log_level l)
 {
     return l >= MAAD_LOG_ERR && l <= MAAD_LOG_DEBUG ? level_names[l] : "?";
@@ -124,14 +132,20 @@ static void emit(const maad_logger *lg, maad_log_level l, const char *msg,
             (int)getpid(), maad_log_level_name(l), msg);
 }
 
-void maad_vlog(const maad_logger *lg, maad_log_level l, const char *fmt,
-               va_list ap)
+static void vlog_fields(const maad_logger *lg, maad_log_level l, const char *const *fields,
+                        int nfields, const char *fmt, va_list ap)
 {
     if (l > lg->level)
         return;
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    emit(lg, l, msg, NULL, 0);
+    emit(lg, l, msg, fields, nfields);
+}
+
+void maad_vlog(const maad_logger *lg, maad_log_level l, const char *fmt,
+               va_list ap)
+{
+    vlog_fields(lg, l, NULL, 0, fmt, ap);
 }
 
 void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)
@@ -145,14 +159,10 @@ void maad_log(const maad_logger *lg, maad_log_level l, const char *fmt, ...)
 void maad_log_fields(const maad_logger *lg, maad_log_level l, const char *const *fields,
                      int nfields, const char *fmt, ...)
 {
-    if (l > lg->level)
-        return;
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vlog_fields(lg, l, fields, nfields, fmt, ap);
     va_end(ap);
-    emit(lg, l, msg, fields, nfields);
 }
 
 void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v)

@@ -61,17 +61,6 @@ static void usage(FILE *f)
             "See docs/operations.md and docs/config.md.\n");
 }
 
-static maad_log_level log_level(maad_cfg_log_level l)
-{
-    switch (l) {
-    case MAAD_CFG_LOG_DEBUG: return MAAD_LOG_DEBUG;
-    case MAAD_CFG_LOG_INFO: return MAAD_LOG_INFO;
-    case MAAD_CFG_LOG_NOTICE: return MAAD_LOG_NOTICE;
-    case MAAD_CFG_LOG_WARNING: break;
-    }
-    return MAAD_LOG_WARNING;
-}
-
 static maad_mask_format mask_format(maad_cfg_mask_format f)
 {
     switch (f) {
@@ -555,7 +544,7 @@ static int run(maad *d)
         maa_model_free(d->model);
         return 1;
     }
-    maad_log_init(&d->log, d->cfg.camera.name, log_level(d->cfg.log.level));
+    maad_log_init(&d->log, d->cfg.camera.name, maad_log_level_of(d->cfg.log.level));
 
     /* Every thread started from here on inherits the mask, so the signals
      * reach only sigwaitinfo below (or pass_signal, on threads started

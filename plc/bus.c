@@ -55,6 +55,10 @@
 /* The same complaint (unreachable, an exception) is repeated at most this
  * often while it lasts: an unplugged PLC must not flood the journal. */
 #define COMPLAIN_REPEAT_NS (10000 * MS)
+/* maa-plc's loop tells the bus the health at least every 100 ms; silent
+ * for this long, it has hung: the health word stops and the healthy coil
+ * drops, so that the PLC sees a blind inspection, not a counting one. */
+#define LOOP_SILENT_NS (1000 * MS)
 /* Latency histogram: 10 us buckets up to 1 s; quantiles beyond it read as
  * the maximum. */
 #define HIST_BUCKET_NS ((uint64_t)10000)
@@ -104,6 +108,8 @@ struct plc_bus {
     size_t qcap, qhead, qlen;
     bool inflight;                 /* the thread holds a result not yet acknowledged */
     bool healthy;                  /* what the healthy coil should read */
+    uint64_t alive_at;             /* last plc_bus_set_healthy call (mono) */
+    bool silent_logged;            /* the loop's silence was logged */
     bool stopping;
     uint64_t drain_until;          /* mono */
     uint64_t written, late, reconnects;
@@ -384,8 +390,9 @@ static void write_mailbox(plc_bus *b)
     int rc = modbus_write_registers(b->mb, R, 6, regs);
     int e = errno;
     uint64_t t = maad_mono_ns();
-    char what[64];
-    snprintf(what, sizeof what, "writing the mailbox (registers %d..%d)", R, R + 5);
+    char what[64] = ""; /* named only when something went wrong */
+    if (rc != 6)
+        snprintf(what, sizeof what, "writing the mailbox (registers %d..%d)", R, R + 5);
     if (rc == 6) {
         if (!b->pend_timed)
             record_latency(b, r, t);
@@ -451,13 +458,32 @@ static void poll_ack(plc_bus *b, uint64_t now)
 
 /* ---- health -------------------------------------------------------------- */
 
+/* Whether maa-plc's loop has gone silent (LOOP_SILENT_NS).  Under mu. */
+static bool loop_silent(const plc_bus *b, uint64_t now)
+{
+    return now > b->alive_at && now - b->alive_at > LOOP_SILENT_NS;
+}
+
+/* What the healthy coil should read now.  Under mu. */
+static bool coil_wanted(const plc_bus *b, uint64_t now)
+{
+    return b->healthy && !loop_silent(b, now);
+}
+
 static void write_health(plc_bus *b, uint64_t now)
 {
     const int R = b->cfg.plc.mailbox_register;
     pthread_mutex_lock(&b->mu);
     uint64_t queued = b->qlen + (b->inflight ? 1 : 0), late = b->late;
+    bool silent = loop_silent(b, now);
     pthread_mutex_unlock(&b->mu);
-    uint16_t regs[3] = {(uint16_t)(b->health + 1), (uint16_t)min_u64(queued, UINT16_MAX),
+    if (silent && !b->silent_logged)
+        maad_log(&b->log, MAAD_LOG_ERR, "the decision loop has been silent for over %d ms: "
+                 "health word held, healthy coil cleared", (int)(LOOP_SILENT_NS / MS));
+    else if (!silent && b->silent_logged)
+        maad_log(&b->log, MAAD_LOG_NOTICE, "the decision loop is back: health word counting");
+    b->silent_logged = silent;
+    uint16_t regs[3] = {(uint16_t)(b->health + !silent), (uint16_t)min_u64(queued, UINT16_MAX),
                         (uint16_t)late};
     uint64_t period = (uint64_t)b->cfg.plc.health_period_ms * MS;
     /* A late wake-up does not make up for lost periods with a burst. */
@@ -651,8 +677,10 @@ static uint64_t next_wake(const plc_bus *b, uint64_t now, uint64_t real)
     if (!b->up)
         return min_u64(wake, b->next_connect);
     wake = min_u64(wake, b->next_health);
-    if (b->healthy_coil != (int)b->healthy)
+    if (b->healthy_coil != (int)coil_wanted(b, now))
         wake = min_u64(wake, b->healthy_retry_at);
+    else if (b->healthy && !loop_silent(b, now))
+        wake = min_u64(wake, b->alive_at + LOOP_SILENT_NS + 1);
     if (b->waiting_ack)
         wake = min_u64(wake, b->next_poll);
     else if (b->have_pending || b->qlen)
@@ -683,7 +711,7 @@ static void step(plc_bus *b, uint64_t now)
     if (pulses_on(b) && step_pulse(b, now))
         return;
     pthread_mutex_lock(&b->mu);
-    bool want = b->healthy;
+    bool want = coil_wanted(b, now);
     bool queued = b->qlen > 0;
     pthread_mutex_unlock(&b->mu);
     if (b->healthy_coil != (int)want && now >= b->healthy_retry_at)
@@ -762,6 +790,7 @@ int plc_bus_start(const maa_plc_config *c, const maad_logger *lg, plc_bus **out,
     pthread_cond_init(&b->cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&b->mu, NULL);
+    b->alive_at = maad_mono_ns();
     b->q = calloc(b->qcap, sizeof *b->q);
     b->hist = calloc(HIST_BUCKETS, sizeof *b->hist);
     b->pcap = pulses_on(b) ? b->qcap : 0;
@@ -835,7 +864,9 @@ void plc_bus_push(plc_bus *b, const plc_result *r)
 void plc_bus_set_healthy(plc_bus *b, bool healthy)
 {
     pthread_mutex_lock(&b->mu);
-    if (b->healthy != healthy) {
+    bool was_silent = loop_silent(b, maad_mono_ns());
+    b->alive_at = maad_mono_ns();
+    if (b->healthy != healthy || was_silent) {
         b->healthy = healthy;
         pthread_cond_signal(&b->cv);
     }

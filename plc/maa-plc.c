@@ -53,23 +53,11 @@ static void usage(FILE *f)
             "See docs/plc.md.\n");
 }
 
-static maad_log_level log_level(maad_cfg_log_level l)
-{
-    switch (l) {
-    case MAAD_CFG_LOG_DEBUG: return MAAD_LOG_DEBUG;
-    case MAAD_CFG_LOG_INFO: return MAAD_LOG_INFO;
-    case MAAD_CFG_LOG_NOTICE: return MAAD_LOG_NOTICE;
-    case MAAD_CFG_LOG_WARNING: return MAAD_LOG_WARNING;
-    }
-    return MAAD_LOG_INFO;
-}
-
 typedef struct {
     uint64_t refused;       /* messages refused, since start */
     uint64_t suppressed;    /* ... of them not logged since the last one logged */
     uint64_t last_refused_log;
     char last_refused[256]; /* the reason last logged */
-    uint64_t other;         /* messages of another camera on this socket */
 } cam_input;
 
 typedef struct {
@@ -93,7 +81,7 @@ static void camera_names(const bridge *b, uint16_t mask, char *buf, size_t n)
                                      b->cfg.cameras[k].name);
 }
 
-/* "reject: groove; missing: hook (down)" */
+/* "reject: groove; missing, camera down: hook" */
 static void describe(const bridge *b, const plc_result *r, char *buf, size_t n)
 {
     const struct {
@@ -117,6 +105,9 @@ static void describe(const bridge *b, const plc_result *r, char *buf, size_t n)
 
 static void log_result(const bridge *b, const plc_result *r)
 {
+    /* A pass per part is debug but in a dry run: most runs format nothing. */
+    if (!r->reject && !b->cfg.plc.dry_run && b->log.level < MAAD_LOG_DEBUG)
+        return;
     char why[512], names[256], f_part[32], f_dec[32], f_reasons[32], f_cams[300];
     describe(b, r, why, sizeof why);
     camera_names(b, r->cameras, names, sizeof names);
@@ -191,7 +182,7 @@ static void read_camera(bridge *b, int k)
                                  sizeof err) != MAA_OK) {
             refused(b, k, err, now_mono);
         } else if (strcmp(m.camera, b->cfg.cameras[k].name) != 0) {
-            b->in[k].other++; /* a camera whose name our topic is a prefix of */
+            /* a camera whose name our topic is a prefix of: not ours */
         } else {
             plc_tracker_message(b->tracker, k, &m, now_real, now_mono);
         }
@@ -353,7 +344,7 @@ int main(int argc, char **argv)
         printf("maa-plc: %s: configuration good\n", check);
         return 0;
     }
-    maad_log_init(&b.log, NULL, log_level(b.cfg.log.level));
+    maad_log_init(&b.log, NULL, maad_log_level_of(b.cfg.log.level));
     b.log.program = "maa-plc";
 
     struct sigaction sa = {.sa_handler = on_signal};

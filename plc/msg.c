@@ -149,13 +149,11 @@ int plc_msg_parse(const char *topic, size_t topic_len, const char *json, size_t 
         get_string(o, what, "verdict", &verdict, err, errlen) != MAA_OK ||
         get_string(o, what, "reason", &reason, err, errlen) != MAA_OK)
         goto done;
-    if (strcmp(verdict, "pass") == 0)
-        out->verdict = MAAD_PASS;
-    else if (strcmp(verdict, "reject") == 0)
-        out->verdict = MAAD_REJECT;
-    else if (strcmp(verdict, "uninspected") == 0)
-        out->verdict = MAAD_UNINSPECTED;
-    else {
+    int v_known = 0;
+    for (maad_outcome o = MAAD_PASS; o <= MAAD_UNINSPECTED && !v_known; o++)
+        if (strcmp(verdict, maad_outcome_name(o)) == 0)
+            out->verdict = o, v_known = 1;
+    if (!v_known) {
         refuse(err, errlen, "verdict seq %llu: verdict '%.32s' is not pass, reject or "
                "uninspected", (unsigned long long)out->seq, verdict);
         goto done;

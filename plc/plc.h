@@ -71,7 +71,6 @@ typedef struct plc_tracker plc_tracker;
 
 typedef struct {
     uint64_t parts, passed, rejected;
-    uint64_t verdicts, heartbeats;
     uint64_t missing;        /* (part, camera) pairs decided missing */
     uint64_t unmatched;      /* verdicts that could not be placed on the line */
     uint64_t too_late;       /* verdicts for a part already decided */

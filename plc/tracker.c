@@ -76,7 +76,6 @@ struct plc_tracker {
     uint64_t deadline_ns, tolerance_ns, heartbeat_ns;
     cam cams[MAA_PLC_MAX_CAMERAS];
     slot *slots;
-    bool started;
     int64_t next_part;      /* the next part to decide */
     int64_t top_step;       /* the latest step any placed camera reported; NONE */
     uint64_t top_t;         /* its capture time */
@@ -152,8 +151,7 @@ static slot *find(plc_tracker *t, int64_t step)
     return s->step == step ? s : NULL;
 }
 
-static void decide_ready(plc_tracker *t, uint64_t now_real, uint64_t now_mono, uint64_t t_in,
-                         bool force);
+static void decide_ready(plc_tracker *t, uint64_t now_real, uint64_t t_in, bool force);
 
 /* The slot for step, claimed if need be.  A slot still holding an older
  * step some undecided part needs is freed by deciding those parts now, as
@@ -169,7 +167,7 @@ static slot *claim(plc_tracker *t, int64_t step, uint64_t now_real, uint64_t now
                  ": deciding parts up to it without the verdicts still missing",
                  step, s->step);
         while (s->step != NONE && s->step >= t->next_part && t->out_n < OUT)
-            decide_ready(t, now_real, now_mono, now_mono, true);
+            decide_ready(t, now_real, now_mono, true);
         if (s->step != NONE && s->step >= t->next_part)
             return NULL; /* results not taken: the caller stopped draining */
     }
@@ -202,10 +200,8 @@ static void store(plc_tracker *t, int k, const plc_msg *m, int64_t step, uint64_
     cam *c = &t->cams[k];
     if (step > c->last_step)
         c->last_step = step;
-    if (!t->started) {
-        t->started = true;
+    if (t->top_step == NONE) /* the first step of all: parts count from here */
         t->next_part = step - t->max_offset;
-    }
     if (step - c->cfg->offset < t->next_part) {
         /* Once per run of them: a maad catching up sends many. */
         t->st.too_late++;
@@ -382,9 +378,16 @@ static void expire_held(plc_tracker *t, int k, uint64_t now_mono)
 
 enum { UP = 0, DOWN_SILENT, DOWN_CAMERA, DOWN_UNPLACED };
 
+/* When camera c was last heard from (the bridge's start, before its first
+ * message). */
+static uint64_t last_heard(const plc_tracker *t, const cam *c)
+{
+    return c->ever ? c->last_msg_mono : t->start_mono;
+}
+
 static int down_reason(const plc_tracker *t, const cam *c, uint64_t now_mono)
 {
-    uint64_t since = c->ever ? c->last_msg_mono : t->start_mono;
+    uint64_t since = last_heard(t, c);
     if (now_mono > since && now_mono - since > t->heartbeat_ns)
         return DOWN_SILENT;
     if (c->camera_error)
@@ -399,7 +402,7 @@ static void update_health(plc_tracker *t, uint64_t now_mono)
         int why = down_reason(t, c, now_mono);
         if (why == c->down)
             continue;
-        uint64_t since = c->ever ? c->last_msg_mono : t->start_mono;
+        uint64_t since = last_heard(t, c);
         if (why == DOWN_SILENT)
             maad_log(t->lg, MAAD_LOG_WARNING, "camera %s: down: no message for %" PRIu64
                      " ms%s (maad stopped, or the network to it is down)", c->cfg->name,
@@ -449,10 +452,9 @@ static int resolve(plc_tracker *t, int k, int64_t p, uint64_t now_real, bool for
     return force ? S_MISSING : S_NONE;
 }
 
-static void decide_ready(plc_tracker *t, uint64_t now_real, uint64_t now_mono, uint64_t t_in,
-                         bool force)
+static void decide_ready(plc_tracker *t, uint64_t now_real, uint64_t t_in, bool force)
 {
-    while (t->started && t->out_n < OUT) {
+    while (t->top_step != NONE && t->out_n < OUT) {
         int64_t p = t->next_part;
         int st[MAA_PLC_MAX_CAMERAS];
         for (int k = 0; k < t->ncams; k++)
@@ -485,7 +487,6 @@ static void decide_ready(plc_tracker *t, uint64_t now_real, uint64_t now_mono, u
         t->out[(t->out_head + t->out_n++) % OUT] = r;
         t->next_part++;
         force = false;
-        (void)now_mono;
     }
 }
 
@@ -498,14 +499,12 @@ void plc_tracker_message(plc_tracker *t, int k, const plc_msg *m, uint64_t now_r
     c->ever = true;
     c->last_msg_mono = now_mono;
     if (m->kind == PLC_MSG_HEARTBEAT) {
-        t->st.heartbeats++;
         /* seq_next below what came: maad restarted before its first verdict. */
         if (c->have_seq && m->seq <= c->last_seq) {
             unplace(t, k, "its maad restarted (seq went back)");
             c->have_seq = false;
         }
     } else {
-        t->st.verdicts++;
         if (c->have_seq && m->seq <= c->last_seq)
             unplace(t, k, "its maad restarted (seq went back)");
         c->have_seq = true;
@@ -524,19 +523,18 @@ void plc_tracker_message(plc_tracker *t, int k, const plc_msg *m, uint64_t now_r
                 else if (d > MAX_JUMP)
                     unplace(t, k, "its frame ids jumped ahead");
             }
-            if (c->placed) {
+            if (c->placed)
                 place_verdict(t, k, m, now_real, now_mono);
-            } else {
+            else
                 hold(t, k, m, now_mono);
-                try_place(t, k, now_real, now_mono);
-            }
         }
     }
-    /* A camera placed now may place others held against its steps. */
+    /* This camera's held verdicts, and others' held against steps that may
+     * have come now. */
     for (int j = 0; j < t->ncams; j++)
         try_place(t, j, now_real, now_mono);
     update_health(t, now_mono);
-    decide_ready(t, now_real, now_mono, now_mono, false);
+    decide_ready(t, now_real, now_mono, false);
 }
 
 void plc_tracker_tick(plc_tracker *t, uint64_t now_real, uint64_t now_mono)
@@ -544,14 +542,14 @@ void plc_tracker_tick(plc_tracker *t, uint64_t now_real, uint64_t now_mono)
     for (int k = 0; k < t->ncams; k++)
         expire_held(t, k, now_mono);
     update_health(t, now_mono);
-    decide_ready(t, now_real, now_mono, now_mono, false);
+    decide_ready(t, now_real, now_mono, false);
 }
 
 bool plc_tracker_flush(plc_tracker *t, uint64_t now_real, uint64_t now_mono)
 {
-    while (t->started && t->top_step != NONE && t->next_part <= t->top_step &&
+    while (t->top_step != NONE && t->next_part <= t->top_step &&
            t->out_n < OUT)
-        decide_ready(t, now_real, now_mono, now_mono, true);
+        decide_ready(t, now_real, now_mono, true);
     return t->out_n > 0;
 }
 
@@ -572,13 +570,13 @@ uint64_t plc_tracker_wakeup(const plc_tracker *t, uint64_t now_real, uint64_t no
     uint64_t w = now_mono + 100000000u;
     for (int k = 0; k < t->ncams; k++) {
         const cam *c = &t->cams[k];
-        uint64_t since = c->ever ? c->last_msg_mono : t->start_mono;
+        uint64_t since = last_heard(t, c);
         if (c->down == UP && since + t->heartbeat_ns < w)
             w = since + t->heartbeat_ns;
         if (c->nheld && c->held[0].mono + t->deadline_ns < w)
             w = c->held[0].mono + t->deadline_ns;
     }
-    if (t->started && t->top_step != NONE && t->top_step >= t->next_part) {
+    if (t->top_step != NONE && t->top_step >= t->next_part) {
         const slot *s = &t->slots[(uint64_t)t->next_part % STEPS];
         uint64_t t_ref = s->step == t->next_part && s->t_real ? s->t_real : t->top_t;
         if (t_ref) {

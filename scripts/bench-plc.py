@@ -49,7 +49,7 @@ def verdict_json(cam, seq, frame_id, t_ns, verdict):
         "mask": {"format": "none", "width": 0, "height": 0}}, separators=(",", ":"))
 
 
-def feed(endpoints, parts, rate, ready):
+def feed(endpoints, parts, rate):
     """The three maad publishers: heartbeats for 2 s (subscribers join),
     then one verdict per camera per step; every 7th part rejected by
     camera 1.  Returns when the last step is sent."""
@@ -73,7 +73,6 @@ def feed(endpoints, parts, rate, ready):
     while time.monotonic() < t_end:
         heartbeats()
         time.sleep(0.2)
-    ready.set()
     period = 1.0 / rate
     steps = parts + max(o for _, o in CAMERAS)
     t0 = time.monotonic()
@@ -103,8 +102,8 @@ def feed(endpoints, parts, rate, ready):
 
 def start_plc(kind, port, out):
     """The PLC: libmodbus's server (build/tests/helper_modbus_plc, answers
-    in microseconds) or pymodbus's (scripts/plc-sim.py, about a
-    millisecond, as slow as a busy PLC)."""
+    in microseconds) or pymodbus's (scripts/plc-sim.py, a
+    quarter of a millisecond and a longer tail, more like a busy PLC)."""
     os.makedirs(out, exist_ok=True)
     if kind == "libmodbus":
         cmd = [os.path.join(ROOT, "build/tests/helper_modbus_plc"), str(port), str(MAILBOX),
@@ -144,8 +143,7 @@ def run_maa_plc(tmp, endpoints, port, args):
     log = open(os.path.join(tmp, "maa-plc.log"), "w+")
     p = subprocess.Popen([os.path.join(ROOT, "build/maa-plc"), "--config", cfg],
                          stdout=log, stderr=subprocess.STDOUT)
-    ready = threading.Event()
-    feed(endpoints, args.parts, args.rate, ready)
+    feed(endpoints, args.parts, args.rate)
     time.sleep(1)
     stop(p)
     log.seek(0)
@@ -156,7 +154,7 @@ def run_maa_plc(tmp, endpoints, port, args):
     return [float(x) for x in m.groups()], text
 
 
-def competitor(endpoints, port, parts, ready, result):
+def competitor(endpoints, port, parts, result):
     """What a line would write itself: one loop, pyzmq and pymodbus's
     synchronous client, steps from frame ids counted from each camera's
     first frame, the same handshake as maa-plc."""
@@ -252,13 +250,12 @@ def main():
             out = os.path.join(tmp, kind + "-py")
             plc = start_plc(kind, args.port, out)
             lat = []
-            ready = threading.Event()
             th = threading.Thread(target=competitor,
-                                  args=(eps, args.port, args.parts, ready, lat))
+                                  args=(eps, args.port, args.parts, lat))
             try:
                 th.start()
                 time.sleep(0.5)
-                feed(eps, args.parts, args.rate, ready)
+                feed(eps, args.parts, args.rate)
                 th.join()
             finally:
                 stop(plc)

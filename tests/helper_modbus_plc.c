@@ -3,8 +3,8 @@
  * docs/plc.md (a new counter in R+0 is taken at once: its part number and
  * decision appended to OUT as a JSON line, R+0 copied to R+6).  One client
  * at a time, as maa-plc connects; a new one after it leaves.  Python's
- * pymodbus (scripts/plc-sim.py) answers in about a millisecond with a
- * longer tail; this one in microseconds, so the benchmark times the
+ * pymodbus (scripts/plc-sim.py) answers in a quarter of a millisecond
+ * with a longer tail; this one in microseconds, so the benchmark times the
  * bridge rather than the simulator.
  *
  *   helper_modbus_plc PORT MAILBOX OUT    prints "listening on 127.0.0.1:PORT" */

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config/config.h"
 #include "daemon/daemon.h"
 #include "tests/check.h"
 
@@ -43,6 +44,10 @@ static void test_levels(void)
     CHECK(maad_log_level_parse("err", &l) == MAA_OK && l == MAAD_LOG_ERR);
     CHECK(maad_log_level_parse("verbose", &l) == MAA_ERR);
     CHECK(strcmp(maad_log_level_name(MAAD_LOG_NOTICE), "notice") == 0);
+    /* The configuration's log.level, by the name both sides give it. */
+    for (int c = MAAD_CFG_LOG_DEBUG; c <= MAAD_CFG_LOG_WARNING; c++)
+        CHECK(strcmp(maad_log_level_name(maad_log_level_of(c)),
+                     maad_config_enum_name("log.level", c)) == 0, "log.level %d", c);
 }
 
 static void some_records(const maad_logger *lg)

@@ -751,6 +751,31 @@ static void test_healthy_coil(void)
     plc_free(f);
 }
 
+/* maa-plc's loop gone silent (no plc_bus_set_healthy for over a second):
+ * the health word stops and the healthy coil drops, although the bus thread
+ * itself runs on; the loop's next call brings both back. */
+static void test_silent_loop(void)
+{
+    fake_plc *f = plc_new(0);
+    maa_plc_config c;
+    config(&c, f->port);
+    c.plc.health_period_ms = 20;
+    size_t mark = log_mark();
+    plc_bus *b = start(&c);
+    plc_bus_set_healthy(b, true);
+    CHECK(EVENTUALLY(plc_coil(f, HEALTHY_COIL) == 1, WAIT_MS));
+    CHECK(EVENTUALLY(plc_coil(f, HEALTHY_COIL) == 0, WAIT_MS), "coil still set, loop silent");
+    CHECK(log_count(mark, "the decision loop has been silent") == 1);
+    uint16_t held = plc_reg(f, R + 7);
+    usleep(200000);
+    CHECK(plc_reg(f, R + 7) == held, "the health word counted on: %u, then %u", held,
+          plc_reg(f, R + 7));
+    plc_bus_set_healthy(b, true);
+    CHECK(EVENTUALLY(plc_coil(f, HEALTHY_COIL) == 1 && plc_reg(f, R + 7) != held, WAIT_MS));
+    plc_bus_free(b);
+    plc_free(f);
+}
+
 /* An exception reply to the mailbox write is logged, naming the PLC and the
  * operation, and the write retried. */
 static void test_exception_retried(void)
@@ -951,6 +976,7 @@ int main(void)
     RUN_LOGGED(test_late_ms);
     RUN_LOGGED(test_health_word);
     RUN_LOGGED(test_healthy_coil);
+    RUN_LOGGED(test_silent_loop);
     RUN_LOGGED(test_exception_retried);
     RUN_LOGGED(test_ack_timeout);
     RUN_LOGGED(test_reject_pulse);
