@@ -847,12 +847,13 @@ int cam_start(cam_source *s, char *err, size_t errlen)
         /* The software trigger too: its jitter is the line's frame jitter. */
         struct sched_param sp = {.sched_priority = s->cfg.realtime_priority};
         e = pthread_setschedparam(s->thread, SCHED_FIFO, &sp);
-        if (!e && s->triggering)
-            e = pthread_setschedparam(s->trigger_thread, SCHED_FIFO, &sp);
-        if (e) {
+        int te = e || !s->triggering ? 0 : pthread_setschedparam(s->trigger_thread, SCHED_FIFO,
+                                                                  &sp);
+        if (e || te) {
             seterr(err, errlen, "camera: realtime priority %d (SCHED_FIFO) refused: %s; "
-                   "capturing%s at normal priority", s->cfg.realtime_priority, strerror(e),
-                   s->triggering ? " and triggering" : "");
+                   "%s at normal priority", s->cfg.realtime_priority, strerror(e ? e : te),
+                   e ? (s->triggering ? "capturing and triggering" : "capturing")
+                     : "triggering");
             return CAM_WARN;
         }
     }

@@ -47,10 +47,12 @@ typedef enum { CAM_TRIGGER_FREE = 0, CAM_TRIGGER_SOFTWARE, CAM_TRIGGER_HARDWARE 
 int cam_source_parse(const char *name, cam_source_kind *out);
 int cam_trigger_parse(const char *name, cam_trigger_mode *out);
 
-/* The defaults that maad's configuration shares with this module: the
- * camera.* and replay.* keys of config/config.c take theirs from here, so
+/* The defaults that maad's configuration shares with this module and that
+ * are numbers or names of this module's own (the rest, like "source:
+ * aravis" or "gain_db: -1", are written out in both): config/config.c
+ * takes these from here.  tests/test_config checks every shared field, so
  * the daemon and a caller of cam_config_defaults start from the same
- * settings (tests/test_config checks every shared field). */
+ * settings either way. */
 #define CAM_DEFAULT_TRIGGER_SOURCE "Line0"
 #define CAM_DEFAULT_PACKET_SOCKET true
 #define CAM_DEFAULT_STREAM_BUFFERS 16

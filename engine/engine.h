@@ -240,7 +240,8 @@ int maa_read_file(const char *path, size_t max, const char *what, uint8_t **buf,
 /* Writes len bytes as the file at path: into a new file beside it, created
  * exclusively (never through a symbolic link planted there), then renamed
  * over path, which replaces a link at path instead of writing through it.
- * A reader never sees half a file. */
+ * A reader never sees half a file.  A path that is (or links to) a device,
+ * pipe or socket is written to directly: there is no file to replace. */
 int maa_write_file(const char *path, const void *data, size_t len, char *err,
                    size_t errlen);
 

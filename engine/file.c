@@ -114,12 +114,9 @@ static int create_beside(const char *path, char *tmp, size_t n, char *err, size_
     return fd;
 }
 
-int maa_write_file(const char *path, const void *data, size_t len, char *err, size_t errlen)
+/* All of data to fd; 0, or the errno of the failure. */
+static int write_all(int fd, const void *data, size_t len)
 {
-    char tmp[4096];
-    int fd = create_beside(path, tmp, sizeof tmp, err, errlen);
-    if (fd < 0)
-        return MAA_ERR;
     const uint8_t *p = data;
     size_t done = 0;
     while (done < len) {
@@ -127,10 +124,31 @@ int maa_write_file(const char *path, const void *data, size_t len, char *err, si
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
-            break;
+            return errno;
         done += (size_t)w;
     }
-    int bad = done < len ? errno : 0;
+    return 0;
+}
+
+int maa_write_file(const char *path, const void *data, size_t len, char *err, size_t errlen)
+{
+    /* A pipe, a terminal or a device (maa eval --json /dev/stdout) is
+     * written to as it is: there is no file to replace beside it. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        int bad = fd < 0 ? errno : write_all(fd, data, len);
+        if (fd >= 0 && close(fd) != 0 && !bad)
+            bad = errno;
+        if (bad)
+            maa_seterr(err, errlen, "%s: cannot write: %s", path, strerror(bad));
+        return bad ? MAA_ERR : MAA_OK;
+    }
+    char tmp[4096];
+    int fd = create_beside(path, tmp, sizeof tmp, err, errlen);
+    if (fd < 0)
+        return MAA_ERR;
+    int bad = write_all(fd, data, len);
     if (close(fd) != 0 && !bad)
         bad = errno;
     /* rename replaces whatever stands at path, a link included, without

@@ -211,6 +211,22 @@ static void test_save_through_links(void)
     unlink(tmp);
 }
 
+/* A path that names no file but a device (here a link to /dev/null, as
+ * maa eval --json /dev/stdout names a terminal or pipe) is written to, not
+ * replaced by a file. */
+static void test_save_to_a_device(void)
+{
+    maa_calibration c;
+    fitted(&c);
+    char path[256], err[MAA_ERRLEN] = "";
+    snprintf(path, sizeof path, "%s/device.yaml", dir);
+    CHECK(symlink("/dev/null", path) == 0, "cannot make the link");
+    CHECK(maa_calibration_save(path, &c, err, sizeof err) == MAA_OK, "%s", err);
+    struct stat st;
+    CHECK(lstat(path, &st) == 0 && S_ISLNK(st.st_mode), "%s was replaced by a file", path);
+    unlink(path);
+}
+
 /* Whether line holds one of the keys named in keys (separated by spaces). */
 static int names_key(const char *keys, const char *line)
 {
@@ -405,6 +421,7 @@ int main(void)
     RUN(test_load_refusals);
     RUN(test_save_refuses_invalid);
     RUN(test_save_through_links);
+    RUN(test_save_to_a_device);
     RUN(test_check_model);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
