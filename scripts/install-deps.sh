@@ -12,7 +12,10 @@ pkgs=(build-essential pkg-config libaravis-dev aravis-tools libusb-1.0-0-dev
       # which --no-install-recommends skips; its OpenMP is a package of its own.
       clang libclang-rt-14-dev libomp-dev
       # pymodbus 3.0 imports these two whether or not a serial port is used.
-      python3-serial python3-serial-asyncio)
+      python3-serial python3-serial-asyncio
+      # maad's /metrics endpoint, and the real Prometheus and headless browser
+      # its tests and maa review's test use.
+      libmicrohttpd-dev prometheus chromium)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
