@@ -84,8 +84,8 @@ san-progs: $(PROGS) $(filter-out $(B)/tests/test_ring_tsan,$(TEST_PROGS))
 
 # The tests of the threaded modules under ThreadSanitizer, in build/tsan/:
 # the worker (capture hand-off, batching, keep-alive), the publisher, the
-# PLC bridge's bus thread.  The ring has its own build (test_ring_tsan).
-TSAN_TESTS := test_worker test_publish test_plc_bus
+# PLC bridge's bus thread, the reject archive's writer thread.  The ring has its own build (test_ring_tsan).
+TSAN_TESTS := test_worker test_publish test_plc_bus test_archive
 tsan:
 	@$(MAKE) --no-print-directory B=$(B)/tsan CUDA=/nonexistent \
 	    CFLAGS="-O1 -g -fsanitize=thread -Wno-format-truncation" \

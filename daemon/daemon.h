@@ -178,6 +178,17 @@ void maad_pub_free(maad_pub *p);
  * MAA_ERR only for a bad argument (a verdict without a model, say). */
 int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err,
                      size_t errlen);
+/* The same, with the verdict's seq and t_publish_ns into *seq and
+ * *t_publish_ns (each may be NULL) when it was published: what the reject
+ * archive writes beside the frame. */
+int maad_pub_verdict_stamped(maad_pub *p, const maad_verdict *v, uint64_t *seq,
+                             uint64_t *t_publish_ns, char *err, size_t errlen);
+/* A verdict message's JSON object (docs/protocol.md), a new jansson object
+ * (NULL when it cannot be made: a reason not in UTF-8), with the mask
+ * described as mf (side model_size, or 0 with none): the one construction of
+ * the publisher and of the reject archive. */
+struct json_t *maad_verdict_json(const maad_verdict *v, const char *camera, uint64_t seq,
+                                 uint64_t t_publish_ns, maad_mask_format mf);
 /* Publish each frame of d as uninspected, reason "ring overflow", with the
  * threshold and model (SHA-256) in force. */
 int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold, const char *model,
@@ -253,6 +264,75 @@ void maad_log_fields(const maad_logger *lg, maad_log_level l, const char *const 
  * MAAD_FRAME_ID. */
 void maad_log_verdict(const maad_logger *lg, uint64_t seq, const maad_verdict *v);
 
+/* ---- reject archive (archive.c, docs/operations.md "Reject archive") ------
+ * Every reject and uninspected frame, and one pass in sample_passes, kept in
+ * a directory as records of up to three files sharing a stem
+ *     <capture time, YYYYMMDDTHHMMSS.ffffffZ>-<camera>-<seq, 12 digits>-<why>
+ * (STEM.png the frame, STEM.mask.png the mask, STEM.json the verdict, written
+ * last: its presence marks a complete record), within a budget of bytes and
+ * files: the oldest records (by name) are deleted first, before a new one is
+ * written, so the budget holds at every moment.  A record is counted and
+ * deleted only by the maad of its camera, so cameras may share a directory,
+ * each within its own budget.
+ *
+ * The worker hands records over with maad_archive_put, which never waits
+ * for the disk: it copies the verdict, frame and mask into one of `queue`
+ * preallocated records, or, with none free, counts and logs the record as
+ * dropped.  The archive's own thread encodes the PNGs and writes; a write
+ * that fails (disk full, read-only, directory gone) is counted and logged,
+ * once per run of failures, and the archive goes on with the next record. */
+
+typedef struct {
+    const char *dir;            /* the directory; created when its parent exists */
+    const char *camera;         /* the stems' camera name ([A-Za-z0-9_-]) */
+    uint64_t max_bytes;         /* the budget: bytes of the camera's records */
+    uint64_t max_files;         /* and their files (each record 1 to 3) */
+    int sample_passes;          /* one pass in this many is kept; 0: none */
+    int queue;                  /* records waiting for the disk (>= 1) */
+    size_t frame_bytes;         /* the largest frame (8-bit pixels) to keep */
+    int mask_side;              /* the model's S (masks S x S) */
+    const maad_logger *log;
+} maad_archive_opts;
+
+typedef struct {
+    uint64_t written;           /* records written since the start */
+    uint64_t written_bytes;     /* their bytes */
+    uint64_t records, bytes, files; /* the camera's records in the directory now */
+    uint64_t dropped;           /* not written: no free record in the queue */
+    uint64_t failed;            /* not written: the disk failed (see the log) */
+    uint64_t refused;           /* not written: larger than the budget alone */
+    uint64_t deleted;           /* records deleted to stay within the budget */
+    uint64_t queued;            /* waiting for the disk now */
+    uint64_t max_bytes, max_files; /* the budget */
+} maad_archive_stats;
+
+typedef struct maad_archive maad_archive;
+
+/* Whether opts->dir can hold the archive, without changing anything (for
+ * maad --check-config): a writable directory, or one that does not exist in
+ * a writable directory.  The reason reads "archive.dir /x: ...". */
+int maad_archive_check_dir(const char *dir, char *err, size_t errlen);
+/* Creates the directory when its parent exists, scans it: removes this
+ * camera's torn records (files without their STEM.json) and temporaries,
+ * counts its records and deletes the oldest beyond the budget; then starts
+ * the archive's thread. */
+int maad_archive_open(const maad_archive_opts *o, maad_archive **out, char *err,
+                      size_t errlen);
+/* Writes what is queued, stops the thread, fills *st (may be NULL) with the
+ * last counts, frees a (may be NULL). */
+void maad_archive_close(maad_archive *a, maad_archive_stats *st);
+/* One thread at a time (the worker): keeps v (published with seq at
+ * t_publish_ns) when its outcome is archived, with its frame (8-bit, 1 or 3
+ * channels; NULL when the frame never arrived) and v->mask.  Never waits for
+ * the disk.  Returns 1 when queued, 0 when not archived (a pass not
+ * sampled), -1 when dropped (counted and logged). */
+int maad_archive_put(maad_archive *a, const maad_verdict *v, uint64_t seq,
+                     uint64_t t_publish_ns, const maa_image *frame);
+/* Any thread. */
+void maad_archive_get_stats(maad_archive *a, maad_archive_stats *st);
+/* "archive: written N (B bytes), ..." for the summary and final lines. */
+void maad_archive_stats_line(const maad_archive_stats *st, char *buf, size_t n);
+
 /* ---- capture hand-off and the inspection worker (worker.c) ---------------
  * The capture thread hands every camera event to maad_worker_frame or
  * maad_worker_camera_error; neither blocks (a full ring counts the frame as
@@ -284,6 +364,10 @@ typedef struct {
 typedef struct {
     maad_ring *ring;            /* the worker is its only consumer */
     maad_pub *pub;              /* the worker's (and its keep-alive thread's) */
+    /* Where the worker hands rejects, uninspected frames and sampled passes
+     * with their frames; NULL: no archive.  With one, the worker keeps each
+     * batched frame's pixels until its verdict. */
+    maad_archive *archive;
     maad_worker_model model;    /* to start with */
     maa_calibration cal;        /* threshold and mask parameters to start with */
     maad_image_fn to_image;

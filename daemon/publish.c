@@ -241,26 +241,14 @@ json_t *maad_evidence_json(int evidence)
     return a;
 }
 
-static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t errlen)
+json_t *maad_verdict_json(const maad_verdict *v, const char *camera, uint64_t seq,
+                          uint64_t t_publish_ns, maad_mask_format mf)
 {
-    /* Every verdict names the model in force, judged or not (contract §8):
-     * across a model swap, that is how a subscriber tells the models'
-     * verdicts apart. */
-    if ((unsigned)v->verdict > MAAD_UNINSPECTED || !v->model || !*v->model ||
-        v->nregions < 0 || (v->nregions && !v->regions) ||
-        ((v->nregions || v->mask) && v->model_size <= 0)) {
-        snprintf(err, err ? errlen : 0, "publish: bad verdict for frame %llu",
-                 (unsigned long long)v->frame_id);
-        return MAA_ERR;
-    }
     const char *reason = v->reason;
     if (!reason)
         reason = v->verdict == MAAD_PASS     ? "score at or below threshold"
                  : v->verdict == MAAD_REJECT ? "score above threshold"
                                              : "not inspected";
-    /* Spent only once the message is encoded: a verdict refused here is
-     * published again by the caller (as uninspected), with this seq. */
-    uint64_t seq = p->st.seq_next;
     json_t *defects = json_array();
     int s = v->model_size;
     for (int i = 0; i < v->nregions; i++) {
@@ -273,7 +261,44 @@ static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t 
                       "y", g->y, "w", g->w, "h", g->h, "area", g->area,
                       "cx", cx, "cy", cy, "cw", cw, "ch", ch));
     }
+    int mw = mf == MAAD_MASK_NONE ? 0 : s;
+    int judged = v->verdict != MAAD_UNINSPECTED;
+    json_t *evidence = maad_evidence_json(judged ? v->evidence : 0);
+    return json_pack(
+        "{s:i,s:s,s:I,s:o,s:I,s:I,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:{s:s,s:i,s:i}}",
+        "v", PROTOCOL_VERSION, "camera", camera, "seq", (json_int_t)seq,
+        "frame_id", v->frame_id == MAAD_FRAME_ID_UNKNOWN
+                        ? json_null() : json_integer((json_int_t)v->frame_id),
+        "t_capture_ns", (json_int_t)v->t_capture_ns,
+        "t_publish_ns", (json_int_t)t_publish_ns, "model", v->model,
+        "verdict", maad_outcome_name(v->verdict), "reason", reason,
+        "score", judged ? number_or_null(v->score) : json_null(),
+        "threshold", number_or_null(v->threshold),
+        "rule", judged ? json_string(maa_rule_name(v->rule)) : json_null(),
+        "evidence", evidence,
+        "mask_peak", judged ? number_or_null(v->mask_peak) : json_null(),
+        "mask_threshold", judged ? number_or_null(v->mask_threshold) : json_null(),
+        "defects", defects,
+        "mask", "format", maad_mask_format_name(mf), "width", mw, "height", mw);
+}
 
+static int verdict_locked(maad_pub *p, const maad_verdict *v, uint64_t *seq_out,
+                          uint64_t *t_publish_out, char *err, size_t errlen)
+{
+    /* Every verdict names the model in force, judged or not (contract §8):
+     * across a model swap, that is how a subscriber tells the models'
+     * verdicts apart. */
+    if ((unsigned)v->verdict > MAAD_UNINSPECTED || !v->model || !*v->model ||
+        v->nregions < 0 || (v->nregions && !v->regions) ||
+        ((v->nregions || v->mask) && v->model_size <= 0)) {
+        snprintf(err, err ? errlen : 0, "publish: bad verdict for frame %llu",
+                 (unsigned long long)v->frame_id);
+        return MAA_ERR;
+    }
+    /* Spent only once the message is encoded: a verdict refused here is
+     * published again by the caller (as uninspected), with this seq. */
+    uint64_t seq = p->st.seq_next;
+    const int s = v->model_size;
     maad_mask_format mf = v->mask ? p->mask_format : MAAD_MASK_NONE;
     void *png = NULL;
     const void *mask_bytes = NULL;
@@ -290,26 +315,8 @@ static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t 
         mask_bytes = v->mask;
         mask_len = (size_t)s * (size_t)s;
     }
-    int mw = mf == MAAD_MASK_NONE ? 0 : s;
-
-    int judged = v->verdict != MAAD_UNINSPECTED;
-    json_t *evidence = maad_evidence_json(judged ? v->evidence : 0);
-    json_t *o = json_pack(
-        "{s:i,s:s,s:I,s:o,s:I,s:I,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:{s:s,s:i,s:i}}",
-        "v", PROTOCOL_VERSION, "camera", p->camera, "seq", (json_int_t)seq,
-        "frame_id", v->frame_id == MAAD_FRAME_ID_UNKNOWN
-                        ? json_null() : json_integer((json_int_t)v->frame_id),
-        "t_capture_ns", (json_int_t)v->t_capture_ns,
-        "t_publish_ns", (json_int_t)maad_now_ns(), "model", v->model,
-        "verdict", maad_outcome_name(v->verdict), "reason", reason,
-        "score", judged ? number_or_null(v->score) : json_null(),
-        "threshold", number_or_null(v->threshold),
-        "rule", judged ? json_string(maa_rule_name(v->rule)) : json_null(),
-        "evidence", evidence,
-        "mask_peak", judged ? number_or_null(v->mask_peak) : json_null(),
-        "mask_threshold", judged ? number_or_null(v->mask_threshold) : json_null(),
-        "defects", defects,
-        "mask", "format", maad_mask_format_name(mf), "width", mw, "height", mw);
+    const uint64_t t_publish = maad_now_ns();
+    json_t *o = maad_verdict_json(v, p->camera, seq, t_publish, mf);
     char *json = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(o);
     if (!json) {
@@ -329,15 +336,25 @@ static int verdict_locked(maad_pub *p, const maad_verdict *v, char *err, size_t 
     send_parts(p, p->topic, json, mask_bytes, mask_len);
     free(json);
     free(png);
+    if (seq_out)
+        *seq_out = seq;
+    if (t_publish_out)
+        *t_publish_out = t_publish;
     return MAA_OK;
+}
+
+int maad_pub_verdict_stamped(maad_pub *p, const maad_verdict *v, uint64_t *seq,
+                             uint64_t *t_publish_ns, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&p->lock);
+    int rc = verdict_locked(p, v, seq, t_publish_ns, err, errlen);
+    pthread_mutex_unlock(&p->lock);
+    return rc;
 }
 
 int maad_pub_verdict(maad_pub *p, const maad_verdict *v, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&p->lock);
-    int rc = verdict_locked(p, v, err, errlen);
-    pthread_mutex_unlock(&p->lock);
-    return rc;
+    return maad_pub_verdict_stamped(p, v, NULL, NULL, err, errlen);
 }
 
 int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold, const char *model,
@@ -350,7 +367,7 @@ int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold, const cha
                           .reason = "ring overflow",
                           .threshold = threshold, .model = model};
         maad_drops_frame(d, k, &v.frame_id, &v.t_capture_ns);
-        rc = verdict_locked(p, &v, err, errlen);
+        rc = verdict_locked(p, &v, NULL, NULL, err, errlen);
     }
     pthread_mutex_unlock(&p->lock);
     return rc;
