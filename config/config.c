@@ -152,6 +152,25 @@ static const cfg_key publish_keys[] = {
     CFG_END,
 };
 
+/* A shift's rejects and uninspected frames fit the defaults at a few
+ * percent rejected (docs/operations.md sizes it); the queue rides out a
+ * burst of rejects while the disk is slow, without holding much memory
+ * (each record is a frame and a mask). */
+static const cfg_key archive_keys[] = {
+    STR(archive, dir, "", NULL, F_PATH,
+        "Reject archive: rejects, uninspected frames and sampled passes kept here; "
+        "empty = none.  Made at start if its parent exists."),
+    DBL(archive, max_bytes, 1000, 1e15, "10e9",
+        "Budget in bytes of this camera's records; the oldest are deleted first."),
+    INT(archive, max_files, 3, 1000000000, "100000", 0,
+        "Budget in files of this camera's records (up to 3 a record)."),
+    INT(archive, sample_passes, 0, 1000000000, "0", 0,
+        "Keep one pass in this many too (for retraining); 0 = no passes."),
+    INT(archive, queue, 1, 1024, "16", 0,
+        "Records waiting for the disk; one more is dropped (counted and logged)."),
+    CFG_END,
+};
+
 /* Also maa-plc's log section (plc.c). */
 const cfg_key cfg_log_keys[] = {
     INT(log, summary_interval_s, 1, 3600, "10", 0, "Interval of the summary log line."),
@@ -168,6 +187,7 @@ static const cfg_section sections[] = {
     SECTION(mask, mask_keys),
     SECTION(publish, publish_keys),
     SECTION(log, cfg_log_keys),
+    SECTION(archive, archive_keys),
 };
 
 static int check_rules(cfg_loader *L, const void *config)
@@ -210,8 +230,8 @@ static const cfg_schema maad_schema = {
     .doc_header = "# maad configuration: every key with its default.\n"
                   "# Written by maad_config_write_doc() (config/config.c); do not edit by\n"
                   "# hand, change the key table and regenerate.  See docs/config.md.\n"
-                  "# Relative paths (model.path, model.calibration, replay.dir) are resolved\n"
-                  "# against the directory of this file.\n",
+                  "# Relative paths (model.path, model.calibration, replay.dir, archive.dir)\n"
+                  "# are resolved against the directory of this file.\n",
     .check = check_rules,
 };
 

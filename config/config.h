@@ -118,6 +118,15 @@ typedef struct {
     maad_cfg_log_level level;
 } maad_log_config;
 
+/* The reject archive (docs/operations.md, "Reject archive"). */
+typedef struct {
+    char dir[MAAD_PATH_SIZE];        /* "" = no archive */
+    double max_bytes;                /* the budget: bytes of this camera's records */
+    int max_files;                   /* and their files */
+    int sample_passes;               /* one pass in N kept; 0 = none */
+    int queue;                       /* records waiting for the disk */
+} maad_archive_config;
+
 typedef struct maad_config {
     maad_camera_config camera;
     maad_replay_config replay;
@@ -126,6 +135,7 @@ typedef struct maad_config {
     maad_mask_config mask;
     maad_publish_config publish;
     maad_log_config log;
+    maad_archive_config archive;
 } maad_config;
 
 /* The name of an enum value as the file writes it, e.g. "Mono8" for
@@ -150,8 +160,9 @@ int maad_config_check_channels(const maad_camera_config *cam, int channels,
  * model.calibration) empty. */
 void maad_config_defaults(maad_config *c);
 
-/* Defaults, then the file at path.  Relative model.path, model.calibration
- * and replay.dir are made absolute against the directory of path.  On error
+/* Defaults, then the file at path.  Relative model.path, model.calibration,
+ * replay.dir and archive.dir are made absolute against the directory of
+ * path.  On error
  * *c is left untouched and err reads "FILE:LINE:COL: message" (or
  * "FILE: message" when the file cannot be read). */
 int maad_config_load(const char *path, maad_config *c, char *err, size_t errlen);

@@ -41,6 +41,7 @@ typedef struct {
     maad_ring *ring;
     maad_pub *pub;
     maad_worker *worker;
+    maad_archive *archive;      /* NULL: archive.dir empty */
     cam_source *camera;
     atomic_int engine_failing;  /* set by the worker: exit with status 1 */
 } maad;
@@ -119,6 +120,10 @@ static int load_files(maad *d, char *err, size_t errlen)
         snprintf(err, errlen, "engine.backend %s: %s", maa_backend_name(kind), why);
         return MAA_ERR;
     }
+    /* An archive that cannot be written is a mistake of the installation,
+     * told now; a disk that fails later is counted and logged instead. */
+    if (d->cfg.archive.dir[0] && maad_archive_check_dir(d->cfg.archive.dir, err, errlen) != MAA_OK)
+        return MAA_ERR;
     return MAA_OK;
 }
 
@@ -314,10 +319,21 @@ static int start(maad *d, char *err, size_t errlen)
     if (maad_ring_create((uint32_t)c->engine.ring_slots, slot_bytes, NULL, NULL, NULL,
                          &d->ring, err, errlen) != MAA_OK)
         return MAA_ERR;
+    if (c->archive.dir[0]) {
+        maad_archive_opts ao = {.dir = c->archive.dir, .camera = c->camera.name,
+                                .max_bytes = (uint64_t)c->archive.max_bytes,
+                                .max_files = (uint64_t)c->archive.max_files,
+                                .sample_passes = c->archive.sample_passes,
+                                .queue = c->archive.queue,
+                                .frame_bytes = cam_image_bytes_max(d->camera),
+                                .mask_side = mi->image_size, .log = &d->log};
+        if (maad_archive_open(&ao, &d->archive, err, errlen) != MAA_OK)
+            return MAA_ERR;
+    }
 
     double rate = c->camera.source == MAAD_SOURCE_REPLAY ? c->replay.fps : c->camera.frame_rate;
     maad_worker_opts wo = {
-        .ring = d->ring, .pub = d->pub,
+        .ring = d->ring, .pub = d->pub, .archive = d->archive,
         .model = {.inspector = d->inspector, .image_size = mi->image_size,
                   .channels = mi->channels, .sha256 = maa_model_sha256(d->model)},
         .cal = d->cal,
@@ -515,6 +531,8 @@ static void teardown(maad *d)
     if (d->camera)
         cam_close(d->camera);
     maad_worker_free(d->worker);
+    /* After the worker: what it queued last is written first. */
+    maad_archive_close(d->archive, NULL);
     maad_pub_free(d->pub);
     maad_ring_free(d->ring);
     maa_inspector_free(d->inspector);
@@ -598,6 +616,14 @@ static int run(maad *d)
     char line[512];
     maad_worker_stats_line(&st, line, sizeof line);
     maad_log(&d->log, MAAD_LOG_NOTICE, "%s", line);
+    if (d->archive) {
+        /* Closed first, its queue written, so that the line counts all. */
+        maad_archive_stats as;
+        maad_archive_close(d->archive, &as);
+        d->archive = NULL;
+        maad_archive_stats_line(&as, line, sizeof line);
+        maad_log(&d->log, MAAD_LOG_NOTICE, "final %s", line);
+    }
     teardown(d);
     return atomic_load(&d->engine_failing) ? 1 : 0;
 }

@@ -21,6 +21,12 @@
  * straight into the engine's pinned frame buffer; any other is preprocessed
  * on arrival, while the batch fills, and fails alone if it cannot be.
  *
+ * With a reject archive, each batched frame's converted 8-bit pixels are kept
+ * until its verdict (in the engine's frame buffer, which the next batch
+ * alone overwrites, or in the frame's own keep buffer), so that the
+ * archive gets the frame at camera resolution; the archive copies what it
+ * keeps and never makes the worker wait for the disk.
+ *
  * So a batch belongs to the model it was started under (its frames are
  * preprocessed to that model's size, or lie in its inspector's buffers).
  * A model handed over (maad_worker_set_model, maad's SIGHUP) is taken only
@@ -58,6 +64,7 @@ typedef struct {
     int width, height;
     int xi;                 /* index in the batch's images; -1: no image */
     int raw;                /* kept as 8-bit in img[xi], not preprocessed into x */
+    maa_image frame;        /* with an archive: the converted pixels; data NULL: none */
     char reason[MAA_ERRLEN + 32]; /* why not, when xi < 0 */
 } entry;
 
@@ -101,6 +108,8 @@ struct maad_worker {
     int failed_run;             /* batches the engine failed in a row */
     void *scratch;              /* to_image's */
     size_t scratch_bytes;
+    uint8_t *keep;              /* with an archive: batch_max x scratch_bytes, a frame's
+                                   pixels until its verdict */
     maad_worker_stats st;
     uint64_t lat[LAT_BUCKETS], lat_n;
     uint64_t sum_next_ns, sum_captured, sum_t_ns;
@@ -251,45 +260,64 @@ static double latency_quantile(const maad_worker *w, double q)
     return LAT_BASE_MS * pow(LAT_STEP, LAT_BUCKETS - 1);
 }
 
-/* Publishes v; logs it when log_it (a run of too-old frames is logged as
- * one line instead). */
-static void publish(maad_worker *w, const maad_verdict *v, int log_it)
+/* Publishes v, then hands it to the archive with its frame (NULL: none);
+ * logs it when log_it (a run of too-old frames is logged as one line
+ * instead). */
+static void publish(maad_worker *w, const maad_verdict *v, const maa_image *frame, int log_it)
 {
     maad_pub_stats ps;
     maad_pub_get_stats(w->o.pub, &ps);
-    uint64_t seq = ps.seq_next;
-    if (maad_pub_verdict(w->o.pub, v, w->err, sizeof w->err) != MAA_OK) {
+    uint64_t seq = ps.seq_next, t_publish = 0;
+    const maad_verdict *sent = v;
+    maad_verdict u;
+    if (maad_pub_verdict_stamped(w->o.pub, v, &seq, &t_publish, w->err, sizeof w->err) !=
+        MAA_OK) {
         /* Only a malformed verdict is refused; publish the frame all the
          * same so that it is accounted for. */
         maad_log(w->o.log, MAAD_LOG_ERR, "%s", w->err);
-        maad_verdict u = {.frame_id = v->frame_id, .t_capture_ns = v->t_capture_ns,
-                          .verdict = MAAD_UNINSPECTED, .reason = "internal error",
-                          .threshold = v->threshold, .model = v->model};
-        maad_pub_verdict(w->o.pub, &u, NULL, 0);
+        u = (maad_verdict){.frame_id = v->frame_id, .t_capture_ns = v->t_capture_ns,
+                           .verdict = MAAD_UNINSPECTED, .reason = "internal error",
+                           .threshold = v->threshold, .model = v->model};
+        sent = &u;
+        maad_pub_verdict_stamped(w->o.pub, &u, &seq, &t_publish, NULL, 0);
     }
+    /* After the send: the archive's copy never delays a verdict. */
+    if (w->o.archive)
+        maad_archive_put(w->o.archive, sent, seq, t_publish, frame);
     note_latency(w, v->t_capture_ns);
     if (log_it)
         maad_log_verdict(w->o.log, seq, v);
 }
 
-static void publish_uninspected(maad_worker *w, uint64_t frame_id,
-                                uint64_t t_capture_ns, const char *reason)
+static void publish_uninspected(maad_worker *w, uint64_t frame_id, uint64_t t_capture_ns,
+                                const char *reason, const maa_image *frame)
 {
     maad_verdict v = {.frame_id = frame_id, .t_capture_ns = t_capture_ns,
                       .verdict = MAAD_UNINSPECTED, .reason = reason,
                       .score = NAN, .threshold = w->cal.threshold, .model = w->m.sha256};
-    publish(w, &v, 1);
+    publish(w, &v, frame, 1);
 }
 
 static void publish_drops(maad_worker *w, const maad_drops *d)
 {
-    if (maad_pub_drops(w->o.pub, d, w->cal.threshold, w->m.sha256, w->err, sizeof w->err) !=
-        MAA_OK)
-        maad_log(w->o.log, MAAD_LOG_ERR, "%s", w->err);
-    for (uint64_t k = 0; k < d->count; k++) {
-        uint64_t id, t;
-        maad_drops_frame(d, k, &id, &t);
-        note_latency(w, t);
+    if (w->o.archive) {
+        /* One by one, for each verdict's seq in its record. */
+        for (uint64_t k = 0; k < d->count; k++) {
+            maad_verdict v = {.verdict = MAAD_UNINSPECTED, .reason = "ring overflow",
+                              .score = NAN, .threshold = w->cal.threshold,
+                              .model = w->m.sha256};
+            maad_drops_frame(d, k, &v.frame_id, &v.t_capture_ns);
+            publish(w, &v, NULL, 0);
+        }
+    } else {
+        if (maad_pub_drops(w->o.pub, d, w->cal.threshold, w->m.sha256, w->err,
+                           sizeof w->err) != MAA_OK)
+            maad_log(w->o.log, MAAD_LOG_ERR, "%s", w->err);
+        for (uint64_t k = 0; k < d->count; k++) {
+            uint64_t id, t;
+            maad_drops_frame(d, k, &id, &t);
+            note_latency(w, t);
+        }
     }
     atomic_fetch_add_explicit(&w->overflow, d->count, memory_order_relaxed);
     maad_log(w->o.log, MAAD_LOG_WARNING,
@@ -380,7 +408,7 @@ static void judge(maad_worker *w)
         if (e->xi < 0 || rc != MAA_OK) {
             w->st.engine_errors++;
             publish_uninspected(w, e->frame_id, e->t_capture_ns,
-                                e->xi < 0 ? e->reason : reason);
+                                e->xi < 0 ? e->reason : reason, &e->frame);
             continue;
         }
         const maa_result *r = &w->res[e->xi];
@@ -395,7 +423,7 @@ static void judge(maad_worker *w)
             .model = w->m.sha256, .model_size = w->m.image_size,
             .cam_width = e->width, .cam_height = e->height,
             .mask = maa_inspector_mask(w->m.in, e->xi)};
-        publish(w, &v, 1);
+        publish(w, &v, &e->frame, 1);
     }
     w->nbatch = w->nx = w->nraw = 0;
 }
@@ -439,6 +467,7 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
     e->height = s->height;
     e->xi = -1;
     e->raw = 0;
+    e->frame.data = NULL;
     const model *m = &w->m;
     const size_t side = (size_t)m->image_size, plane = (size_t)m->channels * side * side;
     maa_image img;
@@ -447,9 +476,13 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
      * one: a frame it takes is then not copied again.  One too large for it
      * converts into the scratch buffer. */
     uint8_t *fb = maa_inspector_frame_buffer(m->in, w->nx);
+    /* With an archive, a frame that the engine's buffer does not hold
+     * converts straight into its keep buffer. */
+    uint8_t *keep = w->keep ? w->keep + (size_t)w->nbatch * w->scratch_bytes : NULL;
     int rc = fb ? w->o.to_image(s, &img, fb, m->frame_cap, why, sizeof why) : MAA_ERR;
     if (rc != MAA_OK)
-        rc = w->o.to_image(s, &img, w->scratch, w->scratch_bytes, why, sizeof why);
+        rc = w->o.to_image(s, &img, keep ? keep : w->scratch, w->scratch_bytes, why,
+                           sizeof why);
     if (rc != MAA_OK) {
         snprintf(e->reason, sizeof e->reason, "frame error: %s", why);
     } else if (fb && maa_inspector_takes_frame(m->in, &img)) {
@@ -466,6 +499,18 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
         snprintf(e->reason, sizeof e->reason, "preprocess error: %s", why);
     } else {
         e->xi = w->nx++;
+    }
+    /* The engine's buffer of a frame in the batch (xi) is not written
+     * again before the verdict; pixels anywhere else (in the slot, or in a
+     * buffer the next frame takes) are copied. */
+    if (keep && rc == MAA_OK && img.depth == 8) {
+        const size_t bytes = (size_t)img.width * img.height * img.channels;
+        if (img.data != keep && !(img.data == fb && e->xi >= 0) && bytes <= w->scratch_bytes) {
+            memcpy(keep, img.data, bytes);
+            img.data = keep;
+        }
+        if (img.data == keep || img.data == fb)
+            e->frame = img;
     }
     if (w->nbatch++ == 0)
         w->deadline_ns = maad_mono_ns() + timeout_ns;
@@ -505,7 +550,14 @@ static int take_too_old(maad_worker *w, const maad_slot *s)
     maad_verdict v = {.frame_id = s->frame_id, .t_capture_ns = s->t_capture_ns,
                       .verdict = MAAD_UNINSPECTED, .reason = reason,
                       .score = NAN, .threshold = w->cal.threshold, .model = w->m.sha256};
-    publish(w, &v, 0);
+    /* The archive keeps its frame too: a conversion, far cheaper than the
+     * judgement skipped (the batch was just judged: scratch is free). */
+    maa_image img, *frame = NULL;
+    char why[MAA_ERRLEN];
+    if (w->o.archive &&
+        w->o.to_image(s, &img, w->scratch, w->scratch_bytes, why, sizeof why) == MAA_OK)
+        frame = &img;
+    publish(w, &v, frame, 0);
     atomic_fetch_add_explicit(&w->too_old, 1, memory_order_relaxed);
     if (!w->old_run++) {
         w->old_first = s->frame_id;
@@ -534,7 +586,7 @@ static void take_slot(maad_worker *w, maad_slot *s, uint64_t timeout_ns)
         end_old_run(w);
         judge(w);
         w->st.camera_errors++;
-        publish_uninspected(w, s->frame_id, s->t_capture_ns, s->reason);
+        publish_uninspected(w, s->frame_id, s->t_capture_ns, s->reason, NULL);
         break;
     case MAAD_SLOT_DROPS_ONLY:
         break;
@@ -576,7 +628,15 @@ static void summary(maad_worker *w, uint64_t now)
              (unsigned long long)st.uninspected, (unsigned long long)st.overflow,
              (unsigned long long)st.too_old, (unsigned long long)st.send_dropped, p50, p99,
              w->m.sha256);
-    maad_log(w->o.log, MAAD_LOG_INFO, "summary: %s", line);
+    if (w->o.archive) {
+        maad_archive_stats as;
+        maad_archive_get_stats(w->o.archive, &as);
+        char al[256];
+        maad_archive_stats_line(&as, al, sizeof al);
+        maad_log(w->o.log, MAAD_LOG_INFO, "summary: %s; %s", line, al);
+    } else {
+        maad_log(w->o.log, MAAD_LOG_INFO, "summary: %s", line);
+    }
     maad_notify_status("%s", line);
     memset(w->lat, 0, sizeof w->lat);
     w->lat_n = 0;
@@ -708,10 +768,13 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     /* A demosaiced Bayer frame takes three times its slot. */
     w->scratch_bytes = 3 * maad_ring_slot_bytes(o->ring);
     w->scratch = malloc(w->scratch_bytes);
+    if (o->archive)
+        w->keep = malloc((size_t)o->batch_max * w->scratch_bytes);
     int made = model_make(&w->m, &o->model, o->batch_max);
     /* w->m is the model from here on; the caller's may be freed by a swap. */
     memset(&w->o.model, 0, sizeof w->o.model);
-    if (made != MAA_OK || !w->img || !w->res || !w->batch || !w->scratch) {
+    if (made != MAA_OK || !w->img || !w->res || !w->batch || !w->scratch ||
+        (o->archive && !w->keep)) {
         maad_worker_free(w);
         snprintf(err, err ? errlen : 0, "worker: out of memory for a batch of %d",
                  o->batch_max);
@@ -765,6 +828,7 @@ void maad_worker_free(maad_worker *w)
     free(w->m.x);
     free(w->img);
     free(w->scratch);
+    free(w->keep);
     free(w->res);
     free(w->batch);
     free(w);

@@ -365,7 +365,13 @@ static const char full_yaml[] =
     "  heartbeat_ms: 50\n"
     "log:\n"
     "  summary_interval_s: 3600\n"
-    "  level: debug\n";
+    "  level: debug\n"
+    "archive:\n"
+    "  dir: /var/lib/maad/archive\n"
+    "  max_bytes: 2.5e9\n"
+    "  max_files: 3000\n"
+    "  sample_passes: 100\n"
+    "  queue: 4\n";
 
 static const char full_dump[] =
     "camera.name = \"press_7\"\n"
@@ -411,7 +417,12 @@ static const char full_dump[] =
     "publish.sndhwm = 1\n"
     "publish.heartbeat_ms = 50\n"
     "log.summary_interval_s = 3600\n"
-    "log.level = debug\n";
+    "log.level = debug\n"
+    "archive.dir = \"/var/lib/maad/archive\"\n"
+    "archive.max_bytes = 2500000000\n"
+    "archive.max_files = 3000\n"
+    "archive.sample_passes = 100\n"
+    "archive.queue = 4\n";
 
 /* A key left out of the file behaves as the camera module documents: every
  * cam_config field a camera.* or replay.* key sets starts at the camera
