@@ -144,8 +144,22 @@ static const cfg_key mask_keys[] = {
 };
 
 static const cfg_key publish_keys[] = {
-    STR(publish, endpoint, "tcp://*:5555", NULL, 0, "ZeroMQ PUB endpoint of the verdicts."),
-    INT(publish, sndhwm, 1, 1000000, "1000", 0, "ZeroMQ send high-water mark, in messages."),
+    STR(publish, endpoint, "tcp://127.0.0.1:5555", NULL, 0,
+        "ZeroMQ PUB endpoint of the verdicts.  The default serves this host only (a maa-plc "
+        "beside maad); to serve the cell network bind its interface's address, e.g. "
+        "tcp://10.0.0.5:5555, with CURVE (curve_secret_key) unless the network is closed."),
+    INT(publish, sndhwm, 1, 1000000, "1000", 0,
+        "ZeroMQ send high-water mark: verdicts queued for a subscriber that does not read, "
+        "cut to subscriber_budget_mib."),
+    INT(publish, subscriber_budget_mib, 1, 65536, "64", 0,
+        "Memory, in MiB, that one subscriber's queue may hold: bounds what a subscriber that "
+        "never reads costs maad."),
+    STR(publish, curve_secret_key, "", "/etc/maad/keys/maad.key_secret", F_PATH,
+        "maad's CURVE certificate with its secret key (maa keygen); empty = plain mode, no "
+        "authentication or encryption."),
+    STR(publish, curve_clients, "", "/etc/maad/clients", F_PATH,
+        "With curve_secret_key: the directory of the public certificates (NAME.key) of the "
+        "subscribers allowed to connect; reread on SIGHUP."),
     /* At most 750: the worker's loop may send a heartbeat up to a quarter
      * period late, and contract §8 wants one at least every second. */
     INT(publish, heartbeat_ms, 50, 750, "500", 0, "Interval of the heartbeat message."),
@@ -196,6 +210,15 @@ static int check_rules(cfg_loader *L, const void *config)
     const maad_camera_config *cam = &c->camera;
     if (cfg_check_order(L, c, "camera", "reconnect_min_ms", "reconnect_max_ms") != MAA_OK)
         return MAA_ERR;
+    /* Half of CURVE is no security at all: a secret key without allowed
+     * clients would refuse everyone, clients without a key allow anyone. */
+    const maad_publish_config *pub = &c->publish;
+    if (!pub->curve_secret_key[0] != !pub->curve_clients[0]) {
+        const char *set = pub->curve_secret_key[0] ? "curve_secret_key" : "curve_clients";
+        return cfg_fail(L, cfg_mark(L, "publish", 0, set),
+                        "publish.curve_secret_key and publish.curve_clients go together: "
+                        "set both for CURVE, neither for plain mode");
+    }
     if (cam->source == MAAD_SOURCE_REPLAY && !c->replay.dir[0])
         return cfg_fail(L,
                         cfg_seen(L, "replay", 0, "dir") ? cfg_mark(L, "replay", 0, "dir")

@@ -110,6 +110,9 @@ typedef struct {
 typedef struct {
     char endpoint[MAAD_STR_SIZE];
     int sndhwm;
+    int subscriber_budget_mib;
+    char curve_secret_key[MAAD_PATH_SIZE];  /* "" = plain mode */
+    char curve_clients[MAAD_PATH_SIZE];     /* a directory of NAME.key */
     int heartbeat_ms;
 } maad_publish_config;
 
@@ -190,6 +193,7 @@ typedef struct {
     char name[MAAD_NAME_SIZE];       /* the maad's camera.name: topic maad.<name> */
     char endpoint[MAAD_STR_SIZE];    /* ZeroMQ endpoint to connect, e.g. tcp://host:5555 */
     int offset;                      /* stations downstream of the first camera (0..) */
+    char server_key[MAAD_PATH_SIZE]; /* that maad's public certificate; "" = plain */
 } maa_plc_camera_config;
 
 typedef struct {
@@ -197,6 +201,7 @@ typedef struct {
     int deadline_ms;                 /* a verdict later than capture + this is missing */
     double sync_tolerance_ms;        /* capture times of one trigger differ by at most this */
     int heartbeat_timeout_ms;        /* no message from a maad for this long: it is down */
+    char curve_key[MAAD_PATH_SIZE];  /* maa-plc's certificate with its secret; "" = none */
 } maa_plc_line_config;
 
 typedef struct {

@@ -117,6 +117,17 @@ typedef struct {
     int sndhwm;                 /* messages queued per subscriber (>= 1) */
     maad_mask_format mask_format;
     int heartbeat_ms;           /* 1..1000; 0 means 1000 */
+    /* Bytes one subscriber's queue may hold (0: no bound but sndhwm): the
+     * queue is cut to the messages of the largest size a verdict of an
+     * S x S mask (mask_side, the model's S) can have that fit in it. */
+    size_t subscriber_budget;
+    int mask_side;
+    /* CURVE (both set) or plain (both NULL or ""): maad's certificate with
+     * its secret key (NAME.key_secret), and the directory of the public
+     * certificates (NAME.key) of the subscribers allowed to connect. */
+    const char *curve_secret_key;
+    const char *curve_clients;
+    const struct maad_logger *log; /* subscribers allowed and refused; NULL: none logged */
 } maad_pub_opts;
 
 typedef struct {
@@ -151,6 +162,10 @@ typedef struct {
     uint64_t send_dropped;      /* zmq_send refused (EAGAIN or error) */
     uint64_t mask_errors;       /* mask not encoded; sent with format none */
     uint64_t heartbeats;
+    int queue_limit;            /* messages a subscriber's queue holds: sndhwm cut to the budget */
+    int curve_keys;             /* CURVE: subscriber keys allowed; 0: plain */
+    uint64_t curve_accepted;    /* CURVE handshakes allowed */
+    uint64_t curve_refused;     /* CURVE handshakes refused (key not allowed, or not CURVE) */
 } maad_pub_stats;
 
 /* A named number the caller adds to each heartbeat's "stats" object. */
@@ -199,6 +214,75 @@ int maad_pub_drops(maad_pub *p, const maad_drops *d, double threshold, const cha
 int maad_pub_tick(maad_pub *p, uint64_t now_ns, const maad_stat *extra,
                   int nextra);
 void maad_pub_get_stats(maad_pub *p, maad_pub_stats *s);
+/* A model of another S is in force (maad's model swap): the queue limit
+ * is made anew for subscribers that connect from now on; one connected
+ * already keeps the limit it connected under (ZeroMQ fixes it per
+ * connection). */
+void maad_pub_set_mask_side(maad_pub *p, int mask_side);
+/* Reads curve_clients again (maad's SIGHUP): keys added are allowed from
+ * the next handshake, keys removed refused from the next one (a subscriber
+ * connected already stays until it disconnects).  MAA_ERR, keeping the set
+ * in force, when the directory cannot be read or holds a bad certificate;
+ * plain mode: MAA_OK, nothing to read.  *nkeys: the keys now allowed. */
+int maad_pub_reload_clients(maad_pub *p, int *nkeys, char *err, size_t errlen);
+/* Whether an endpoint is reachable only from this host (tcp on 127.0.0.0/8,
+ * ::1 or localhost, ipc, inproc): the condition under which plain mode is
+ * safe without a closed cell network. */
+int maad_endpoint_is_local(const char *endpoint);
+
+/* ---- CURVE certificates and the ZAP handler (curve.c) -----------------------
+ * Certificates are CZMQ's and pyzmq's text files: NAME.key holds
+ * `public-key = "<40 characters of Z85>"`, NAME.key_secret also
+ * `secret-key = "..."` (mode 0600).  The allowed subscribers are a directory
+ * of NAME.key files. */
+
+#define MAAD_CURVE_KEY_LEN 40
+
+typedef struct {
+    char public_key[MAAD_CURVE_KEY_LEN + 1];
+    char secret_key[MAAD_CURVE_KEY_LEN + 1];    /* "" unless has_secret */
+    int has_secret;
+} maad_curve_cert;
+
+/* A certificate's text (n bytes, path names it in messages): the keys must
+ * be valid Z85 and a secret key must belong to the public key. */
+int maad_curve_cert_parse(const char *text, size_t n, const char *path, maad_curve_cert *c,
+                          char *err, size_t errlen);
+/* The file at path; want_secret: it must hold the secret key, and not be
+ * readable by others. */
+int maad_curve_cert_load(const char *path, int want_secret, maad_curve_cert *c, char *err,
+                         size_t errlen);
+/* A new key pair as DIR/NAME.key (0644) and DIR/NAME.key_secret (0600);
+ * existing files are never replaced. */
+int maad_curve_cert_write(const char *dir, const char *name, maad_curve_cert *c, char *err,
+                          size_t errlen);
+/* Makes sock (SUB) a CURVE client of the server whose public certificate
+ * is server_key, as the client certificate client_cert (with its secret). */
+int maad_curve_client(void *sock, const char *server_key, const char *client_cert, char *err,
+                      size_t errlen);
+
+/* A subscriber's handshakes, to tell the user why no verdict comes:
+ * monitor returns a PAIR socket of ctx to poll for ZMQ_POLLIN beside sock
+ * (close it before sock); after it, event reads one event: 0 when none was
+ * waiting, else MAAD_HANDSHAKE_FAILED with "ENDPOINT: why", or
+ * MAAD_HANDSHAKE_OK. */
+enum { MAAD_HANDSHAKE_FAILED = 1, MAAD_HANDSHAKE_OK = 2 };
+void *maad_handshake_monitor(void *ctx, void *sock, char *err, size_t errlen);
+int maad_handshake_event(void *mon, char *why, size_t n);
+/* libzmq does not retry an endpoint whose handshake was refused: a
+ * subscriber calls this (after a pause) to try it again. */
+void maad_reconnect(void *sock, const char *endpoint);
+
+/* The ZAP handler: answers the CURVE handshakes of sockets in ctx, allowing
+ * the keys of clients_dir.  Start it before such a socket binds. */
+typedef struct maad_zap maad_zap;
+int maad_zap_start(void *ctx, const char *clients_dir, const struct maad_logger *log,
+                   maad_zap **out,
+                   char *err, size_t errlen);
+int maad_zap_reload(maad_zap *z, int *nkeys, char *err, size_t errlen);
+/* The keys allowed now, and the handshakes allowed and refused so far. */
+void maad_zap_counts(maad_zap *z, int *keys, uint64_t *accepted, uint64_t *refused);
+void maad_zap_stop(maad_zap *z);
 /* CLOCK_REALTIME, for the messages' times; CLOCK_MONOTONIC, for durations. */
 uint64_t maad_now_ns(void);
 uint64_t maad_mono_ns(void);
@@ -234,7 +318,7 @@ typedef enum {
     MAAD_LOG_DEBUG = 7
 } maad_log_level;
 
-typedef struct {
+typedef struct maad_logger {
     maad_log_level level;   /* records above (less severe than) it are dropped */
     int journal;            /* 1: sd_journal_send, 0: stderr */
     char camera[64];        /* MAAD_CAMERA field; "" for none */

@@ -127,6 +127,20 @@ static int load_files(maad *d, char *err, size_t errlen)
     return MAA_OK;
 }
 
+/* A plain socket that other hosts reach: whoever reaches the port reads
+ * every verdict (and the masks), unauthenticated.  Right on a closed cell
+ * network, so a warning, not an error. */
+static int exposure_warning(const maad_config *c, char *buf, size_t n)
+{
+    if (c->publish.curve_secret_key[0] || maad_endpoint_is_local(c->publish.endpoint))
+        return 0;
+    snprintf(buf, n, "publish.endpoint %.255s listens beyond this host without CURVE: anyone who "
+             "reaches it reads every verdict, unauthenticated and unencrypted; set "
+             "publish.curve_secret_key and publish.curve_clients, or bind 127.0.0.1 "
+             "(docs/operations.md, \"Securing the verdict socket\")", c->publish.endpoint);
+    return 1;
+}
+
 static int check_config(maad *d)
 {
     char err[MAA_ERRLEN + 64];
@@ -135,6 +149,9 @@ static int check_config(maad *d)
         return 1;
     }
     maad_config_dump(&d->cfg, stdout);
+    char warning[1024];
+    if (exposure_warning(&d->cfg, warning, sizeof warning))
+        fprintf(stderr, "maad: warning: %s\n", warning);
     const maa_model_info *mi = maa_model_get_info(d->model);
     printf("# model: S %d, C %d, g_base %d, d_base %d, sha256 %s\n", mi->image_size,
            mi->channels, mi->g_base, mi->d_base, maa_model_sha256(d->model));
@@ -271,9 +288,26 @@ static int start(maad *d, char *err, size_t errlen)
     maad_pub_opts po = {.endpoint = c->publish.endpoint, .camera = c->camera.name,
                         .sndhwm = c->publish.sndhwm,
                         .mask_format = mask_format(c->mask.format),
-                        .heartbeat_ms = c->publish.heartbeat_ms};
+                        .heartbeat_ms = c->publish.heartbeat_ms,
+                        .subscriber_budget = (size_t)c->publish.subscriber_budget_mib << 20,
+                        .mask_side = mi->image_size,
+                        .curve_secret_key = c->publish.curve_secret_key,
+                        .curve_clients = c->publish.curve_clients,
+                        .log = &d->log};
     if (maad_pub_create(&po, &d->pub, err, errlen) != MAA_OK)
         return MAA_ERR;
+    maad_pub_stats ps;
+    maad_pub_get_stats(d->pub, &ps);
+    if (ps.curve_keys)
+        maad_log(&d->log, MAAD_LOG_INFO, "publish: %s, CURVE: %d subscriber keys allowed (%s); "
+                 "a subscriber's queue holds at most %d verdicts", c->publish.endpoint,
+                 ps.curve_keys, c->publish.curve_clients, ps.queue_limit);
+    else
+        maad_log(&d->log, MAAD_LOG_INFO, "publish: %s, plain (no CURVE); a subscriber's queue "
+                 "holds at most %d verdicts", c->publish.endpoint, ps.queue_limit);
+    char warning[1024];
+    if (exposure_warning(c, warning, sizeof warning))
+        maad_log(&d->log, MAAD_LOG_WARNING, "%s", warning);
     uint64_t bound_ns = maad_now_ns();
 
     /* `systemctl status` names each step while the unit is still
@@ -479,6 +513,7 @@ static void swap_model(maad *d, const maad_config *cfg, maa_model *m)
              maa_model_sha256(m), (unsigned long long)first_seq, mi->image_size, mi->channels,
              cfg->model.calibration, cal.threshold, cal.pixel_threshold, maa_rule_name(cal.rule),
              made_s, score, test_ms, maa_model_path(d->model), maa_model_sha256(d->model));
+    maad_pub_set_mask_side(d->pub, mi->image_size);
     maa_inspector_free(old);
     maa_model_free(d->model);
     d->model = m;
@@ -498,6 +533,15 @@ static void reload(maad *d)
     maa_calibration cal;
     maa_model *m = NULL;
     char err[MAA_ERRLEN + 64];
+    int nkeys;
+    /* The allowed subscribers first: revoking a key must not wait on a
+     * model that fails to load. */
+    if (maad_pub_reload_clients(d->pub, &nkeys, err, sizeof err) != MAA_OK)
+        maad_log(&d->log, MAAD_LOG_ERR, "SIGHUP: subscriber keys not reloaded, keeping the "
+                 "ones allowed: %s", err);
+    else if (nkeys)
+        maad_log(&d->log, MAAD_LOG_NOTICE, "SIGHUP: %d subscriber keys allowed (%s)", nkeys,
+                 d->cfg.publish.curve_clients);
     if (maad_config_load(d->config_path, &cfg, err, sizeof err) != MAA_OK) {
         maad_log(&d->log, MAAD_LOG_ERR, "SIGHUP: configuration not reloaded, keeping model %s "
                  "(sha256 %.12s) and threshold %.6g: %s", maa_model_path(d->model),

@@ -40,6 +40,10 @@ struct maad_pub {
     void *blank_png;
     size_t blank_len;
     int blank_side;
+    /* The queue bound's inputs, to make it anew for another S. */
+    int sndhwm;
+    size_t subscriber_budget;
+    maad_zap *zap;              /* CURVE: the handshakes' judge; NULL: plain */
 };
 
 static uint64_t clock_ns(clockid_t clk)
@@ -78,12 +82,52 @@ static char *dupf(const char *fmt, const char *s)
     return p;
 }
 
+/* The largest verdict message with an S x S mask of format f: the topic and
+ * JSON (a reason of MAAD_REASON_SIZE, each byte escaped as \u00XX at worst,
+ * and MAA_MAX_REGIONS regions, within the 8 KiB added for every other field)
+ * and the mask (raw bytes, or a PNG that deflate could not shrink: its rows
+ * stored with their filter bytes, plus headers), plus ZeroMQ's own bytes for
+ * each of its three parts. */
+static size_t message_max(maad_mask_format f, int side)
+{
+    size_t s = side > 0 ? (size_t)side : 0;
+    size_t mask = f == MAAD_MASK_RAW ? s * s : f == MAAD_MASK_PNG ? s * (s + 1) + s * 5 + 1024 : 0;
+    return 6 * MAAD_REASON_SIZE + 8192 + mask + 3 * 128;
+}
+
+/* sndhwm cut so that a subscriber's queue of the largest messages fits the
+ * budget: what bounds the memory a subscriber that never reads can make
+ * maad hold (ZeroMQ counts messages, not bytes).  At least 1. */
+static int queue_limit(int sndhwm, size_t budget, maad_mask_format f, int side)
+{
+    if (!budget)
+        return sndhwm;
+    size_t fit = budget / message_max(f, side);
+    return fit < (size_t)sndhwm ? (fit ? (int)fit : 1) : sndhwm;
+}
+
+int maad_endpoint_is_local(const char *e)
+{
+    if (strncmp(e, "ipc://", 6) == 0 || strncmp(e, "inproc://", 9) == 0)
+        return 1;
+    if (strncmp(e, "tcp://", 6) != 0)
+        return 0;
+    e += 6;
+    /* tcp://SOURCE;HOST:PORT binds HOST */
+    const char *semi = strchr(e, ';');
+    if (semi)
+        e = semi + 1;
+    return strncmp(e, "127.", 4) == 0 || strncmp(e, "localhost:", 10) == 0 ||
+           strncmp(e, "[::1]:", 6) == 0 || strncmp(e, "lo:", 3) == 0;
+}
+
 void maad_pub_free(maad_pub *p)
 {
     if (!p)
         return;
     if (p->sock)
         zmq_close(p->sock);
+    maad_zap_stop(p->zap);
     if (p->ctx)
         zmq_ctx_term(p->ctx);
     free(p->topic);
@@ -92,6 +136,38 @@ void maad_pub_free(maad_pub *p)
     free(p->blank_png);
     pthread_mutex_destroy(&p->lock);
     free(p);
+}
+
+/* CURVE: the handler that judges handshakes runs before the socket binds,
+ * so that no subscriber connects unjudged (libzmq lets every CURVE client
+ * in when no handler is bound). */
+static int curve_server(maad_pub *p, const maad_pub_opts *o, char *err, size_t errlen)
+{
+    int has_key = o->curve_secret_key && *o->curve_secret_key;
+    int has_dir = o->curve_clients && *o->curve_clients;
+    if (!has_key && !has_dir)
+        return MAA_OK;
+    if (!has_key || !has_dir) {
+        snprintf(err, err ? errlen : 0, "publish: CURVE needs both curve_secret_key and "
+                 "curve_clients");
+        return MAA_ERR;
+    }
+    char why[MAA_ERRLEN];
+    maad_curve_cert c;
+    if (maad_curve_cert_load(o->curve_secret_key, 1, &c, why, sizeof why) != MAA_OK) {
+        snprintf(err, err ? errlen : 0, "publish.curve_secret_key: %s", why);
+        return MAA_ERR;
+    }
+    if (maad_zap_start(p->ctx, o->curve_clients, o->log, &p->zap, err, errlen) != MAA_OK)
+        return MAA_ERR;
+    int on = 1;
+    if (zmq_setsockopt(p->sock, ZMQ_ZAP_DOMAIN, "maad", 4) ||
+        zmq_setsockopt(p->sock, ZMQ_CURVE_SERVER, &on, sizeof on) ||
+        zmq_setsockopt(p->sock, ZMQ_CURVE_SECRETKEY, c.secret_key, MAAD_CURVE_KEY_LEN + 1)) {
+        snprintf(err, err ? errlen : 0, "publish: CURVE: %s", zmq_strerror(zmq_errno()));
+        return MAA_ERR;
+    }
+    return MAA_OK;
 }
 
 int maad_pub_create(const maad_pub_opts *o, maad_pub **out, char *err,
@@ -138,15 +214,23 @@ int maad_pub_create(const maad_pub_opts *o, maad_pub **out, char *err,
         maad_pub_free(p);
         return MAA_ERR;
     }
+    p->sndhwm = o->sndhwm;
+    p->subscriber_budget = o->subscriber_budget;
+    p->st.queue_limit = queue_limit(o->sndhwm, o->subscriber_budget, o->mask_format,
+                                    o->mask_side);
     p->sock = zmq_socket(p->ctx, ZMQ_PUB);
     /* Linger briefly so the last verdicts leave at shutdown without letting
      * a dead subscriber hold the daemon's exit. */
     int linger = 200;
     if (!p->sock ||
-        zmq_setsockopt(p->sock, ZMQ_SNDHWM, &o->sndhwm, sizeof o->sndhwm) ||
+        zmq_setsockopt(p->sock, ZMQ_SNDHWM, &p->st.queue_limit, sizeof p->st.queue_limit) ||
         zmq_setsockopt(p->sock, ZMQ_LINGER, &linger, sizeof linger)) {
         snprintf(err, err ? errlen : 0, "publish: socket: %s",
                  zmq_strerror(zmq_errno()));
+        maad_pub_free(p);
+        return MAA_ERR;
+    }
+    if (curve_server(p, o, err, errlen) != MAA_OK) {
         maad_pub_free(p);
         return MAA_ERR;
     }
@@ -421,4 +505,21 @@ void maad_pub_get_stats(maad_pub *p, maad_pub_stats *s)
     pthread_mutex_lock(&p->lock);
     *s = p->st;
     pthread_mutex_unlock(&p->lock);
+    if (p->zap)
+        maad_zap_counts(p->zap, &s->curve_keys, &s->curve_accepted, &s->curve_refused);
+}
+
+void maad_pub_set_mask_side(maad_pub *p, int mask_side)
+{
+    pthread_mutex_lock(&p->lock);
+    p->st.queue_limit = queue_limit(p->sndhwm, p->subscriber_budget, p->mask_format, mask_side);
+    zmq_setsockopt(p->sock, ZMQ_SNDHWM, &p->st.queue_limit, sizeof p->st.queue_limit);
+    pthread_mutex_unlock(&p->lock);
+}
+
+int maad_pub_reload_clients(maad_pub *p, int *nkeys, char *err, size_t errlen)
+{
+    if (nkeys)
+        *nkeys = 0;
+    return p->zap ? maad_zap_reload(p->zap, nkeys, err, errlen) : MAA_OK;
 }

@@ -139,6 +139,13 @@ static void test_wrong_types(void)
                  "7:9: replay.loop: expected true/false, got a sequence");
     expect_error(REQ "publish:\n  endpoint: [tcp]\n",
                  "7:13: publish.endpoint: expected a string, got a sequence");
+    /* Half of CURVE would refuse everyone or allow anyone. */
+    expect_error(REQ "publish:\n  curve_secret_key: k.key_secret\n",
+                 "7:3: publish.curve_secret_key and publish.curve_clients go together: set both for "
+                 "CURVE, neither for plain mode");
+    expect_error(REQ "publish:\n  curve_clients: clients\n",
+                 "7:3: publish.curve_secret_key and publish.curve_clients go together: set both for "
+                 "CURVE, neither for plain mode");
 }
 
 static void test_out_of_range(void)
@@ -310,7 +317,10 @@ static void test_defaults_for_absent_keys(void)
     CHECK(c.engine.batch_max == 4 && c.engine.ring_slots == 64 && c.engine.test_delay_ms == 0);
     CHECK(c.engine.max_age_ms == 1000);
     CHECK(c.mask.format == MAAD_CFG_MASK_PNG && c.mask.min_region_area == -1);
-    CHECK(strcmp(c.publish.endpoint, "tcp://*:5555") == 0 && c.publish.sndhwm == 1000);
+    /* Loopback: a socket other hosts reach is the installer's choice. */
+    CHECK(strcmp(c.publish.endpoint, "tcp://127.0.0.1:5555") == 0 && c.publish.sndhwm == 1000);
+    CHECK(c.publish.subscriber_budget_mib == 64 && !c.publish.curve_secret_key[0] &&
+          !c.publish.curve_clients[0]);
     CHECK(c.publish.heartbeat_ms == 500);
     CHECK(c.log.summary_interval_s == 10 && c.log.level == MAAD_CFG_LOG_INFO);
 }
@@ -362,6 +372,9 @@ static const char full_yaml[] =
     "publish:\n"
     "  endpoint: \"tcp://127.0.0.1:6000\"\n"
     "  sndhwm: 1\n"
+    "  subscriber_budget_mib: 65536\n"
+    "  curve_secret_key: /etc/maad/keys/maad.key_secret\n"
+    "  curve_clients: /etc/maad/clients\n"
     "  heartbeat_ms: 50\n"
     "log:\n"
     "  summary_interval_s: 3600\n"
@@ -415,6 +428,9 @@ static const char full_dump[] =
     "mask.min_region_area = 1000000\n"
     "publish.endpoint = \"tcp://127.0.0.1:6000\"\n"
     "publish.sndhwm = 1\n"
+    "publish.subscriber_budget_mib = 65536\n"
+    "publish.curve_secret_key = \"/etc/maad/keys/maad.key_secret\"\n"
+    "publish.curve_clients = \"/etc/maad/clients\"\n"
     "publish.heartbeat_ms = 50\n"
     "log.summary_interval_s = 3600\n"
     "log.level = debug\n"

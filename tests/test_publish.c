@@ -6,6 +6,7 @@
 #include <spng.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -476,6 +477,227 @@ static void test_errors(void)
     maad_pub_free(p);
 }
 
+/* ---- CURVE and the per-subscriber budget ---------------------------------- */
+
+static char keydir[64];
+
+static void curve_sub_keys(void *s, const maad_curve_cert *server, const maad_curve_cert *me)
+{
+    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server->public_key, 41);
+    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, me->public_key, 41);
+    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, me->secret_key, 41);
+}
+
+/* A SUB of ctx zctx with keys (NULL: plain), subscribed to everything. */
+static void *curve_sub(const maad_curve_cert *server, const maad_curve_cert *me)
+{
+    void *s = zmq_socket(zctx, ZMQ_SUB);
+    int ivl = 20, linger = 0;
+    zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (me)
+        curve_sub_keys(s, server, me);
+    zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
+    zmq_connect(s, EP);
+    return s;
+}
+
+static void test_curve_access(void)
+{
+    if (no_netns)
+        SKIP("no private network namespace (unshare -n)");
+    char err[MAA_ERRLEN] = "", clients[96], path[160];
+    snprintf(clients, sizeof clients, "%s/clients", keydir);
+    mkdir(clients, 0755);
+    maad_curve_cert server, allowed, stranger;
+    CHECK(maad_curve_cert_write(keydir, "maad", &server, err, sizeof err) == MAA_OK, "%s", err);
+    CHECK(maad_curve_cert_write(clients, "plc", &allowed, err, sizeof err) == MAA_OK, "%s", err);
+    CHECK(maad_curve_cert_write(keydir, "stranger", &stranger, err, sizeof err) == MAA_OK,
+          "%s", err);
+    snprintf(path, sizeof path, "%s/maad.key_secret", keydir);
+    maad_pub_opts o = {.endpoint = EP, .camera = "cam", .sndhwm = 100, .heartbeat_ms = 1000,
+                       .curve_secret_key = path, .curve_clients = clients};
+    maad_pub *p = NULL;
+    CHECK(maad_pub_create(&o, &p, err, sizeof err) == MAA_OK, "%s", err);
+    if (!p)
+        return;
+    maad_pub_stats st;
+    maad_pub_get_stats(p, &st);
+    CHECK(st.curve_keys == 1, "%d keys", st.curve_keys);
+
+    void *good = curve_sub(&server, &allowed);
+    CHECK(sync_sub(p, good), "the allowed key gets heartbeats");
+    /* A key not in the directory, and a plain subscriber: neither gets a
+     * message while the allowed one gets many. */
+    void *bad = curve_sub(&server, &stranger), *plain = curve_sub(NULL, NULL);
+    msg m;
+    int got_good = 0, got_bad = 0, got_plain = 0;
+    for (int i = 0; i < 30; i++) {
+        maad_pub_tick(p, (uint64_t)(i + 1) * 10000000000ull + 1000000000000ull, NULL, 0);
+        got_good += recv_msg(good, &m, 20);
+        msg_free(&m);
+        got_bad += recv_msg(bad, &m, 20);
+        msg_free(&m);
+        got_plain += recv_msg(plain, &m, 20);
+        msg_free(&m);
+    }
+    CHECK(got_good == 30, "allowed: %d of 30 heartbeats", got_good);
+    CHECK(got_bad == 0 && got_plain == 0, "refused: %d, plain: %d", got_bad, got_plain);
+    maad_pub_get_stats(p, &st);
+    CHECK(st.curve_accepted >= 1 && st.curve_refused >= 1, "accepted %llu refused %llu",
+          (unsigned long long)st.curve_accepted, (unsigned long long)st.curve_refused);
+
+    /* A key added to the directory is allowed after the reload (SIGHUP),
+     * at the stranger's next connection: libzmq does not retry a refused
+     * handshake by itself (maa watch and maa-plc connect again). */
+    snprintf(path, sizeof path, "%s/stranger.key", keydir);
+    char to[160];
+    snprintf(to, sizeof to, "%s/stranger.key", clients);
+    CHECK(rename(path, to) == 0);
+    int nkeys = 0;
+    CHECK(maad_pub_reload_clients(p, &nkeys, err, sizeof err) == MAA_OK && nkeys == 2, "%s",
+          err);
+    zmq_close(bad);
+    bad = curve_sub(&server, &stranger);
+    for (int i = 0; i < 200 && !got_bad; i++) {
+        maad_pub_tick(p, (uint64_t)(i + 1) * 10000000000ull + 2000000000000ull, NULL, 0);
+        got_bad = recv_msg(bad, &m, 20);
+        msg_free(&m);
+    }
+    maad_pub_get_stats(p, &st);
+    CHECK(got_bad, "the stranger's key, once added, is allowed (accepted %llu refused %llu)",
+          (unsigned long long)st.curve_accepted, (unsigned long long)st.curve_refused);
+    /* A broken certificate in the directory: the reload is refused and the
+     * allowed set stays. */
+    snprintf(path, sizeof path, "%s/broken.key", clients);
+    FILE *f = fopen(path, "w");
+    fputs("curve\n public-key = \"nope\"\n", f);
+    fclose(f);
+    CHECK(maad_pub_reload_clients(p, &nkeys, err, sizeof err) == MAA_ERR);
+    CHECK(strstr(err, "broken.key") != NULL, "%s", err);
+    maad_pub_get_stats(p, &st);
+    CHECK(st.curve_keys == 2, "%d keys kept", st.curve_keys);
+    unlink(path);
+    zmq_close(good);
+    zmq_close(bad);
+    zmq_close(plain);
+    maad_pub_free(p);
+
+    /* Half of CURVE, or a clients directory without keys, is refused. */
+    snprintf(path, sizeof path, "%s/maad.key_secret", keydir);
+    maad_pub_opts half = {.endpoint = EP, .camera = "cam", .sndhwm = 1, .curve_secret_key = path};
+    CHECK(maad_pub_create(&half, &p, err, sizeof err) == MAA_ERR);
+    CHECK(strstr(err, "both") != NULL, "%s", err);
+    char empty[96];
+    snprintf(empty, sizeof empty, "%s/empty", keydir);
+    mkdir(empty, 0755);
+    half.curve_clients = empty;
+    CHECK(maad_pub_create(&half, &p, err, sizeof err) == MAA_ERR);
+    CHECK(strstr(err, "no client certificates") != NULL, "%s", err);
+}
+
+static long rss_kib(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* What maad holds for a subscriber that never reads (its receive queue of
+ * one message, and its TCP buffers, full): the growth of this process's
+ * memory over 3000 verdicts with raw 128 x 128 masks (48 MiB sent). */
+static long held_kib(size_t budget)
+{
+    maad_pub_opts o = {.endpoint = EP, .camera = "cam", .sndhwm = 1000000,
+                       .mask_format = MAAD_MASK_RAW, .heartbeat_ms = 1000,
+                       .subscriber_budget = budget, .mask_side = 128};
+    maad_pub *p = NULL;
+    char err[MAA_ERRLEN] = "";
+    CHECK(maad_pub_create(&o, &p, err, sizeof err) == MAA_OK, "%s", err);
+    if (!p)
+        return 0;
+    void *sub = zmq_socket(zctx, ZMQ_SUB);
+    int one = 1, linger = 0;
+    zmq_setsockopt(sub, ZMQ_RCVHWM, &one, sizeof one);
+    zmq_setsockopt(sub, ZMQ_RCVBUF, &one, sizeof one);
+    zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    zmq_connect(sub, EP);
+    CHECK(sync_sub(p, sub));
+    static uint8_t mask[128 * 128];
+    maad_verdict v = {.verdict = MAAD_REJECT, .score = 2, .threshold = 1, .model = MODEL,
+                      .model_size = 128, .cam_width = 128, .cam_height = 128, .mask = mask};
+    long before = rss_kib();
+    for (int i = 0; i < 3000; i++) {
+        v.frame_id = (uint64_t)i + 1;
+        mask[i % sizeof mask] = 255; /* not the cached empty one */
+        maad_pub_verdict(p, &v, NULL, 0);
+    }
+    usleep(300000); /* the I/O thread moves what it can */
+    long grew = rss_kib() - before;
+    zmq_close(sub);
+    maad_pub_free(p);
+    return grew;
+}
+
+static void test_subscriber_budget(void)
+{
+    if (no_netns)
+        SKIP("no private network namespace (unshare -n)");
+    /* The limit: the budget over the largest message, never above sndhwm,
+     * at least 1. */
+    maad_pub_opts o = {.endpoint = EP, .camera = "cam", .sndhwm = 1000,
+                       .mask_format = MAAD_MASK_RAW, .heartbeat_ms = 1000,
+                       .subscriber_budget = 4u << 20, .mask_side = 256};
+    maad_pub *p = NULL;
+    char err[MAA_ERRLEN] = "";
+    maad_pub_stats st;
+    CHECK(maad_pub_create(&o, &p, err, sizeof err) == MAA_OK, "%s", err);
+    maad_pub_get_stats(p, &st);
+    CHECK(st.queue_limit > 30 && st.queue_limit < 64, "4 MiB of 64 KiB masks: %d",
+          st.queue_limit);
+    maad_pub_set_mask_side(p, 1024); /* a model swap to S = 1024: 1 MiB masks */
+    maad_pub_get_stats(p, &st);
+    CHECK(st.queue_limit == 3, "%d", st.queue_limit);
+    maad_pub_free(p);
+    o.subscriber_budget = 64u << 20;
+    o.mask_side = 64;
+    CHECK(maad_pub_create(&o, &p, err, sizeof err) == MAA_OK, "%s", err);
+    maad_pub_get_stats(p, &st);
+    CHECK(st.queue_limit == 1000, "64 MiB of 4 KiB masks: sndhwm holds (%d)", st.queue_limit);
+    maad_pub_free(p);
+    o.subscriber_budget = 1000;
+    CHECK(maad_pub_create(&o, &p, err, sizeof err) == MAA_OK, "%s", err);
+    maad_pub_get_stats(p, &st);
+    CHECK(st.queue_limit == 1, "%d", st.queue_limit);
+    maad_pub_free(p);
+
+    /* The bound holds in memory: without it the 48 MiB queue up for the
+     * subscriber that does not read (which shows the test can tell). */
+    long bounded = held_kib(2u << 20), unbounded = held_kib(0);
+    CHECK(bounded < 12 * 1024, "2 MiB budget: %ld KiB held", bounded);
+    CHECK(unbounded > 32 * 1024, "unbounded: %ld KiB held", unbounded);
+}
+
+static void test_endpoint_local(void)
+{
+    CHECK(maad_endpoint_is_local("tcp://127.0.0.1:5555"));
+    CHECK(maad_endpoint_is_local("tcp://localhost:5555"));
+    CHECK(maad_endpoint_is_local("tcp://[::1]:5555"));
+    CHECK(maad_endpoint_is_local("tcp://lo:5555"));
+    CHECK(maad_endpoint_is_local("ipc:///run/maad/cam0"));
+    CHECK(!maad_endpoint_is_local("tcp://*:5555"));
+    CHECK(!maad_endpoint_is_local("tcp://0.0.0.0:5555"));
+    CHECK(!maad_endpoint_is_local("tcp://10.0.0.5:5555"));
+    CHECK(!maad_endpoint_is_local("tcp://eth0:5555"));
+    CHECK(!maad_endpoint_is_local("tcp://127x:5555"));
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -495,6 +717,16 @@ int main(int argc, char **argv)
     RUN(test_heartbeat);
     RUN(test_prefix_filter);
     RUN(test_errors);
+    snprintf(keydir, sizeof keydir, "/tmp/test_publish.XXXXXX");
+    if (!mkdtemp(keydir))
+        perror("mkdtemp");
+    RUN(test_curve_access);
+    RUN(test_subscriber_budget);
+    RUN(test_endpoint_local);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", keydir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", keydir);
     zmq_ctx_term(zctx);
     return CHECK_SUMMARY();
 }
