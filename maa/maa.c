@@ -16,6 +16,7 @@ static const struct {
     {"eval", maa_cmd_eval, "measure detection on a labelled set (MVTec AD layout)"},
     {"compare", maa_cmd_compare, "a candidate model against the running one: deploy or keep"},
     {"watch", maa_cmd_watch, "follow a maad verdict stream (ZeroMQ)"},
+    {"keygen", maa_cmd_keygen, "make a CURVE key pair for the verdict socket"},
     {"fakecam", maa_cmd_fakecam, "serve a directory of images as a fake GigE Vision camera"},
 };
 

@@ -15,6 +15,7 @@ int maa_cmd_eval(int argc, char **argv);
 int maa_cmd_compare(int argc, char **argv);
 int maa_cmd_fakecam(int argc, char **argv);
 int maa_cmd_watch(int argc, char **argv);
+int maa_cmd_keygen(int argc, char **argv);
 
 /* Options every engine-running subcommand shares, for getopt_long tables:
  * --model, --calibration, --backend, --precision, --threads, --batch. */

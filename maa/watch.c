@@ -71,6 +71,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: maa watch ENDPOINT [--topic T] [--count N] [--json] "
             "[--timeout S] [--passes each|count]\n"
+            "                [--server-key MAAD.key --key NAME.key_secret]\n"
             "  Follow the verdicts a maad publishes on ENDPOINT "
             "(e.g. tcp://127.0.0.1:5555).\n"
             "  --topic T    subscribe to topics starting with T "
@@ -85,7 +86,11 @@ static void usage(FILE *f)
             "               counted: on a terminal in one status line rewritten in\n"
             "               place, otherwise as a note \"# N passes, captured T0 to\n"
             "               T1\" before the next line and at least every 10 s\n"
-            "  Notes (#) report seq gaps, daemon restarts and heartbeats "
+            "  --server-key F  CURVE: maad's public certificate (its NAME.key)\n"
+            "  --key F      CURVE: this subscriber's certificate with its secret key\n"
+            "               (maa keygen NAME writes NAME.key_secret; maad must list\n"
+            "               NAME.key in publish.curve_clients)\n"
+            "  Notes (#) report seq gaps, refused handshakes, daemon restarts and heartbeats "
             "missing > 2 s;\n"
             "  SIGINT/SIGTERM print a summary and exit.\n");
 }
@@ -392,11 +397,13 @@ int maa_cmd_watch(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 'T'},
         {"passes", required_argument, NULL, 'p'},
+        {"server-key", required_argument, NULL, 'S'},
+        {"key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static const char who[] = "maa watch";
-    const char *topic = "maad.";
+    const char *topic = "maad.", *server_key = NULL, *key = NULL;
     long long count = 0;
     double timeout = 0;
     watch w = {.notes = stdout};
@@ -426,6 +433,12 @@ int maa_cmd_watch(int argc, char **argv)
             }
             w.count_passes = strcmp(optarg, "count") == 0;
             break;
+        case 'S':
+            server_key = optarg;
+            break;
+        case 'K':
+            key = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -433,6 +446,10 @@ int maa_cmd_watch(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (!server_key != !key) {
+        fprintf(stderr, "maa watch: CURVE needs both --server-key and --key\n");
+        return 2;
     }
     w.topic = topic;
     w.live = w.count_passes && isatty(fileno(w.notes));
@@ -443,16 +460,30 @@ int maa_cmd_watch(int argc, char **argv)
     const char *endpoint = argv[optind];
 
     void *ctx = zmq_ctx_new();
-    void *sock = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
-    if (!sock || zmq_setsockopt(sock, ZMQ_SUBSCRIBE, topic, strlen(topic)) ||
+    void *sock = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL, *mon = NULL;
+    char why[MAA_ERRLEN];
+    snprintf(why, sizeof why, "%s", zmq_strerror(zmq_errno()));
+    if (!sock || (key && maad_curve_client(sock, server_key, key, why, sizeof why)) ||
+        !(mon = maad_handshake_monitor(ctx, sock, why, sizeof why)) ||
+        zmq_setsockopt(sock, ZMQ_SUBSCRIBE, topic, strlen(topic)) ||
         zmq_connect(sock, endpoint)) {
-        fprintf(stderr, "maa watch: %s: %s\n", endpoint, zmq_strerror(zmq_errno()));
+        if (mon && sock)
+            snprintf(why, sizeof why, "%s", zmq_strerror(zmq_errno()));
+        fprintf(stderr, "maa watch: %s: %s\n", endpoint, why);
+        if (mon)
+            zmq_close(mon);
         if (sock)
             zmq_close(sock);
         if (ctx)
             zmq_ctx_term(ctx);
         return 1;
     }
+    /* libzmq gives up on an endpoint whose handshake failed; maa watch
+     * connects again every second, so that it follows once maad allows its
+     * key (SIGHUP) or is restarted with the keys it expects.  The reason
+     * is noted when it first comes or changes. */
+    char refused[MAA_ERRLEN] = "";
+    uint64_t retry_at = 0;
 
     struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART */
     sigemptyset(&sa.sa_mask);
@@ -473,13 +504,31 @@ int maa_cmd_watch(int argc, char **argv)
             break;
         }
         check_heartbeats(&w, now, start);
-        zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&item, 1, 200) < 0) {
+        zmq_pollitem_t item[2] = {{.socket = sock, .events = ZMQ_POLLIN},
+                                  {.socket = mon, .events = ZMQ_POLLIN}};
+        if (zmq_poll(item, 2, 200) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             fprintf(stderr, "maa watch: %s\n", zmq_strerror(zmq_errno()));
             rc = 1;
             break;
+        }
+        int ev;
+        while ((item[1].revents & ZMQ_POLLIN) && (ev = maad_handshake_event(mon, why, sizeof why))) {
+            if (ev == MAAD_HANDSHAKE_OK) {
+                refused[0] = '\0';
+                continue;
+            }
+            if (strcmp(why, refused) != 0) {
+                snprintf(refused, sizeof refused, "%s", why);
+                note(&w, "# %s\n", why);
+            }
+            if (!retry_at)
+                retry_at = now + 1000000000ull;
+        }
+        if (retry_at && now >= retry_at) {
+            retry_at = 0;
+            maad_reconnect(sock, endpoint);
         }
         char tp[256], *js;
         size_t jl;
@@ -497,6 +546,7 @@ int maa_cmd_watch(int argc, char **argv)
     summary(&w);
     int linger = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(mon);
     zmq_close(sock);
     zmq_ctx_term(ctx);
     return rc;
