@@ -20,6 +20,9 @@ static const cfg_key line_keys[] = {
             "synchronise a camera)."),
     CFG_INT(maa_plc_line_config, heartbeat_timeout_ms, 100, 60000, "800", 0,
             "No message from a camera's maad for this long: that camera is down."),
+    CFG_STR(maa_plc_line_config, curve_key, "", "/etc/maa-plc/keys/maa-plc.key_secret", F_PATH,
+            "maa-plc's CURVE certificate with its secret key (maa keygen), for the cameras "
+            "with a server_key; its NAME.key goes into each maad's publish.curve_clients."),
     CFG_END,
 };
 
@@ -70,14 +73,17 @@ static const cfg_key camera_keys[] = {
             "ZeroMQ endpoint of that maad's verdicts: its publish.endpoint as seen from here."),
     CFG_INT(maa_plc_camera_config, offset, 0, 10000, "0", 0,
             "Line steps from the first camera of the line (offset 0) to this one."),
+    CFG_STR(maa_plc_camera_config, server_key, "", NULL, F_PATH,
+            "That maad's public CURVE certificate (its NAME.key) when it runs CURVE; empty = "
+            "plain mode."),
     CFG_END,
 };
 
 /* The example file's line: three cameras at three stations in a row. */
 static const maa_plc_camera_config example_cameras[] = {
-    {"groove", "tcp://127.0.0.1:5555", 0},
-    {"cylinder", "tcp://127.0.0.1:5556", 1},
-    {"hook", "tcp://127.0.0.1:5557", 2},
+    {"groove", "tcp://127.0.0.1:5555", 0, ""},
+    {"cylinder", "tcp://127.0.0.1:5556", 1, ""},
+    {"hook", "tcp://127.0.0.1:5557", 2, ""},
 };
 
 #define CAMERAS_MAX (sizeof((maa_plc_config *)0)->cameras / sizeof(maa_plc_camera_config))
@@ -114,6 +120,10 @@ static int check_rules(cfg_loader *L, const void *config)
                                 c->cameras[i].name, at.line + 1, at.column + 1);
             }
         first = first || c->cameras[i].offset == 0;
+        if (c->cameras[i].server_key[0] && !c->line.curve_key[0])
+            return cfg_fail(L, cfg_mark(L, "cameras", (size_t)i, "server_key"),
+                            "camera %s has a server_key (CURVE) but line.curve_key, maa-plc's "
+                            "own certificate, is not set", c->cameras[i].name);
     }
     /* Part numbers count the line steps at offset 0: a line without a
      * camera there has no first station to number its parts by. */

@@ -58,6 +58,12 @@ typedef struct {
     uint64_t suppressed;    /* ... of them not logged since the last one logged */
     uint64_t last_refused_log;
     char last_refused[256]; /* the reason last logged */
+    /* Handshakes: libzmq gives up on a refused one, the bridge retries
+     * every second (maad's keys may be fixed by a SIGHUP), logging the
+     * reason when it first comes or changes. */
+    void *monitor;
+    uint64_t retry_at;      /* monotonic; 0: none pending */
+    char handshake[MAA_ERRLEN];
 } cam_input;
 
 typedef struct {
@@ -244,8 +250,18 @@ static int open_sockets(bridge *b, char *err, size_t errlen)
             zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero) ||
             zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) ||
             zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) ||
-            zmq_setsockopt(s, ZMQ_SUBSCRIBE, topic, strlen(topic)) ||
-            zmq_connect(s, c->endpoint)) {
+            zmq_setsockopt(s, ZMQ_SUBSCRIBE, topic, strlen(topic))) {
+            snprintf(err, errlen, "camera %s: %s", c->name, zmq_strerror(errno));
+            return MAA_ERR;
+        }
+        char why[MAA_ERRLEN];
+        if ((c->server_key[0] &&
+             maad_curve_client(s, c->server_key, b->cfg.line.curve_key, why, sizeof why)) ||
+            !(b->in[k].monitor = maad_handshake_monitor(b->zctx, s, why, sizeof why))) {
+            snprintf(err, errlen, "camera %s: %s", c->name, why);
+            return MAA_ERR;
+        }
+        if (zmq_connect(s, c->endpoint)) {
             snprintf(err, errlen, "camera %s: cannot connect to %s: %s", c->name, c->endpoint,
                      zmq_strerror(errno));
             return MAA_ERR;
@@ -254,20 +270,51 @@ static int open_sockets(bridge *b, char *err, size_t errlen)
     return MAA_OK;
 }
 
+/* Camera k's handshakes: a failure logged (once until it changes or one
+ * succeeds) and tried again a second later. */
+static void read_handshakes(bridge *b, int k, uint64_t now_mono)
+{
+    cam_input *in = &b->in[k];
+    char why[MAA_ERRLEN];
+    int ev;
+    while ((ev = maad_handshake_event(in->monitor, why, sizeof why))) {
+        if (ev == MAAD_HANDSHAKE_OK) {
+            if (in->handshake[0])
+                maad_log(&b->log, MAAD_LOG_NOTICE, "camera %s: %s", b->cfg.cameras[k].name,
+                         why);
+            in->handshake[0] = '\0';
+            continue;
+        }
+        if (strcmp(why, in->handshake) != 0) {
+            maad_log(&b->log, MAAD_LOG_ERR, "camera %s: %s", b->cfg.cameras[k].name, why);
+            snprintf(in->handshake, sizeof in->handshake, "%s", why);
+        }
+        if (!in->retry_at)
+            in->retry_at = now_mono + 1000000000ull;
+    }
+}
+
 static void close_sockets(bridge *b)
 {
-    for (int k = 0; k < b->cfg.ncameras; k++)
+    for (int k = 0; k < b->cfg.ncameras; k++) {
+        if (b->in[k].monitor)
+            zmq_close(b->in[k].monitor);
         if (b->socks[k])
             zmq_close(b->socks[k]);
+    }
     if (b->zctx)
         zmq_ctx_term(b->zctx);
 }
 
 static int run(bridge *b)
 {
-    zmq_pollitem_t items[MAA_PLC_MAX_CAMERAS];
-    for (int k = 0; k < b->cfg.ncameras; k++)
+    /* The cameras' sockets, then their handshake monitors. */
+    const int n = b->cfg.ncameras;
+    zmq_pollitem_t items[2 * MAA_PLC_MAX_CAMERAS];
+    for (int k = 0; k < n; k++) {
         items[k] = (zmq_pollitem_t){.socket = b->socks[k], .events = ZMQ_POLLIN};
+        items[n + k] = (zmq_pollitem_t){.socket = b->in[k].monitor, .events = ZMQ_POLLIN};
+    }
     uint64_t wd_usec = maad_notify_watchdog_usec(), last_wd = 0, last_summary = maad_mono_ns();
     uint64_t summary_ns = (uint64_t)b->cfg.log.summary_interval_s * 1000000000ull;
     char line[512];
@@ -278,13 +325,21 @@ static int run(bridge *b)
         long timeout = (long)((wake - now_mono + 999999) / 1000000);
         if (timeout > 100)
             timeout = 100;
-        if (zmq_poll(items, b->cfg.ncameras, timeout) < 0 && errno != EINTR) {
+        if (zmq_poll(items, 2 * n, timeout) < 0 && errno != EINTR) {
             maad_log(&b->log, MAAD_LOG_ERR, "zmq_poll: %s", zmq_strerror(errno));
             return MAA_ERR;
         }
-        for (int k = 0; k < b->cfg.ncameras; k++)
+        now_mono = maad_mono_ns();
+        for (int k = 0; k < n; k++) {
             if (items[k].revents & ZMQ_POLLIN)
                 read_camera(b, k);
+            if (items[n + k].revents & ZMQ_POLLIN)
+                read_handshakes(b, k, now_mono);
+            if (b->in[k].retry_at && now_mono >= b->in[k].retry_at) {
+                b->in[k].retry_at = 0;
+                maad_reconnect(b->socks[k], b->cfg.cameras[k].endpoint);
+            }
+        }
         now_mono = maad_mono_ns();
         plc_tracker_tick(b->tracker, maad_now_ns(), now_mono);
         hand_over(b);
