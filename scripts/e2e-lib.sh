@@ -181,17 +181,22 @@ e2e_wait_file()
 # one's mask part (0: none) to OUT.mask, line for line, and every
 # heartbeat's JSON to OUT.hb; it writes OUT.ready once the first heartbeat
 # came (from then on nothing published is missed) and quits on SIGTERM.
-# Pid in E2E_SUB.
+# With SERVER_KEY and CLIENT_SECRET (e2e_subscribe EP OUT SERVER_KEY
+# CLIENT_SECRET) it is a CURVE client, reading the certificates with pyzmq's
+# own zmq.auth.load_certificate.  Pid in E2E_SUB.
 e2e_subscribe()
 {
     : >"$2"
     : >"$2.mask"
     rm -f "$2.ready"
-    "$PY" - "$1" "$2" >"$2.log" 2>&1 <<'EOF' &
-import signal, sys, zmq
+    "$PY" - "$@" >"$2.log" 2>&1 <<'EOF' &
+import signal, sys, zmq, zmq.auth
 ep, out = sys.argv[1], sys.argv[2]
 ctx = zmq.Context()
 s = ctx.socket(zmq.SUB)
+if len(sys.argv) > 4:
+    s.curve_serverkey = zmq.auth.load_certificate(sys.argv[3])[0]
+    s.curve_publickey, s.curve_secretkey = zmq.auth.load_certificate(sys.argv[4])
 s.setsockopt(zmq.RCVHWM, 0)
 s.setsockopt(zmq.RECONNECT_IVL, 10)
 s.setsockopt(zmq.SUBSCRIBE, b"maad.")
