@@ -85,6 +85,7 @@ static const char full_yaml[] =
     "  deadline_ms: 600000\n"
     "  sync_tolerance_ms: 0.1\n"
     "  heartbeat_timeout_ms: 60000\n"
+    "  curve_key: /etc/maa-plc/maa-plc.key_secret\n"
     "plc:\n"
     "  address: plc-7.line.example\n"
     "  port: 1502\n"
@@ -106,6 +107,7 @@ static const char full_yaml[] =
     "  - name: top\n"
     "    endpoint: \"tcp://10.0.0.2:5555\"\n"
     "    offset: 4\n"
+    "    server_key: /etc/maa-plc/top.key\n"
     "  - {name: side_A, endpoint: 'tcp://[::1]:6000', offset: 0}\n"
     "  - offset: 10000\n"
     "    endpoint: \"ipc:///run/maad/\\\"q\\\"\"\n"
@@ -119,6 +121,7 @@ static const char full_dump[] =
     "line.deadline_ms = 600000\n"
     "line.sync_tolerance_ms = 0.1\n"
     "line.heartbeat_timeout_ms = 60000\n"
+    "line.curve_key = \"/etc/maa-plc/maa-plc.key_secret\"\n"
     "plc.address = \"plc-7.line.example\"\n"
     "plc.port = 1502\n"
     "plc.unit_id = 255\n"
@@ -138,12 +141,15 @@ static const char full_dump[] =
     "cameras[0].name = \"top\"\n"
     "cameras[0].endpoint = \"tcp://10.0.0.2:5555\"\n"
     "cameras[0].offset = 4\n"
+    "cameras[0].server_key = \"/etc/maa-plc/top.key\"\n"
     "cameras[1].name = \"side_A\"\n"
     "cameras[1].endpoint = \"tcp://[::1]:6000\"\n"
     "cameras[1].offset = 0\n"
+    "cameras[1].server_key = \"\"\n"
     "cameras[2].name = \"Z\"\n"
     "cameras[2].endpoint = \"ipc:///run/maad/\\\"q\\\"\"\n"
     "cameras[2].offset = 10000\n"
+    "cameras[2].server_key = \"\"\n"
     "log.summary_interval_s = 3600\n"
     "log.level = debug\n";
 
@@ -320,6 +326,10 @@ static void test_common_errors(void)
                  "7:10: log.level: \"error\" is not one of: debug, info, notice, warning");
     expect_error(REQ "line: [a]\n",
                  "6:7: section line: expected a mapping of keys, got a sequence");
+    /* CURVE to a maad needs maa-plc's own key too. */
+    expect_error(REQ "    server_key: maad.key\n",
+                 "6:5: camera groove has a server_key (CURVE) but line.curve_key, maa-plc's own "
+                 "certificate, is not set");
     /* An empty section is an absent one. */
     maa_plc_config c;
     char err[MAA_ERRLEN] = "";
