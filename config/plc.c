@@ -20,7 +20,7 @@ static const cfg_key line_keys[] = {
             "synchronise a camera)."),
     CFG_INT(maa_plc_line_config, heartbeat_timeout_ms, 100, 60000, "800", 0,
             "No message from a camera's maad for this long: that camera is down."),
-    CFG_STR(maa_plc_line_config, curve_key, "", "/etc/maa-plc/keys/maa-plc.key_secret", F_PATH,
+    CFG_STR(maa_plc_line_config, curve_key, "", "/etc/maad/keys/maa-plc.key_secret", F_PATH,
             "maa-plc's CURVE certificate with its secret key (maa keygen), for the cameras "
             "with a server_key; its NAME.key goes into each maad's publish.curve_clients."),
     CFG_END,
