@@ -17,6 +17,8 @@ static const struct {
     {"compare", maa_cmd_compare, "a candidate model against the running one: deploy or keep"},
     {"watch", maa_cmd_watch, "follow a maad verdict stream (ZeroMQ)"},
     {"keygen", maa_cmd_keygen, "make a CURVE key pair for the verdict socket"},
+    {"review", maa_cmd_review, "an archive's rejects as a page or a contact sheet, masks over them"},
+    {"archive", maa_cmd_archive, "an archive's records: list, mark good or defective, export to train"},
     {"fakecam", maa_cmd_fakecam, "serve a directory of images as a fake GigE Vision camera"},
 };
 

@@ -16,6 +16,8 @@ int maa_cmd_compare(int argc, char **argv);
 int maa_cmd_fakecam(int argc, char **argv);
 int maa_cmd_watch(int argc, char **argv);
 int maa_cmd_keygen(int argc, char **argv);
+int maa_cmd_review(int argc, char **argv);
+int maa_cmd_archive(int argc, char **argv);
 
 /* Options every engine-running subcommand shares, for getopt_long tables:
  * --model, --calibration, --backend, --precision, --threads, --batch. */
@@ -178,5 +180,81 @@ json_t *maa_cli_json_num(double v);
 int maa_cli_write_case(const char *who, maa_inspector *in, const maa_calibration *cal,
                        const maa_model_info *info, const char *image, const char *recon_png,
                        const char *mask_png);
+
+/* ---- maad's archive of judged frames, read (maa/record.c) ----------------
+ * The records maad writes to archive.dir (docs/operations.md, "The
+ * archive"): STEM.json, written last, marks a complete record, so only
+ * records with one are read, and an archive that maad is writing (or
+ * deleting the oldest records of) meanwhile reads safely.  A record that
+ * cannot be read is named on stderr and left out; the others are read. */
+
+typedef struct {
+    char *stem;        /* <time>-<camera>-<seq>-<why>, the name of its files */
+    char *json;        /* DIR/STEM.json */
+    char *frame, *mask; /* DIR/STEM.png, DIR/STEM.mask.png; NULL: the record has none */
+    json_t *doc;       /* STEM.json's object */
+    const char *why;   /* "reject", "uninspected" or "pass" */
+    const char *label; /* the operator's mark, "good" or "defective"; NULL: none */
+    char when[32];     /* the capture time, "2026-12-04 10:15:30.123456 UTC" */
+} maa_cli_record;
+
+/* Which records a command takes; the options below fill it. */
+typedef struct {
+    const char *why;    /* only records kept for this; NULL: all */
+    const char *reason; /* only those whose reason contains this (any case); NULL: all */
+    const char *camera; /* only this camera's; NULL: all */
+    char since[16];     /* capture time >= this, as a stem begins ("20261204T060000"); "": any */
+    char until[16];     /* capture time < this; "": any */
+    long long limit;    /* the newest this many; 0: all */
+} maa_cli_record_filter;
+
+typedef struct {
+    maa_cli_record *rec; /* newest first */
+    int n;
+    int matched;         /* records the filter took before --limit */
+    int unreadable;      /* records left out, each named on stderr */
+} maa_cli_archive;
+
+/* Options of the commands that select records, for getopt_long tables. */
+#define MAA_CLI_RECORD_OPTIONS                                                \
+    {"why", 1, 0, 'W'}, {"reason", 1, 0, 'R'}, {"camera", 1, 0, 'C'},         \
+    {"since", 1, 0, 'S'}, {"until", 1, 0, 'U'}, {"limit", 1, 0, 'L'}
+#define MAA_CLI_RECORD_HELP                                                   \
+    "  --why W            only records kept as W: reject, uninspected or pass\n" \
+    "  --reason TEXT      only records whose reason contains TEXT (any case)\n" \
+    "  --camera NAME      only the records of camera NAME\n"                 \
+    "  --since TIME       captured at or after TIME (UTC: 2026-12-04T06:00,\n"  \
+    "                     2026-12-04, or a time ago: 8h, 30m, 2d)\n"          \
+    "  --until TIME       captured before TIME (same forms)\n"                \
+    "  --limit N          the newest N records\n"
+
+/* 1 when opt was one of the record options (and arg was good), 0 when it
+ * was not one, -1 (printed as who's) when its argument is bad. */
+int maa_cli_record_option(const char *who, maa_cli_record_filter *f, int opt, const char *arg);
+/* The complete records of dir that f takes (NULL: all), newest first.
+ * MAA_ERR (printed) only when dir cannot be listed or memory runs out. */
+int maa_cli_archive_read(const char *who, const char *dir, const maa_cli_record_filter *f,
+                         maa_cli_archive *a);
+void maa_cli_archive_free(maa_cli_archive *a);
+/* The record DIR/STEM.json alone (STEM may also be given as the name of any
+ * of its files); MAA_ERR with the reason in err. */
+int maa_cli_record_load(const char *dir, const char *stem, maa_cli_record *r, char *err,
+                        size_t errlen);
+void maa_cli_record_free(maa_cli_record *r);
+/* The camera name in a record's stem, into buf. */
+void maa_cli_record_camera(const maa_cli_record *r, char *buf, size_t n);
+/* "12 records, 2026-12-04 06:00:01 to 13:59:58 UTC: 9 reject, 2 uninspected,
+ * 1 pass; marked 1 good, 0 defective": the first n records of a. */
+void maa_cli_archive_summary(const maa_cli_archive *a, int n, char *buf, size_t len);
+/* A field of a record's verdict: a number (NAN when absent or null), a
+ * string (NULL when absent or not one). */
+double maa_cli_record_number(const maa_cli_record *r, const char *key);
+const char *maa_cli_record_string(const maa_cli_record *r, const char *key);
+/* The record's frame shrunk (area average) to fit side x side, as 8-bit
+ * RGB, with its mask laid over it in translucent red.  MAA_ERR when there is
+ * no frame to show (err says why); MAA_OK with err set when the frame is
+ * shown without its mask (err says why). */
+int maa_cli_record_thumbnail(const maa_cli_record *r, int side, maa_image *out, char *err,
+                             size_t errlen);
 
 #endif

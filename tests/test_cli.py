@@ -322,7 +322,15 @@ with tempfile.TemporaryDirectory(prefix="maa-cli-") as tmp:
     infer = ["infer", "--model", model, "--backend", "ref", good[0]]
     calibrate = ["calibrate", "--model", model, "--images", cal_dir, "--backend", "ref",
                  "--out", os.path.join(tmp, "refused.yaml")]
+    review = ["review", tmp, "-o", os.path.join(tmp, "refused.html")]
+    export = ["archive", "export", tmp, os.path.join(tmp, "refused")]
     for args, opt, val, why in (
+            (review, "--limit", "0", 'is not an integer in 1..1000000000'),
+            (review, "--thumb", "8", 'is not an integer in 16..2048'),
+            (review, "--why", "rejected", 'is not reject, uninspected or pass'),
+            (review, "--since", "yesterday", 'is not a UTC time'),
+            (review, "--until", "2026-13-01", 'is not a UTC time'),
+            (export, "--since", "-8h", 'is not a UTC time'),
             (fakecam, "--fps", "0.0001", 'is not a number in [0.01, 1000]'),
             (fakecam, "--fps", "nan", 'is not a number in [0.01, 1000]'),
             (fakecam, "--width", "4294967360", 'is not an integer in 1..2048'),
