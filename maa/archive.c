@@ -26,16 +26,18 @@
 static const char usage[] =
     "usage: maa archive ls DIR [options]\n"
     "       maa archive mark DIR STEM... --good|--defective|--clear\n"
-    "       maa archive export DIR OUT [--include-marked-good] [--camera NAME]\n"
-    "                          [--since TIME] [--until TIME]\n"
+    "       maa archive export DIR OUT [--include-marked-good] [--test | --defective]\n"
+    "                          [--camera NAME] [--since TIME] [--until TIME]\n"
     "DIR is maad's archive.dir.  ls: one line per record, newest first, and a\n"
     "summary.  mark: records the operator's verdict on the parts (STEM: a record's\n"
     "name, or the name of any of its files), which maa review shows and export\n"
     "reads; --clear takes it back.  export: the frames of the sampled passes (and,\n"
     "with --include-marked-good, of every record marked good) into OUT/train/good/,\n"
-    "as they were captured, for scripts/train.py and maa calibrate; a pass marked\n"
-    "defective is left out, files already in OUT are kept as they are, records that\n"
-    "cannot be read are named and left out.\n\n"
+    "as they were captured, for scripts/train.py and maa calibrate, or with --test\n"
+    "into OUT/test/good/ (parts to compare models on, never trained on); with\n"
+    "--defective the frames of the records marked defective into OUT/test/defective/.\n"
+    "A pass marked defective is never exported as good.  Files already in OUT are\n"
+    "kept as they are; records that cannot be read are named and left out.\n\n"
     "options of ls:\n" MAA_CLI_RECORD_HELP;
 
 /* A frame at the most maa reads an image (engine/image.c's limit). */
@@ -293,10 +295,11 @@ static int cmd_export(int argc, char **argv)
 {
     static const char who[] = "maa archive export";
     static const struct option opts[] = {
-        {"include-marked-good", 0, 0, 'g'}, {"camera", 1, 0, 'C'}, {"since", 1, 0, 'S'},
-        {"until", 1, 0, 'U'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"include-marked-good", 0, 0, 'g'}, {"test", 0, 0, 't'}, {"defective", 0, 0, 'd'},
+        {"camera", 1, 0, 'C'}, {"since", 1, 0, 'S'}, {"until", 1, 0, 'U'},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     maa_cli_record_filter f = {0};
-    int c, marked = 0;
+    int c, marked = 0, test = 0, defective = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int r = maa_cli_record_option(who, &f, c, optarg);
@@ -306,18 +309,21 @@ static int cmd_export(int argc, char **argv)
             continue;
         switch (c) {
         case 'g': marked = 1; break;
+        case 't': test = 1; break;
+        case 'd': defective = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
-    if (argc - optind != 2) {
-        fprintf(stderr, "%s: DIR and OUT expected\n", who);
+    if (argc - optind != 2 || (defective && marked)) {
+        fprintf(stderr, "%s: DIR and OUT expected%s\n", who,
+                defective && marked ? "; --defective takes no --include-marked-good" : "");
         return 2;
     }
     const char *dir = argv[optind], *root = argv[optind + 1];
-    /* Only passes unless marked ones are asked for: the name says it
+    /* Only passes unless marked records are asked for: the name says it
      * before the record is read. */
-    if (!marked)
+    if (!marked && !defective)
         f.why = "pass";
     maa_cli_archive a;
     if (maa_cli_archive_read(who, dir, &f, &a))
@@ -336,34 +342,41 @@ static int cmd_export(int argc, char **argv)
             return 2;
         }
     }
-    char train[PATH_MAX], good[PATH_MAX];
-    snprintf(train, sizeof train, "%s/train", root);
-    snprintf(good, sizeof good, "%s/train/good", root);
-    if (make_dir(root) || make_dir(train) || make_dir(good)) {
+    char top[PATH_MAX], sub[PATH_MAX + 16];
+    if (snprintf(top, sizeof top, "%s/%s", root, test || defective ? "test" : "train") >=
+        (int)sizeof top) {
+        fprintf(stderr, "%s: %s: path too long\n", who, root);
+        maa_cli_archive_free(&a);
+        return 2;
+    }
+    snprintf(sub, sizeof sub, "%s/%s", top, defective ? "defective" : "good");
+    if (make_dir(root) || make_dir(top) || make_dir(sub)) {
         maa_cli_archive_free(&a);
         return 1;
     }
-    int n[4] = {0}, passes = 0, defective = 0, rc = 0;
+    int n[4] = {0}, passes = 0, left_out = 0, rc = 0;
     for (int i = 0; i < a.n && !n[FAILED]; i++) {
         const maa_cli_record *r = &a.rec[i];
         int pass = !strcmp(r->why, "pass");
-        int is_good = r->label && !strcmp(r->label, "good");
-        if (pass && r->label && !is_good) {
-            defective++;
+        const char *label = r->label ? r->label : "";
+        if (defective ? strcmp(label, "defective") : strcmp(label, "good") && !pass)
+            continue;
+        /* a pass the operator found defective: one the model missed */
+        if (!defective && pass && !strcmp(label, "defective")) {
+            left_out++;
             continue;
         }
-        if (!pass && !is_good)
-            continue;
-        int k = export_frame(who, r, good);
+        int k = export_frame(who, r, sub);
         n[k]++;
         passes += pass && k == COPIED;
     }
     a.unreadable += n[SKIPPED];
-    printf("%s: %s: %d frame%s written (%d sampled passes, %d marked good), %d already "
-           "there and kept", who, good, n[COPIED], n[COPIED] == 1 ? "" : "s", passes,
-           n[COPIED] - passes, n[THERE]);
-    if (defective)
-        printf(", %d pass%s marked defective left out", defective, defective == 1 ? "" : "es");
+    printf("%s: %s: %d frame%s written", who, sub, n[COPIED], n[COPIED] == 1 ? "" : "s");
+    if (!defective)
+        printf(" (%d sampled passes, %d marked good)", passes, n[COPIED] - passes);
+    printf(", %d already there and kept", n[THERE]);
+    if (left_out)
+        printf(", %d pass%s marked defective left out", left_out, left_out == 1 ? "" : "es");
     if (a.unreadable)
         printf(", %d record%s left out (named above)", a.unreadable,
                a.unreadable == 1 ? "" : "s");
@@ -371,9 +384,11 @@ static int cmd_export(int argc, char **argv)
     if (n[FAILED])
         rc = 1;
     else if (!n[COPIED] && !n[THERE]) {
-        fprintf(stderr, "%s: nothing to export: no sampled passes%s in %s (maad keeps one "
-                "pass in archive.sample_passes)\n", who, marked ? " or parts marked good" : "",
-                dir);
+        fprintf(stderr, "%s: nothing to export: no %s in %s%s\n", who,
+                defective ? "records marked defective"
+                : marked  ? "sampled passes or records marked good"
+                          : "sampled passes",
+                dir, defective ? "" : " (maad keeps one pass in archive.sample_passes)");
         rc = 1;
     }
     maa_cli_archive_free(&a);

@@ -243,6 +243,14 @@ rc=$?
 check "archive export again: nothing overwritten, every file kept" \
     eval "[ $rc -eq 0 ] && grep -q '0 frames written .* $want already there and kept' export2.out"
 
+"$MAA" archive export arc data --defective >export-d.out 2>/dev/null &&
+    "$MAA" archive export arc data --test --since 2026-12-04T10:02:13 >export-t.out 2>/dev/null
+rc=$?
+check "archive export --defective: the pass marked defective in test/defective; --test: the period's other passes in test/good" \
+    eval "[ $rc -eq 0 ] && [ \"\$(ls data/test/defective)\" = '${escaped#arc/}.png' ] &&
+          [ \$(ls data/test/good | wc -l) -eq \$((\$(ls arc/*-pass.json | grep -c 'T10021[3-9]\|T1002[2-9]') - 1)) ] &&
+          grep -q '1 frame written, 0 already there' export-d.out"
+
 "$PY" "$E2E_ROOT/scripts/train.py" --data data --out m.safetensors --size 64 --channels 1 \
     --g-base 4 --d-base 8 --iters 30 --batch 8 --holdout 0.5 --device cpu --workdir work \
     >train.log 2>&1
