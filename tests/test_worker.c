@@ -9,8 +9,11 @@
  * in while a batch fills and while one is in the engine, each frame judged
  * by exactly one model and naming it; the final counts.  Every verdict read
  * is also checked against the score, threshold, rule and evidence it
- * carries (next_verdict).  On a CUDA device,
+ * carries (next_verdict).  With a reject archive, every frame's record holds
+ * its verdict as published and the frame's pixels at camera resolution
+ * (test_archive_records, test_archive_overflow).  On a CUDA device,
  * also the worker's 8-bit frame path (test_device_frames). */
+#include <dirent.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -32,6 +35,14 @@
 
 static maa_model *model, *model2;
 static char dir[64];
+/* test_archive_records: the ring slots that frames were handed over in
+ * (released before their batch is judged), overwritten while the batch is
+ * in the engine, as a camera filling the ring again would. */
+static int scribbling;
+static uint8_t *handed_over[64];
+static int nhanded;
+/* The archive the next rig's worker hands its records to; NULL: none. */
+static maad_archive *rig_archive;
 
 /* The worker's to_image: odd frame ids are copied into the buffer given,
  * as the camera module's conversion does; even ones are handed over where
@@ -44,6 +55,8 @@ static int mono_image(const maad_slot *s, maa_image *img, void *buf, size_t buf_
         return MAA_ERR;
     }
     void *px = s->pixels;
+    if (scribbling && !(s->frame_id % 2) && nhanded < 64)
+        handed_over[nhanded++] = s->pixels;
     if (s->frame_id % 2) {
         if (buf_bytes < s->size) {
             snprintf(err, errlen, "buffer of %zu bytes for %zu", buf_bytes, s->size);
@@ -156,7 +169,7 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
     maa_calibration cal = {.n = 20, .sigma = 1, .gamma = 0, .threshold = threshold,
                            .pixel_threshold = 1e30, .mask_fraction = 0.01,
                            .mask_window = 7, .min_region_area = 1};
-    maad_worker_opts wo = {.ring = r->ring, .pub = r->pub,
+    maad_worker_opts wo = {.ring = r->ring, .pub = r->pub, .archive = rig_archive,
                            .model = {.inspector = r->in, .image_size = S, .channels = 1,
                                      .sha256 = maa_model_sha256(model)},
                            .cal = cal,
@@ -1049,6 +1062,195 @@ static void test_device_frames(void)
     rig_down(&r, &st);
 }
 
+/* An archive in dir/name keeping every frame (a pass in 1), with room for
+ * all of them in its queue. */
+static maad_archive *archive_up(const char *name, maad_logger *lg, char *adir, size_t n)
+{
+    snprintf(adir, n, "%s/%s", dir, name);
+    maad_log_init(lg, "t", MAAD_LOG_WARNING);
+    maad_archive_opts ao = {.dir = adir, .camera = "t", .max_bytes = 100000000,
+                            .max_files = 100000, .sample_passes = 1, .queue = 256,
+                            .frame_bytes = BW * BH, .mask_side = S, .log = lg};
+    maad_archive *a = NULL;
+    char err[MAA_ERRLEN];
+    CHECK(maad_archive_open(&ao, &a, err, sizeof err) == MAA_OK, "%s", err);
+    return a;
+}
+
+/* The archive's JSON of each seq below n into recs[seq] (NULL: none);
+ * their number. */
+static int archive_records(const char *adir, json_t **recs, int n)
+{
+    memset(recs, 0, sizeof *recs * (size_t)n);
+    DIR *d = opendir(adir);
+    int k = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        const char *t = strstr(de->d_name, "-t-");
+        size_t l = strlen(de->d_name);
+        if (!t || l < 5 || strcmp(de->d_name + l - 5, ".json"))
+            continue;
+        long long seq = strtoll(t + 3, NULL, 10);
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", adir, de->d_name);
+        if (seq >= 0 && seq < n && !recs[seq]) {
+            recs[seq] = json_load_file(path, 0, NULL);
+            k += recs[seq] != NULL;
+        }
+    }
+    if (d)
+        closedir(d);
+    return k;
+}
+
+/* The frame of record o (its archive.frame in adir) is frame id's pixels
+ * at camera resolution. */
+static int archive_frame_is(const char *adir, json_t *o, uint64_t id)
+{
+    const char *f = json_string_value(json_object_get(json_object_get(o, "archive"), "frame"));
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", adir, f ? f : "");
+    maa_image img;
+    if (!f || maa_image_load(path, &img, NULL, 0) != MAA_OK)
+        return 0;
+    static uint8_t px[W * H];
+    pixels(id, W, H, px);
+    int same = img.width == W && img.height == H && img.channels == 1 &&
+               memcmp(img.data, px, sizeof px) == 0;
+    maa_image_free(&img);
+    return same;
+}
+
+static void scribble(rig *r)
+{
+    (void)r;
+    for (int i = 0; i < nhanded; i++)
+        memset(handed_over[i], 0xee, W * H);
+    nhanded = 0;
+}
+
+/* Every frame handed to the archive with its verdict as published: judged
+ * frames (copied by the converter, or lying in the ring slot, released
+ * before the batch is judged and overwritten: the worker kept a copy) and a
+ * frame too old to judge with their pixels; camera errors and a frame the
+ * converter refused without. */
+static void test_archive_records(void)
+{
+    maad_logger lg;
+    char adir[128];
+    rig_archive = archive_up("arch", &lg, adir, sizeof adir);
+    if (!rig_archive)
+        return;
+    rig r;
+    /* 64 slots for 20 frames: none is written twice by this thread. */
+    scribbling = 1;
+    int up = rig_up_engine(&r, 4, 10000, 0, 64, 1e30, 4, NULL, scribble, 1000);
+    maad_archive *a = rig_archive;
+    rig_archive = NULL;
+    if (up) {
+        maad_archive_close(a, NULL);
+        return;
+    }
+    enum { N = 20 };
+    for (int id = 1; id <= N; id++) {
+        static uint8_t px[W * H];
+        pixels((uint64_t)id, W, H, px);
+        if (id % 7 == 0)
+            maad_worker_camera_error(r.w, (uint64_t)id, maad_now_ns(), "camera error: timeout");
+        else if (id == 10)
+            maad_worker_frame(r.w, (uint64_t)id, maad_now_ns(), W, H, 0x02180014u, "", 0);
+        else
+            maad_worker_frame(r.w, (uint64_t)id,
+                              maad_now_ns() - (id == 12 ? 5000000000ull : 0), W, H,
+                              PFNC_MONO8, px, sizeof px);
+    }
+    maad_worker_stats st;
+    rig_stop(&r, &st);
+    scribbling = 0;
+    maad_archive_stats as;
+    maad_archive_close(a, &as);
+    CHECK(as.written == N && as.dropped == 0 && as.failed == 0, "written %llu",
+          (unsigned long long)as.written);
+    json_t *recs[N];
+    CHECK(archive_records(adir, recs, N) == N);
+    msg m;
+    int got = 0;
+    while (got < N && next_verdict(&r, &m)) {
+        json_t *o = recs[m.seq];
+        got++;
+        CHECK(o, "no record of seq %lld", m.seq);
+        if (!o)
+            continue;
+        json_t *ar = json_object_get(o, "archive");
+        CHECK(json_integer_value(json_object_get(o, "frame_id")) == m.frame_id &&
+              !strcmp(json_string_value(json_object_get(o, "verdict")), m.verdict) &&
+              !strcmp(json_string_value(json_object_get(o, "reason")), m.reason) &&
+              !strcmp(json_string_value(json_object_get(ar, "why")), m.verdict),
+              "seq %lld: the record is not the verdict published", m.seq);
+        const int pixels_lost = m.frame_id % 7 == 0 || m.frame_id == 10;
+        if (pixels_lost)
+            CHECK(json_is_null(json_object_get(ar, "frame")), "frame %lld", m.frame_id);
+        else
+            CHECK(archive_frame_is(adir, o, (uint64_t)m.frame_id),
+                  "frame %lld: not its pixels at %dx%d", m.frame_id, W, H);
+        /* Judged frames have their mask; the others none. */
+        CHECK(json_is_null(json_object_get(ar, "mask")) ==
+              (pixels_lost || m.frame_id == 12), "frame %lld: mask", m.frame_id);
+    }
+    CHECK(got == N, "got %d verdicts", got);
+    CHECK(st.too_old == 1 && st.camera_errors == 2 && st.engine_errors == 1);
+    for (int i = 0; i < N; i++)
+        json_decref(recs[i]);
+    rig_down(&r, &st);
+}
+
+/* Frames that found the ring full: each its own record, with its seq,
+ * without a frame. */
+static void test_archive_overflow(void)
+{
+    maad_logger lg;
+    char adir[128];
+    rig_archive = archive_up("arch-overflow", &lg, adir, sizeof adir);
+    if (!rig_archive)
+        return;
+    rig r;
+    int up = rig_up(&r, 1, 10, 100, 4, 1e30);
+    maad_archive *a = rig_archive;
+    rig_archive = NULL;
+    if (up) {
+        maad_archive_close(a, NULL);
+        return;
+    }
+    enum { N = 40 };
+    for (int id = 1; id <= N; id++)
+        frame(&r, (uint64_t)id);
+    maad_worker_stats st;
+    rig_stop(&r, &st);
+    maad_archive_stats as;
+    maad_archive_close(a, &as);
+    json_t *recs[N];
+    CHECK(archive_records(adir, recs, N) == N && as.written == N, "written %llu",
+          (unsigned long long)as.written);
+    msg m;
+    int got = 0, overflow = 0;
+    while (got < N && next_verdict(&r, &m)) {
+        got++;
+        json_t *o = recs[m.seq];
+        if (!o || strcmp(m.reason, "ring overflow"))
+            continue;
+        overflow++;
+        CHECK(json_integer_value(json_object_get(o, "frame_id")) == m.frame_id &&
+              !strcmp(json_string_value(json_object_get(o, "reason")), "ring overflow") &&
+              json_is_null(json_object_get(json_object_get(o, "archive"), "frame")),
+              "seq %lld: not the overflow verdict published", m.seq);
+    }
+    CHECK(got == N && overflow > 0 && (uint64_t)overflow == st.overflow,
+          "got %d, overflow %d of %llu", got, overflow, (unsigned long long)st.overflow);
+    for (int i = 0; i < N; i++)
+        json_decref(recs[i]);
+    rig_down(&r, &st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/test_worker.XXXXXX");
@@ -1082,6 +1284,8 @@ int main(void)
     RUN(test_unencodable_reason);
     RUN(test_long_reason);
     RUN(test_stats_line);
+    RUN(test_archive_records);
+    RUN(test_archive_overflow);
     RUN(test_device_frames);
     maa_model_free(model);
     maa_model_free(model2);
