@@ -46,6 +46,11 @@
 /* time (23) - camera (<= 32) - seq (12) - why (<= 11), NUL: 82. */
 #define STEM_SIZE 96
 #define TIME_LEN 23  /* YYYYMMDDTHHMMSS.ffffffZ */
+/* Records are readable by the group (0640 files in a 0750 directory made
+ * by maad), whatever the process's umask (the unit's is 0077): an operator
+ * in maad's group reviews them (docs/operations.md). */
+#define FILE_MODE 0640
+#define DIR_MODE 0750
 /* The directory (config's MAAD_PATH_SIZE at most), '/', '.', a stem, a suffix. */
 #define PATH_SIZE (4096 + STEM_SIZE + 32)
 
@@ -281,7 +286,8 @@ static int prepare_dir(const char *dir, int create, char *err, size_t errlen)
         snprintf(err, err ? errlen : 0,
                  "archive.dir %s does not exist and cannot be made in %s: %s", dir, parent,
                  strerror(errno));
-    else if (create && mkdir(dir, 0755) != 0 && errno != EEXIST)
+    else if (create && ((mkdir(dir, DIR_MODE) != 0 && errno != EEXIST) ||
+                        chmod(dir, DIR_MODE) != 0))
         snprintf(err, err ? errlen : 0, "archive.dir %s: cannot make it: %s", dir,
                  strerror(errno));
     else
@@ -356,7 +362,7 @@ static int scan(maad_archive *a, uint64_t *torn, uint64_t *temps, char *err, siz
         nf++;
     }
     closedir(d);
-    if (rc == MAA_OK)
+    if (rc == MAA_OK && nf)
         qsort(f, nf, sizeof *f, by_stem);
     for (size_t i = 0; rc == MAA_OK && i < nf;) {
         entry e = {0};
@@ -393,9 +399,15 @@ static int scan(maad_archive *a, uint64_t *torn, uint64_t *temps, char *err, siz
  * errno set. */
 static int write_new(const char *path, const void *data, size_t len)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FILE_MODE);
     if (fd < 0)
         return MAA_ERR;
+    if (fchmod(fd, FILE_MODE) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return MAA_ERR;
+    }
     const char *p = data;
     while (len > 0) {
         ssize_t k = write(fd, p, len);
@@ -807,6 +819,8 @@ int maad_archive_open(const maad_archive_opts *o, maad_archive **out, char *err,
         snprintf(err, err ? errlen : 0, "archive: cannot start its thread: %s", strerror(e));
         return MAA_ERR;
     }
+    /* For top -H and scripts/bench-archive.sh: its CPU is the disk's cost. */
+    pthread_setname_np(a->thread, "maad-archive");
     maad_log(o->log, MAAD_LOG_INFO,
              "archive: %s holds %llu records of camera %s (%.1f of %.1f MB, %llu of %llu "
              "files); removed at start: %llu torn records, %llu temporaries, %llu records "

@@ -165,6 +165,11 @@ static void test_record(void)
     char name[128];
     snprintf(name, sizeof name, "%s.png", stem);
     CHECK(exists(dir, name), "%s", name);
+    /* For the group to review, whatever the umask. */
+    struct stat fst;
+    char fp[512];
+    path_in(fp, sizeof fp, dir, name);
+    CHECK(stat(fp, &fst) == 0 && (fst.st_mode & 0777) == 0640, "mode %o", fst.st_mode & 0777);
     snprintf(name, sizeof name, "%s.mask.png", stem);
     CHECK(exists(dir, name), "%s", name);
     CHECK(exists(dir, "20261204T101530.124456Z-cam0-000000001235-uninspected.json"));
@@ -582,7 +587,9 @@ static void test_dir_checks(void)
     maad_archive *a;
     CHECK(maad_archive_open(&o, &a, err, sizeof err) == MAA_OK, "%s", err);
     maad_archive_close(a, NULL);
-    CHECK(access(dir, F_OK) == 0, "the start makes the directory");
+    struct stat st;
+    CHECK(stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0750,
+          "the start makes the directory, mode 0750");
     o.dir = deep;
     CHECK(maad_archive_open(&o, &a, err, sizeof err) == MAA_ERR && !a &&
           strstr(err, deep), "%s", err);
@@ -598,6 +605,8 @@ int main(void)
         return 1;
     }
     maad_log_init(&lg, "t", MAAD_LOG_ERR);
+    /* The unit's umask: the modes above are maad's own. */
+    umask(0077);
     for (int i = 0; i < S * S; i++)
         mask_px[i] = (i / S > 4 && i / S < 12 && i % S > 3 && i % S < 10) ? 255 : 0;
     for (size_t i = 0; i < sizeof frame_px; i++)
