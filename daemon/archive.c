@@ -90,7 +90,8 @@ struct maad_archive {
     /* Guarded by lock. */
     rec *free_list, *q_head, *q_tail;
     int stop;
-    size_t want_cap;            /* a record needed this much room: grow the free ones */
+    size_t rec_cap;             /* the room a record needs: grows when one did not fit */
+    int grow;                   /* free records are smaller than rec_cap */
     maad_archive_stats st;
 
     rec *recs;                  /* all of them, for the free at the end */
@@ -431,8 +432,9 @@ static int write_new(const char *path, const void *data, size_t len)
     return close(fd) == 0 ? MAA_OK : MAA_ERR;
 }
 
-/* A record not written because of what; logged at the first of a run. */
-static void failed(maad_archive *a, const char *what, const char *path, int e)
+/* A record not written: "cannot <what> <path>: <why>", logged at the
+ * first of a run. */
+static void failed(maad_archive *a, const char *what, const char *path, const char *why)
 {
     pthread_mutex_lock(&a->lock);
     a->st.failed++;
@@ -440,7 +442,7 @@ static void failed(maad_archive *a, const char *what, const char *path, int e)
     if (a->fail_run++ == 0)
         maad_log(a->o.log, MAAD_LOG_WARNING,
                  "archive: %s %s: %s; records are counted as failed (not written) until "
-                 "writing works again", what, path, strerror(e));
+                 "writing works again", what, path, why);
 }
 
 static void write_record(maad_archive *a, rec *r)
@@ -456,13 +458,13 @@ static void write_record(maad_archive *a, rec *r)
     if (r->fw && maa_png_encode(r->buf, r->fw, r->fh, r->fc, &png[F_FRAME], &len[F_FRAME],
                                 why, sizeof why) != MAA_OK) {
         path_of(a, stem, suffixes[F_FRAME], path, sizeof path);
-        failed(a, "cannot encode", path, EINVAL);
+        failed(a, "cannot encode", path, why);
         goto out;
     }
     if (r->v.mask && maa_png_encode(r->v.mask, s, s, 1, &png[F_MASK], &len[F_MASK], why,
                                     sizeof why) != MAA_OK) {
         path_of(a, stem, suffixes[F_MASK], path, sizeof path);
-        failed(a, "cannot encode", path, EINVAL);
+        failed(a, "cannot encode", path, why);
         goto out;
     }
     char frame_name[STEM_SIZE + 16], mask_name[STEM_SIZE + 16];
@@ -482,7 +484,7 @@ static void write_record(maad_archive *a, rec *r)
     json_decref(o);
     path_of(a, stem, suffixes[F_JSON], path, sizeof path);
     if (!json) {
-        failed(a, "cannot encode", path, EINVAL);
+        failed(a, "cannot encode", path, "not a JSON text (a reason not in UTF-8?)");
         goto out;
     }
     len[F_JSON] = strlen(json);
@@ -509,7 +511,7 @@ static void write_record(maad_archive *a, rec *r)
     }
     a->refuse_run = 0;
     if (make_room(a, bytes, files, path, sizeof path) != MAA_OK) {
-        failed(a, "cannot delete", path, errno);
+        failed(a, "cannot delete", path, strerror(errno));
         goto out;
     }
     for (int k = F_FRAME; k < NKINDS; k++) {
@@ -517,8 +519,7 @@ static void write_record(maad_archive *a, rec *r)
             continue;
         path_of(a, stem, suffixes[k], path, sizeof path);
         if (write_new(path, png[k], len[k]) != MAA_OK) {
-            int err = errno;
-            failed(a, "cannot write", path, err);
+            failed(a, "cannot write", path, strerror(errno));
             goto undo;
         }
         written[k] = 1;
@@ -527,16 +528,16 @@ static void write_record(maad_archive *a, rec *r)
     snprintf(tmp, sizeof tmp, "%s/.%s%s.tmp", a->dir, stem, suffixes[F_JSON]);
     path_of(a, stem, suffixes[F_JSON], path, sizeof path);
     if (write_new(tmp, json, len[F_JSON]) != MAA_OK || rename(tmp, path) != 0) {
-        int err = errno;
+        const int err = errno;
         unlink(tmp);
-        failed(a, "cannot write", path, err);
+        failed(a, "cannot write", path, strerror(err));
         goto undo;
     }
     if (idx_insert(a, &e) != MAA_OK) {
         /* Written, but the index cannot hold it: deleted rather than left
          * uncounted beyond the budget. */
         unlink(path);
-        failed(a, "out of memory for the index of", path, ENOMEM);
+        failed(a, "index", path, "out of memory");
         goto undo;
     }
     pthread_mutex_lock(&a->lock);
@@ -566,35 +567,40 @@ out:
 
 /* ---- the thread ------------------------------------------------------------------ */
 
-/* Gives every free record at least want_cap bytes (after a record did not
- * fit: a model swapped in with a larger S).  Called and returns with the
- * lock held; allocates without it, the records out of the free list. */
+/* r with room for want bytes, when memory allows (else it stays as it
+ * was, and a record that large is dropped again). */
+static void grow_rec(maad_archive *a, rec *r, size_t want)
+{
+    if (r->cap >= want)
+        return;
+    uint8_t *b = malloc(want);
+    if (!b) {
+        if (!a->grow_failed)
+            maad_log(a->o.log, MAAD_LOG_ERR, "archive: out of memory for queued records of "
+                     "%zu bytes: records that large are dropped", want);
+        a->grow_failed = 1;
+        return;
+    }
+    a->grow_failed = 0;
+    free(r->buf);
+    r->buf = b;
+    r->cap = want;
+}
+
+/* After a record did not fit (a model of a larger S swapped in): every
+ * free record grown to rec_cap.  Called and returns with the lock held;
+ * allocates without it, with the records out of the free list (a put
+ * meanwhile finds none: dropped, counted); the records in the queue grow
+ * when they come back (run). */
 static void grow_free(maad_archive *a)
 {
-    const size_t want = a->want_cap;
-    rec *list = a->free_list;
+    const size_t want = a->rec_cap;
+    rec *list = a->free_list, *last = NULL;
     a->free_list = NULL;
-    a->want_cap = 0;
+    a->grow = 0;
     pthread_mutex_unlock(&a->lock);
-    int failed_any = 0;
-    rec *last = NULL;
-    for (rec *r = list; r; last = r, r = r->next) {
-        if (r->cap >= want)
-            continue;
-        uint8_t *b = malloc(want);
-        if (!b) {
-            failed_any = 1;
-            continue;
-        }
-        free(r->buf);
-        r->buf = b;
-        r->cap = want;
-    }
-    if (failed_any && !a->grow_failed)
-        maad_log(a->o.log, MAAD_LOG_ERR,
-                 "archive: out of memory for queued records of %zu bytes: records that "
-                 "large are dropped", want);
-    a->grow_failed = failed_any;
+    for (rec *r = list; r; last = r, r = r->next)
+        grow_rec(a, r, want);
     pthread_mutex_lock(&a->lock);
     if (last) {
         last->next = a->free_list;
@@ -607,9 +613,9 @@ static void *run(void *arg)
     maad_archive *a = arg;
     pthread_mutex_lock(&a->lock);
     for (;;) {
-        while (!a->q_head && !a->stop && !a->want_cap)
+        while (!a->q_head && !a->stop && !a->grow)
             pthread_cond_wait(&a->wake, &a->lock);
-        if (a->want_cap) {
+        if (a->grow) {
             grow_free(a);
             continue;
         }
@@ -621,6 +627,10 @@ static void *run(void *arg)
             a->q_tail = NULL;
         pthread_mutex_unlock(&a->lock);
         write_record(a, r);
+        pthread_mutex_lock(&a->lock);
+        const size_t want = a->rec_cap;
+        pthread_mutex_unlock(&a->lock);
+        grow_rec(a, r, want);
         pthread_mutex_lock(&a->lock);
         a->st.queued--;
         r->next = a->free_list;
@@ -652,8 +662,9 @@ int maad_archive_put(maad_archive *a, const maad_verdict *v, uint64_t seq,
     int too_small = r && r->cap < need;
     if (too_small) {
         /* Grown by the archive's thread, which may allocate. */
-        if (need > a->want_cap)
-            a->want_cap = need;
+        if (need > a->rec_cap)
+            a->rec_cap = need;
+        a->grow = 1;
         pthread_cond_signal(&a->wake);
         r = NULL;
     }
@@ -778,6 +789,7 @@ int maad_archive_open(const maad_archive_opts *o, maad_archive **out, char *err,
     a->camera = strdup(o->camera);
     a->recs = calloc((size_t)o->queue, sizeof *a->recs);
     const size_t cap = o->frame_bytes + (size_t)o->mask_side * o->mask_side;
+    a->rec_cap = cap;
     int ok = a->dir && a->camera && a->recs;
     for (int i = 0; ok && i < o->queue; i++) {
         rec *r = &a->recs[i];
