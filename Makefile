@@ -200,7 +200,7 @@ demo: deps
 # (docs/operations.md).
 PREFIX ?= /usr/local
 SCRIPTS := gen_synth.py synth_scene.py synth_png.py train.py export_model.py maa_net.py \
-           maa_io.py plot_calibration.py plot_eval.py plot_compare.py plc-sim.py
+           maa_io.py plot_calibration.py plot_eval.py plot_compare.py plot_review.py plc-sim.py
 # The docs show their pictures from img/ beside them, and the example
 # configurations, which they link as ../config/ in the tree, beside them
 # too; the units name the

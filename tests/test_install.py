@@ -53,6 +53,20 @@ with tempfile.TemporaryDirectory() as tmp:
         imgs = sorted(os.listdir(os.path.join(ROOT, "docs/img")))
         absent = [i for i in imgs if not os.path.isfile(os.path.join(doc, "img", i))]
         check(f"PREFIX {where}: docs/img installed whole", not absent, " ".join(absent))
+        # maa finds the scripts it runs (plots, review's sheet) installed
+        # beside it, with the scripts they import.
+        scripts = os.path.join(dest + where, "share/maad/scripts")
+        wanted = set()
+        for src in os.listdir(os.path.join(ROOT, "maa")):
+            text = open(os.path.join(ROOT, "maa", src), encoding="utf-8").read()
+            wanted |= set(re.findall(r'maa_cli_run_script\("([^"]+)"', text))
+        for name in sorted(wanted):
+            text = open(os.path.join(ROOT, "scripts", name), encoding="utf-8").read()
+            wanted |= {m + ".py" for m in re.findall(r"^(?:from|import) (\w+)", text, re.M)
+                       if os.path.isfile(os.path.join(ROOT, "scripts", m + ".py"))}
+        absent = sorted(n for n in wanted if not os.path.isfile(os.path.join(scripts, n)))
+        check(f"PREFIX {where}: the scripts maa runs ({len(wanted)}) are installed", not absent,
+              " ".join(absent))
         units = {
             "maad@.service": {"ExecStart": f"{where}/bin/maad --config /etc/maad/%i.yaml",
                               "Documentation": f"file:{where}/share/doc/maad/operations.md"},
