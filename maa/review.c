@@ -157,11 +157,14 @@ static const char script[] =
     "var ok=(!w||c.dataset.why==w)&&c.dataset.reason.toLowerCase().indexOf(r)>=0&&"
     "(!m||c.dataset.mark==(m=='none'?'':m));c.style.display=ok?'':'none';n+=ok});"
     "document.getElementById('shown').textContent=n}"
-    "function picked(){var s=[];document.querySelectorAll('.pick:checked').forEach("
-    "function(b){s.push(b.value)});document.getElementById('cmd').textContent=s.length?"
-    "'maa archive mark '+document.body.dataset.dir+' '+s.join(' ')+' --good':''}"
-    "document.querySelectorAll('select,input').forEach(function(e){e.oninput=function(){"
-    "apply();picked()}});apply();";
+    /* the directory quoted for the shell unless it is plain */
+    "function picked(){var s=[],d=document.body.dataset.dir;"
+    "if(/[^\\w\\/.,:+-]/.test(d))d=\"'\"+d.replace(/'/g,\"'\\\\''\")+\"'\";"
+    "document.querySelectorAll('.pick:checked').forEach(function(b){s.push(b.value)});"
+    "document.getElementById('cmd').textContent=s.length?'maa archive mark '+d+' '+"
+    "s.join(' ')+' --'+document.getElementById('as').value:''}"
+    "document.querySelectorAll('select,input').forEach(function(e){"
+    "e.oninput=e.onchange=function(){apply();picked()}});apply();";
 
 /* A thumbnail as PNG with libspng's default row filters and deflate level:
  * a photograph's rows compress about a quarter better filtered, and unlike
@@ -240,7 +243,7 @@ static void card(FILE *f, const maa_cli_record *r, int side)
     put_escaped(f, model);
     fputs("<br><label><input type=\"checkbox\" class=\"pick\" value=\"", f);
     put_escaped(f, r->stem);
-    fputs("\"> good</label> <span class=\"stem\">", f);
+    fputs("\"> tick</label> <span class=\"stem\">", f);
     put_escaped(f, r->stem);
     fputs("</span></div>\n", f);
 }
@@ -282,8 +285,10 @@ static int write_page(const char *path, const char *dir, const maa_cli_archive *
           "reason contains <input id=\"reason\" size=\"24\"> "
           "mark <select id=\"mark\"><option value=\"\">any</option><option value=\"none\">none"
           "</option><option>good</option><option>defective</option></select> "
-          "&mdash; <span id=\"shown\"></span> shown. Tick the good parts for the command "
-          "that marks them:</p><div id=\"cmd\"></div></div>\n<div id=\"cards\">\n", f);
+          "&mdash; <span id=\"shown\"></span> shown.  The command that marks the ticked "
+          "parts <select id=\"as\"><option>good</option><option>defective</option>"
+          "<option>clear</option></select>:</p><div id=\"cmd\"></div></div>\n"
+          "<div id=\"cards\">\n", f);
     for (int i = 0; i < n; i++)
         card(f, &a->rec[i], side);
     fprintf(f, "</div>\n<script>%s</script>\n</body></html>\n", script);
