@@ -1,87 +1,113 @@
 #!/usr/bin/env bash
-# e2e_review — the operator's side of maad's archive: `maa review` makes a
-# page that chromium opens from disk and a contact sheet, each showing the
-# rejects' masks in red (and no red where no mask is), its filters take
-# fewer records; `maa archive mark` marks a part good, `maa archive export`
-# copies the sampled passes and the part marked good into the MVTec layout,
-# scripts/train.py trains a tiny model on it and maa calibrate calibrates
-# it on the held-out frames.  Broken records (bad JSON, a missing frame, a
-# mask of the wrong shape, a frame that claims a huge size, a bad name) are
-# named and left out; torn records and temporaries are not records at all.
+# e2e_review — the operator's side of maad's archive, on an archive maad
+# writes from a replay (so that the writer and the readers are tested
+# against each other): `maa review` makes a page that chromium opens from
+# disk and a contact sheet, each showing the rejects' masks in red (and no
+# red where no mask is), its filters take fewer records, the page's script
+# gives the command that marks the ticked cards; `maa archive mark` marks a
+# part good and a pass defective, `maa archive export` copies the sampled
+# passes and the part marked good into the MVTec layout (--test, --defective
+# the test parts), scripts/train.py trains a tiny model on it and maa
+# calibrate calibrates it on the held-out frames.  Broken records (bad
+# JSON, a missing frame, a mask of the wrong shape, a frame that claims a
+# huge size, a bad name) are named and left out; torn records and
+# temporaries are not records at all.  REVIEW_SHOT=PNG keeps the
+# screenshot of the rejects (docs/img/review.png).
 . "$(dirname "$0")/../scripts/e2e-lib.sh"
 e2e_isolate "$@"
 e2e_need_build
 cd "$E2E_TMP"
 
-# The archive: 60 frames of 128 x 96, every fourth with a dark scratch.
-N=60
-"$PY" - arc "$N" <<'PYEOF'
-import datetime, json, os, struct, sys, zlib
-import numpy as np
-d, n = sys.argv[1], int(sys.argv[2])
-os.makedirs(d)
-def png(path, a):
-    h, w = a.shape
-    raw = b"".join(b"\0" + a[y].tobytes() for y in range(h))
-    def chunk(t, b):
-        return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b))
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-rng = np.random.default_rng(3)
-y, x = np.mgrid[0:96, 0:128]
-t0 = 1796378483200166000
-for i in range(n):
-    why = "reject" if i % 4 == 3 else "uninspected" if i == 10 else "pass"
-    img = (128 + 40 * np.sin(x / 7.0 + rng.uniform(0, 6.3)) * np.cos(y / 9.0)
-           + rng.normal(0, 6, (96, 128))).clip(0, 255).astype(np.uint8)
-    mask = np.zeros((64, 64), np.uint8)
-    if why == "reject":
-        r = int(rng.integers(24, 72))
-        img[r:r + 3, 25:102] = 10
-        mask[r * 2 // 3:r * 2 // 3 + 2, 12:51] = 255
-    t = t0 + i * 10**9
-    stem = "%s.%06dZ-cam0-%012d-%s" % (datetime.datetime.utcfromtimestamp(t // 10**9)
-                                       .strftime("%Y%m%dT%H%M%S"), t // 1000 % 10**6, i, why)
-    png(f"{d}/{stem}.png", img)
-    judged = why != "uninspected"
-    if judged:
-        png(f"{d}/{stem}.mask.png", mask)
-    m = {"v": 2, "camera": "cam0", "seq": i, "frame_id": i + 1, "t_capture_ns": t,
-         "t_publish_ns": t + 5 * 10**7, "model": "c09a" * 16, "verdict": why,
-         "reason": {"reject": "score above threshold and defect region in the mask",
-                    "pass": "score at or below threshold, no defect region in the mask",
-                    "uninspected": "too old: 300 ms after capture, max_age_ms 250"}[why],
-         "score": (0.0088 if why == "reject" else 0.005) if judged else None,
-         "threshold": 0.0075, "rule": "either" if judged else None,
-         "evidence": ["score", "mask"] if why == "reject" else [],
-         "mask_peak": 0.03 if judged else None, "mask_threshold": 0.0003 if judged else None,
-         "defects": [{"x": 12, "y": r * 2 // 3, "w": 39, "h": 2, "area": 78, "cx": 24,
-                      "cy": r, "cw": 78, "ch": 3}] if why == "reject" else [],
-         "mask": {"format": "png", "width": 64, "height": 64} if judged else
-                 {"format": "none", "width": 0, "height": 0},
-         "archive": {"frame": stem + ".png", "mask": stem + ".mask.png" if judged else None,
-                     "why": why}}
-    with open(f"{d}/{stem}.json", "w") as f:
-        json.dump(m, f)
+# The archive, written by maad: the replay of 72 frames of 128 x 96, every
+# fourth with a dark scratch, judged by a random model (S = 64) calibrated
+# on defect-free ones, keeping every pass (sample_passes 1).
+e2e_fixture || { fail "fixture (model, images, calibration)"; e2e_summary; exit 1; }
+N=72
+e2e_images frames "$N" 3 4
+cat >maad.yaml <<EOC
+camera:
+  name: cam0
+  source: replay
+replay:
+  dir: frames
+  fps: 40
+  loop: false
+model:
+  path: model.safetensors
+  calibration: cal.yaml
+engine:
+  backend: ref
+  batch_max: 4
+publish:
+  endpoint: tcp://127.0.0.1:5613
+archive:
+  dir: arc
+  sample_passes: 1
+EOC
+e2e_subscribe tcp://127.0.0.1:5613 verdicts.jsonl
+e2e_maad_up maad.yaml maad.log
+e2e_wait_file verdicts.jsonl.ready 10 || fail "no heartbeat"
+e2e_wait_count verdicts.jsonl . "$N" 30
+e2e_stop "$E2E_MAAD"
+rc=$?
+e2e_stop_sub verdicts.jsonl maad.log
+# maad writes what is queued before it exits: the archive is whole now.
+check "maad archived every frame, each record the verdict it published" \
+    "$PY" - verdicts.jsonl arc "$rc" "$N" <<'PYEOF'
+import json, os, sys
+ver = [json.loads(l) for l in open(sys.argv[1])]
+d = sys.argv[2]
+assert sys.argv[3] == "0", "maad exit " + sys.argv[3]
+assert len(ver) == int(sys.argv[4]), "%d verdicts" % len(ver)
+recs = {f[:-5]: json.load(open(os.path.join(d, f))) for f in os.listdir(d) if f.endswith(".json")}
+assert len(recs) == len(ver), "%d records for %d verdicts" % (len(recs), len(ver))
+by_seq = {r["seq"]: r for r in recs.values()}
+for v in ver:
+    r = dict(by_seq[v["seq"]])
+    assert r.pop("archive")["why"] == v["verdict"], v["seq"]
+    assert r == v, "seq %d: the record is not the verdict published" % v["seq"]
 PYEOF
 nrec=$(ls arc/*.json | wc -l)
 nrej=$(ls arc/*-reject.json | wc -l)
 npass=$(ls arc/*-pass.json | wc -l)
-[ "$nrec" -eq "$N" ] && [ "$nrej" -gt 3 ] && [ "$npass" -ge 40 ] &&
-    ok "archive of $nrec records: $nrej rejects, $npass sampled passes" ||
-    fail "archive" "$nrec records, $nrej rejects, $npass passes"
+nuni=$(ls arc/*-uninspected.json 2>/dev/null | wc -l)
+nmask=$(grep -lE '"mask" *\]' arc/*-reject.json | wc -l)
+[ "$nrej" -ge 6 ] && [ "$nmask" -ge 4 ] && [ "$npass" -ge 40 ] &&
+    ok "archive of $nrec records: $nrej rejects ($nmask on a mask region), $npass passes, $nuni uninspected" ||
+    fail "archive" "$nrec records, $nrej rejects ($nmask on a mask region), $npass passes"
 
-# Broken records beside the good ones, each a copy of a pass made wrong,
-# named so that they sort before (are older than) every real record.
+# A window of one second in the middle of the run, and what it holds by
+# the records' names (maad's capture times): "SINCE UNTIL RECORDS"; and the
+# second before the first record.
+read -r since until nwin before < <("$PY" - arc <<'PYEOF'
+import datetime, os, sys
+stems = sorted(f[:-5] for f in os.listdir(sys.argv[1]) if f.endswith(".json"))
+time = lambda s: datetime.datetime.strptime(s[:15], "%Y%m%dT%H%M%S")
+t = time(stems[len(stems) // 2])
+u = t + datetime.timedelta(seconds=1)
+a, b = t.strftime("%Y%m%dT%H%M%S"), u.strftime("%Y%m%dT%H%M%S")
+print(t.strftime("%Y-%m-%dT%H:%M:%S"), u.strftime("%Y-%m-%dT%H:%M:%S"),
+      sum(a <= s[:15] < b for s in stems),
+      (time(stems[0]) - datetime.timedelta(seconds=1)).strftime("%Y%m%dT%H%M%S"))
+PYEOF
+)
+
+# Broken records beside maad's, each a copy of a pass made wrong, named so
+# that they sort before (are older than) every real record.
 base=$(ls arc/*-pass.json | head -n 1)
 base=${base%.json}
 mk()
 {
-    local stem=arc/20200101T00000$1.000000Z-cam0-00000000000$1-$2
+    local stem=arc/$before.00000$1Z-cam0-00000000000$1-$2
     cp "$base.png" "$stem.png"
     cp "$base.mask.png" "$stem.mask.png"
-    sed "s/${base#arc/}/${stem#arc/}/g" "$base.json" >"$stem.json"
+    "$PY" - "$base.json" "$stem.json" "$2" <<'PYEOF'
+import json, os, sys
+r = json.load(open(sys.argv[1]))
+stem = os.path.basename(sys.argv[2])[:-5]
+r["archive"] = {"frame": stem + ".png", "mask": stem + ".mask.png", "why": sys.argv[3]}
+json.dump(r, open(sys.argv[2], "w"))
+PYEOF
     echo "$stem"
 }
 b1=$(mk 1 pass); echo '{"v": 2, "camera": ' >"$b1.json"            # broken JSON
@@ -91,14 +117,13 @@ import struct, zlib, sys
 def chunk(t, b): return struct.pack('>I', len(b)) + t + b + struct.pack('>I', zlib.crc32(t + b))
 open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 10, 7, 8, 0, 0, 0, 0))
     + chunk(b'IDAT', zlib.compress(b'\0' * 77)) + chunk(b'IEND', b''))" "$b3.mask.png"   # mask 10 x 7
-sed -i 's/"why": "pass"/"why": "reject"/' "$b3.json"
 b4=$(mk 4 pass); "$PY" -c "
 import struct, zlib, sys
 def chunk(t, b): return struct.pack('>I', len(b)) + t + b + struct.pack('>I', zlib.crc32(t + b))
 open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 30000, 30000, 8, 0, 0, 0, 0))
     + chunk(b'IDAT', zlib.compress(b'\0' * 1000)) + chunk(b'IEND', b''))" "$b4.png"    # huge frame
 echo '{}' >arc/notes.json                                          # not a record's name
-cp "$base.png" arc/20200101T000009.000000Z-cam0-000000000009-pass.png  # torn: no .json
+cp "$base.png" arc/$before.000009Z-cam0-000000000009-pass.png  # torn: no .json
 cp "$base.json" "arc/.${base#arc/}.json.tmp"                        # a temporary
 all=$((nrec + 3))   # b3 reads (shown without its mask), b2 and b4 without a frame
 
@@ -126,15 +151,18 @@ check "review: each bad record named on stderr" eval "grep -q '${b1#arc/}.json: 
     grep -q '${b4#arc/}.png: .*30000' review.err"
 check "review: the page is one file (no address outside it)" \
     eval "! grep -qE '(src|href)=\"(https?:|file:|/)' page.html"
+nscore=$(grep -l 'score above threshold' arc/*.json | wc -l)
 "$MAA" review arc -o rejects.html --why reject >/dev/null 2>&1
-"$MAA" review arc -o reason.html --reason "TOO OLD" >/dev/null 2>&1
+"$MAA" review arc -o reason.html --reason "SCORE ABOVE" >/dev/null 2>&1
 "$MAA" review arc -o limit.html --limit 5 >/dev/null 2>&1
-"$MAA" review arc -o since.html --since 2026-12-04T10:01:40 --until 2026-12-04T10:01:50 \
-    >/dev/null 2>&1
+"$MAA" review arc -o since.html --since "$since" --until "$until" >/dev/null 2>&1
+"$MAA" review arc -o ago.html --since 1h >/dev/null 2>&1
+"$MAA" review arc -o none.html --until 1h >/dev/null 2>&1
 check "review filters: --why reject, --reason, --limit, --since/--until take fewer cards" \
-    eval "[ \$(cards rejects.html) -eq $((nrej + 1)) ] && [ \$(cards reason.html) -eq 1 ] &&
-          [ \$(cards limit.html) -eq 5 ] && [ \$(cards since.html) -eq 10 ] &&
-          grep -q 'the newest 5 of the $all records taken' limit.html"
+    eval "[ \$(cards rejects.html) -eq $((nrej + 1)) ] && [ \$(cards reason.html) -eq $nscore ] &&
+          [ \$(cards limit.html) -eq 5 ] && [ \$(cards since.html) -eq $nwin ] &&
+          [ $nwin -gt 0 ] && [ $nwin -lt $nrec ] && [ \$(cards ago.html) -eq $all ] &&
+          [ \$(cards none.html) -eq 0 ] && grep -q 'the newest 5 of the $all records taken' limit.html"
 "$MAA" review arc --why maybe >bad.out 2>bad.err
 rc=$?
 check "review: a bad --why is refused, exit 2" \
@@ -150,6 +178,8 @@ shot()
 }
 if command -v chromium >/dev/null; then
     shot reject rejects.png
+    # the picture in docs/operations.md
+    [ -n "${REVIEW_SHOT:-}" ] && cp rejects.png "$REVIEW_SHOT"
     shot pass passes.png
     check "review page in chromium: red masks over the rejects, none over the passes" \
         "$PY" - rejects.png passes.png <<'PYEOF'
@@ -165,6 +195,25 @@ rej, pas = red(sys.argv[1]), red(sys.argv[2])
 assert rej > 500 and pas == 0, "mask pixels: %d with the rejects, %d with the passes" % (rej, pas)
 print(rej, pas)
 PYEOF
+    # The page's script, run by chromium: two cards ticked, "defective"
+    # chosen, give the command that marks them (the directory quoted for
+    # the shell), which does; the address's #why=reject filters the cards.
+    ln -s arc "my arc"
+    "$MAA" review "my arc" -o ticked.html >/dev/null 2>&1
+    sed -i 's#</body>#<script>var p=document.querySelectorAll(".pick");p[1].checked=p[2].checked=true;document.getElementById("as").value="defective";picked()</script></body>#' ticked.html
+    chromium --headless --no-sandbox --disable-gpu --dump-dom \
+        "file://$E2E_TMP/ticked.html#why=reject" >ticked.dom 2>ticked.log
+    cmd=$(sed -n 's#.*<div id="cmd">\([^<]*\)</div>.*#\1#p' ticked.dom)
+    want="maa archive mark 'my arc' $(grep -o 'class="pick" value="[^"]*"' ticked.html |
+        sed -n '2,3s/.*value="\([^"]*\)"/\1/p' | tr '\n' ' ')--defective"
+    [ "$cmd" = "$want" ] && eval "\"$MAA\" ${cmd#maa }" >/dev/null 2>&1
+    rc=$?
+    check "review page in chromium: the ticked cards' command, which marks them; #why=reject filters" \
+        eval "[ $rc -eq 0 ] && [ \$(grep -c '\"review\"' arc/*.json | grep -c ':1$') -eq 2 ] &&
+              grep -q '<span id=\"shown\">$((nrej + 1))</span>' ticked.dom ||
+              { echo \"got: $cmd\"; echo \"want: $want\"; false; }"
+    "$MAA" archive mark arc $(sed -n '2,3s/.*value="\([^"]*\)"/\1/p' \
+        <(grep -o 'class="pick" value="[^"]*"' ticked.html)) --clear >/dev/null
 else
     skip "review page in chromium" "no chromium"
 fi
@@ -244,12 +293,20 @@ check "archive export again: nothing overwritten, every file kept" \
     eval "[ $rc -eq 0 ] && grep -q '0 frames written .* $want already there and kept' export2.out"
 
 "$MAA" archive export arc data --defective >export-d.out 2>/dev/null &&
-    "$MAA" archive export arc data --test --since 2026-12-04T10:02:13 >export-t.out 2>/dev/null
+    "$MAA" archive export arc data --test --since "$since" --until "$until" >export-t.out 2>/dev/null
 rc=$?
-check "archive export --defective: the pass marked defective in test/defective; --test: the period's other passes in test/good" \
-    eval "[ $rc -eq 0 ] && [ \"\$(ls data/test/defective)\" = '${escaped#arc/}.png' ] &&
-          [ \$(ls data/test/good | wc -l) -eq \$((\$(ls arc/*-pass.json | grep -c 'T10021[3-9]\|T1002[2-9]') - 1)) ] &&
-          grep -q '1 frame written, 0 already there' export-d.out"
+check "archive export --defective: the pass marked defective in test/defective; --test: the window's other passes in test/good" \
+    "$PY" - data arc "$since" "$until" "${escaped#arc/}" "$rc" export-d.out <<'PYEOF'
+import json, os, sys
+data, arc, since, until, escaped = sys.argv[1:6]
+assert sys.argv[6] == "0", "exit " + sys.argv[6]
+assert os.listdir(data + "/test/defective") == [escaped + ".png"], os.listdir(data + "/test/defective")
+a, b = since.replace("-", "").replace(":", ""), until.replace("-", "").replace(":", "")
+want = sorted(f[:-5] + ".png" for f in os.listdir(arc) if f.endswith("-pass.json")
+              and a <= f[:15] < b and "review" not in json.load(open(os.path.join(arc, f))))
+assert sorted(os.listdir(data + "/test/good")) == want, (os.listdir(data + "/test/good"), want)
+assert "1 frame written, 0 already there" in open(sys.argv[7]).read()
+PYEOF
 
 "$PY" "$E2E_ROOT/scripts/train.py" --data data --out m.safetensors --size 64 --channels 1 \
     --g-base 4 --d-base 8 --iters 30 --batch 8 --holdout 0.5 --device cpu --workdir work \
