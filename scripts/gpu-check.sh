@@ -172,8 +172,9 @@ if [ "$built" = 1 ]; then
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     echo "test_cuda: $((SECONDS - t0)) s"
     # The daemon's worker on the device path: 8-bit frames kept, shrunk and
-    # judged on the GPU, published with the host path's scores.
-    CHECK_ONLY=test_device_frames timeout -k 10 60 build/tests/test_worker 2>&1 |
+    # judged on the GPU, published with the host path's scores, and archived
+    # from the engine's frame buffers with their own pixels.
+    CHECK_ONLY=test_device timeout -k 10 60 build/tests/test_worker 2>&1 |
         tee "$LOG/test_worker.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     # The device's own description, for tests/data/h200-deviceprop.json.

@@ -12,7 +12,8 @@
  * carries (next_verdict).  With a reject archive, every frame's record holds
  * its verdict as published and the frame's pixels at camera resolution
  * (test_archive_records, test_archive_overflow).  On a CUDA device,
- * also the worker's 8-bit frame path (test_device_frames). */
+ * also the worker's 8-bit frame path (test_device_frames), and the archive's
+ * frames out of the engine's frame buffers (test_device_archive). */
 #include <dirent.h>
 #include <jansson.h>
 #include <math.h>
@@ -1104,8 +1105,8 @@ static int archive_records(const char *adir, json_t **recs, int n)
 }
 
 /* The frame of record o (its archive.frame in adir) is frame id's pixels
- * at camera resolution. */
-static int archive_frame_is(const char *adir, json_t *o, uint64_t id)
+ * at camera resolution, w x h. */
+static int archive_frame_is(const char *adir, json_t *o, uint64_t id, int w, int h)
 {
     const char *f = json_string_value(json_object_get(json_object_get(o, "archive"), "frame"));
     char path[512];
@@ -1113,10 +1114,10 @@ static int archive_frame_is(const char *adir, json_t *o, uint64_t id)
     maa_image img;
     if (!f || maa_image_load(path, &img, NULL, 0) != MAA_OK)
         return 0;
-    static uint8_t px[W * H];
-    pixels(id, W, H, px);
-    int same = img.width == W && img.height == H && img.channels == 1 &&
-               memcmp(img.data, px, sizeof px) == 0;
+    static uint8_t px[BW * BH];
+    pixels(id, w, h, px);
+    int same = img.width == w && img.height == h && img.channels == 1 &&
+               memcmp(img.data, px, (size_t)w * h) == 0;
     maa_image_free(&img);
     return same;
 }
@@ -1191,7 +1192,7 @@ static void test_archive_records(void)
         if (pixels_lost)
             CHECK(json_is_null(json_object_get(ar, "frame")), "frame %lld", m.frame_id);
         else
-            CHECK(archive_frame_is(adir, o, (uint64_t)m.frame_id),
+            CHECK(archive_frame_is(adir, o, (uint64_t)m.frame_id, W, H),
                   "frame %lld: not its pixels at %dx%d", m.frame_id, W, H);
         /* Judged frames have their mask; the others none. */
         CHECK(json_is_null(json_object_get(ar, "mask")) ==
@@ -1251,6 +1252,54 @@ static void test_archive_overflow(void)
     rig_down(&r, &st);
 }
 
+/* On the device: the frames the engine takes from its own frame buffers
+ * (kept there until the verdict, not copied) and a mixed batch's frame
+ * preprocessed on the host, each archived with its own pixels. */
+static void test_device_archive(void)
+{
+    char why[MAA_ERRLEN];
+    if (maa_backend_available(MAA_BACKEND_CUDA, why, sizeof why) != MAA_OK)
+        SKIP("%s", why);
+    const maa_engine_opts eo = {.backend = MAA_BACKEND_CUDA, .precision = MAA_PREC_F32,
+                                .max_batch = 4, .frame_bytes = BW * BH};
+    maad_logger lg;
+    char adir[128];
+    rig_archive = archive_up("arch-device", &lg, adir, sizeof adir);
+    if (!rig_archive)
+        return;
+    rig r;
+    int up = rig_up_engine(&r, 4, 60000, 0, 64, 1e30, 4, &eo, NULL, 0);
+    maad_archive *a = rig_archive;
+    rig_archive = NULL;
+    if (up) {
+        maad_archive_close(a, NULL);
+        return;
+    }
+    enum { N = 12 };
+    for (int id = 1; id <= N; id++)
+        frame_sized(&r, (uint64_t)id, id == 2 ? W : BW, id == 2 ? H : BH);
+    maad_worker_stats st;
+    rig_stop(&r, &st);
+    maad_archive_stats as;
+    maad_archive_close(a, &as);
+    json_t *recs[N];
+    CHECK(archive_records(adir, recs, N) == N && as.written == N, "written %llu",
+          (unsigned long long)as.written);
+    msg m;
+    int got = 0;
+    while (got < N && next_verdict(&r, &m)) {
+        got++;
+        const int id = (int)m.frame_id;
+        CHECK(recs[m.seq] && archive_frame_is(adir, recs[m.seq], (uint64_t)id,
+                                              id == 2 ? W : BW, id == 2 ? H : BH),
+              "frame %d: not its pixels", id);
+    }
+    CHECK(got == N, "got %d verdicts", got);
+    for (int i = 0; i < N; i++)
+        json_decref(recs[i]);
+    rig_down(&r, &st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/test_worker.XXXXXX");
@@ -1287,6 +1336,7 @@ int main(void)
     RUN(test_archive_records);
     RUN(test_archive_overflow);
     RUN(test_device_frames);
+    RUN(test_device_archive);
     maa_model_free(model);
     maa_model_free(model2);
     char cmd[160];
