@@ -252,6 +252,7 @@ static int export_frame(const char *who, const maa_cli_record *r, const char *ou
     uint8_t *buf;
     size_t len;
     if (maa_read_file(r->frame, FRAME_MAX, "a frame", &buf, &len, err, sizeof err)) {
+        maa_cli_record_gone(r, err, sizeof err);
         fprintf(stderr, "%s: %s; left out\n", who, err);
         return SKIPPED;
     }

@@ -241,6 +241,10 @@ void maa_cli_archive_free(maa_cli_archive *a);
 int maa_cli_record_load(const char *dir, const char *stem, maa_cli_record *r, char *err,
                         size_t errlen);
 void maa_cli_record_free(maa_cli_record *r);
+/* After a file of r could not be read: 1 when r's STEM.json is gone too
+ * (maad deleted the record meanwhile, to keep its budget), err then saying
+ * so; 0, err unchanged, otherwise. */
+int maa_cli_record_gone(const maa_cli_record *r, char *err, size_t errlen);
 /* The camera name in a record's stem, into buf. */
 void maa_cli_record_camera(const maa_cli_record *r, char *buf, size_t n);
 /* "12 records, 2026-12-04 06:00:01 to 13:59:58 UTC: 9 reject, 2 uninspected,

@@ -153,9 +153,10 @@ static int record_file(const char *dir, const char *stem, json_t *arch, const ch
     return MAA_OK;
 }
 
-/* Reads DIR/NAME (a .json) into r; MAA_ERR with the reason in err. */
-static int record_read(const char *dir, const char *name, maa_cli_record *r, char *err,
-                       size_t errlen)
+/* Reads DIR/NAME (a .json) into r; MAA_ERR with the reason in err.  One
+ * that was listed and is gone was deleted meanwhile, and err says so. */
+static int record_read(const char *dir, const char *name, int listed, maa_cli_record *r,
+                       char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
     size_t n = strlen(name) - 5;
@@ -173,9 +174,8 @@ static int record_read(const char *dir, const char *name, maa_cli_record *r, cha
     size_t len;
     char why[MAA_ERRLEN];
     if (maa_read_file(r->json, RECORD_JSON_MAX, "an archive record", &buf, &len, err, errlen)) {
-        if (access(r->json, F_OK) != 0 && errno == ENOENT)
-            snprintf(err + strlen(err), errlen - strlen(err),
-                     " (deleted since the listing: maad keeps the archive within its budget)");
+        if (listed)
+            maa_cli_record_gone(r, err, errlen);
         return MAA_ERR;
     }
     json_error_t je;
@@ -306,7 +306,16 @@ int maa_cli_record_load(const char *dir, const char *stem, maa_cli_record *r, ch
         return MAA_ERR;
     }
     snprintf(name, sizeof name, "%.*s.json", (int)n, base);
-    return record_read(dir, name, r, err, errlen);
+    return record_read(dir, name, 0, r, err, errlen);
+}
+
+int maa_cli_record_gone(const maa_cli_record *r, char *err, size_t errlen)
+{
+    if (access(r->json, F_OK) == 0 || errno != ENOENT)
+        return 0;
+    snprintf(err, errlen, "%s: deleted while it was read (maad keeps the archive within its "
+             "budget)", r->json);
+    return 1;
 }
 
 void maa_cli_record_camera(const maa_cli_record *r, char *buf, size_t n)
@@ -333,7 +342,7 @@ int maa_cli_archive_read(const char *who, const char *dir, const maa_cli_record_
         if (!name_matches(f, names[i]))
             continue;
         maa_cli_record *r = &a->rec[a->n];
-        if (record_read(dir, names[i], r, err, sizeof err)) {
+        if (record_read(dir, names[i], 1, r, err, sizeof err)) {
             fprintf(stderr, "%s: %s; left out\n", who, err);
             a->unreadable++;
             maa_cli_record_free(r);
@@ -444,8 +453,10 @@ int maa_cli_record_thumbnail(const maa_cli_record *r, int side, maa_image *out, 
         return MAA_ERR;
     }
     maa_image im, m = {0};
-    if (maa_image_load(r->frame, &im, err, errlen))
+    if (maa_image_load(r->frame, &im, err, errlen)) {
+        maa_cli_record_gone(r, err, errlen);
         return MAA_ERR;
+    }
     int W = im.width, H = im.height, big = W > H ? W : H;
     int tw = big > side ? (int)((long long)W * side / big) : W;
     int th = big > side ? (int)((long long)H * side / big) : H;
@@ -460,7 +471,9 @@ int maa_cli_record_thumbnail(const maa_cli_record *r, int side, maa_image *out, 
     /* The mask is S x S over the whole frame, stretched per axis as the
      * frame was for the model (protocol: defects). */
     int have_mask = 0;
-    if (r->mask && maa_image_load(r->mask, &m, err, errlen) == MAA_OK) {
+    if (r->mask && maa_image_load(r->mask, &m, err, errlen) != MAA_OK) {
+        maa_cli_record_gone(r, err, errlen);
+    } else if (r->mask) {
         if (m.channels != 1 || m.depth != 8 || m.width != m.height) {
             snprintf(err, errlen, "%s: a %dx%d image of %d channel(s), %d bits, not an S x S "
                      "8-bit gray mask", r->mask, m.width, m.height, m.channels, m.depth);

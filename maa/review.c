@@ -192,7 +192,8 @@ static void card(FILE *f, const maa_cli_record *r, int side)
     void *png = NULL;
     size_t len = 0;
     int have = maa_cli_record_thumbnail(r, side, &th, err, sizeof err) == MAA_OK;
-    if (err[0])
+    /* a frame that never came is no error of the archive: the card says it */
+    if (err[0] && r->frame)
         fprintf(stderr, "%s: %s; shown without %s\n", who, err, have ? "its mask" : "a picture");
     if (have && encode_thumbnail(&th, &png, &len)) {
         fprintf(stderr, "%s: %s: cannot encode its thumbnail\n", who, r->frame);
@@ -344,7 +345,7 @@ static int write_sheet(const char *path, const char *dir, const maa_cli_archive 
                 fprintf(stderr, "%s: %s\n", who, err);
                 rc = MAA_ERR;
             }
-        } else {
+        } else if (r->frame) {
             fprintf(stderr, "%s: %s; shown without a picture\n", who, err);
         }
         maa_image_free(&th);

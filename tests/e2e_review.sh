@@ -122,10 +122,18 @@ import struct, zlib, sys
 def chunk(t, b): return struct.pack('>I', len(b)) + t + b + struct.pack('>I', zlib.crc32(t + b))
 open(sys.argv[1], 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 30000, 30000, 8, 0, 0, 0, 0))
     + chunk(b'IDAT', zlib.compress(b'\0' * 1000)) + chunk(b'IEND', b''))" "$b4.png"    # huge frame
+b5=$(mk 5 uninspected); rm "$b5.png" "$b5.mask.png"                # a frame that never came
+"$PY" - "$b5.json" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+r.update(verdict="uninspected", reason="camera error: frame missed", score=None, rule=None,
+         evidence=[], defects=[], archive={"frame": None, "mask": None, "why": "uninspected"})
+json.dump(r, open(sys.argv[1], "w"))
+PYEOF
 echo '{}' >arc/notes.json                                          # not a record's name
 cp "$base.png" arc/$before.000009Z-cam0-000000000009-pass.png  # torn: no .json
 cp "$base.json" "arc/.${base#arc/}.json.tmp"                        # a temporary
-all=$((nrec + 3))   # b3 reads (shown without its mask), b2 and b4 without a frame
+all=$((nrec + 4))   # b3 reads (shown without its mask), b2, b4 and b5 without a frame
 
 "$MAA" archive ls arc >ls.out 2>ls.err
 check "archive ls: every readable record, newest first, and the count" "$PY" - ls.out "$all" <<'PYEOF'
@@ -149,6 +157,8 @@ check "review: page written, every readable record a card" \
 check "review: each bad record named on stderr" eval "grep -q '${b1#arc/}.json: line [0-9]' review.err &&
     grep -q '${b2#arc/}.png: cannot open' review.err && grep -q '${b3#arc/}.mask.png: a 10x7 image' review.err &&
     grep -q '${b4#arc/}.png: .*30000' review.err"
+check "review: a record without a frame is a card that says so" \
+    eval "grep -q 'no frame: it never arrived</div><span class=\"why\">uninspected</span>' page.html"
 check "review: the page is one file (no address outside it)" \
     eval "! grep -qE '(src|href)=\"(https?:|file:|/)' page.html"
 nscore=$(grep -l 'score above threshold' arc/*.json | wc -l)
@@ -317,4 +327,51 @@ check "train.py trains on the export" eval "[ $rc -eq 0 -o $rc -eq 3 ] && [ -s m
 "$MAA" calibrate --model m.safetensors --out c.yaml --backend ref --threads 1 >cal.log 2>&1
 check "maa calibrate on the export's held-out frames" \
     eval "[ -s c.yaml ] && grep -q 'good images (the held-out images of' cal.log"
+# ---- reading while maad writes --------------------------------------------
+# maad loops the replay into a budget of 10 records (30 files), deleting the
+# oldest all the time, while maa lists, reviews and exports the directory
+# over and over: every run ends well, and what it could not read (a record
+# deleted under it) it names and leaves out.
+cat >live.yaml <<EOC
+camera:
+  name: cam0
+  source: replay
+replay:
+  dir: frames
+  fps: 60
+  loop: true
+model:
+  path: model.safetensors
+  calibration: cal.yaml
+engine:
+  backend: ref
+  batch_max: 4
+publish:
+  endpoint: tcp://127.0.0.1:5614
+archive:
+  dir: live
+  max_files: 30
+  sample_passes: 1
+EOC
+e2e_maad_up live.yaml live.log
+e2e_wait_count live.log 'archive: written [1-9]' 1 5 2>/dev/null
+runs=0 bad=0
+for i in 1 2 3 4 5 6 7 8; do
+    "$MAA" archive ls live >/dev/null 2>>live.err || bad=$((bad + 1))
+    "$MAA" review live -o live.html >/dev/null 2>>live.err || bad=$((bad + 1))
+    "$MAA" review live --png live.png --limit 6 >/dev/null 2>>live.err || bad=$((bad + 1))
+    "$MAA" archive export live live-data >/dev/null 2>>live.err || bad=$((bad + 1))
+    runs=$((runs + 4))
+done
+e2e_stop "$E2E_MAAD"
+rc=$?
+check "$runs runs of ls, review and export while maad writes and deletes: each ends well" \
+    eval "[ $rc -eq 0 ] && [ $bad -eq 0 ] && grep -q 'deleted [1-9]' live.log &&
+          [ \$(ls live-data/train/good | wc -l) -gt 0 ]"
+check "while maad writes: each record not read is named (left out or without a picture)" \
+    eval "! grep -vE '^maa (review|archive (ls|export)): live/[^ ]+: .*(; left out|; shown without (a picture|its mask))\$' live.err"
+check "while maad writes: a record deleted under a reader is named as deleted" \
+    eval "! grep -v 'deleted while it was read (maad keeps the archive within its budget)' live.err"
+echo "  $(wc -l <live.err) records deleted under the readers"
+
 e2e_summary
