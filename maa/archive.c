@@ -1,8 +1,9 @@
 /* archive.c — `maa archive ls|export|mark`: maad's archive of judged frames
- * (docs/operations.md, "The archive") as a person and the retraining loop
- * use it.  ls lists records; mark adds the operator's verdict on a part to
- * its record; export copies the frames of good parts into the MVTec AD
- * layout that scripts/train.py and maa calibrate read.
+ * (docs/operations.md, "Reject archive") as a person and the retraining
+ * loop use it.  ls lists records; mark adds the operator's verdict on a part
+ * to its record; export copies the frames of good parts into the MVTec AD
+ * layout that scripts/train.py and maa calibrate read (and, for maa
+ * compare, the test parts).
  *
  * Every file maa archive writes goes in whole or not at all: a record's
  * STEM.json is rewritten through a hidden temporary file (names beginning
@@ -389,7 +390,7 @@ static int cmd_export(int argc, char **argv)
                 defective ? "records marked defective"
                 : marked  ? "sampled passes or records marked good"
                           : "sampled passes",
-                dir, defective ? "" : " (maad keeps one pass in archive.sample_passes)");
+                dir, defective ? "" : " (maad keeps passes only with archive.sample_passes set)");
         rc = 1;
     }
     maa_cli_archive_free(&a);

@@ -182,7 +182,7 @@ int maa_cli_write_case(const char *who, maa_inspector *in, const maa_calibration
                        const char *mask_png);
 
 /* ---- maad's archive of judged frames, read (maa/record.c) ----------------
- * The records maad writes to archive.dir (docs/operations.md, "The
+ * The records maad writes to archive.dir (docs/operations.md, "Reject
  * archive"): STEM.json, written last, marks a complete record, so only
  * records with one are read, and an archive that maad is writing (or
  * deleting the oldest records of) meanwhile reads safely.  A record that

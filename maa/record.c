@@ -1,12 +1,12 @@
 /* record.c — reading maad's archive of judged frames (docs/operations.md,
- * "The archive"), for maa review and maa archive.
+ * "Reject archive"), for maa review and maa archive.
  *
  * maad may be writing the directory while it is read: a new record's
  * STEM.json appears last (renamed into place), and the oldest records are
  * deleted whole to stay within the budget.  So only names ending in .json
- * are listed, a record deleted between the listing and its reading is named
- * and left out like any other unreadable one, and nothing here ever waits
- * for or changes the directory. */
+ * are listed, a record deleted while it is read (its JSON, or its frame
+ * after its JSON) is named as deleted and left out, and nothing here ever
+ * waits for or changes the directory. */
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -233,7 +233,7 @@ static char **list_records(const char *who, const char *dir, int *n)
     }
     size_t cap = 256;
     char **names = malloc(cap * sizeof *names);
-    struct dirent *e;
+    struct dirent *e = NULL;
     while (names && (e = readdir(d))) {
         if (!name_is_record(e->d_name))
             continue;
@@ -258,7 +258,7 @@ static char **list_records(const char *who, const char *dir, int *n)
     return names;
 }
 
-/* Whether f takes the record by its name alone (why and time). */
+/* Whether f takes the record by its name alone (time, why, camera). */
 static int name_matches(const maa_cli_record_filter *f, const char *name)
 {
     const char *why = NULL;
