@@ -7,6 +7,7 @@ this script only lays them out."""
 import argparse
 import json
 import math
+import textwrap
 
 import matplotlib
 
@@ -27,8 +28,9 @@ def main():
     tiles = doc["tiles"]
     cols = max(1, min(COLS, len(tiles)))
     rows = max(1, math.ceil(len(tiles) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 3.25 * rows + 0.5), dpi=90,
-                             squeeze=False)
+    # constrained: room for the suptitle and for every caption line
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 3.4 * rows + 0.5), dpi=90,
+                             squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -42,15 +44,16 @@ def main():
         for side in ax.spines.values():
             side.set_color(COLOUR.get(t["why"], "k"))
             side.set_linewidth(3)
-        # long reasons (camera errors) are cut, the record name says the rest
-        lines = [s if len(s) <= 46 else s[:45] + "\u2026" for s in t["lines"]]
+        # long reasons (camera errors) are cut, the record's name (last, for
+        # maa archive mark) is wrapped at its dashes, never cut
+        lines = [s if len(s) <= 46 else s[:45] + "\u2026" for s in t["lines"][:-1]]
+        lines += textwrap.wrap(t["lines"][-1], 46, break_on_hyphens=True)
         ax.set_xlabel("\n".join(lines), fontsize=6.5, color=COLOUR.get(t["why"], "k"),
                       linespacing=1.25)
     if not tiles:
         axes[0][0].text(0.5, 0.5, "no records", ha="center", va="center",
                         transform=axes[0][0].transAxes)
     fig.suptitle(doc["title"] + "\n" + doc["note"], fontsize=9)
-    fig.tight_layout()
     save(fig, a.out)
 
 
