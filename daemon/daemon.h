@@ -86,6 +86,8 @@ int maad_ring_flush(maad_ring *r);
  * called, or timeout_ms passes (-1: no timeout); it returns ready.  The
  * producer pays a wake-up system call only while the consumer sleeps. */
 uint32_t maad_ring_ready(maad_ring *r);
+/* Any thread: slots committed and not yet released, as of the call. */
+uint32_t maad_ring_occupancy(const maad_ring *r);
 maad_slot *maad_ring_peek(maad_ring *r, uint32_t i);
 void maad_ring_release(maad_ring *r, uint32_t n);
 uint32_t maad_ring_wait(maad_ring *r, int timeout_ms);
@@ -491,6 +493,35 @@ typedef struct {
     uint64_t models;            /* models swapped in after the start */
 } maad_worker_stats;
 
+/* A histogram for the metrics endpoint: bucket[i] counts the values up to
+ * the i-th bound of its kind (maad_*_le) and above the one before, the
+ * last bucket those above every bound; count and sum of all values. */
+#define MAAD_HIST_MAX 16
+typedef struct {
+    uint64_t bucket[MAAD_HIST_MAX];
+    uint64_t count;
+    double sum;
+} maad_hist;
+
+#define MAAD_BATCH_LE 7     /* frames in a batch the engine judged */
+#define MAAD_LATENCY_LE 11  /* seconds from capture to publication, every verdict */
+#define MAAD_ENGINE_LE 12   /* seconds in the engine, a batch */
+extern const double maad_batch_le[MAAD_BATCH_LE];
+extern const double maad_latency_le[MAAD_LATENCY_LE];
+extern const double maad_engine_le[MAAD_ENGINE_LE];
+
+/* What the worker has done so far, read from another thread (the metrics
+ * endpoint's): counts as maad_worker_stop gives them (those other threads
+ * keep read fresh, the worker's own as of its last batch or loop turn), the
+ * histograms, the model and threshold in force and the ring's use. */
+typedef struct {
+    maad_worker_stats st;
+    maad_hist batch, latency, engine;
+    char model[65];
+    double threshold;
+    uint32_t ring_slots, ring_used;
+} maad_worker_live;
+
 typedef struct maad_worker maad_worker;
 
 int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
@@ -514,6 +545,8 @@ void maad_worker_set_calibration(maad_worker *w, const maa_calibration *c);
  * model, when m is not valid or its batch finds no memory. */
 int maad_worker_set_model(maad_worker *w, const maad_worker_model *m, const maa_calibration *c,
                           maa_inspector **old, uint64_t *first_seq, char *err, size_t errlen);
+/* Any thread, from maad_worker_start until maad_worker_stop. */
+void maad_worker_get_live(maad_worker *w, maad_worker_live *out);
 /* After the capture thread has stopped for good: hands the pending drops
  * over, lets the worker publish everything in flight, joins it and fills
  * *st with the final counts.  Then maad_worker_free. */
@@ -521,5 +554,34 @@ void maad_worker_stop(maad_worker *w, maad_worker_stats *st);
 void maad_worker_free(maad_worker *w);
 /* The final stats line maad prints and the tests read. */
 void maad_worker_stats_line(const maad_worker_stats *st, char *buf, size_t n);
+
+/* ---- the metrics endpoint (metrics.c, docs/operations.md "Metrics") ----------
+ * Prometheus's text exposition format over HTTP: GET (or HEAD) /metrics is
+ * answered, on libmicrohttpd's own thread, with what collect writes into a
+ * maad_text; other paths 404, other methods 405.  collect runs on that
+ * thread: it must only read what other threads hand out safely. */
+
+typedef struct maad_text maad_text;
+typedef struct maad_metrics maad_metrics;
+typedef void (*maad_collect_fn)(void *user, maad_text *t);
+
+void maad_text_printf(maad_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The # HELP and # TYPE lines of a metric family. */
+void maad_metric_head(maad_text *t, const char *name, const char *type, const char *help);
+/* name{labels} value; labels: `camera="cam0",verdict="pass"`, never empty. */
+void maad_metric(maad_text *t, const char *name, const char *labels, double v);
+/* A histogram's _bucket (cumulative, le = each of le[n], then +Inf), _sum
+ * and _count lines. */
+void maad_metric_hist(maad_text *t, const char *name, const char *labels, const maad_hist *h,
+                      const double *le, int n);
+/* listen: "HOST:PORT" (an IPv4 address or name, or [IPv6]); the reason on
+ * failure names metrics.listen. */
+struct sockaddr_storage;
+int maad_metrics_address(const char *listen, struct sockaddr_storage *addr,
+                         unsigned *len, char *err, size_t errlen);
+int maad_metrics_start(const char *listen, maad_collect_fn collect, void *user,
+                       const struct maad_logger *log, maad_metrics **out, char *err,
+                       size_t errlen);
+void maad_metrics_stop(maad_metrics *m);
 
 #endif

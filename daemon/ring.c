@@ -235,6 +235,14 @@ uint32_t maad_ring_ready(maad_ring *r)
     return r->tail_cache - head;
 }
 
+uint32_t maad_ring_occupancy(const maad_ring *r)
+{
+    /* Head first: read after it, the tail is never behind it. */
+    maad_ring *m = (maad_ring *)r; /* atomics: loads only */
+    uint32_t head = atomic_load_explicit(&m->head, memory_order_acquire);
+    return atomic_load_explicit(&m->tail, memory_order_acquire) - head;
+}
+
 maad_slot *maad_ring_peek(maad_ring *r, uint32_t i)
 {
     uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);

@@ -111,6 +111,9 @@ struct maad_worker {
     uint8_t *keep;              /* with an archive: batch_max x scratch_bytes, a frame's
                                    pixels until its verdict */
     maad_worker_stats st;
+    maad_worker_live acc;       /* histograms; st, model and threshold are copied in */
+    pthread_mutex_t live_lock;  /* guards live */
+    maad_worker_live live;
     uint64_t lat[LAT_BUCKETS], lat_n;
     uint64_t sum_next_ns, sum_captured, sum_t_ns;
     uint64_t wd_usec, wd_last_ns;
@@ -238,6 +241,24 @@ int maad_worker_set_model(maad_worker *w, const maad_worker_model *m, const maa_
 
 /* ---- publishing ------------------------------------------------------------ */
 
+/* x into a cumulative-to-be histogram of upper bounds le[n] (the last
+ * count, n, is +Inf). */
+static void hist_add(maad_hist *h, const double *le, int n, double x)
+{
+    int i = 0;
+    while (i < n && x > le[i])
+        i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum += x;
+}
+
+const double maad_batch_le[MAAD_BATCH_LE] = {1, 2, 4, 8, 16, 32, 64};
+const double maad_latency_le[MAAD_LATENCY_LE] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                 0.5,   1,    2.5,   5,    10};
+const double maad_engine_le[MAAD_ENGINE_LE] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                               0.1,   0.25,   0.5,   1,    2.5,   10};
+
 static void note_latency(maad_worker *w, uint64_t t_capture_ns)
 {
     uint64_t now = maad_now_ns();
@@ -245,6 +266,41 @@ static void note_latency(maad_worker *w, uint64_t t_capture_ns)
     int i = ms <= LAT_BASE_MS ? 0 : (int)ceil(log(ms / LAT_BASE_MS) / log(LAT_STEP));
     w->lat[i < LAT_BUCKETS ? i : LAT_BUCKETS - 1]++;
     w->lat_n++;
+    hist_add(&w->acc.latency, maad_latency_le, MAAD_LATENCY_LE, ms / 1000);
+}
+
+/* The worker's counts and histograms to what maad_worker_get_live reads:
+ * after each batch and each loop turn, so that a scrape is at most one
+ * turn behind and the worker takes the lock a few times a batch, not a
+ * frame. */
+static void share_live(maad_worker *w)
+{
+    pthread_mutex_lock(&w->live_lock);
+    w->live = w->acc;
+    w->live.st = w->st;
+    w->live.threshold = w->cal.threshold;
+    snprintf(w->live.model, sizeof w->live.model, "%s", w->m.sha256);
+    pthread_mutex_unlock(&w->live_lock);
+}
+
+void maad_worker_get_live(maad_worker *w, maad_worker_live *out)
+{
+    pthread_mutex_lock(&w->live_lock);
+    *out = w->live;
+    pthread_mutex_unlock(&w->live_lock);
+    /* The counters other threads keep are read fresh. */
+    maad_pub_stats ps;
+    maad_pub_get_stats(w->o.pub, &ps);
+    out->st.captured = atomic_load_explicit(&w->captured, memory_order_relaxed);
+    out->st.overflow = atomic_load_explicit(&w->overflow, memory_order_relaxed);
+    out->st.too_old = atomic_load_explicit(&w->too_old, memory_order_relaxed);
+    out->st.pass = ps.pass;
+    out->st.reject = ps.reject;
+    out->st.uninspected = ps.uninspected;
+    out->st.send_dropped = ps.send_dropped;
+    out->st.heartbeats = ps.heartbeats;
+    out->ring_slots = maad_ring_size(w->o.ring);
+    out->ring_used = maad_ring_occupancy(w->o.ring);
 }
 
 static double latency_quantile(const maad_worker *w, double q)
@@ -385,7 +441,11 @@ static void judge(maad_worker *w)
             sleep_ms(w->o.test_delay_ms);
         if (w->o.test_in_engine)
             w->o.test_in_engine(w->o.user);
+        uint64_t t0 = maad_mono_ns();
         rc = judge_images(w);
+        hist_add(&w->acc.engine, maad_engine_le, MAAD_ENGINE_LE,
+                 (double)(maad_mono_ns() - t0) / 1e9);
+        hist_add(&w->acc.batch, maad_batch_le, MAAD_BATCH_LE, w->nx);
         atomic_store_explicit(&w->busy_since_ns, 0, memory_order_relaxed);
         w->st.batches++;
         w->failed_run = rc == MAA_OK ? 0 : w->failed_run + 1;
@@ -426,6 +486,7 @@ static void judge(maad_worker *w)
         publish(w, &v, &e->frame, 1);
     }
     w->nbatch = w->nx = w->nraw = 0;
+    share_live(w);
 }
 
 /* Between two batches: the model maad_worker_set_model handed over, with
@@ -665,6 +726,7 @@ static int tick_period_ms(const maad_worker *w)
 static void housekeeping(maad_worker *w)
 {
     uint64_t now = maad_mono_ns();
+    share_live(w);
     int sent = tick(w);
     /* Pinging only from this loop, after a heartbeat went out, means a
      * worker stuck in the engine or a dead publisher stops the pings and
@@ -744,6 +806,7 @@ static void sync_destroy(maad_worker *w)
 {
     pthread_cond_destroy(&w->model_taken);
     pthread_mutex_destroy(&w->lock);
+    pthread_mutex_destroy(&w->live_lock);
 }
 
 int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
@@ -781,7 +844,9 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
         return MAA_ERR;
     }
     pthread_mutex_init(&w->lock, NULL);
+    pthread_mutex_init(&w->live_lock, NULL);
     pthread_cond_init(&w->model_taken, NULL);
+    share_live(w);
     w->wd_usec = maad_notify_watchdog_usec();
     w->sum_t_ns = maad_mono_ns();
     w->sum_next_ns = w->sum_t_ns + (uint64_t)o->summary_interval_s * 1000000000u;

@@ -17,7 +17,9 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -395,6 +397,71 @@ static void test_batches(void)
     rig_stop(&r, &st);
     CHECK(st.batches == 4, "batches %llu", (unsigned long long)st.batches);
     CHECK(st.pass == 11 && st.uninspected == 1);
+    rig_down(&r, &st);
+}
+
+/* The metrics endpoint's read-out: from another thread while frames are
+ * judged (TSan watches the two), then, after the end, the counts and
+ * histograms of the run: every batch in the batch and engine histograms,
+ * every verdict in the latency one. */
+static atomic_int live_stop;
+static void *live_reader(void *arg)
+{
+    maad_worker *w = arg;
+    maad_worker_live l;
+    uint64_t last = 0;
+    int ok = 1;
+    while (!atomic_load(&live_stop)) {
+        maad_worker_get_live(w, &l);
+        ok &= l.st.captured >= last && l.latency.count <= l.st.captured;
+        last = l.st.captured;
+    }
+    return (void *)(intptr_t)ok;
+}
+
+static void test_live(void)
+{
+    rig r;
+    if (rig_up(&r, 4, 60000, 0, 64, 1e30))
+        return;
+    pthread_t t;
+    atomic_store(&live_stop, 0);
+    pthread_create(&t, NULL, live_reader, r.w);
+    for (int id = 1; id <= 9; id++)
+        frame(&r, (uint64_t)id);
+    maad_worker_camera_error(r.w, 10, maad_now_ns(), "camera error: incomplete frame");
+    for (int id = 11; id <= 14; id++)
+        frame(&r, (uint64_t)id);
+    /* The last batch waits for its timeout or the end: the end is not
+     * ours to give (the read-out ends with maad_worker_stop), so the
+     * timeout of 60 s is cut short by a batch that fills: one more frame
+     * makes the fourth batch whole. */
+    frame(&r, 15);
+    maad_worker_live l;
+    for (int i = 0; i < 500; i++) {
+        maad_worker_get_live(r.w, &l);
+        if (l.latency.count == 14 && l.batch.count == 4)
+            break;
+        usleep(10000);
+    }
+    atomic_store(&live_stop, 1);
+    void *ok;
+    pthread_join(t, &ok);
+    CHECK(ok, "captured went back, or more latencies than frames, while running");
+    CHECK(l.st.captured == 15 && l.st.pass == 13 && l.st.uninspected == 1 &&
+          l.st.camera_errors == 1, "captured %llu pass %llu", (unsigned long long)l.st.captured,
+          (unsigned long long)l.st.pass);
+    /* 4 + 4 + 1 (before the error) + 4 (11..14) and 15 waiting: four batches
+     * of 13 frames judged */
+    CHECK(l.batch.count == 4 && l.batch.sum == 13 && l.engine.count == 4,
+          "batches %llu of %g frames", (unsigned long long)l.batch.count, l.batch.sum);
+    CHECK(l.batch.bucket[0] == 1 && l.batch.bucket[2] == 3, "le 1: %llu, le 4: %llu",
+          (unsigned long long)l.batch.bucket[0], (unsigned long long)l.batch.bucket[2]);
+    CHECK(l.latency.count == 14 && l.latency.sum > 0, "%llu verdicts in the latency histogram",
+          (unsigned long long)l.latency.count);
+    CHECK(strlen(l.model) == 64 && l.threshold == 1e30, "%s %g", l.model, l.threshold);
+    CHECK(l.ring_slots == 64 && l.ring_used == 0, "%u %u", l.ring_slots, l.ring_used);
+    maad_worker_stats st;
     rig_down(&r, &st);
 }
 
@@ -1318,6 +1385,7 @@ int main(void)
     }
     RUN(test_order_and_kinds);
     RUN(test_batches);
+    RUN(test_live);
     RUN(test_timeout);
     RUN(test_overflow);
     RUN(test_too_old);
