@@ -11,7 +11,7 @@ CUDA_ARCHS ?= sm_90
 PYTHON     ?= /usr/bin/python3
 B          := build
 
-PKGS   := aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke libmodbus
+PKGS   := aravis-0.8 libsystemd yaml-0.1 libzmq jansson spng lapacke libmodbus libmicrohttpd
 PKGS_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKGS_LIBS   := $(shell pkg-config --libs $(PKGS))
 # Everything but OpenMP's runtime, which is the compiler's own.
@@ -212,7 +212,7 @@ install: $(B)/maa $(B)/maad $(B)/maa-plc
 	    $(DESTDIR)$(PREFIX)/share/doc/maad/img $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/maad
 	install -m 0755 $(B)/maa $(B)/maad $(B)/maa-plc $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(addprefix scripts/,$(SCRIPTS)) $(DESTDIR)$(PREFIX)/share/maad/scripts/
-	install -m 0644 config/*.example.yaml $(DESTDIR)$(PREFIX)/share/doc/maad/
+	install -m 0644 config/*.example.yaml config/maad-alerts.yml $(DESTDIR)$(PREFIX)/share/doc/maad/
 	for d in docs/*.md; do \
 	    sed 's|](\.\./config/|](|g' $$d > $(DESTDIR)$(PREFIX)/share/doc/maad/$${d#docs/} || exit 1; \
 	done
