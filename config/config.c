@@ -170,6 +170,13 @@ static const cfg_key publish_keys[] = {
  * percent rejected (docs/operations.md sizes it); the queue rides out a
  * burst of rejects while the disk is slow, without holding much memory
  * (each record is a frame and a mask). */
+static const cfg_key metrics_keys[] = {
+    STR(metrics, listen, "", "127.0.0.1:9464", 0,
+        "HOST:PORT where maad serves Prometheus metrics over HTTP (/metrics); empty = off.  "
+        "Loopback for a Prometheus on this host; its cell-network address for one elsewhere."),
+    CFG_END,
+};
+
 static const cfg_key archive_keys[] = {
     STR(archive, dir, "", NULL, F_PATH,
         "Reject archive: rejects, uninspected frames and sampled passes kept here; "
@@ -202,6 +209,7 @@ static const cfg_section sections[] = {
     SECTION(publish, publish_keys),
     SECTION(log, cfg_log_keys),
     SECTION(archive, archive_keys),
+    SECTION(metrics, metrics_keys),
 };
 
 static int check_rules(cfg_loader *L, const void *config)

@@ -130,6 +130,10 @@ typedef struct {
     int queue;                       /* records waiting for the disk */
 } maad_archive_config;
 
+typedef struct {
+    char listen[MAAD_STR_SIZE];      /* HOST:PORT of /metrics; "" = off */
+} maad_metrics_config;
+
 typedef struct maad_config {
     maad_camera_config camera;
     maad_replay_config replay;
@@ -139,6 +143,7 @@ typedef struct maad_config {
     maad_publish_config publish;
     maad_log_config log;
     maad_archive_config archive;
+    maad_metrics_config metrics;
 } maad_config;
 
 /* The name of an enum value as the file writes it, e.g. "Mono8" for

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +43,8 @@ typedef struct {
     maad_pub *pub;
     maad_worker *worker;
     maad_archive *archive;      /* NULL: archive.dir empty */
+    maad_metrics *metrics;      /* NULL: metrics.listen empty */
+    uint64_t started_ns;        /* CLOCK_REALTIME */
     cam_source *camera;
     atomic_int engine_failing;  /* set by the worker: exit with status 1 */
 } maad;
@@ -114,6 +117,11 @@ static int load_files(maad *d, char *err, size_t errlen)
     if (load_calibration(&d->cfg, d->model, &d->cal, err, errlen) != MAA_OK ||
         maad_config_check_channels(&d->cfg.camera, maa_model_get_info(d->model)->channels,
                                    maa_model_path(d->model), err, errlen) != MAA_OK)
+        return MAA_ERR;
+    struct sockaddr_storage addr;
+    unsigned alen;
+    if (d->cfg.metrics.listen[0] &&
+        maad_metrics_address(d->cfg.metrics.listen, &addr, &alen, err, errlen) != MAA_OK)
         return MAA_ERR;
     maa_backend_kind kind = (maa_backend_kind)d->cfg.engine.backend;
     if (kind != MAA_BACKEND_AUTO && maa_backend_available(kind, why, sizeof why) != MAA_OK) {
@@ -276,10 +284,153 @@ static void engine_failing(void *user, int batches, const char *why)
     kill(getpid(), SIGTERM);
 }
 
+/* ---- metrics ------------------------------------------------------------------ */
+
+/* The exposition of /metrics (docs/operations.md, "Metrics", lists every
+ * family), on the metrics thread: from the worker's, publisher's, camera's
+ * and archive's snapshots only.  Counters end in _total, units are in the
+ * names, every series carries the camera. */
+static void collect(void *user, maad_text *t)
+{
+    maad *d = user;
+    char l[64], lv[192];
+    snprintf(l, sizeof l, "camera=\"%s\"", d->cfg.camera.name);
+    maad_worker_live w;
+    maad_worker_get_live(d->worker, &w);
+    cam_stats cs;
+    cam_get_stats(d->camera, &cs);
+    maad_pub_stats ps;
+    maad_pub_get_stats(d->pub, &ps);
+
+    maad_metric_head(t, "maad_build_info", "gauge", "maad's version: 1, labelled");
+    snprintf(lv, sizeof lv, "%s,version=\"%s\"", l, MAAD_VERSION);
+    maad_metric(t, "maad_build_info", lv, 1);
+    maad_metric_head(t, "maad_model_info", "gauge",
+                     "The model in force, by the SHA-256 of its file: 1, labelled");
+    snprintf(lv, sizeof lv, "%s,sha256=\"%s\"", l, w.model);
+    maad_metric(t, "maad_model_info", lv, 1);
+    maad_metric_head(t, "maad_start_time_seconds", "gauge", "When maad started (Unix time)");
+    maad_metric(t, "maad_start_time_seconds", l, (double)d->started_ns / 1e9);
+    maad_metric_head(t, "maad_score_threshold", "gauge",
+                     "The score threshold T in force (the calibration's)");
+    maad_metric(t, "maad_score_threshold", l, w.threshold);
+
+    maad_metric_head(t, "maad_frames_captured_total", "counter",
+                     "Frames the camera delivered or failed to deliver: each gets one verdict");
+    maad_metric(t, "maad_frames_captured_total", l, (double)w.st.captured);
+    maad_metric_head(t, "maad_verdicts_total", "counter", "Verdicts published, by verdict");
+    const struct {
+        const char *label;
+        uint64_t n;
+    } verdicts[] = {{"pass", w.st.pass}, {"reject", w.st.reject},
+                    {"uninspected", w.st.uninspected}},
+      why[] = {{"ring_overflow", w.st.overflow}, {"too_old", w.st.too_old},
+               {"camera_error", w.st.camera_errors}, {"engine_error", w.st.engine_errors}};
+    for (size_t i = 0; i < sizeof verdicts / sizeof verdicts[0]; i++) {
+        snprintf(lv, sizeof lv, "%s,verdict=\"%s\"", l, verdicts[i].label);
+        maad_metric(t, "maad_verdicts_total", lv, (double)verdicts[i].n);
+    }
+    maad_metric_head(t, "maad_uninspected_total", "counter",
+                     "Frames published uninspected, by reason");
+    for (size_t i = 0; i < sizeof why / sizeof why[0]; i++) {
+        snprintf(lv, sizeof lv, "%s,reason=\"%s\"", l, why[i].label);
+        maad_metric(t, "maad_uninspected_total", lv, (double)why[i].n);
+    }
+    maad_metric_head(t, "maad_ring_slots", "gauge", "Slots of the capture-to-worker frame ring");
+    maad_metric(t, "maad_ring_slots", l, w.ring_slots);
+    maad_metric_head(t, "maad_ring_used_slots", "gauge",
+                     "Ring slots holding frames the worker has not taken yet");
+    maad_metric(t, "maad_ring_used_slots", l, w.ring_used);
+    maad_metric_head(t, "maad_batch_frames", "histogram", "Frames in each batch the engine judged");
+    maad_metric_hist(t, "maad_batch_frames", l, &w.batch, maad_batch_le, MAAD_BATCH_LE);
+    maad_metric_head(t, "maad_engine_batch_seconds", "histogram",
+                     "Time in the engine (preprocessing on the device, networks, FMD, mask) a batch");
+    maad_metric_hist(t, "maad_engine_batch_seconds", l, &w.engine, maad_engine_le,
+                     MAAD_ENGINE_LE);
+    maad_metric_head(t, "maad_verdict_latency_seconds", "histogram",
+                     "From a frame's capture to its verdict's publication");
+    maad_metric_hist(t, "maad_verdict_latency_seconds", l, &w.latency, maad_latency_le,
+                     MAAD_LATENCY_LE);
+    maad_metric_head(t, "maad_models_swapped_total", "counter", "Models swapped in by SIGHUP");
+    maad_metric(t, "maad_models_swapped_total", l, (double)w.st.models);
+    maad_metric_head(t, "maad_calibrations_reloaded_total", "counter",
+                     "Calibrations reloaded by SIGHUP (same model)");
+    maad_metric(t, "maad_calibrations_reloaded_total", l, (double)w.st.calibrations);
+
+    maad_metric_head(t, "maad_camera_errors_total", "counter",
+                     "Camera failures reported (lost camera, stream error)");
+    maad_metric(t, "maad_camera_errors_total", l, (double)cs.errors);
+    maad_metric_head(t, "maad_camera_incomplete_frames_total", "counter",
+                     "Frames the camera delivered incomplete");
+    maad_metric(t, "maad_camera_incomplete_frames_total", l, (double)cs.incomplete);
+    maad_metric_head(t, "maad_camera_missed_frames_total", "counter",
+                     "Frames the camera's ids show were never delivered");
+    maad_metric(t, "maad_camera_missed_frames_total", l, (double)cs.missed);
+    maad_metric_head(t, "maad_camera_reconnections_total", "counter",
+                     "Successful reconnections to the camera");
+    maad_metric(t, "maad_camera_reconnections_total", l, (double)cs.reconnects);
+
+    maad_metric_head(t, "maad_publish_dropped_total", "counter",
+                     "Verdicts the socket refused (their seq spent: subscribers see a gap)");
+    maad_metric(t, "maad_publish_dropped_total", l, (double)ps.send_dropped);
+    maad_metric_head(t, "maad_heartbeats_total", "counter", "Heartbeats published");
+    maad_metric(t, "maad_heartbeats_total", l, (double)ps.heartbeats);
+    maad_metric_head(t, "maad_subscriber_queue_limit_messages", "gauge",
+                     "Messages one subscriber's queue holds (sndhwm cut to the budget)");
+    maad_metric(t, "maad_subscriber_queue_limit_messages", l, ps.queue_limit);
+    if (ps.curve_keys) {
+        maad_metric_head(t, "maad_curve_handshakes_total", "counter",
+                         "CURVE handshakes of subscribers, by result");
+        snprintf(lv, sizeof lv, "%s,result=\"accepted\"", l);
+        maad_metric(t, "maad_curve_handshakes_total", lv, (double)ps.curve_accepted);
+        snprintf(lv, sizeof lv, "%s,result=\"refused\"", l);
+        maad_metric(t, "maad_curve_handshakes_total", lv, (double)ps.curve_refused);
+        maad_metric_head(t, "maad_curve_client_keys", "gauge", "Subscriber keys allowed");
+        maad_metric(t, "maad_curve_client_keys", l, ps.curve_keys);
+    }
+    if (d->archive) {
+        maad_archive_stats as;
+        maad_archive_get_stats(d->archive, &as);
+        const struct {
+            const char *name, *type, *help;
+            uint64_t v;
+        } a[] = {
+            {"maad_archive_records", "gauge", "The camera's records in the archive", as.records},
+            {"maad_archive_bytes", "gauge", "Their bytes", as.bytes},
+            {"maad_archive_files", "gauge", "Their files", as.files},
+            {"maad_archive_budget_bytes", "gauge", "archive.max_bytes", as.max_bytes},
+            {"maad_archive_budget_files", "gauge", "archive.max_files", as.max_files},
+            {"maad_archive_queued_records", "gauge", "Records waiting for the disk", as.queued},
+            {"maad_archive_written_total", "counter", "Records written", as.written},
+            {"maad_archive_written_bytes_total", "counter", "Bytes of the records written",
+             as.written_bytes},
+            {"maad_archive_deleted_total", "counter",
+             "Records deleted, oldest first, to stay within the budget", as.deleted},
+        };
+        for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
+            maad_metric_head(t, a[i].name, a[i].type, a[i].help);
+            maad_metric(t, a[i].name, l, (double)a[i].v);
+        }
+        maad_metric_head(t, "maad_archive_lost_total", "counter",
+                         "Records not written, by reason (queue full, disk failed, larger than "
+                         "the budget)");
+        const struct {
+            const char *label;
+            uint64_t n;
+        } lost[] = {{"queue_full", as.dropped}, {"disk_failed", as.failed},
+                    {"over_budget", as.refused}};
+        for (size_t i = 0; i < sizeof lost / sizeof lost[0]; i++) {
+            snprintf(lv, sizeof lv, "%s,reason=\"%s\"", l, lost[i].label);
+            maad_metric(t, "maad_archive_lost_total", lv, (double)lost[i].n);
+        }
+    }
+}
+
 /* ---- start, run, stop -------------------------------------------------------- */
 
 static int start(maad *d, char *err, size_t errlen)
 {
+    d->started_ns = maad_now_ns();
     const maad_config *c = &d->cfg;
     const maa_model_info *mi = maa_model_get_info(d->model);
 
@@ -383,6 +534,13 @@ static int start(maad *d, char *err, size_t errlen)
         .user = d};
     if (maad_worker_start(&wo, &d->worker, err, errlen) != MAA_OK)
         return MAA_ERR;
+    if (c->metrics.listen[0]) {
+        if (maad_metrics_start(c->metrics.listen, collect, d, &d->log, &d->metrics, err,
+                               errlen) != MAA_OK)
+            return MAA_ERR;
+        maad_log(&d->log, MAAD_LOG_INFO, "metrics: Prometheus endpoint http://%s/metrics",
+                 c->metrics.listen);
+    }
     /* Subscribers that were waiting for us (a PLC bridge reconnecting
      * after a restart, 100 ms apart by ZeroMQ's default) are connected
      * before the first verdict if the camera starts a heartbeat period
@@ -572,6 +730,7 @@ static void reload(maad *d)
 
 static void teardown(maad *d)
 {
+    maad_metrics_stop(d->metrics);
     if (d->camera)
         cam_close(d->camera);
     maad_worker_free(d->worker);
@@ -654,6 +813,9 @@ static int run(maad *d)
     }
     maad_notify_stopping();
     maad_log(&d->log, MAAD_LOG_NOTICE, "stopping: draining the frames in flight");
+    /* Before the archive closes: a scrape reads it. */
+    maad_metrics_stop(d->metrics);
+    d->metrics = NULL;
     cam_stop(d->camera);
     maad_worker_stats st;
     maad_worker_stop(d->worker, &st);

@@ -384,7 +384,9 @@ static const char full_yaml[] =
     "  max_bytes: 2.5e9\n"
     "  max_files: 3000\n"
     "  sample_passes: 100\n"
-    "  queue: 4\n";
+    "  queue: 4\n"
+    "metrics:\n"
+    "  listen: \"[::1]:9100\"\n";
 
 static const char full_dump[] =
     "camera.name = \"press_7\"\n"
@@ -438,7 +440,8 @@ static const char full_dump[] =
     "archive.max_bytes = 2500000000\n"
     "archive.max_files = 3000\n"
     "archive.sample_passes = 100\n"
-    "archive.queue = 4\n";
+    "archive.queue = 4\n"
+    "metrics.listen = \"[::1]:9100\"\n";
 
 /* A key left out of the file behaves as the camera module documents: every
  * cam_config field a camera.* or replay.* key sets starts at the camera
