@@ -286,6 +286,29 @@ static void engine_failing(void *user, int batches, const char *why)
 
 /* ---- metrics ------------------------------------------------------------------ */
 
+/* A metric family of one series: its name, type, help and value. */
+typedef struct {
+    const char *name, *type, *help;
+    double v;
+} family;
+
+/* A family of one series a label value: name{camera, label="values[i].label"}. */
+typedef struct {
+    const char *label;
+    double v;
+} labelled;
+
+static void labelled_family(maad_text *t, const char *l, const char *name, const char *type,
+                            const char *help, const char *label, const labelled *values, int n)
+{
+    char lv[192];
+    maad_metric_head(t, name, type, help);
+    for (int i = 0; i < n; i++) {
+        snprintf(lv, sizeof lv, "%s,%s=\"%s\"", l, label, values[i].label);
+        maad_metric(t, name, lv, values[i].v);
+    }
+}
+
 /* The exposition of /metrics (docs/operations.md, "Metrics", lists every
  * family), on the metrics thread: from the worker's, publisher's, camera's
  * and archive's snapshots only.  Counters end in _total, units are in the
@@ -293,7 +316,7 @@ static void engine_failing(void *user, int batches, const char *why)
 static void collect(void *user, maad_text *t)
 {
     maad *d = user;
-    char l[64], lv[192];
+    char l[64];
     snprintf(l, sizeof l, "camera=\"%s\"", d->cfg.camera.name);
     maad_worker_live w;
     maad_worker_get_live(d->worker, &w);
@@ -302,45 +325,58 @@ static void collect(void *user, maad_text *t)
     maad_pub_stats ps;
     maad_pub_get_stats(d->pub, &ps);
 
-    maad_metric_head(t, "maad_build_info", "gauge", "maad's version: 1, labelled");
-    snprintf(lv, sizeof lv, "%s,version=\"%s\"", l, MAAD_VERSION);
-    maad_metric(t, "maad_build_info", lv, 1);
-    maad_metric_head(t, "maad_model_info", "gauge",
-                     "The model in force, by the SHA-256 of its file: 1, labelled");
-    snprintf(lv, sizeof lv, "%s,sha256=\"%s\"", l, w.model);
-    maad_metric(t, "maad_model_info", lv, 1);
-    maad_metric_head(t, "maad_start_time_seconds", "gauge", "When maad started (Unix time)");
-    maad_metric(t, "maad_start_time_seconds", l, (double)d->started_ns / 1e9);
-    maad_metric_head(t, "maad_score_threshold", "gauge",
-                     "The score threshold T in force (the calibration's)");
-    maad_metric(t, "maad_score_threshold", l, w.threshold);
-
-    maad_metric_head(t, "maad_frames_captured_total", "counter",
-                     "Frames the camera delivered or failed to deliver: each gets one verdict");
-    maad_metric(t, "maad_frames_captured_total", l, (double)w.st.captured);
-    maad_metric_head(t, "maad_verdicts_total", "counter", "Verdicts published, by verdict");
-    const struct {
-        const char *label;
-        uint64_t n;
-    } verdicts[] = {{"pass", w.st.pass}, {"reject", w.st.reject},
-                    {"uninspected", w.st.uninspected}},
-      why[] = {{"ring_overflow", w.st.overflow}, {"too_old", w.st.too_old},
-               {"camera_error", w.st.camera_errors}, {"engine_error", w.st.engine_errors}};
-    for (size_t i = 0; i < sizeof verdicts / sizeof verdicts[0]; i++) {
-        snprintf(lv, sizeof lv, "%s,verdict=\"%s\"", l, verdicts[i].label);
-        maad_metric(t, "maad_verdicts_total", lv, (double)verdicts[i].n);
+    labelled_family(t, l, "maad_build_info", "gauge", "maad's version: 1, labelled", "version",
+                    &(labelled){MAAD_VERSION, 1}, 1);
+    labelled_family(t, l, "maad_model_info", "gauge",
+                    "The model in force, by the SHA-256 of its file: 1, labelled", "sha256",
+                    &(labelled){w.model, 1}, 1);
+    labelled_family(t, l, "maad_verdicts_total", "counter", "Verdicts published, by verdict",
+                    "verdict",
+                    (labelled[]){{"pass", (double)w.st.pass},
+                                 {"reject", (double)w.st.reject},
+                                 {"uninspected", (double)w.st.uninspected}},
+                    3);
+    labelled_family(t, l, "maad_uninspected_total", "counter",
+                    "Frames published uninspected, by reason", "reason",
+                    (labelled[]){{"ring_overflow", (double)w.st.overflow},
+                                 {"too_old", (double)w.st.too_old},
+                                 {"camera_error", (double)w.st.camera_errors},
+                                 {"engine_error", (double)w.st.engine_errors}},
+                    4);
+    const family f[] = {
+        {"maad_start_time_seconds", "gauge", "When maad started (Unix time)",
+         (double)d->started_ns / 1e9},
+        {"maad_score_threshold", "gauge", "The score threshold T in force (the calibration's)",
+         w.threshold},
+        {"maad_frames_captured_total", "counter",
+         "Frames the camera delivered or failed to deliver: each gets one verdict",
+         (double)w.st.captured},
+        {"maad_ring_slots", "gauge", "Slots of the capture-to-worker frame ring", w.ring_slots},
+        {"maad_ring_used_slots", "gauge", "Ring slots holding frames the worker has not taken yet",
+         w.ring_used},
+        {"maad_models_swapped_total", "counter", "Models swapped in by SIGHUP",
+         (double)w.st.models},
+        {"maad_calibrations_reloaded_total", "counter",
+         "Calibrations reloaded by SIGHUP (same model)", (double)w.st.calibrations},
+        {"maad_camera_errors_total", "counter",
+         "Camera failures reported (lost camera, stream error)", (double)cs.errors},
+        {"maad_camera_incomplete_frames_total", "counter", "Frames the camera delivered incomplete",
+         (double)cs.incomplete},
+        {"maad_camera_missed_frames_total", "counter",
+         "Frames the camera's ids show were never delivered", (double)cs.missed},
+        {"maad_camera_reconnections_total", "counter", "Successful reconnections to the camera",
+         (double)cs.reconnects},
+        {"maad_publish_dropped_total", "counter",
+         "Verdicts the socket refused (their seq spent: subscribers see a gap)",
+         (double)ps.send_dropped},
+        {"maad_heartbeats_total", "counter", "Heartbeats published", (double)ps.heartbeats},
+        {"maad_subscriber_queue_limit_messages", "gauge",
+         "Messages one subscriber's queue holds (sndhwm cut to the budget)", ps.queue_limit},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        maad_metric_head(t, f[i].name, f[i].type, f[i].help);
+        maad_metric(t, f[i].name, l, f[i].v);
     }
-    maad_metric_head(t, "maad_uninspected_total", "counter",
-                     "Frames published uninspected, by reason");
-    for (size_t i = 0; i < sizeof why / sizeof why[0]; i++) {
-        snprintf(lv, sizeof lv, "%s,reason=\"%s\"", l, why[i].label);
-        maad_metric(t, "maad_uninspected_total", lv, (double)why[i].n);
-    }
-    maad_metric_head(t, "maad_ring_slots", "gauge", "Slots of the capture-to-worker frame ring");
-    maad_metric(t, "maad_ring_slots", l, w.ring_slots);
-    maad_metric_head(t, "maad_ring_used_slots", "gauge",
-                     "Ring slots holding frames the worker has not taken yet");
-    maad_metric(t, "maad_ring_used_slots", l, w.ring_used);
     maad_metric_head(t, "maad_batch_frames", "histogram", "Frames in each batch the engine judged");
     maad_metric_hist(t, "maad_batch_frames", l, &w.batch, maad_batch_le, MAAD_BATCH_LE);
     maad_metric_head(t, "maad_engine_batch_seconds", "histogram",
@@ -351,78 +387,45 @@ static void collect(void *user, maad_text *t)
                      "From a frame's capture to its verdict's publication");
     maad_metric_hist(t, "maad_verdict_latency_seconds", l, &w.latency, maad_latency_le,
                      MAAD_LATENCY_LE);
-    maad_metric_head(t, "maad_models_swapped_total", "counter", "Models swapped in by SIGHUP");
-    maad_metric(t, "maad_models_swapped_total", l, (double)w.st.models);
-    maad_metric_head(t, "maad_calibrations_reloaded_total", "counter",
-                     "Calibrations reloaded by SIGHUP (same model)");
-    maad_metric(t, "maad_calibrations_reloaded_total", l, (double)w.st.calibrations);
-
-    maad_metric_head(t, "maad_camera_errors_total", "counter",
-                     "Camera failures reported (lost camera, stream error)");
-    maad_metric(t, "maad_camera_errors_total", l, (double)cs.errors);
-    maad_metric_head(t, "maad_camera_incomplete_frames_total", "counter",
-                     "Frames the camera delivered incomplete");
-    maad_metric(t, "maad_camera_incomplete_frames_total", l, (double)cs.incomplete);
-    maad_metric_head(t, "maad_camera_missed_frames_total", "counter",
-                     "Frames the camera's ids show were never delivered");
-    maad_metric(t, "maad_camera_missed_frames_total", l, (double)cs.missed);
-    maad_metric_head(t, "maad_camera_reconnections_total", "counter",
-                     "Successful reconnections to the camera");
-    maad_metric(t, "maad_camera_reconnections_total", l, (double)cs.reconnects);
-
-    maad_metric_head(t, "maad_publish_dropped_total", "counter",
-                     "Verdicts the socket refused (their seq spent: subscribers see a gap)");
-    maad_metric(t, "maad_publish_dropped_total", l, (double)ps.send_dropped);
-    maad_metric_head(t, "maad_heartbeats_total", "counter", "Heartbeats published");
-    maad_metric(t, "maad_heartbeats_total", l, (double)ps.heartbeats);
-    maad_metric_head(t, "maad_subscriber_queue_limit_messages", "gauge",
-                     "Messages one subscriber's queue holds (sndhwm cut to the budget)");
-    maad_metric(t, "maad_subscriber_queue_limit_messages", l, ps.queue_limit);
     if (ps.curve_keys) {
-        maad_metric_head(t, "maad_curve_handshakes_total", "counter",
-                         "CURVE handshakes of subscribers, by result");
-        snprintf(lv, sizeof lv, "%s,result=\"accepted\"", l);
-        maad_metric(t, "maad_curve_handshakes_total", lv, (double)ps.curve_accepted);
-        snprintf(lv, sizeof lv, "%s,result=\"refused\"", l);
-        maad_metric(t, "maad_curve_handshakes_total", lv, (double)ps.curve_refused);
+        labelled_family(t, l, "maad_curve_handshakes_total", "counter",
+                        "CURVE handshakes of subscribers, by result", "result",
+                        (labelled[]){{"accepted", (double)ps.curve_accepted},
+                                     {"refused", (double)ps.curve_refused}},
+                        2);
         maad_metric_head(t, "maad_curve_client_keys", "gauge", "Subscriber keys allowed");
         maad_metric(t, "maad_curve_client_keys", l, ps.curve_keys);
     }
     if (d->archive) {
         maad_archive_stats as;
         maad_archive_get_stats(d->archive, &as);
-        const struct {
-            const char *name, *type, *help;
-            uint64_t v;
-        } a[] = {
-            {"maad_archive_records", "gauge", "The camera's records in the archive", as.records},
-            {"maad_archive_bytes", "gauge", "Their bytes", as.bytes},
-            {"maad_archive_files", "gauge", "Their files", as.files},
-            {"maad_archive_budget_bytes", "gauge", "archive.max_bytes", as.max_bytes},
-            {"maad_archive_budget_files", "gauge", "archive.max_files", as.max_files},
-            {"maad_archive_queued_records", "gauge", "Records waiting for the disk", as.queued},
-            {"maad_archive_written_total", "counter", "Records written", as.written},
+        const family a[] = {
+            {"maad_archive_records", "gauge", "The camera's records in the archive",
+             (double)as.records},
+            {"maad_archive_bytes", "gauge", "Their bytes", (double)as.bytes},
+            {"maad_archive_files", "gauge", "Their files", (double)as.files},
+            {"maad_archive_budget_bytes", "gauge", "archive.max_bytes", (double)as.max_bytes},
+            {"maad_archive_budget_files", "gauge", "archive.max_files", (double)as.max_files},
+            {"maad_archive_queued_records", "gauge", "Records waiting for the disk",
+             (double)as.queued},
+            {"maad_archive_written_total", "counter", "Records written", (double)as.written},
             {"maad_archive_written_bytes_total", "counter", "Bytes of the records written",
-             as.written_bytes},
+             (double)as.written_bytes},
             {"maad_archive_deleted_total", "counter",
-             "Records deleted, oldest first, to stay within the budget", as.deleted},
+             "Records deleted, oldest first, to stay within the budget", (double)as.deleted},
         };
         for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
             maad_metric_head(t, a[i].name, a[i].type, a[i].help);
-            maad_metric(t, a[i].name, l, (double)a[i].v);
+            maad_metric(t, a[i].name, l, a[i].v);
         }
-        maad_metric_head(t, "maad_archive_lost_total", "counter",
-                         "Records not written, by reason (queue full, disk failed, larger than "
-                         "the budget)");
-        const struct {
-            const char *label;
-            uint64_t n;
-        } lost[] = {{"queue_full", as.dropped}, {"disk_failed", as.failed},
-                    {"over_budget", as.refused}};
-        for (size_t i = 0; i < sizeof lost / sizeof lost[0]; i++) {
-            snprintf(lv, sizeof lv, "%s,reason=\"%s\"", l, lost[i].label);
-            maad_metric(t, "maad_archive_lost_total", lv, (double)lost[i].n);
-        }
+        labelled_family(t, l, "maad_archive_lost_total", "counter",
+                        "Records not written, by reason (queue full, disk failed, larger than "
+                        "the budget)",
+                        "reason",
+                        (labelled[]){{"queue_full", (double)as.dropped},
+                                     {"disk_failed", (double)as.failed},
+                                     {"over_budget", (double)as.refused}},
+                        3);
     }
 }
 
