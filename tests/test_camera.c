@@ -10,6 +10,7 @@
  * up; where neither is permitted they are skipped with the reason. */
 #include "camera/camera.h"
 #include "tests/check.h"
+#include "tests/netns.h"
 
 #include <arv.h>
 #include <dirent.h>
@@ -59,47 +60,6 @@ void g_signal_emit(gpointer instance, guint signal_id, GQuark detail, ...)
     }
     g_object_unref(instance);
 }
-
-static int write_file(const char *path, const char *text)
-{
-    int fd = open(path, O_WRONLY);
-    if (fd < 0)
-        return -1;
-    ssize_t n = write(fd, text, strlen(text));
-    close(fd);
-    return n == (ssize_t)strlen(text) ? 0 : -1;
-}
-
-static void enter_private_loopback(void)
-{
-    uid_t uid = getuid();
-    gid_t gid = getgid();
-    if (unshare(CLONE_NEWNET) != 0) {
-        int e1 = errno;
-        char map[64];
-        if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) {
-            snprintf(netns_skip, sizeof netns_skip,
-                     "no private network namespace: unshare(NEWNET): %s, with NEWUSER: %s",
-                     strerror(e1), strerror(errno));
-            return;
-        }
-        write_file("/proc/self/setgroups", "deny");
-        snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
-        write_file("/proc/self/uid_map", map);
-        snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
-        write_file("/proc/self/gid_map", map);
-    }
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    strcpy(ifr.ifr_name, "lo");
-    if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) != 0 ||
-        (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr) != 0))
-        snprintf(netns_skip, sizeof netns_skip, "cannot bring lo up: %s", strerror(errno));
-    if (fd >= 0)
-        close(fd);
-}
-
 
 static void sleep_ms(int ms)
 {
@@ -878,7 +838,7 @@ static void test_fake_refusals(void)
 
 int main(void)
 {
-    enter_private_loopback();
+    netns_enter(netns_skip, sizeof netns_skip);
     RUN(test_demosaic_flat);
     RUN(test_frame_geometry);
     RUN(test_fake_refusals);

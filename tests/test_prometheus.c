@@ -11,8 +11,9 @@
 
 #include "daemon/daemon.h"
 #include "tests/check.h"
+#include "tests/netns.h"
 
-static int no_netns;
+static char netns_skip[256]; /* empty when the private loopback is up */
 
 static void test_listen_forms(void)
 {
@@ -87,8 +88,8 @@ static char *get(int port, const char *method, const char *path, char *status, s
 
 static void test_exposition(void)
 {
-    if (no_netns)
-        SKIP("no private network namespace (unshare -n)");
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
     maad_metrics *m = NULL;
     char err[MAA_ERRLEN] = "", status[128];
     CHECK(maad_metrics_start("127.0.0.1:9464", collect, NULL, NULL, &m, err, sizeof err) ==
@@ -129,18 +130,9 @@ static void test_exposition(void)
     maad_metrics_stop(m);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    if (!getenv("MAAD_TEST_NETNS")) {
-        setenv("MAAD_TEST_NETNS", "1", 1);
-        if (system("unshare -n true 2>/dev/null") == 0) {
-            execlp("unshare", "unshare", "-n", "sh", "-c",
-                   "ip link set lo up && exec \"$0\"", argv[0], (char *)NULL);
-            perror("exec unshare");
-        }
-        no_netns = 1;
-    }
+    netns_enter(netns_skip, sizeof netns_skip);
     RUN(test_listen_forms);
     RUN(test_exposition);
     return CHECK_SUMMARY();

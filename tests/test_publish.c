@@ -1,7 +1,7 @@
 /* test_publish.c — the ZeroMQ verdict publisher against a real SUB socket:
  * topics, gap-free seq, JSON fields, mask part, heartbeats, prefix
- * filtering, bind errors.  Runs in a private network namespace (unshare -n,
- * lo up): the test re-executes itself there unless MAAD_TEST_NETNS is set. */
+ * filtering, bind errors, CURVE, the per-subscriber budget.  Runs in a
+ * network namespace of its own (tests/netns.h). */
 #include <jansson.h>
 #include <malloc.h>
 #include <spng.h>
@@ -14,6 +14,7 @@
 
 #include "daemon/daemon.h"
 #include "tests/check.h"
+#include "tests/netns.h"
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 /* The sanitizer runtime's (sanitizer/allocator_interface.h, which gcc's
  * Debian packages do not install). */
@@ -23,7 +24,7 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 #define EP "tcp://127.0.0.1:5555"
 #define EP2 "tcp://127.0.0.1:5556"
 
-static int no_netns;
+static char netns_skip[256]; /* empty when the private loopback is up */
 static void *zctx;
 
 typedef struct {
@@ -145,8 +146,8 @@ static int next_verdict(void *sub, msg *m)
 
 static void test_verdicts(void)
 {
-    if (no_netns)
-        SKIP("unshare -n is not permitted here");
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
     maad_pub *p = pub_open(EP, "cam0", MAAD_MASK_RAW);
     if (!p)
         return;
@@ -264,8 +265,8 @@ static void test_verdicts(void)
  * single pixel, interleaved, at two sides. */
 static void test_png_mask(void)
 {
-    if (no_netns)
-        SKIP("unshare -n is not permitted here");
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
     maad_pub *p = pub_open(EP, "cam0", MAAD_MASK_PNG);
     if (!p)
         return;
@@ -315,8 +316,8 @@ static void test_png_mask(void)
 
 static void test_drops(void)
 {
-    if (no_netns)
-        SKIP("unshare -n is not permitted here");
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
     maad_pub *p = pub_open(EP, "cam0", MAAD_MASK_PNG);
     if (!p)
         return;
@@ -358,8 +359,8 @@ static void test_drops(void)
 
 static void test_heartbeat(void)
 {
-    if (no_netns)
-        SKIP("unshare -n is not permitted here");
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
     maad_pub *p = NULL;
     char err[MAA_ERRLEN];
     maad_pub_opts o = {.endpoint = EP, .camera = "cam0", .sndhwm = 100,
@@ -407,8 +408,8 @@ static void test_heartbeat(void)
 
 static void test_prefix_filter(void)
 {
-    if (no_netns)
-        SKIP("unshare -n is not permitted here");
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
     maad_pub *a = pub_open(EP, "line1", MAAD_MASK_NONE);
     maad_pub *b = pub_open(EP2, "line2", MAAD_MASK_NONE);
     if (!a || !b) {
@@ -447,8 +448,8 @@ static void test_prefix_filter(void)
 
 static void test_errors(void)
 {
-    if (no_netns)
-        SKIP("unshare -n is not permitted here");
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
     char err[MAA_ERRLEN] = "";
     maad_pub *p = pub_open(EP, "cam0", MAAD_MASK_NONE), *q = NULL;
     maad_pub_opts o = {.endpoint = EP, .camera = "cam0", .sndhwm = 10};
@@ -510,8 +511,8 @@ static void *curve_sub(const maad_curve_cert *server, const maad_curve_cert *me)
 
 static void test_curve_access(void)
 {
-    if (no_netns)
-        SKIP("no private network namespace (unshare -n)");
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
     char err[MAA_ERRLEN] = "", clients[96], path[160];
     snprintf(clients, sizeof clients, "%s/clients", keydir);
     mkdir(clients, 0755);
@@ -655,8 +656,8 @@ static long held_kib(size_t budget)
 
 static void test_subscriber_budget(void)
 {
-    if (no_netns)
-        SKIP("no private network namespace (unshare -n)");
+    if (*netns_skip)
+        SKIP("%s", netns_skip);
     /* The limit: the budget over the largest message, never above sndhwm,
      * at least 1. */
     maad_pub_opts o = {.endpoint = EP, .camera = "cam", .sndhwm = 1000,
@@ -708,18 +709,9 @@ static void test_endpoint_local(void)
     CHECK(!maad_endpoint_is_local("tcp://127x:5555"));
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    (void)argc;
-    if (!getenv("MAAD_TEST_NETNS")) {
-        setenv("MAAD_TEST_NETNS", "1", 1);
-        if (system("unshare -n true 2>/dev/null") == 0) {
-            execlp("unshare", "unshare", "-n", "sh", "-c",
-                   "ip link set lo up && exec \"$0\"", argv[0], (char *)NULL);
-            perror("exec unshare");
-        }
-        no_netns = 1;
-    }
+    netns_enter(netns_skip, sizeof netns_skip);
     zctx = zmq_ctx_new();
     RUN(test_verdicts);
     RUN(test_png_mask);
