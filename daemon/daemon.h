@@ -457,6 +457,11 @@ typedef struct {
     maad_worker_model model;    /* to start with */
     maa_calibration cal;        /* threshold and mask parameters to start with */
     maad_image_fn to_image;
+    /* The largest image to_image makes of the camera's frames (a Mono8
+     * frame's own size, a Bayer frame's three times it): the size of the
+     * buffers that keep the frames for the archive.  0: three ring slots,
+     * what any frame of a slot converts into. */
+    size_t image_bytes;
     int batch_max;              /* 1..64 */
     double batch_timeout_ms;    /* > 0 */
     /* A frame older than this (capture to the worker taking it from the

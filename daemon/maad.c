@@ -525,7 +525,8 @@ static int start(maad *d, char *err, size_t errlen)
         .model = {.inspector = d->inspector, .image_size = mi->image_size,
                   .channels = mi->channels, .sha256 = maa_model_sha256(d->model)},
         .cal = d->cal,
-        .to_image = frame_image, .batch_max = c->engine.batch_max,
+        .to_image = frame_image, .image_bytes = cam_image_bytes_max(d->camera),
+        .batch_max = c->engine.batch_max,
         /* By default a frame waits at most one frame period for company. */
         .batch_timeout_ms = c->engine.batch_timeout_ms > 0 ? c->engine.batch_timeout_ms
                                                            : 1000.0 / rate,

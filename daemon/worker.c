@@ -108,7 +108,8 @@ struct maad_worker {
     int failed_run;             /* batches the engine failed in a row */
     void *scratch;              /* to_image's */
     size_t scratch_bytes;
-    uint8_t *keep;              /* with an archive: batch_max x scratch_bytes, a frame's
+    size_t keep_bytes;          /* o.image_bytes, or scratch_bytes without it */
+    uint8_t *keep;              /* with an archive: batch_max x keep_bytes, a frame's
                                    pixels until its verdict */
     maad_worker_stats st;
     maad_worker_live acc;       /* histograms; st, model and threshold are copied in */
@@ -539,11 +540,11 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
     uint8_t *fb = maa_inspector_frame_buffer(m->in, w->nx);
     /* With an archive, a frame that the engine's buffer does not hold
      * converts straight into its keep buffer. */
-    uint8_t *keep = w->keep ? w->keep + (size_t)w->nbatch * w->scratch_bytes : NULL;
+    uint8_t *keep = w->keep ? w->keep + (size_t)w->nbatch * w->keep_bytes : NULL;
     int rc = fb ? w->o.to_image(s, &img, fb, m->frame_cap, why, sizeof why) : MAA_ERR;
     if (rc != MAA_OK)
-        rc = w->o.to_image(s, &img, keep ? keep : w->scratch, w->scratch_bytes, why,
-                           sizeof why);
+        rc = keep ? w->o.to_image(s, &img, keep, w->keep_bytes, why, sizeof why)
+                  : w->o.to_image(s, &img, w->scratch, w->scratch_bytes, why, sizeof why);
     if (rc != MAA_OK) {
         snprintf(e->reason, sizeof e->reason, "frame error: %s", why);
     } else if (fb && maa_inspector_takes_frame(m->in, &img)) {
@@ -566,7 +567,7 @@ static void add_frame(maad_worker *w, const maad_slot *s, uint64_t timeout_ns)
      * buffer the next frame takes) are copied. */
     if (keep && rc == MAA_OK && img.depth == 8) {
         const size_t bytes = (size_t)img.width * img.height * img.channels;
-        if (img.data != keep && !(img.data == fb && e->xi >= 0) && bytes <= w->scratch_bytes) {
+        if (img.data != keep && !(img.data == fb && e->xi >= 0) && bytes <= w->keep_bytes) {
             memcpy(keep, img.data, bytes);
             img.data = keep;
         }
@@ -831,8 +832,11 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     /* A demosaiced Bayer frame takes three times its slot. */
     w->scratch_bytes = 3 * maad_ring_slot_bytes(o->ring);
     w->scratch = malloc(w->scratch_bytes);
+    /* A Mono8 camera's frames keep in a third of that. */
+    w->keep_bytes = o->image_bytes && o->image_bytes < w->scratch_bytes ? o->image_bytes
+                                                                        : w->scratch_bytes;
     if (o->archive)
-        w->keep = malloc((size_t)o->batch_max * w->scratch_bytes);
+        w->keep = malloc((size_t)o->batch_max * w->keep_bytes);
     int made = model_make(&w->m, &o->model, o->batch_max);
     /* w->m is the model from here on; the caller's may be freed by a swap. */
     memset(&w->o.model, 0, sizeof w->o.model);
