@@ -419,6 +419,60 @@ void maad_archive_get_stats(maad_archive *a, maad_archive_stats *st);
 /* "archive: written N (B bytes), ..." for the summary and final lines. */
 void maad_archive_stats_line(const maad_archive_stats *st, char *buf, size_t n);
 
+/* ---- drift alarm (drift.c, docs/operations.md "Drift alarm") -----------------
+ * Rolling statistics of the judged frames: the last window_frames of them,
+ * and of those only the ones captured within window_s of the newest.  The
+ * alarm has two causes, each raised and cleared on its own:
+ *   MAAD_DRIFT_MEAN     the mean score of the passes in the window is
+ *                       beyond mu +- mean_fraction * (T - mu), either way
+ *                       (mu and T the calibration's);
+ *   MAAD_DRIFT_REJECTS  rejects / judged frames in the window is above
+ *                       reject_rate.
+ * Each clears once its value is back within half its band (hysteresis).
+ * Nothing is judged, and the state stands, while the window holds fewer
+ * than min_frames frames (the mean: passes).  Not thread-safe: one thread
+ * feeds it and reads it (the worker, which shares the state it reads). */
+
+enum { MAAD_DRIFT_MEAN = 1, MAAD_DRIFT_REJECTS = 2 };
+
+typedef struct {
+    int window_frames;          /* >= 1 */
+    double window_s;            /* > 0 */
+    int min_frames;             /* 1..window_frames */
+    double mean_fraction;       /* >= 0; 0: the mean not watched */
+    double reject_rate;         /* 0..1; 0: the reject rate not watched */
+} maad_drift_opts;
+
+/* The state, for the log, the heartbeat and the metrics endpoint. */
+typedef struct {
+    int alarm;                  /* MAAD_DRIFT_* bits raised now; 0: quiet */
+    int judging;                /* the window holds min_frames frames */
+    int frames, passes, rejects; /* in the window */
+    double mean;                /* of the passes' scores in the window; NaN: no pass */
+    double reject_rate;         /* rejects / frames; NaN: no frame */
+    double mu, threshold;       /* the baseline: the calibration in force */
+    double mean_low, mean_high; /* the mean's alarm band; NaN: not watched */
+    double mean_clear_low, mean_clear_high; /* where a mean alarm clears */
+    double reject_limit, reject_clear;      /* NaN: not watched */
+    int window_frames, min_frames;
+    double window_s;
+    uint64_t raised_mean, raised_rejects;   /* alarms raised since the start */
+} maad_drift_state;
+
+typedef struct maad_drift maad_drift;
+
+int maad_drift_create(const maad_drift_opts *o, double mu, double threshold, maad_drift **out,
+                      char *err, size_t errlen);
+void maad_drift_free(maad_drift *d);
+/* A new baseline (another calibration or model): the window is emptied
+ * and the alarm cleared, the raised counts kept. */
+void maad_drift_reset(maad_drift *d, double mu, double threshold);
+/* A judged frame captured at t_ns: a reject, or a pass with its score.
+ * Returns the MAAD_DRIFT_* bits that changed (raised or cleared: see
+ * maad_drift_get's alarm); 0 when none did. */
+int maad_drift_add(maad_drift *d, uint64_t t_ns, int reject, double score);
+void maad_drift_get(const maad_drift *d, maad_drift_state *s);
+
 /* ---- capture hand-off and the inspection worker (worker.c) ---------------
  * The capture thread hands every camera event to maad_worker_frame or
  * maad_worker_camera_error; neither blocks (a full ring counts the frame as
