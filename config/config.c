@@ -192,6 +192,31 @@ static const cfg_key archive_keys[] = {
     CFG_END,
 };
 
+/* A window of a thousand parts averages the good parts' spread down to a
+ * thirtieth of sigma, far inside a band of 0.3 of the way to T (0.9 sigma
+ * at gamma 3), so a good line never raises it; ten minutes keep a slow
+ * line's window recent.  A reject rate of 10 % is well above a working
+ * line's and well below a failing one's. */
+static const cfg_key drift_keys[] = {
+    BOOL(drift, enabled, "true",
+         "Watch the scores of the judged parts for drift (tool wear, lighting) and raise "
+         "the drift alarm: a journal warning, the heartbeat's drift_alarm, a metric."),
+    INT(drift, window_frames, 1, 1000000, "1000", 0,
+        "The window the alarm watches: at most the last this many judged parts..."),
+    DBL(drift, window_s, 1, 86400, "600",
+        "...and of them only those captured in the last this many seconds."),
+    INT(drift, min_frames, 1, 1000000, "50", 0,
+        "Judged parts in the window (and passes, for the mean) before the alarm is raised "
+        "or cleared; <= window_frames."),
+    DBL(drift, mean_fraction, 0, 1, "0.3",
+        "Alarm when the mean score of the passes in the window is beyond mu +- this "
+        "fraction of T - mu (the calibration's mu and threshold T); 0 = not watched."),
+    DBL(drift, reject_rate, 0, 1, "0.1",
+        "Alarm when more than this share of the judged parts in the window are rejected; "
+        "0 = not watched."),
+    CFG_END,
+};
+
 /* Also maa-plc's log section (plc.c). */
 const cfg_key cfg_log_keys[] = {
     INT(log, summary_interval_s, 1, 3600, "10", 0, "Interval of the summary log line."),
@@ -210,13 +235,15 @@ static const cfg_section sections[] = {
     SECTION(log, cfg_log_keys),
     SECTION(archive, archive_keys),
     SECTION(metrics, metrics_keys),
+    SECTION(drift, drift_keys),
 };
 
 static int check_rules(cfg_loader *L, const void *config)
 {
     const maad_config *c = config;
     const maad_camera_config *cam = &c->camera;
-    if (cfg_check_order(L, c, "camera", "reconnect_min_ms", "reconnect_max_ms") != MAA_OK)
+    if (cfg_check_order(L, c, "camera", "reconnect_min_ms", "reconnect_max_ms") != MAA_OK ||
+        cfg_check_order(L, c, "drift", "min_frames", "window_frames") != MAA_OK)
         return MAA_ERR;
     /* Half of CURVE is no security at all: a secret key without allowed
      * clients would refuse everyone, clients without a key allow anyone. */

@@ -134,6 +134,16 @@ typedef struct {
     char listen[MAAD_STR_SIZE];      /* HOST:PORT of /metrics; "" = off */
 } maad_metrics_config;
 
+/* The drift alarm (docs/operations.md, "Drift alarm"). */
+typedef struct {
+    bool enabled;
+    int window_frames;               /* the last N judged parts */
+    double window_s;                 /* and of those, the last W seconds' */
+    int min_frames;                  /* judged parts before the alarm judges */
+    double mean_fraction;            /* 0 = the mean not watched */
+    double reject_rate;              /* 0 = the reject rate not watched */
+} maad_drift_config;
+
 typedef struct maad_config {
     maad_camera_config camera;
     maad_replay_config replay;
@@ -144,6 +154,7 @@ typedef struct maad_config {
     maad_log_config log;
     maad_archive_config archive;
     maad_metrics_config metrics;
+    maad_drift_config drift;
 } maad_config;
 
 /* The name of an enum value as the file writes it, e.g. "Mono8" for

@@ -235,6 +235,10 @@ static void test_cross_key_rules(void)
                  "model: {path: m, calibration: c}\n",
                  "3:3: camera.reconnect_min_ms (500) is greater than "
                  "camera.reconnect_max_ms (200)");
+    /* The drift alarm's min_frames within its window. */
+    expect_error("camera:\n  name: cam0\nmodel: {path: m, calibration: c}\n"
+                 "drift:\n  window_frames: 40\n",
+                 "5:3: drift.min_frames (50) is greater than drift.window_frames (40)");
     expect_error("camera:\n  name: cam0\n  source: replay\n" "model: {path: m, calibration: c}\n",
                  "3:3: replay.dir is required when camera.source is replay");
     /* A frame timeout shorter than the frame period would report every
@@ -386,7 +390,14 @@ static const char full_yaml[] =
     "  sample_passes: 100\n"
     "  queue: 4\n"
     "metrics:\n"
-    "  listen: \"[::1]:9100\"\n";
+    "  listen: \"[::1]:9100\"\n"
+    "drift:\n"
+    "  enabled: false\n"
+    "  window_frames: 200\n"
+    "  window_s: 120\n"
+    "  min_frames: 30\n"
+    "  mean_fraction: 0.5\n"
+    "  reject_rate: 0.02\n";
 
 static const char full_dump[] =
     "camera.name = \"press_7\"\n"
@@ -441,7 +452,13 @@ static const char full_dump[] =
     "archive.max_files = 3000\n"
     "archive.sample_passes = 100\n"
     "archive.queue = 4\n"
-    "metrics.listen = \"[::1]:9100\"\n";
+    "metrics.listen = \"[::1]:9100\"\n"
+    "drift.enabled = false\n"
+    "drift.window_frames = 200\n"
+    "drift.window_s = 120\n"
+    "drift.min_frames = 30\n"
+    "drift.mean_fraction = 0.5\n"
+    "drift.reject_rate = 0.02\n";
 
 /* A key left out of the file behaves as the camera module documents: every
  * cam_config field a camera.* or replay.* key sets starts at the camera
