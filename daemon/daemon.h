@@ -170,10 +170,14 @@ typedef struct {
     uint64_t curve_refused;     /* CURVE handshakes refused (key not allowed, or not CURVE) */
 } maad_pub_stats;
 
-/* A named number the caller adds to each heartbeat's "stats" object. */
+/* A named number the caller adds to each heartbeat's "stats" object: an
+ * integer when it is one, else a real (null when not finite); with real
+ * set, always a real, so that a rate's type does not change with its
+ * value (0 is 0.0). */
 typedef struct {
     const char *name;
     double value;
+    int real;
 } maad_stat;
 
 typedef struct maad_pub maad_pub;
@@ -536,6 +540,10 @@ typedef struct {
     int max_failed_batches;
     void (*on_failing)(void *user, int batches, const char *why);
     void *user;
+    /* The drift alarm over the judged frames, against the calibration in
+     * force (a new one, or a new model, starts its window again);
+     * window_frames 0: none. */
+    maad_drift_opts drift;
 } maad_worker_opts;
 
 typedef struct {
@@ -572,13 +580,16 @@ extern const double maad_engine_le[MAAD_ENGINE_LE];
 /* What the worker has done so far, read from another thread (the metrics
  * endpoint's): counts as maad_worker_stop gives them (those other threads
  * keep read fresh, the worker's own as of its last batch or loop turn), the
- * histograms, the model and threshold in force and the ring's use. */
+ * histograms, the model and threshold in force, the ring's use and the
+ * drift alarm's state. */
 typedef struct {
     maad_worker_stats st;
     maad_hist batch, latency, engine;
     char model[65];
     double threshold;
     uint32_t ring_slots, ring_used;
+    int drift_on;               /* 0: no drift alarm (drift.window_frames 0) */
+    maad_drift_state drift;
 } maad_worker_live;
 
 typedef struct maad_worker maad_worker;

@@ -472,7 +472,7 @@ static int tick_locked(maad_pub *p, uint64_t now_ns, const maad_stat *extra, int
     for (int i = 0; stats && i < nextra; i++) {
         double x = extra[i].value;
         /* Counters read as integers, rates as reals. */
-        int integral = isfinite(x) && fabs(x) < 9e15 && x == floor(x);
+        int integral = !extra[i].real && isfinite(x) && fabs(x) < 9e15 && x == floor(x);
         json_object_set_new(stats, extra[i].name,
                             integral ? json_integer((json_int_t)x)
                                      : number_or_null(x));

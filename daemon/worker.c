@@ -27,6 +27,11 @@
  * archive gets the frame at camera resolution; the archive copies what it
  * keeps and never makes the worker wait for the disk.
  *
+ * Each judged verdict also goes to the drift alarm (drift.c) on this
+ * thread, after its publication: the alarm's transitions are logged here,
+ * and its state reaches the heartbeat and the metrics endpoint through the
+ * live read-out, under the lock taken after each batch anyway.
+ *
  * So a batch belongs to the model it was started under (its frames are
  * preprocessed to that model's size, or lie in its inspector's buffers).
  * A model handed over (maad_worker_set_model, maad's SIGHUP) is taken only
@@ -121,6 +126,7 @@ struct maad_worker {
     /* The run of too-old frames not yet logged: one line per run, as for a
      * ring overflow, not one per frame. */
     uint64_t old_run, old_first, old_last, old_max_ms;
+    maad_drift *drift;          /* NULL: no drift alarm */
     char err[MAA_ERRLEN];
 };
 
@@ -281,6 +287,9 @@ static void share_live(maad_worker *w)
     w->live.st = w->st;
     w->live.threshold = w->cal.threshold;
     snprintf(w->live.model, sizeof w->live.model, "%s", w->m.sha256);
+    w->live.drift_on = w->drift != NULL;
+    if (w->drift)
+        maad_drift_get(w->drift, &w->live.drift);
     pthread_mutex_unlock(&w->live_lock);
 }
 
@@ -383,12 +392,125 @@ static void publish_drops(maad_worker *w, const maad_drops *d)
              (unsigned long long)d->last_id);
 }
 
+/* ---- drift alarm ------------------------------------------------------------ */
+
+/* What the alarm watches, for the lines that start it and restart it. */
+static void drift_describe(const maad_worker *w, char *buf, size_t n)
+{
+    maad_drift_state s;
+    maad_drift_get(w->drift, &s);
+    char mean[160] = "the passes' mean score not watched", rate[96] = "";
+    if (isfinite(s.mean_high))
+        snprintf(mean, sizeof mean, "the passes' mean score within %.4g..%.4g (mu %.4g, "
+                 "threshold %.4g)", s.mean_low, s.mean_high, s.mu, s.threshold);
+    if (isfinite(s.reject_limit))
+        snprintf(rate, sizeof rate, ", at most %.3g %% rejected", 100 * s.reject_limit);
+    snprintf(buf, n, "the last %d judged parts of at most %.4g s, from %d of them: %s%s",
+             s.window_frames, s.window_s, s.min_frames, mean, rate);
+}
+
+/* One line a transition: a warning when a cause is raised, a notice when
+ * it clears, with fields an operator (or a journal watcher) filters on. */
+static void drift_log(maad_worker *w, int cause, const maad_drift_state *s)
+{
+    const int raised = (s->alarm & cause) != 0;
+    char f[7][96], text[512];
+    int n = 0;
+    const size_t fl = sizeof f[0];
+    const double limit = cause == MAAD_DRIFT_REJECTS ? s->reject_limit
+                         : s->mean < s->mu ? s->mean_low : s->mean_high;
+    const double value = cause == MAAD_DRIFT_REJECTS ? s->reject_rate : s->mean;
+    const int frames = cause == MAAD_DRIFT_REJECTS ? s->frames : s->passes;
+    snprintf(f[n++], fl, "MAAD_DRIFT=%s", cause == MAAD_DRIFT_REJECTS ? "reject_rate" : "mean");
+    snprintf(f[n++], fl, "MAAD_DRIFT_ALARM=%d", raised);
+    snprintf(f[n++], fl, "MAAD_DRIFT_VALUE=%.6g", value);
+    snprintf(f[n++], fl, "MAAD_DRIFT_LIMIT=%.6g", limit);
+    snprintf(f[n++], fl, "MAAD_DRIFT_FRAMES=%d", frames);
+    snprintf(f[n++], fl, "MAAD_THRESHOLD=%.6g", s->threshold);
+    snprintf(f[n++], fl, "MAAD_MODEL=%s", w->m.sha256);
+    const char *fp[7];
+    for (int i = 0; i < n; i++)
+        fp[i] = f[i];
+    if (cause == MAAD_DRIFT_MEAN && raised)
+        snprintf(text, sizeof text, "drift alarm: the mean score of the last %d passes, %.4g, "
+                 "is %s %.4g (mu %.4g %s %.3g of the way to the threshold %.4g): the parts "
+                 "or the images are no longer those of the calibration (tool wear, "
+                 "lighting, lens); see docs/operations.md, \"Drift alarm\"", frames, value,
+                 value < s->mu ? "below" : "above", limit, s->mu, value < s->mu ? "-" : "+",
+                 w->o.drift.mean_fraction, s->threshold);
+    else if (cause == MAAD_DRIFT_MEAN)
+        snprintf(text, sizeof text, "drift alarm over: the mean score of the last %d passes, "
+                 "%.4g, is back within %.4g..%.4g (mu %.4g)", frames, value,
+                 s->mean_clear_low, s->mean_clear_high, s->mu);
+    else if (raised)
+        snprintf(text, sizeof text, "drift alarm: %d of the last %d judged parts rejected "
+                 "(%.3g %%), more than drift.reject_rate %.3g %%: review the rejects; see "
+                 "docs/operations.md, \"Drift alarm\"", s->rejects, frames, 100 * value,
+                 100 * limit);
+    else
+        snprintf(text, sizeof text, "drift alarm over: %d of the last %d judged parts "
+                 "rejected (%.3g %%), at most %.3g %%", s->rejects, frames, 100 * value,
+                 100 * s->reject_clear);
+    maad_log_fields(w->o.log, raised ? MAAD_LOG_WARNING : MAAD_LOG_NOTICE, fp, n, "%s", text);
+}
+
+/* A judged frame into the alarm, after its verdict went out. */
+static void drift_note(maad_worker *w, uint64_t t_capture_ns, int reject, double score)
+{
+    if (!w->drift)
+        return;
+    const int changed = maad_drift_add(w->drift, t_capture_ns, reject, score);
+    if (!changed)
+        return;
+    maad_drift_state s;
+    maad_drift_get(w->drift, &s);
+    if (changed & MAAD_DRIFT_MEAN)
+        drift_log(w, MAAD_DRIFT_MEAN, &s);
+    if (changed & MAAD_DRIFT_REJECTS)
+        drift_log(w, MAAD_DRIFT_REJECTS, &s);
+}
+
+/* Whether two calibrations judge a part alike: the same mu and threshold
+ * (the alarm's baseline), rule and mask thresholds. */
+static int same_judgement(const maa_calibration *a, const maa_calibration *b)
+{
+    return a->mu == b->mu && a->threshold == b->threshold && a->rule == b->rule &&
+           a->pixel_threshold == b->pixel_threshold &&
+           a->min_region_area == b->min_region_area;
+}
+
+/* w->cal has just replaced the calibration old (NULL: with a new model):
+ * the window's frames were judged under the old one, and a model's scores
+ * are on a scale of their own, so the alarm starts again rather than
+ * compare them with the new baseline.  A SIGHUP that reloads the same
+ * calibration (to reread the CURVE keys, say) leaves it alone. */
+static void drift_rebase(maad_worker *w, const maa_calibration *old)
+{
+    if (!w->drift || (old && same_judgement(old, &w->cal)))
+        return;
+    const char *what = old ? "calibration" : "model";
+    maad_drift_state s;
+    maad_drift_get(w->drift, &s);
+    maad_drift_reset(w->drift, w->cal.mu, w->cal.threshold);
+    char how[400];
+    drift_describe(w, how, sizeof how);
+    if (s.alarm) {
+        const char *f[] = {"MAAD_DRIFT=reset", "MAAD_DRIFT_ALARM=0"};
+        maad_log_fields(w->o.log, MAAD_LOG_NOTICE, f, 2, "drift alarm reset by the new %s: "
+                        "watching %s", what, how);
+    } else {
+        maad_log(w->o.log, MAAD_LOG_INFO, "drift alarm restarted for the new %s: watching %s",
+                 what, how);
+    }
+}
+
 /* ---- batches --------------------------------------------------------------- */
 
 static void take_calibration(maad_worker *w)
 {
     if (!atomic_load_explicit(&w->cal_pending, memory_order_acquire))
         return;
+    const maa_calibration old = w->cal;
     pthread_mutex_lock(&w->lock);
     w->cal = w->cal_next;
     atomic_store_explicit(&w->cal_pending, 0, memory_order_relaxed);
@@ -397,6 +519,7 @@ static void take_calibration(maad_worker *w)
     maad_log(w->o.log, MAAD_LOG_NOTICE,
              "calibration swapped in: threshold %.6g (gamma %.3g), pixel threshold %.6g",
              w->cal.threshold, w->cal.gamma, w->cal.pixel_threshold);
+    drift_rebase(w, &old);
 }
 
 /* The engine's part: all frames kept as 8-bit go to maa_inspect_frames;
@@ -473,9 +596,10 @@ static void judge(maad_worker *w)
             continue;
         }
         const maa_result *r = &w->res[e->xi];
+        const int reject = r->verdict == MAA_REJECT;
         maad_verdict v = {
             .frame_id = e->frame_id, .t_capture_ns = e->t_capture_ns,
-            .verdict = r->verdict == MAA_REJECT ? MAAD_REJECT : MAAD_PASS,
+            .verdict = reject ? MAAD_REJECT : MAAD_PASS,
             .reason = maa_reason(r, w->cal.rule),
             .score = r->score, .threshold = w->cal.threshold,
             .rule = w->cal.rule, .evidence = r->evidence,
@@ -485,6 +609,7 @@ static void judge(maad_worker *w)
             .cam_width = e->width, .cam_height = e->height,
             .mask = maa_inspector_mask(w->m.in, e->xi)};
         publish(w, &v, &e->frame, 1);
+        drift_note(w, e->t_capture_ns, reject, r->score);
     }
     w->nbatch = w->nx = w->nraw = 0;
     share_live(w);
@@ -517,6 +642,7 @@ static void take_model(maad_worker *w)
     pthread_cond_signal(&w->model_taken);
     pthread_mutex_unlock(&w->lock);
     w->st.models++;
+    drift_rebase(w, NULL);
 }
 
 /* A frame slot into the batch: kept as 8-bit or preprocessed (see top). */
@@ -710,11 +836,21 @@ static void summary(maad_worker *w, uint64_t now)
  * From the worker's loop and from its keep-alive thread. */
 static int tick(maad_worker *w)
 {
-    maad_stat extra[3] = {
-        {"captured", (double)atomic_load_explicit(&w->captured, memory_order_relaxed)},
-        {"overflow", (double)atomic_load_explicit(&w->overflow, memory_order_relaxed)},
-        {"too_old", (double)atomic_load_explicit(&w->too_old, memory_order_relaxed)}};
-    return maad_pub_tick(w->o.pub, maad_now_ns(), extra, 3);
+    maad_stat extra[6] = {
+        {"captured", (double)atomic_load_explicit(&w->captured, memory_order_relaxed), 0},
+        {"overflow", (double)atomic_load_explicit(&w->overflow, memory_order_relaxed), 0},
+        {"too_old", (double)atomic_load_explicit(&w->too_old, memory_order_relaxed), 0}};
+    int n = 3;
+    /* The drift alarm as last shared: the keep-alive thread ticks too, so
+     * not from the worker's own tracker. */
+    pthread_mutex_lock(&w->live_lock);
+    if (w->live.drift_on) {
+        extra[n++] = (maad_stat){"drift_alarm", w->live.drift.alarm, 0};
+        extra[n++] = (maad_stat){"drift_mean", w->live.drift.mean, 1};
+        extra[n++] = (maad_stat){"drift_reject_rate", w->live.drift.reject_rate, 1};
+    }
+    pthread_mutex_unlock(&w->live_lock);
+    return maad_pub_tick(w->o.pub, maad_now_ns(), extra, n);
 }
 
 /* How often the worker's loop and the keep-alive thread look at the
@@ -838,6 +974,12 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     if (o->archive)
         w->keep = malloc((size_t)o->batch_max * w->keep_bytes);
     int made = model_make(&w->m, &o->model, o->batch_max);
+    if (o->drift.window_frames > 0 &&
+        maad_drift_create(&o->drift, o->cal.mu, o->cal.threshold, &w->drift, err, errlen) !=
+            MAA_OK) {
+        maad_worker_free(w);
+        return MAA_ERR;
+    }
     /* w->m is the model from here on; the caller's may be freed by a swap. */
     memset(&w->o.model, 0, sizeof w->o.model);
     if (made != MAA_OK || !w->img || !w->res || !w->batch || !w->scratch ||
@@ -851,6 +993,11 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     pthread_mutex_init(&w->live_lock, NULL);
     pthread_cond_init(&w->model_taken, NULL);
     share_live(w);
+    if (w->drift) {
+        char how[400];
+        drift_describe(w, how, sizeof how);
+        maad_log(w->o.log, MAAD_LOG_INFO, "drift alarm: watching %s", how);
+    }
     w->wd_usec = maad_notify_watchdog_usec();
     w->sum_t_ns = maad_mono_ns();
     w->sum_next_ns = w->sum_t_ns + (uint64_t)o->summary_interval_s * 1000000000u;
@@ -900,6 +1047,7 @@ void maad_worker_free(maad_worker *w)
     free(w->keep);
     free(w->res);
     free(w->batch);
+    maad_drift_free(w->drift);
     free(w);
 }
 

@@ -381,12 +381,12 @@ static void test_heartbeat(void)
                       .threshold = 2, .model = MODEL};
     maad_pub_verdict(p, &v, err, sizeof err);
     /* A worker's loop: tick every 10 ms for 1.5 s of real time. */
-    maad_stat extra[2] = {{"ring_overflow", 12}, {"fps", 29.5}};
+    maad_stat extra[3] = {{"ring_overflow", 12, 0}, {"fps", 29.5, 0}, {"rate", 0, 1}};
     int beats = 0;
     msg m;
     uint64_t end = maad_now_ns() + 1500000000ull;
     while (maad_now_ns() < end) {
-        maad_pub_tick(p, maad_now_ns(), extra, 2);
+        maad_pub_tick(p, maad_now_ns(), extra, 3);
         while (recv_msg(sub, &m, 10)) {
             CHECK(strcmp(m.topic, "maad.cam0.heartbeat") == 0, "%s", m.topic);
             CHECK(m.parts == 2);
@@ -396,6 +396,9 @@ static void test_heartbeat(void)
             CHECK(jint(o2, "seq_next") >= 1);
             CHECK(jint(st, "reject") == 1 && jint(st, "ring_overflow") == 12);
             CHECK_NEAR(json_number_value(json_object_get(st, "fps")), 29.5, 1e-12);
+            /* A real, whole or not. */
+            CHECK(json_is_real(json_object_get(st, "rate")) &&
+                  json_real_value(json_object_get(st, "rate")) == 0);
             beats++;
             msg_free(&m);
         }

@@ -13,7 +13,10 @@
  * its verdict as published and the frame's pixels at camera resolution
  * (test_archive_records, test_archive_overflow).  On a CUDA device,
  * also the worker's 8-bit frame path (test_device_frames), and the archive's
- * frames out of the engine's frame buffers (test_device_archive). */
+ * frames out of the engine's frame buffers (test_device_archive).  The
+ * drift alarm fed with every judged frame, started again by a calibration
+ * that judges otherwise and by a model, not by the same calibration again,
+ * its state in the live read-out and the heartbeat (test_drift_alarm). */
 #include <dirent.h>
 #include <jansson.h>
 #include <math.h>
@@ -46,6 +49,8 @@ static uint8_t *handed_over[64];
 static int nhanded;
 /* The archive the next rig's worker hands its records to; NULL: none. */
 static maad_archive *rig_archive;
+/* The next rig's drift alarm; window_frames 0: none. */
+static maad_drift_opts rig_drift;
 
 /* The worker's to_image: odd frame ids are copied into the buffer given,
  * as the camera module's conversion does; even ones are handed over where
@@ -182,7 +187,8 @@ static int rig_up_engine(rig *r, int batch_max, double timeout_ms, double delay_
                            .test_delay_ms = delay_ms,
                            .test_in_engine = in_engine ? rig_in_engine : NULL,
                            .heartbeat_ms = 50, .log = &r->log,
-                           .max_failed_batches = 3, .on_failing = on_failing, .user = r};
+                           .max_failed_batches = 3, .on_failing = on_failing, .user = r,
+                           .drift = rig_drift};
     if (maad_worker_start(&wo, &r->w, err, sizeof err)) {
         CHECK(0, "rig: %s", err);
         return -1;
@@ -865,6 +871,87 @@ static int under(const msg *m, int old)
     return ok;
 }
 
+/* The live read-out's drift state once it shows frames judged parts in
+ * the window (the worker shares it after each batch); 0 when it does not
+ * within 5 s. */
+static int drift_frames(rig *r, int frames, maad_worker_live *l)
+{
+    for (int i = 0; i < 500; i++) {
+        maad_worker_get_live(r->w, l);
+        if (l->drift.frames == frames)
+            return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+/* The drift alarm on the worker's verdicts: 4 passes judged (no alarm),
+ * then a calibration that rejects every part starts the window again (6
+ * rejects in it, not the passes before) and raises the reject-rate alarm,
+ * which a heartbeat carries; the same calibration set again (a SIGHUP that
+ * reloads the same file) keeps the window and the alarm; a model swapped
+ * in starts the window again, the alarm cleared. */
+static void test_drift_alarm(void)
+{
+    rig r;
+    /* The reject rate alone (mean_fraction 0), over 8 parts, from 4 on. */
+    rig_drift = (maad_drift_opts){.window_frames = 8, .window_s = 600, .min_frames = 4,
+                                  .reject_rate = 0.5};
+    int up = rig_up(&r, 2, 10, 0, 64, 1e30);
+    rig_drift = (maad_drift_opts){0};
+    if (up)
+        return;
+    msg m;
+    int got = 0;
+    maad_worker_live l;
+    for (int id = 1; id <= 4; id++)
+        frame(&r, (uint64_t)id);
+    while (got < 4 && next_verdict(&r, &m))
+        got++;
+    CHECK(drift_frames(&r, 4, &l) && l.drift_on, "%d frames in the window", l.drift.frames);
+    CHECK(l.drift.passes == 4 && l.drift.judging && l.drift.alarm == 0);
+    maad_worker_set_calibration(r.w, &rejects_all);
+    for (int id = 5; id <= 10; id++)
+        frame(&r, (uint64_t)id);
+    while (got < 10 && next_verdict(&r, &m))
+        got++;
+    CHECK(drift_frames(&r, 6, &l), "%d frames in the window", l.drift.frames);
+    CHECK(l.drift.rejects == 6 && l.drift.alarm == MAAD_DRIFT_REJECTS &&
+          l.drift.raised_rejects == 1 && l.drift.threshold == -1, "alarm %d, rejects %d",
+          l.drift.alarm, l.drift.rejects);
+    /* A heartbeat from now on says so. */
+    static char buf[1 << 16];
+    int beat = -1;
+    for (int tries = 0; tries < 20 && beat != MAAD_DRIFT_REJECTS; tries++) {
+        int k = recv_message(r.sub, buf, sizeof buf);
+        if (k < 0)
+            break;
+        json_t *o = k == 0 ? json_loads(buf, 0, NULL) : NULL;
+        json_t *st = json_object_get(o, "stats");
+        if (st) {
+            beat = (int)json_integer_value(json_object_get(st, "drift_alarm"));
+            CHECK(json_real_value(json_object_get(st, "drift_reject_rate")) == 1);
+            CHECK(json_is_null(json_object_get(st, "drift_mean")));
+        }
+        json_decref(o);
+    }
+    CHECK(beat == MAAD_DRIFT_REJECTS, "heartbeat drift_alarm %d", beat);
+    maad_worker_set_calibration(r.w, &rejects_all);
+    for (int id = 11; id <= 12; id++)
+        frame(&r, (uint64_t)id);
+    while (got < 12 && next_verdict(&r, &m))
+        got++;
+    CHECK(drift_frames(&r, 8, &l), "%d frames in the window", l.drift.frames);
+    CHECK(l.drift.alarm == MAAD_DRIFT_REJECTS && l.drift.raised_rejects == 1);
+    maad_worker_stats st;
+    if (swap_to_model2(&r, inspector2()) >= 0) {
+        CHECK(drift_frames(&r, 0, &l), "%d frames in the window", l.drift.frames);
+        CHECK(l.drift.alarm == 0 && l.drift.raised_rejects == 1);
+    }
+    rig_down(&r, &st);
+    CHECK(got == 12 && st.calibrations == 2 && st.models == 1);
+}
+
 /* A model handed over while a batch fills: the frames batched so far are
  * judged at once, as one batch, by the old model (not 60 s later, when the
  * batch would time out); every frame after by the new one, at its own size
@@ -1399,6 +1486,7 @@ int main(void)
     RUN(test_model_swap);
     RUN(test_model_swap_in_engine);
     RUN(test_model_swap_resets_failures);
+    RUN(test_drift_alarm);
     RUN(test_unencodable_reason);
     RUN(test_long_reason);
     RUN(test_stats_line);
