@@ -396,6 +396,41 @@ static void collect(void *user, maad_text *t)
         maad_metric_head(t, "maad_curve_client_keys", "gauge", "Subscriber keys allowed");
         maad_metric(t, "maad_curve_client_keys", l, ps.curve_keys);
     }
+    if (w.drift_on) {
+        /* The drift alarm (docs/operations.md, "Drift alarm"); NaN where a
+         * value is not watched, or not known yet. */
+        const maad_drift_state *s = &w.drift;
+        labelled_family(t, l, "maad_drift_alarm", "gauge",
+                        "The drift alarm, by cause: 1 raised, 0 quiet", "cause",
+                        (labelled[]){{"mean", (s->alarm & MAAD_DRIFT_MEAN) != 0},
+                                     {"reject_rate", (s->alarm & MAAD_DRIFT_REJECTS) != 0}},
+                        2);
+        labelled_family(t, l, "maad_drift_alarms_total", "counter",
+                        "Drift alarms raised, by cause", "cause",
+                        (labelled[]){{"mean", (double)s->raised_mean},
+                                     {"reject_rate", (double)s->raised_rejects}},
+                        2);
+        const family g[] = {
+            {"maad_drift_window_frames", "gauge", "Judged parts in the drift window",
+             s->frames},
+            {"maad_drift_pass_score_mean", "gauge",
+             "Mean score of the passes in the drift window", s->mean},
+            {"maad_drift_reject_ratio", "gauge",
+             "Share of the judged parts in the drift window rejected", s->reject_rate},
+            {"maad_drift_baseline_score", "gauge",
+             "The calibration's mean good-part score mu", s->mu},
+            {"maad_drift_pass_score_mean_low", "gauge",
+             "The drift alarm's lower limit of the mean", s->mean_low},
+            {"maad_drift_pass_score_mean_high", "gauge",
+             "The drift alarm's upper limit of the mean", s->mean_high},
+            {"maad_drift_reject_ratio_limit", "gauge",
+             "The drift alarm's limit of the reject share", s->reject_limit},
+        };
+        for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+            maad_metric_head(t, g[i].name, g[i].type, g[i].help);
+            maad_metric(t, g[i].name, l, g[i].v);
+        }
+    }
     if (d->archive) {
         maad_archive_stats as;
         maad_archive_get_stats(d->archive, &as);
@@ -535,7 +570,11 @@ static int start(maad *d, char *err, size_t errlen)
         .heartbeat_ms = c->publish.heartbeat_ms,
         .summary_interval_s = c->log.summary_interval_s, .log = &d->log,
         .max_failed_batches = c->engine.max_failed_batches, .on_failing = engine_failing,
-        .user = d};
+        .user = d,
+        .drift = {.window_frames = c->drift.enabled ? c->drift.window_frames : 0,
+                  .window_s = c->drift.window_s, .min_frames = c->drift.min_frames,
+                  .mean_fraction = c->drift.mean_fraction,
+                  .reject_rate = c->drift.reject_rate}};
     if (maad_worker_start(&wo, &d->worker, err, errlen) != MAA_OK)
         return MAA_ERR;
     if (c->metrics.listen[0]) {
