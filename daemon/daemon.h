@@ -476,6 +476,10 @@ void maad_drift_reset(maad_drift *d, double mu, double threshold);
  * maad_drift_get's alarm); 0 when none did. */
 int maad_drift_add(maad_drift *d, uint64_t t_ns, int reject, double score);
 void maad_drift_get(const maad_drift *d, maad_drift_state *s);
+/* What it watches, for a log line: "the last 1000 judged parts of at most
+ * 600 s, from 50 of them: the passes' mean score within 0.91..1.09 (mu 1,
+ * threshold 1.3), at most 10 % rejected". */
+void maad_drift_describe(const maad_drift *d, char *buf, size_t n);
 
 /* ---- capture hand-off and the inspection worker (worker.c) ---------------
  * The capture thread hands every camera event to maad_worker_frame or

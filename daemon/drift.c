@@ -182,6 +182,20 @@ int maad_drift_add(maad_drift *d, uint64_t t_ns, int reject, double score)
     return changed;
 }
 
+void maad_drift_describe(const maad_drift *d, char *buf, size_t n)
+{
+    maad_drift_state s;
+    maad_drift_get(d, &s);
+    char mean[160] = "the passes' mean score not watched", rate[96] = "";
+    if (isfinite(s.mean_high))
+        snprintf(mean, sizeof mean, "the passes' mean score within %.4g..%.4g (mu %.4g, "
+                 "threshold %.4g)", s.mean_low, s.mean_high, s.mu, s.threshold);
+    if (isfinite(s.reject_limit))
+        snprintf(rate, sizeof rate, ", at most %.3g %% rejected", 100 * s.reject_limit);
+    snprintf(buf, n, "the last %d judged parts of at most %.4g s, from %d of them: %s%s",
+             s.window_frames, s.window_s, s.min_frames, mean, rate);
+}
+
 void maad_drift_get(const maad_drift *d, maad_drift_state *s)
 {
     double clear_low, clear_high;

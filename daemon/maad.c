@@ -149,6 +149,16 @@ static int exposure_warning(const maad_config *c, char *buf, size_t n)
     return 1;
 }
 
+/* The worker's drift alarm as the drift section sets it; window_frames 0:
+ * none. */
+static maad_drift_opts drift_opts(const maad_config *c)
+{
+    return (maad_drift_opts){.window_frames = c->drift.enabled ? c->drift.window_frames : 0,
+                             .window_s = c->drift.window_s, .min_frames = c->drift.min_frames,
+                             .mean_fraction = c->drift.mean_fraction,
+                             .reject_rate = c->drift.reject_rate};
+}
+
 static int check_config(maad *d)
 {
     char err[MAA_ERRLEN + 64];
@@ -167,6 +177,22 @@ static int check_config(maad *d)
            "pixel threshold %.6g, min region area %d; rule %s\n",
            d->cal.n, d->cal.mu, d->cal.sigma, d->cal.gamma, d->cal.threshold,
            d->cal.pixel_threshold, d->cal.min_region_area, maa_rule_name(d->cal.rule));
+    /* The drift alarm's band comes from the calibration: the operator
+     * setting drift.* sees it before the line does. */
+    maad_drift_opts dopts = drift_opts(&d->cfg);
+    maad_drift *drift = NULL;
+    char how[400];
+    if (!dopts.window_frames)
+        printf("# drift alarm: off (drift.enabled false)\n");
+    else if (maad_drift_create(&dopts, d->cal.mu, d->cal.threshold, &drift, how, sizeof how) ==
+             MAA_OK) {
+        maad_drift_describe(drift, how, sizeof how);
+        maad_drift_free(drift);
+        printf("# drift alarm: watching %s\n", how);
+    } else {
+        fprintf(stderr, "maad: %s\n", how);
+        return 1;
+    }
     printf("# configuration OK\n");
     return 0;
 }
@@ -571,10 +597,7 @@ static int start(maad *d, char *err, size_t errlen)
         .summary_interval_s = c->log.summary_interval_s, .log = &d->log,
         .max_failed_batches = c->engine.max_failed_batches, .on_failing = engine_failing,
         .user = d,
-        .drift = {.window_frames = c->drift.enabled ? c->drift.window_frames : 0,
-                  .window_s = c->drift.window_s, .min_frames = c->drift.min_frames,
-                  .mean_fraction = c->drift.mean_fraction,
-                  .reject_rate = c->drift.reject_rate}};
+        .drift = drift_opts(c)};
     if (maad_worker_start(&wo, &d->worker, err, errlen) != MAA_OK)
         return MAA_ERR;
     if (c->metrics.listen[0]) {

@@ -394,21 +394,6 @@ static void publish_drops(maad_worker *w, const maad_drops *d)
 
 /* ---- drift alarm ------------------------------------------------------------ */
 
-/* What the alarm watches, for the lines that start it and restart it. */
-static void drift_describe(const maad_worker *w, char *buf, size_t n)
-{
-    maad_drift_state s;
-    maad_drift_get(w->drift, &s);
-    char mean[160] = "the passes' mean score not watched", rate[96] = "";
-    if (isfinite(s.mean_high))
-        snprintf(mean, sizeof mean, "the passes' mean score within %.4g..%.4g (mu %.4g, "
-                 "threshold %.4g)", s.mean_low, s.mean_high, s.mu, s.threshold);
-    if (isfinite(s.reject_limit))
-        snprintf(rate, sizeof rate, ", at most %.3g %% rejected", 100 * s.reject_limit);
-    snprintf(buf, n, "the last %d judged parts of at most %.4g s, from %d of them: %s%s",
-             s.window_frames, s.window_s, s.min_frames, mean, rate);
-}
-
 /* One line a transition: a warning when a cause is raised, a notice when
  * it clears, with fields an operator (or a journal watcher) filters on. */
 static void drift_log(maad_worker *w, int cause, const maad_drift_state *s)
@@ -493,7 +478,7 @@ static void drift_rebase(maad_worker *w, const maa_calibration *old)
     maad_drift_get(w->drift, &s);
     maad_drift_reset(w->drift, w->cal.mu, w->cal.threshold);
     char how[400];
-    drift_describe(w, how, sizeof how);
+    maad_drift_describe(w->drift, how, sizeof how);
     if (s.alarm) {
         const char *f[] = {"MAAD_DRIFT=reset", "MAAD_DRIFT_ALARM=0"};
         maad_log_fields(w->o.log, MAAD_LOG_NOTICE, f, 2, "drift alarm reset by the new %s: "
@@ -995,7 +980,7 @@ int maad_worker_start(const maad_worker_opts *o, maad_worker **out, char *err,
     share_live(w);
     if (w->drift) {
         char how[400];
-        drift_describe(w, how, sizeof how);
+        maad_drift_describe(w->drift, how, sizeof how);
         maad_log(w->o.log, MAAD_LOG_INFO, "drift alarm: watching %s", how);
     }
     w->wd_usec = maad_notify_watchdog_usec();

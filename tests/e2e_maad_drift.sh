@@ -116,6 +116,23 @@ PYEOF
 }
 
 run drifting drifting "$nd" 5631
+check "--check-config names the band the calibration gives the alarm" \
+    "$PY" - "$MAAD" drifting.yaml <<'PYEOF'
+import re, subprocess, sys, yaml
+out = subprocess.run([sys.argv[1], "--check-config", sys.argv[2]], capture_output=True,
+                     text=True, check=True).stdout
+c = yaml.safe_load(open("cal.yaml"))
+m = re.search(r"^# drift alarm: watching the last 40 judged parts of at most 600 s, from 20 of "
+              r"them: the passes' mean score within (\S+)\.\.(\S+) \(mu", out, re.M)
+assert m, out
+band = 0.3 * (c["threshold"] - c["mu"])
+lo, hi = map(float, m.groups())
+assert abs(lo - (c["mu"] - band)) < 1e-3 * band and abs(hi - (c["mu"] + band)) < 1e-3 * band, \
+    (lo, hi, c["mu"], band)
+PYEOF
+sed 's/^drift:$/drift:\n  enabled: false/' drifting.yaml >off.yaml
+"$MAAD" --check-config off.yaml 2>&1 | grep -q "^# drift alarm: off (drift.enabled false)$" &&
+    ok "--check-config: the alarm off" || fail "drift off" "$("$MAAD" --check-config off.yaml 2>&1 | tail -3)"
 grep -q "info: drift alarm: watching the last 40 judged parts of at most 600 s, from 20 of them" \
     drifting.log && ok "the start names what the alarm watches" ||
     fail "no start line" "$(grep -i drift drifting.log)"
