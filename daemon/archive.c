@@ -409,19 +409,11 @@ static int write_new(const char *path, const void *data, size_t len)
         errno = e;
         return MAA_ERR;
     }
-    const char *p = data;
-    while (len > 0) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            int e = k < 0 ? errno : ENOSPC;
-            close(fd);
-            errno = e;
-            return MAA_ERR;
-        }
-        p += k;
-        len -= (size_t)k;
+    int e = maa_write_all(fd, data, len);
+    if (e) {
+        close(fd);
+        errno = e;
+        return MAA_ERR;
     }
     if (fdatasync(fd) != 0) {
         int e = errno;

@@ -168,19 +168,13 @@ static int write_new(const char *path, const char *text, mode_t mode, char *err,
                                  : strerror(errno));
         return MAA_ERR;
     }
-    size_t n = strlen(text);
-    ssize_t w = write(fd, text, n);
-    int e = errno;
-    if (fsync(fd) != 0 && w == (ssize_t)n) {
+    int e = maa_write_all(fd, text, strlen(text));
+    if (!e && fsync(fd) != 0)
         e = errno;
-        w = -1;
-    }
-    if (close(fd) != 0 && w == (ssize_t)n) {
+    if (close(fd) != 0 && !e)
         e = errno;
-        w = -1;
-    }
-    if (w != (ssize_t)n) {
-        snprintf(err, errlen, "%.200s: %s", path, w < 0 ? strerror(e) : "short write");
+    if (e) {
+        snprintf(err, errlen, "%.200s: %s", path, strerror(e));
         unlink(path);
         return MAA_ERR;
     }

@@ -242,6 +242,9 @@ int maa_read_file(const char *path, size_t max, const char *what, uint8_t **buf,
  * over path, which replaces a link at path instead of writing through it.
  * A reader never sees half a file.  A path that is (or links to) a device,
  * pipe or socket is written to directly: there is no file to replace. */
+/* All len bytes of data to fd, through short writes and EINTR: 0, or the
+ * errno of the failure (ENOSPC for a write that writes nothing). */
+int maa_write_all(int fd, const void *data, size_t len);
 int maa_write_file(const char *path, const void *data, size_t len, char *err,
                    size_t errlen);
 

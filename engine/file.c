@@ -114,8 +114,7 @@ static int create_beside(const char *path, char *tmp, size_t n, char *err, size_
     return fd;
 }
 
-/* All of data to fd; 0, or the errno of the failure. */
-static int write_all(int fd, const void *data, size_t len)
+int maa_write_all(int fd, const void *data, size_t len)
 {
     const uint8_t *p = data;
     size_t done = 0;
@@ -125,6 +124,9 @@ static int write_all(int fd, const void *data, size_t len)
             continue;
         if (w < 0)
             return errno;
+        /* A write of nothing would repeat for ever: the disk is full. */
+        if (w == 0)
+            return ENOSPC;
         done += (size_t)w;
     }
     return 0;
@@ -137,7 +139,7 @@ int maa_write_file(const char *path, const void *data, size_t len, char *err, si
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
         int fd = open(path, O_WRONLY | O_CLOEXEC);
-        int bad = fd < 0 ? errno : write_all(fd, data, len);
+        int bad = fd < 0 ? errno : maa_write_all(fd, data, len);
         if (fd >= 0 && close(fd) != 0 && !bad)
             bad = errno;
         if (bad)
@@ -148,7 +150,7 @@ int maa_write_file(const char *path, const void *data, size_t len, char *err, si
     int fd = create_beside(path, tmp, sizeof tmp, err, errlen);
     if (fd < 0)
         return MAA_ERR;
-    int bad = write_all(fd, data, len);
+    int bad = maa_write_all(fd, data, len);
     if (close(fd) != 0 && !bad)
         bad = errno;
     /* rename replaces whatever stands at path, a link included, without

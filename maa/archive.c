@@ -118,15 +118,7 @@ static int rewrite_record(const maa_cli_record *r, const char *dir, const char *
         snprintf(err, errlen, "%s: cannot write beside it: %s", r->json, strerror(errno));
         return MAA_ERR;
     }
-    size_t len = strlen(text), done = 0;
-    int bad = 0;
-    while (!bad && done < len) {
-        ssize_t w = write(fd, text + done, len - done);
-        if (w < 0 && errno != EINTR)
-            bad = errno;
-        else if (w > 0)
-            done += (size_t)w;
-    }
+    int bad = maa_write_all(fd, text, strlen(text));
     if (!bad && fchmod(fd, st.st_mode & 07777))
         bad = errno;
     if (!bad && geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid))
@@ -257,15 +249,7 @@ static int export_frame(const char *who, const maa_cli_record *r, const char *ou
         fprintf(stderr, "%s: %s; left out\n", who, err);
         return SKIPPED;
     }
-    int fd = mkstemp(tmp), bad = fd < 0 ? errno : 0;
-    size_t done = 0;
-    while (!bad && done < len) {
-        ssize_t w = write(fd, buf + done, len - done);
-        if (w < 0 && errno != EINTR)
-            bad = errno;
-        else if (w > 0)
-            done += (size_t)w;
-    }
+    int fd = mkstemp(tmp), bad = fd < 0 ? errno : maa_write_all(fd, buf, len);
     free(buf);
     if (fd >= 0 && !bad && fchmod(fd, 0644))
         bad = errno;
