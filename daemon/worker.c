@@ -402,8 +402,13 @@ static void drift_log(maad_worker *w, int cause, const maad_drift_state *s)
     char f[7][96], text[512];
     int n = 0;
     const size_t fl = sizeof f[0];
-    const double limit = cause == MAAD_DRIFT_REJECTS ? s->reject_limit
-                         : s->mean < s->mu ? s->mean_low : s->mean_high;
+    /* The line crossed: the limit when raised, the clearing line when
+     * cleared, on the side of mu the mean is. */
+    const int low = s->mean < s->mu;
+    const double limit = cause == MAAD_DRIFT_REJECTS ? raised ? s->reject_limit : s->reject_clear
+                         : raised ? low ? s->mean_low : s->mean_high
+                         : low    ? s->mean_clear_low
+                                  : s->mean_clear_high;
     const double value = cause == MAAD_DRIFT_REJECTS ? s->reject_rate : s->mean;
     const int frames = cause == MAAD_DRIFT_REJECTS ? s->frames : s->passes;
     snprintf(f[n++], fl, "MAAD_DRIFT=%s", cause == MAAD_DRIFT_REJECTS ? "reject_rate" : "mean");
@@ -421,7 +426,7 @@ static void drift_log(maad_worker *w, int cause, const maad_drift_state *s)
                  "is %s %.4g (mu %.4g %s %.3g of the way to the threshold %.4g): the parts "
                  "or the images are no longer those of the calibration (tool wear, "
                  "lighting, lens); see docs/operations.md, \"Drift alarm\"", frames, value,
-                 value < s->mu ? "below" : "above", limit, s->mu, value < s->mu ? "-" : "+",
+                 low ? "below" : "above", limit, s->mu, low ? "-" : "+",
                  w->o.drift.mean_fraction, s->threshold);
     else if (cause == MAAD_DRIFT_MEAN)
         snprintf(text, sizeof text, "drift alarm over: the mean score of the last %d passes, "
@@ -435,7 +440,7 @@ static void drift_log(maad_worker *w, int cause, const maad_drift_state *s)
     else
         snprintf(text, sizeof text, "drift alarm over: %d of the last %d judged parts "
                  "rejected (%.3g %%), at most %.3g %%", s->rejects, frames, 100 * value,
-                 100 * s->reject_clear);
+                 100 * limit);
     maad_log_fields(w->o.log, raised ? MAAD_LOG_WARNING : MAAD_LOG_NOTICE, fp, n, "%s", text);
 }
 

@@ -7,8 +7,19 @@
 # images like the calibration's, raises nothing although the alarm judges
 # it all along.  The alarm's defaults but for a window of 40 parts (so
 # that a replay of a few seconds fills it); the scores are checked first
-# with `maa infer`: most drifted parts still pass.
+# with `maa infer`: most drifted parts still pass.  The drifting replay once
+# more under "systemd" (INVOCATION_ID set, a journald socket of the test's
+# own): the journal records carry the MAAD_DRIFT fields.
 . "$(dirname "$0")/../scripts/e2e-lib.sh"
+# The journal's records are read from a socket of the test's own at
+# journald's path, in a mount namespace (unshare -m); without one that part
+# is skipped.
+if [ -z "${E2E_MNTNS:-}" ]; then
+    if unshare -m true 2>/dev/null; then
+        E2E_MNTNS=1 exec unshare -m bash "$0" "$@"
+    fi
+    E2E_MNTNS=none
+fi
 e2e_isolate "$@"
 e2e_need_build
 cd "$E2E_TMP"
@@ -188,4 +199,64 @@ assert val("maad_drift_alarms_total", ',cause="reject_rate"') == 0
 low, high = val("maad_drift_pass_score_mean_low"), val("maad_drift_pass_score_mean_high")
 assert low < val("maad_drift_pass_score_mean") < high
 PYEOF
+
+if [ "$E2E_MNTNS" = none ]; then
+    skip "the journal's fields" "no mount namespace (unshare -m)"
+    e2e_summary
+    exit
+fi
+# journald's socket, in this namespace only (a tmpfs over /run): each record
+# as a JSON object a line.
+mount -t tmpfs -o size=1m tmpfs /run && mkdir -p /run/systemd/journal ||
+    { fail "a tmpfs over /run"; e2e_summary; exit 1; }
+"$PY" - /run/systemd/journal/socket journal.jsonl >journal.err 2>&1 <<'PYEOF' &
+import json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "w") as f:
+    while True:
+        d, rec = s.recv(1 << 16), {}
+        while d:
+            line, _, rest = d.partition(b"\n")
+            if b"=" in line:
+                k, _, v = line.partition(b"=")
+                d = rest
+            else:   # KEY\n, a 64-bit little-endian size, the value, \n
+                k, (n,) = line, struct.unpack("<Q", rest[:8])
+                v, d = rest[8:8 + n], rest[9 + n:]
+            rec[k.decode()] = v.decode()
+        f.write(json.dumps(rec) + "\n")
+        f.flush()
+PYEOF
+E2E_PIDS+=($!)
+e2e_wait_file /run/systemd/journal/socket 10
+sed 's/^  name: drifting$/  name: journal/; s/5631/5635/; s/5632/5636/' drifting.yaml >journal.yaml
+e2e_subscribe tcp://127.0.0.1:5635 journal.jsonl.v
+e2e_bg journal.log env INVOCATION_ID=e2e-drift "$MAAD" --config journal.yaml
+jm=$E2E_BG
+e2e_wait_count journal.jsonl.v . "$nd" 60 || fail "journal: fewer than $nd verdicts in 60 s"
+e2e_stop "$jm"
+rc=$?
+e2e_stop_sub journal.jsonl.v journal.jsonl
+[ "$rc" -eq 0 ] && ok "journal: maad exits 0" || fail "journal: maad exit $rc" "$(tail -3 journal.log)"
+check "journal: the mean raised at warning and cleared at notice, with their fields" \
+    "$PY" - journal.jsonl <<'PYEOF'
+import json, re, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert any(r.get("MESSAGE", "").startswith("ready: camera journal") for r in recs), \
+    "no ready record: %d records" % len(recs)
+mean = [r for r in recs if r.get("MAAD_DRIFT") == "mean"]
+assert [r["MAAD_DRIFT_ALARM"] for r in mean] == ["1", "0"], mean
+up, down = mean
+assert up["PRIORITY"] == "4" and down["PRIORITY"] == "5", (up["PRIORITY"], down["PRIORITY"])
+assert up["MESSAGE"].startswith("drift alarm: the mean score") and \
+    down["MESSAGE"].startswith("drift alarm over:"), (up["MESSAGE"], down["MESSAGE"])
+for r in mean:
+    assert r["MAAD_CAMERA"] == "journal" and re.fullmatch("[0-9a-f]{64}", r["MAAD_MODEL"]), r
+    assert float(r["MAAD_THRESHOLD"]) > 0 and int(r["MAAD_DRIFT_FRAMES"]) >= 20, r
+assert float(up["MAAD_DRIFT_VALUE"]) > float(up["MAAD_DRIFT_LIMIT"]), up
+assert float(down["MAAD_DRIFT_VALUE"]) <= float(down["MAAD_DRIFT_LIMIT"]), down
+assert float(down["MAAD_DRIFT_LIMIT"]) < float(up["MAAD_DRIFT_LIMIT"]), "no hysteresis"
+PYEOF
+umount -l /run
 e2e_summary
