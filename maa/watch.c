@@ -46,6 +46,7 @@ typedef struct {
     long long next_seq;       /* seq expected next */
     uint64_t last_hb_ns;      /* local clock; 0 before the first */
     int hb_late;              /* a "no heartbeat" note is out */
+    int drift;                /* the heartbeats' drift_alarm, as last noted */
 } camera_state;
 
 typedef struct {
@@ -90,8 +91,9 @@ static void usage(FILE *f)
             "  --key F      CURVE: this subscriber's certificate with its secret key\n"
             "               (maa keygen NAME writes NAME.key_secret; maad must list\n"
             "               NAME.key in publish.curve_clients)\n"
-            "  Notes (#) report seq gaps, refused handshakes, daemon restarts and heartbeats "
-            "missing > 2 s;\n"
+            "  Notes (#) report seq gaps, refused handshakes, daemon restarts, heartbeats "
+            "missing > 2 s\n"
+            "  and maad's drift alarm raised or cleared;\n"
             "  SIGINT/SIGTERM print a summary and exit.\n");
 }
 
@@ -279,6 +281,21 @@ static void on_heartbeat(watch *w, json_t *o, uint64_t now)
              (double)(now - c->last_hb_ns) / 1e9);
     c->hb_late = 0;
     c->last_hb_ns = now;
+    /* maad's drift alarm (docs/operations.md, "Drift alarm"): a note when
+     * it is raised or cleared.  Absent (the alarm off), or not one of its
+     * values: nothing. */
+    json_t *da = json_object_get(json_object_get(o, "stats"), "drift_alarm");
+    const long long drift = json_is_integer(da) ? json_integer_value(da) : -1;
+    if (drift >= 0 && drift <= 3 && drift != c->drift) {
+        if (drift)
+            note(w, "# %s: drift alarm: %s%s%s: the parts or the pictures have changed since "
+                 "the calibration (docs/operations.md, \"Drift alarm\")\n", c->name,
+                 drift & 1 ? "the passes' mean score has drifted" : "",
+                 drift == 3 ? ", " : "", drift & 2 ? "too many rejects" : "");
+        else
+            note(w, "# %s: drift alarm over\n", c->name);
+        c->drift = (int)drift;
+    }
     /* Verdicts go out before the heartbeat on the same connection, so every
      * seq below seq_next should have arrived by now -- if the subscription
      * lets verdicts through at all. */

@@ -107,6 +107,9 @@ drift:
   min_frames: 20
 EOC
     e2e_subscribe "tcp://127.0.0.1:$4" "$1.jsonl"
+    # An operator's view too: maa watch notes the alarm from the heartbeats.
+    e2e_bg "$1.watch" "$MAA" watch "tcp://127.0.0.1:$4" --passes count
+    local watcher=$E2E_BG
     e2e_maad_up "$1.yaml" "$1.log"
     e2e_wait_file "$1.jsonl.ready" 10 || fail "$1: no heartbeat"
     e2e_wait_count "$1.jsonl" . "$3" 60 || fail "$1: fewer than $3 verdicts in 60 s"
@@ -117,6 +120,7 @@ EOC
     e2e_stop "$E2E_MAAD"
     local rc=$?
     e2e_stop_sub "$1.jsonl" "$1.log"
+    e2e_stop "$watcher" 10
     [ "$rc" -eq 0 ] && ok "$1: maad exits 0" || fail "$1: maad exit $rc" "$(tail -3 "$1.log")"
     check "$1: one verdict per image, every one judged" "$PY" - "$1.jsonl" "$3" <<'PYEOF'
 import json, sys
@@ -175,6 +179,14 @@ assert any(a == 0 for a in states[first:]), "never back to 0: %s" % states
 assert states[-1] == 0 and isinstance(hb[-1]["drift_mean"], float), hb[-1]
 assert all(a in (0, 1, 2, 3) for a in states), states
 PYEOF
+check "drifting: maa watch notes the alarm raised on the mean, then over" \
+    "$PY" - drifting.watch <<'PYEOF'
+import sys
+notes = [l for l in open(sys.argv[1]).read().splitlines() if l.startswith("# drifting: drift")]
+assert notes and notes[0].startswith(
+    "# drifting: drift alarm: the passes' mean score has drifted") and \
+    notes[-1] == "# drifting: drift alarm over", notes
+PYEOF
 check "drifting: /metrics counts one mean alarm, none raised now" \
     grep -qzE 'maad_drift_alarm\{camera="drifting",cause="mean"\} 0
 .*maad_drift_alarms_total\{camera="drifting",cause="mean"\} 1
@@ -184,6 +196,10 @@ check "drifting: /metrics counts one mean alarm, none raised now" \
 run stationary stationary "$ns" 5633
 ! grep -q "drift alarm:" <(grep -v "info: drift alarm: watching" stationary.log) &&
     ok "stationary: no alarm in the log" || fail "stationary: alarm" "$(grep 'drift alarm' stationary.log)"
+# (It connects while maad starts: it may miss the first parts.)
+! grep -q "drift" stationary.watch && grep -qE "^# summary: [1-9][0-9]* frames" stationary.watch &&
+    ok "stationary: maa watch saw the parts and no alarm" ||
+    fail "stationary: maa watch" "$(tail -3 stationary.watch)"
 check "stationary: every heartbeat drift_alarm 0; the alarm judged a full window" \
     "$PY" - stationary.jsonl.hb stationary.metrics <<'PYEOF'
 import json, re, sys

@@ -87,9 +87,9 @@ class Daemon:
         self.sock.send_multipart(parts)
         self.seq += 1
 
-    def heartbeat(self):
+    def heartbeat(self, **stats):
         msg = {"v": 1, "camera": self.camera, "t_ns": time.time_ns(),
-               "seq_next": self.seq, "stats": {"pass": 0}}
+               "seq_next": self.seq, "stats": dict({"pass": 0}, **stats)}
         self.sock.send_multipart([("maad.%s.heartbeat" % self.camera).encode(),
                                   json.dumps(msg).encode()])
 
@@ -211,6 +211,35 @@ def test_gaps_restart_heartbeat():
         "# summary: 7 frames: 5 pass, 1 reject, 1 uninspected; 2 seq gaps "
         "(4 verdicts lost); 1 restarts; 1 heartbeat outages"),
         "summary: %r" % notes[-1:])
+
+
+def test_drift_alarm():
+    """maad's drift alarm, as its heartbeats carry it: a note when it is
+    raised (naming the cause) and when it clears, none while it stays, none
+    for a value it cannot have."""
+    d = Daemon()
+    w = watch()
+    out = Lines(w.stdout)
+    try:
+        check(d.wait_subscriber(), "watcher subscribed")
+        for alarm in (0, 0, 1, 1, 3, 7, "1", 0, 2):
+            d.heartbeat(drift_alarm=alarm, drift_mean=0.5, drift_reject_rate=0.0)
+        check(out.wait("# cam0: drift alarm: too many rejects", 10),
+              "no note of the reject share in 10 s")
+        w.send_signal(signal.SIGTERM)
+        w.wait(timeout=10)
+    finally:
+        if w.poll() is None:
+            w.kill()
+        d.close()
+    notes = [l for l in out.all() if l.startswith("# cam0: drift")]
+    tail = ': the parts or the pictures have changed since the calibration ' \
+        '(docs/operations.md, "Drift alarm")'
+    check(notes == ["# cam0: drift alarm: the passes' mean score has drifted" + tail,
+                    "# cam0: drift alarm: the passes' mean score has drifted, too many "
+                    "rejects" + tail,
+                    "# cam0: drift alarm over",
+                    "# cam0: drift alarm: too many rejects" + tail], "notes: %r" % notes)
 
 
 # The stream the --passes tests send, then the lines a person should see.
@@ -345,7 +374,7 @@ def main():
                                   'ip link set lo up && exec "$0" "$@"',
                                   sys.executable, os.path.abspath(__file__)])
         print("  SKIP: unshare -n is not permitted here")
-        skipped = 5
+        skipped = 6
     # A program missing is a broken build, not a test to skip.
     elif not os.access(MAA, os.X_OK):
         print("FAIL build: %s is not built: run make" % MAA)
@@ -358,6 +387,7 @@ def main():
     else:
         run(test_json_count)
         run(test_gaps_restart_heartbeat)
+        run(test_drift_alarm)
         run(test_passes_count)
         run(test_passes_count_terminal)
         run(test_timeout_and_usage)
