@@ -12,7 +12,7 @@
 # killed, with everything it started, and counted as a failure under its
 # name, so that one hung test does not hang the run.  The run time is
 # printed before the totals (.ci/run on the 2-core development machine,
-# 2026-12-04: 11 min 42 s with the build).  A sanitizer report in a
+# 2026-12-04: 15 min 2 s with the build).  A sanitizer report in a
 # program's output fails it too.
 set -u
 cd "$(dirname "$0")/.."
