@@ -518,10 +518,11 @@ void maad_zap_stop(maad_zap *z)
     free(z);
 }
 
-/* ---- a subscriber's failed handshakes ---------------------------------------- */
+/* ---- a subscriber's handshakes ------------------------------------------------- */
 
-void *maad_handshake_monitor(void *ctx, void *sock, char *err, size_t errlen)
+int maad_handshakes_open(maad_handshakes *h, void *ctx, void *sock, char *err, size_t errlen)
 {
+    memset(h, 0, sizeof *h);
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://maad-handshake-%p", sock);
     void *mon = NULL;
@@ -533,21 +534,24 @@ void *maad_handshake_monitor(void *ctx, void *sock, char *err, size_t errlen)
         snprintf(err, errlen, "handshake monitor: %s", zmq_strerror(zmq_errno()));
         if (mon)
             zmq_close(mon);
-        return NULL;
+        return MAA_ERR;
     }
     int linger = 0;
     zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof linger);
-    return mon;
+    h->monitor = mon;
+    return MAA_OK;
 }
 
-void maad_reconnect(void *sock, const char *endpoint)
+void maad_handshakes_close(maad_handshakes *h)
 {
-    /* ENOENT when libzmq has dropped the endpoint already: nothing to undo. */
-    zmq_disconnect(sock, endpoint);
-    zmq_connect(sock, endpoint);
+    if (h->monitor)
+        zmq_close(h->monitor);
+    h->monitor = NULL;
 }
 
-int maad_handshake_event(void *mon, char *why, size_t n)
+/* One event of the monitor: 0 when none was waiting, else
+ * MAAD_HANDSHAKE_FAILED or MAAD_HANDSHAKE_OK with "ENDPOINT: what". */
+static int handshake_event(void *mon, char *why, size_t n)
 {
     zmq_msg_t ev, addr;
     zmq_msg_init(&ev);
@@ -583,4 +587,32 @@ int maad_handshake_event(void *mon, char *why, size_t n)
     zmq_msg_close(&ev);
     zmq_msg_close(&addr);
     return got;
+}
+
+int maad_handshakes_poll(maad_handshakes *h, void *sock, const char *endpoint, uint64_t now,
+                         char *why, size_t n)
+{
+    int ev;
+    while ((ev = handshake_event(h->monitor, why, n))) {
+        if (ev == MAAD_HANDSHAKE_OK) {
+            if (!h->failed[0])
+                continue;
+            h->failed[0] = '\0';
+            return MAAD_HANDSHAKE_OK;
+        }
+        if (!h->retry_at)
+            h->retry_at = now + 1000000000ull;
+        if (strcmp(why, h->failed) != 0) {
+            snprintf(h->failed, sizeof h->failed, "%s", why);
+            return MAAD_HANDSHAKE_FAILED;
+        }
+    }
+    if (h->retry_at && now >= h->retry_at) {
+        h->retry_at = 0;
+        /* ENOENT when libzmq has dropped the endpoint already: nothing to
+         * undo. */
+        zmq_disconnect(sock, endpoint);
+        zmq_connect(sock, endpoint);
+    }
+    return 0;
 }

@@ -267,17 +267,27 @@ int maad_curve_cert_write(const char *dir, const char *name, maad_curve_cert *c,
 int maad_curve_client(void *sock, const char *server_key, const char *client_cert, char *err,
                       size_t errlen);
 
-/* A subscriber's handshakes, to tell the user why no verdict comes:
- * monitor returns a PAIR socket of ctx to poll for ZMQ_POLLIN beside sock
- * (close it before sock); after it, event reads one event: 0 when none was
- * waiting, else MAAD_HANDSHAKE_FAILED with "ENDPOINT: why", or
- * MAAD_HANDSHAKE_OK. */
+/* A subscriber's handshakes with its endpoint, to tell the user why no
+ * verdict comes (maa watch, maa-plc).  open watches sock's handshakes
+ * through a PAIR socket of ctx, monitor, to poll for ZMQ_POLLIN beside sock
+ * (close before sock).  poll, after such an event or on any loop turn,
+ * reads the events and, libzmq giving up on an endpoint whose handshake
+ * failed, connects sock to endpoint again a second after a failure (so
+ * that a key maad allows later is followed).  It returns
+ * MAAD_HANDSHAKE_FAILED with "ENDPOINT: why" for a failure not reported
+ * yet (one repeating at each retry is reported once), MAAD_HANDSHAKE_OK
+ * when one succeeds after a reported failure, 0 when there is nothing to
+ * report; call it until it returns 0.  now: CLOCK_MONOTONIC ns. */
 enum { MAAD_HANDSHAKE_FAILED = 1, MAAD_HANDSHAKE_OK = 2 };
-void *maad_handshake_monitor(void *ctx, void *sock, char *err, size_t errlen);
-int maad_handshake_event(void *mon, char *why, size_t n);
-/* libzmq does not retry an endpoint whose handshake was refused: a
- * subscriber calls this (after a pause) to try it again. */
-void maad_reconnect(void *sock, const char *endpoint);
+typedef struct {
+    void *monitor;
+    char failed[MAA_ERRLEN];    /* the failure last reported; "" since a success */
+    uint64_t retry_at;          /* 0: no retry pending */
+} maad_handshakes;
+int maad_handshakes_open(maad_handshakes *h, void *ctx, void *sock, char *err, size_t errlen);
+int maad_handshakes_poll(maad_handshakes *h, void *sock, const char *endpoint, uint64_t now,
+                         char *why, size_t n);
+void maad_handshakes_close(maad_handshakes *h);
 
 /* The ZAP handler: answers the CURVE handshakes of sockets in ctx, allowing
  * the keys of clients_dir.  Start it before such a socket binds. */

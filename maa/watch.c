@@ -477,31 +477,27 @@ int maa_cmd_watch(int argc, char **argv)
     const char *endpoint = argv[optind];
 
     void *ctx = zmq_ctx_new();
-    void *sock = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL, *mon = NULL;
+    void *sock = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
+    /* Refused handshakes are noted when their reason first comes or
+     * changes, and tried again every second: maa watch follows once maad
+     * allows its key (SIGHUP) or is restarted with the keys it expects. */
+    maad_handshakes hs = {0};
     char why[MAA_ERRLEN];
     snprintf(why, sizeof why, "%s", zmq_strerror(zmq_errno()));
     if (!sock || (key && maad_curve_client(sock, server_key, key, why, sizeof why)) ||
-        !(mon = maad_handshake_monitor(ctx, sock, why, sizeof why)) ||
+        maad_handshakes_open(&hs, ctx, sock, why, sizeof why) ||
         zmq_setsockopt(sock, ZMQ_SUBSCRIBE, topic, strlen(topic)) ||
         zmq_connect(sock, endpoint)) {
-        if (mon && sock)
+        if (hs.monitor)
             snprintf(why, sizeof why, "%s", zmq_strerror(zmq_errno()));
         fprintf(stderr, "maa watch: %s: %s\n", endpoint, why);
-        if (mon)
-            zmq_close(mon);
+        maad_handshakes_close(&hs);
         if (sock)
             zmq_close(sock);
         if (ctx)
             zmq_ctx_term(ctx);
         return 1;
     }
-    /* libzmq gives up on an endpoint whose handshake failed; maa watch
-     * connects again every second, so that it follows once maad allows its
-     * key (SIGHUP) or is restarted with the keys it expects.  The reason
-     * is noted when it first comes or changes. */
-    char refused[MAA_ERRLEN] = "";
-    uint64_t retry_at = 0;
-
     struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -522,7 +518,7 @@ int maa_cmd_watch(int argc, char **argv)
         }
         check_heartbeats(&w, now, start);
         zmq_pollitem_t item[2] = {{.socket = sock, .events = ZMQ_POLLIN},
-                                  {.socket = mon, .events = ZMQ_POLLIN}};
+                                  {.socket = hs.monitor, .events = ZMQ_POLLIN}};
         if (zmq_poll(item, 2, 200) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -530,23 +526,8 @@ int maa_cmd_watch(int argc, char **argv)
             rc = 1;
             break;
         }
-        int ev;
-        while ((item[1].revents & ZMQ_POLLIN) && (ev = maad_handshake_event(mon, why, sizeof why))) {
-            if (ev == MAAD_HANDSHAKE_OK) {
-                refused[0] = '\0';
-                continue;
-            }
-            if (strcmp(why, refused) != 0) {
-                snprintf(refused, sizeof refused, "%s", why);
-                note(&w, "# %s\n", why);
-            }
-            if (!retry_at)
-                retry_at = now + 1000000000ull;
-        }
-        if (retry_at && now >= retry_at) {
-            retry_at = 0;
-            maad_reconnect(sock, endpoint);
-        }
+        while (maad_handshakes_poll(&hs, sock, endpoint, maad_mono_ns(), why, sizeof why))
+            note(&w, "# %s\n", why);
         char tp[256], *js;
         size_t jl;
         int got;
@@ -563,7 +544,7 @@ int maa_cmd_watch(int argc, char **argv)
     summary(&w);
     int linger = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_close(mon);
+    maad_handshakes_close(&hs);
     zmq_close(sock);
     zmq_ctx_term(ctx);
     return rc;

@@ -58,12 +58,10 @@ typedef struct {
     uint64_t suppressed;    /* ... of them not logged since the last one logged */
     uint64_t last_refused_log;
     char last_refused[256]; /* the reason last logged */
-    /* Handshakes: libzmq gives up on a refused one, the bridge retries
-     * every second (maad's keys may be fixed by a SIGHUP), logging the
-     * reason when it first comes or changes. */
-    void *monitor;
-    uint64_t retry_at;      /* monotonic; 0: none pending */
-    char handshake[MAA_ERRLEN];
+    /* A refused handshake is logged once until it changes or one
+     * succeeds, and tried again every second (maad's keys may be fixed by
+     * a SIGHUP). */
+    maad_handshakes hs;
 } cam_input;
 
 typedef struct {
@@ -257,7 +255,7 @@ static int open_sockets(bridge *b, char *err, size_t errlen)
         char why[MAA_ERRLEN];
         if ((c->server_key[0] &&
              maad_curve_client(s, c->server_key, b->cfg.line.curve_key, why, sizeof why)) ||
-            !(b->in[k].monitor = maad_handshake_monitor(b->zctx, s, why, sizeof why))) {
+            maad_handshakes_open(&b->in[k].hs, b->zctx, s, why, sizeof why)) {
             snprintf(err, errlen, "camera %s: %s", c->name, why);
             return MAA_ERR;
         }
@@ -270,35 +268,22 @@ static int open_sockets(bridge *b, char *err, size_t errlen)
     return MAA_OK;
 }
 
-/* Camera k's handshakes: a failure logged (once until it changes or one
- * succeeds) and tried again a second later. */
+/* Camera k's handshakes: a failure logged as an error, the success that
+ * ends it as a notice. */
 static void read_handshakes(bridge *b, int k, uint64_t now_mono)
 {
-    cam_input *in = &b->in[k];
     char why[MAA_ERRLEN];
     int ev;
-    while ((ev = maad_handshake_event(in->monitor, why, sizeof why))) {
-        if (ev == MAAD_HANDSHAKE_OK) {
-            if (in->handshake[0])
-                maad_log(&b->log, MAAD_LOG_NOTICE, "camera %s: %s", b->cfg.cameras[k].name,
-                         why);
-            in->handshake[0] = '\0';
-            continue;
-        }
-        if (strcmp(why, in->handshake) != 0) {
-            maad_log(&b->log, MAAD_LOG_ERR, "camera %s: %s", b->cfg.cameras[k].name, why);
-            snprintf(in->handshake, sizeof in->handshake, "%s", why);
-        }
-        if (!in->retry_at)
-            in->retry_at = now_mono + 1000000000ull;
-    }
+    while ((ev = maad_handshakes_poll(&b->in[k].hs, b->socks[k], b->cfg.cameras[k].endpoint,
+                                      now_mono, why, sizeof why)))
+        maad_log(&b->log, ev == MAAD_HANDSHAKE_FAILED ? MAAD_LOG_ERR : MAAD_LOG_NOTICE,
+                 "camera %s: %s", b->cfg.cameras[k].name, why);
 }
 
 static void close_sockets(bridge *b)
 {
     for (int k = 0; k < b->cfg.ncameras; k++) {
-        if (b->in[k].monitor)
-            zmq_close(b->in[k].monitor);
+        maad_handshakes_close(&b->in[k].hs);
         if (b->socks[k])
             zmq_close(b->socks[k]);
     }
@@ -313,7 +298,7 @@ static int run(bridge *b)
     zmq_pollitem_t items[2 * MAA_PLC_MAX_CAMERAS];
     for (int k = 0; k < n; k++) {
         items[k] = (zmq_pollitem_t){.socket = b->socks[k], .events = ZMQ_POLLIN};
-        items[n + k] = (zmq_pollitem_t){.socket = b->in[k].monitor, .events = ZMQ_POLLIN};
+        items[n + k] = (zmq_pollitem_t){.socket = b->in[k].hs.monitor, .events = ZMQ_POLLIN};
     }
     uint64_t wd_usec = maad_notify_watchdog_usec(), last_wd = 0, last_summary = maad_mono_ns();
     uint64_t summary_ns = (uint64_t)b->cfg.log.summary_interval_s * 1000000000ull;
@@ -333,12 +318,7 @@ static int run(bridge *b)
         for (int k = 0; k < n; k++) {
             if (items[k].revents & ZMQ_POLLIN)
                 read_camera(b, k);
-            if (items[n + k].revents & ZMQ_POLLIN)
-                read_handshakes(b, k, now_mono);
-            if (b->in[k].retry_at && now_mono >= b->in[k].retry_at) {
-                b->in[k].retry_at = 0;
-                maad_reconnect(b->socks[k], b->cfg.cameras[k].endpoint);
-            }
+            read_handshakes(b, k, now_mono);
         }
         now_mono = maad_mono_ns();
         plc_tracker_tick(b->tracker, maad_now_ns(), now_mono);
