@@ -331,13 +331,11 @@ static double latency_quantile(const maad_worker *w, double q)
  * instead). */
 static void publish(maad_worker *w, const maad_verdict *v, const maa_image *frame, int log_it)
 {
-    maad_pub_stats ps;
-    maad_pub_get_stats(w->o.pub, &ps);
-    uint64_t seq = ps.seq_next, t_publish = 0;
+    uint64_t seq = 0, t_publish = 0;
     const maad_verdict *sent = v;
     maad_verdict u;
-    if (maad_pub_verdict_stamped(w->o.pub, v, &seq, &t_publish, w->err, sizeof w->err) !=
-        MAA_OK) {
+    int rc = maad_pub_verdict_stamped(w->o.pub, v, &seq, &t_publish, w->err, sizeof w->err);
+    if (rc != MAA_OK) {
         /* Only a malformed verdict is refused; publish the frame all the
          * same so that it is accounted for. */
         maad_log(w->o.log, MAAD_LOG_ERR, "%s", w->err);
@@ -345,10 +343,11 @@ static void publish(maad_worker *w, const maad_verdict *v, const maa_image *fram
                            .verdict = MAAD_UNINSPECTED, .reason = "internal error",
                            .threshold = v->threshold, .model = v->model};
         sent = &u;
-        maad_pub_verdict_stamped(w->o.pub, &u, &seq, &t_publish, NULL, 0);
+        rc = maad_pub_verdict_stamped(w->o.pub, &u, &seq, &t_publish, NULL, 0);
     }
-    /* After the send: the archive's copy never delays a verdict. */
-    if (w->o.archive)
+    /* After the send: the archive's copy never delays a verdict.  The
+     * publisher gives the seq it spent, so no verdict it refused is kept. */
+    if (w->o.archive && rc == MAA_OK)
         maad_archive_put(w->o.archive, sent, seq, t_publish, frame);
     note_latency(w, v->t_capture_ns);
     if (log_it)
