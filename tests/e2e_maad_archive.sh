@@ -83,7 +83,12 @@ if fd < 0 or libc.inotify_add_watch(fd, d.encode(), MODIFY | CLOSE_WRITE | MOVED
     sys.exit(1)
 files = {}
 for n in os.listdir(d):
-    files[n] = os.stat(os.path.join(d, n)).st_size
+    # maad may delete it between the listing and the stat (a restart's
+    # budget, or the run under way): its DELETE event comes all the same.
+    try:
+        files[n] = os.stat(os.path.join(d, n)).st_size
+    except FileNotFoundError:
+        pass
 moving = {}
 most_files, most_bytes, events, lost = len(files), sum(files.values()), 0, 0
 stop = []
